@@ -88,7 +88,7 @@ def _commands() -> list[Command]:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as err:
-            if err.name == name:  # stage not built yet
+            if err.name and name.startswith(err.name):  # stage not built yet
                 continue
             raise
         commands.extend(getattr(module, "COMMANDS", []))
