@@ -1,0 +1,76 @@
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from pairlab import models
+from pairlab.models import ModelError
+
+
+def test_unknown_spec_names_field_and_hint():
+    with pytest.raises(ModelError) as err:
+        models.resolve_model("no-such-model")
+    assert err.value.field == "model"
+    assert "tiny-random-llama" in str(err.value)
+
+
+def test_local_dir_without_config_is_rejected(tmp_path):
+    with pytest.raises(ModelError, match="no config.json"):
+        models.resolve_model(str(tmp_path))
+
+
+def test_hub_id_resolves_without_network():
+    assert models.resolve_model("Qwen/Qwen2-0.5B-Instruct").kind == "hub"
+
+
+def test_cpu_compute_dtype_follows_cpu_features():
+    expected = torch.bfloat16 if models.cpu_has_native_bf16() else torch.float32
+    assert models.pick_compute_dtype("cpu") == expected
+    assert models.pick_compute_dtype("cpu", "float32") == torch.float32
+    assert models.precision_flags(torch.float32) == {"bf16": False, "fp16": False}
+    assert models.precision_flags(torch.bfloat16) == {"bf16": True, "fp16": False}
+    with pytest.raises(ModelError):
+        models.pick_compute_dtype("cpu", "int3")
+
+
+def test_tiny_random_llama_has_smollm2_tokenizer_and_loads_4bit():
+    import bitsandbytes as bnb
+
+    resolved = models.resolve_model(models.TINY)
+    files = {p.name for p in Path(resolved.path).iterdir()}
+    assert "model.safetensors" in files and not any(f.endswith(".bin") for f in files)
+    tok = models.load_tokenizer(models.TINY)
+    assert tok.chat_template and "<|im_start|>" in tok.chat_template
+    model = models.load_model(models.TINY, quantization="4bit")
+    assert any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
+    ids = tok("hello world", return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**ids).logits
+    assert logits.shape[-1] == model.config.vocab_size
+    assert torch.isfinite(logits).all()
+
+
+def test_tiny_full_precision_is_deterministic():
+    a = models.load_model(models.TINY, quantization="none", dtype="float32")
+    b = models.load_model(models.TINY, quantization="none", dtype="float32")
+    for (na, pa), (_, pb) in zip(a.named_parameters(), b.named_parameters()):
+        assert torch.equal(pa, pb), na
+
+
+@pytest.mark.slow
+def test_embedded_smollm2_4bit_answers_a_chat_prompt_coherently(smollm2_tokenizer):
+    import bitsandbytes as bnb
+
+    resolved = models.resolve_model(models.EMBEDDED)
+    config = json.loads((Path(resolved.path) / "config.json").read_text())
+    assert "quantization_config" not in config  # GGUF's would block the 4-bit load
+    model = models.load_model(models.EMBEDDED, quantization="4bit")
+    assert any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
+    msgs = [{"role": "user", "content": "What is the capital of France? Answer in one sentence."}]
+    enc = smollm2_tokenizer.apply_chat_template(msgs, add_generation_prompt=True,
+                                                return_tensors="pt", return_dict=True)
+    with torch.no_grad():
+        out = model.generate(**enc, max_new_tokens=24, do_sample=False)
+    answer = smollm2_tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert "Paris" in answer, answer
