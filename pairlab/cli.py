@@ -48,9 +48,11 @@ def add_input_args(parser: argparse.ArgumentParser, *, flag: str = "--input",
     parser.add_argument(flag, dest=dest, required=required, metavar="SPEC",
                         help="pairs to read: a .jsonl/.json/.parquet file, a directory of them, "
                              "or a hub dataset id (online; add --split)")
-    prefix = "" if dest == "input" else f"{dest}-"
+    # Companion options follow the flag's name: --input -> --format, --map ...;
+    # --from -> --from-format, --from-map ...; --eval-from -> --eval-from-map ...
+    prefix = "" if flag == "--input" else f"{flag.lstrip('-')}-"
     parser.add_argument(f"--{prefix}format", dest=f"{dest}_format", default="auto",
-                        help="layout: auto (detect), h4, raw, argilla, generic, pairs (default: auto)")
+                        help="layout: auto (detect), h4, raw, argilla, hh, generic, pairs")
     parser.add_argument(f"--{prefix}map", dest=f"{dest}_map", action="append", default=[],
                         metavar="FIELD=PATH",
                         help="map a schema field to a (dotted) input field, e.g. "
@@ -62,7 +64,7 @@ def add_input_args(parser: argparse.ArgumentParser, *, flag: str = "--input",
     parser.add_argument(f"--{prefix}pairing", dest=f"{dest}_pairing", default="best-vs-random",
                         help="raw UltraFeedback only: best-vs-random | best-vs-worst | all-pairs")
     parser.add_argument(f"--{prefix}seed", dest=f"{dest}_seed", type=int, default=0,
-                        help="raw UltraFeedback only: seed for best-vs-random (default 0)")
+                        help="raw UltraFeedback only: seed for best-vs-random")
 
 
 def read_input(args: argparse.Namespace, dest: str = "input"):
@@ -125,6 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"pairlab {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `pairlab inspect ... | head`
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return int(code or 0)
 
 

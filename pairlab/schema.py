@@ -55,14 +55,18 @@ class PairDataError(ValueError):
     """
 
     def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
-                 field: str | None = None, hint: str | None = None):
-        self.file, self.line, self.field, self.hint = file, line, field, hint
+                 field: str | None = None, hint: str | None = None, row: int | None = None):
+        # ``line`` is a 1-based text line (JSONL, YAML); ``row`` a 0-based record index
+        # (Parquet, JSON arrays, hub datasets: what ``df.iloc[row]`` / ``ds[row]`` shows).
+        self.file, self.line, self.field, self.hint, self.row = file, line, field, hint, row
         self.message = message
         where = []
         if file is not None:
             where.append(str(file))
         if line is not None:
             where.append(f"line {line}")
+        if row is not None:
+            where.append(f"row {row}")
         if field is not None:
             where.append(f"field '{field}'")
         text = (": ".join([", ".join(where), message]) if where else message)

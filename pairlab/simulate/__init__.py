@@ -1,1 +1,18 @@
-"""simulate"""
+"""Synthetic UltraFeedback with known truth, and label-noise injection into real pairs.
+
+* :func:`simulate` - raw-layout records (4 completions per prompt, latent quality known).
+* :func:`write_simulation` - raw files + the pairs the reader makes of them + manifest.
+* :func:`simulate_pairs` - (train pairs, eval pairs) in memory, through the same reader.
+* :func:`inject_noise` - flip a seeded share of labels in any pairs table, and say which.
+"""
+from __future__ import annotations
+
+from .config import SimulateConfig
+from .generate import SimResult, raw_discordance, simulate
+from .noise import inject_noise, rating_gap
+from .templates import TOPICS
+from .write import label_noise_rate, simulate_pairs, write_noisy_pairs, write_simulation
+
+__all__ = ["SimResult", "SimulateConfig", "TOPICS", "inject_noise", "label_noise_rate",
+           "rating_gap", "raw_discordance", "simulate", "simulate_pairs", "write_noisy_pairs",
+           "write_simulation"]

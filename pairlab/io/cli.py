@@ -1,0 +1,52 @@
+"""``pairlab convert`` and ``pairlab inspect``: normalize any layout, or look at it first."""
+from __future__ import annotations
+
+import argparse
+
+from ..cli import Command, add_input_args, read_input
+
+
+def _convert_arguments(parser: argparse.ArgumentParser) -> None:
+    add_input_args(parser)
+    parser.add_argument("--out", required=True, metavar="FILE",
+                        help="output: .parquet (canonical pairs table) or .jsonl")
+    parser.add_argument("--trl", action="store_true",
+                        help="write instead the dataset TRL's DPOTrainer takes (prompt messages, "
+                             "chosen/rejected as one assistant message, pair_id): .parquet, "
+                             ".jsonl, or a directory (datasets.save_to_disk)")
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from . import write_pairs, write_trl_dataset
+
+    df = read_input(args)
+    stats = df.attrs.get("read_stats", {})
+    path = write_trl_dataset(df, args.out) if args.trl else write_pairs(df, args.out)
+    extra = f", {stats['ties_dropped']} ties dropped" if stats.get("ties_dropped") else ""
+    print(f"wrote {len(df)} pairs to {path} (layout {stats.get('layout')}, "
+          f"{stats.get('records')} records read{extra}, {stats.get('flagged', 0)} flagged)")
+    return 0
+
+
+def _inspect_arguments(parser: argparse.ArgumentParser) -> None:
+    add_input_args(parser)
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--examples", type=int, default=2, metavar="N",
+                        help="example rows shown per flag")
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from ..artifacts import to_json
+    from .summary import format_summary, summarize_pairs
+
+    summary = summarize_pairs(read_input(args), examples=args.examples)
+    print(to_json(summary) if args.json else format_summary(summary))
+    return 0
+
+
+COMMANDS = [
+    Command("convert", "normalize preference data in any layout to the pairs table",
+            _convert_arguments, _convert),
+    Command("inspect", "summarize preference data before curating it (layout, scores, flags)",
+            _inspect_arguments, _inspect),
+]

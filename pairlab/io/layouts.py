@@ -1,0 +1,304 @@
+"""Layouts of preference data and how each becomes rows of the pairs schema.
+
+Layouts (``--format``):
+
+* ``h4``      HuggingFaceH4/ultrafeedback_binarized: string ``prompt``, ``chosen``/``rejected``
+              as full conversations (prompt turns + the assistant answer), ``score_*`` 1-10.
+* ``raw``     openbmb/UltraFeedback: ``instruction`` + ``completions[]`` with per-aspect
+              annotations; binarized into pairs by :mod:`pairlab.io.raw`.
+* ``argilla`` argilla/ultrafeedback-binarized-preferences(-cleaned): ``chosen-rating``,
+              ``chosen-model``... (ratings are 1-5 means of the aspects).
+* ``hh``      Anthropic hh-rlhf: "Human: ... Assistant: ..." transcripts parsed into messages.
+* ``generic`` ``prompt``/``chosen``/``rejected`` as strings or message lists (TRL standard and
+              conversational, explicit or implicit prompt).
+* ``pairs``   a pairs table pairlab wrote (read back as is).
+
+h4, argilla, hh and generic differ only in field names and prompt parsing, so one
+function (:func:`flat_rows`) reads all four; field names are resolved by
+:mod:`pairlab.io.fields` aliases and ``--map``.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..schema import FLOAT_COLUMNS, PAIR_COLUMNS, PairDataError, as_messages, validate_pairs
+from .fields import ARGILLA_LEAVES, MISSING, describe_fields
+from .sources import RecordBatch
+
+LAYOUTS = ("h4", "raw", "argilla", "hh", "generic", "pairs")
+FORMAT_ALIASES = {"ultrafeedback-binarized": "h4", "ultrafeedback": "raw", "trl": "generic",
+                  "hh-rlhf": "hh", "auto": "auto"}
+
+#: Fields a flat layout reads (everything else in a record is carried as an extra column).
+FLAT_FIELDS = ["prompt", "chosen", "rejected", "prompt_id", "source", "chosen_model",
+               "rejected_model", *FLOAT_COLUMNS]
+_STRING_FIELDS = ("prompt_id", "source", "chosen_model", "rejected_model")
+_NA_STRINGS = frozenset({"", "n/a", "na", "nan", "none", "null"})
+
+
+def canonical_format(name: str) -> str:
+    name = (name or "auto").strip().lower()
+    name = FORMAT_ALIASES.get(name, name)
+    if name != "auto" and name not in LAYOUTS:
+        raise PairDataError(f"unknown format '{name}'", field="--format",
+                            hint=f"choose auto or one of {', '.join(LAYOUTS)}")
+    return name
+
+
+# ---------------------------------------------------------------- detection
+
+def detect_layout(record: dict[str, Any], plan: dict[str, str]) -> str | None:
+    """Name the layout of a record (after ``--map`` and aliases), or None when none fits."""
+    if all(col in record for col in PAIR_COLUMNS):
+        return "pairs"
+    if isinstance(record.get("completions"), list) and "instruction" in record:
+        return "raw"
+    chosen, rejected = record.get("chosen", MISSING), record.get("rejected", MISSING)
+    if chosen is MISSING or rejected is MISSING:
+        return None
+    prompt = record.get("prompt", MISSING)
+    used_leaves = {path.rsplit(".", 1)[-1] for path in plan.values()} | set(record)
+    if used_leaves & ARGILLA_LEAVES:  # before h4: Argilla-cleaned also has message lists
+        return "argilla"
+    if isinstance(chosen, (list, np.ndarray)) and isinstance(prompt, str):
+        return "h4"
+    text = prompt if isinstance(prompt, str) else (chosen if prompt is MISSING else None)
+    if isinstance(text, str) and _HH_START.match(text):
+        return "hh"
+    return "generic"
+
+
+def unknown_layout_error(batch: RecordBatch, index: int = 0) -> PairDataError:
+    return PairDataError(
+        "unknown layout: no reader fits this record (tried: pairs, raw, h4, argilla, hh, generic)",
+        **batch.where(index),
+        hint=f"fields seen: {describe_fields(batch.records[index])}; name the format with "
+             "--format, or point schema fields at yours with --map chosen=PATH --map rejected=PATH",
+    )
+
+
+# ---------------------------------------------------------------- Human/Assistant transcripts
+
+_HH_START = re.compile(r"^\s*(Human|User):", re.IGNORECASE)
+_HH_TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):[ \t]?")
+
+
+def parse_transcript(text: str) -> list[dict[str, str]]:
+    """'\\n\\nHuman: hi\\n\\nAssistant: hello' -> [{user: hi}, {assistant: hello}].
+
+    hh-rlhf separates turns with a blank line before 'Human:'/'Assistant:'; text before
+    the first marker (rare) is kept as a user turn.
+    """
+    text = text.lstrip("\n")
+    parts = _HH_TURN.split(text)
+    messages = []
+    if parts[0].strip():
+        messages.append({"role": "user", "content": parts[0].strip()})
+    for speaker, content in zip(parts[1::2], parts[2::2]):
+        role = "user" if speaker == "Human" else "assistant"
+        messages.append({"role": role, "content": content.strip()})
+    return messages
+
+
+# ---------------------------------------------------------------- flat layouts
+
+def _messages(value: Any, batch: RecordBatch, index: int, field: str) -> list[dict[str, str]]:
+    """Validate a message list: dicts with a string role and string content."""
+    out = []
+    for turn, message in enumerate(value):
+        if not isinstance(message, dict) or "role" not in message or "content" not in message:
+            raise PairDataError(f"message {turn} is not a {{role, content}} object",
+                                field=field, **batch.where(index))
+        content = message["content"]
+        if content is None:
+            content = ""
+        if not isinstance(content, str) or not isinstance(message["role"], str):
+            raise PairDataError(f"message {turn} has non-string role/content "
+                                f"({type(content).__name__})", field=field, **batch.where(index))
+        out.append({"role": message["role"], "content": content})
+    return out
+
+
+def _completion_kind(value: Any, batch: RecordBatch, index: int, field: str) -> str:
+    if value is MISSING:
+        raise PairDataError("missing required field", field=field, **batch.where(index),
+                            hint=f"fields seen: {describe_fields(batch.records[index])}; "
+                                 f"map yours with --map {field}=PATH")
+    if value is None or isinstance(value, str):
+        return "text"
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return "messages"
+    raise PairDataError(f"wrong type: expected a string or a list of messages, got "
+                        f"{type(value).__name__}", field=field, **batch.where(index))
+
+
+def _string_prefix_prompt(chosen: str, rejected: str) -> tuple[str, str, str]:
+    """TRL's ``extract_prompt`` for standard (string) implicit-prompt pairs, exactly."""
+    idx = 0
+    for idx in range(min(len(chosen), len(rejected))):
+        if chosen[idx] != rejected[idx]:
+            if chosen[idx - 1] == " ":
+                idx -= 1
+            break
+    return chosen[:idx], chosen[idx:], rejected[idx:]
+
+
+def _split_conversations(prompt: Any, chosen: list, rejected: list, batch: RecordBatch,
+                         index: int) -> tuple[list[dict[str, str]], str, str]:
+    """Full conversations -> (prompt messages, chosen text, rejected text).
+
+    The context is everything before the last turn; it must be the same on both sides
+    (otherwise the two answers do not answer the same prompt) and the last turn must be
+    the assistant's. This is the prompt extraction DPOTrainer needs for H4-style rows.
+    """
+    if not chosen or not rejected:
+        side = "chosen" if not chosen else "rejected"
+        raise PairDataError("empty message list", field=side, **batch.where(index))
+    for side, conv in (("chosen", chosen), ("rejected", rejected)):
+        if conv[-1]["role"] != "assistant":
+            raise PairDataError(f"last message is '{conv[-1]['role']}', expected 'assistant'",
+                                field=side, **batch.where(index))
+    context = chosen[:-1]
+    if context != rejected[:-1]:
+        raise PairDataError("chosen and rejected conversations differ before their last turn",
+                            field="rejected", **batch.where(index),
+                            hint="a pair must answer the same prompt")
+    if isinstance(prompt, list):
+        if not context:
+            context = prompt
+        elif context[:len(prompt)] != prompt:
+            context = prompt + context
+    elif not context:
+        if prompt is MISSING or prompt is None:
+            raise PairDataError("missing required field (no prompt and no context turns)",
+                                field="prompt", **batch.where(index))
+        context = [{"role": "user", "content": str(prompt)}]
+    return context, chosen[-1]["content"], rejected[-1]["content"]
+
+
+def _row_texts(record: dict, batch: RecordBatch, index: int, layout: str
+               ) -> tuple[list[dict[str, str]], str, str]:
+    prompt = record.get("prompt", MISSING)
+    chosen = record.get("chosen", MISSING)
+    rejected = record.get("rejected", MISSING)
+    kinds = (_completion_kind(chosen, batch, index, "chosen"),
+             _completion_kind(rejected, batch, index, "rejected"))
+    if kinds[0] != kinds[1]:
+        raise PairDataError("wrong type: chosen and rejected must both be strings or both "
+                            "message lists", field="rejected", **batch.where(index))
+    if isinstance(prompt, (list, tuple, np.ndarray)):
+        prompt = _messages(prompt, batch, index, "prompt")
+    elif prompt is not MISSING and prompt is not None and not isinstance(prompt, str):
+        raise PairDataError(f"wrong type: expected a string or a list of messages, got "
+                            f"{type(prompt).__name__}", field="prompt", **batch.where(index))
+
+    if kinds[0] == "messages":
+        return _split_conversations(prompt, _messages(chosen, batch, index, "chosen"),
+                                    _messages(rejected, batch, index, "rejected"), batch, index)
+
+    chosen, rejected = chosen or "", rejected or ""
+    if layout == "hh" and prompt is MISSING:  # full transcripts on both sides
+        return _split_conversations(MISSING, parse_transcript(chosen), parse_transcript(rejected),
+                                    batch, index)
+    if prompt is MISSING or prompt is None:
+        if prompt is None:
+            raise PairDataError("prompt is null", field="prompt", **batch.where(index))
+        text, chosen, rejected = _string_prefix_prompt(chosen, rejected)
+        return [{"role": "user", "content": text}], chosen, rejected
+    if isinstance(prompt, list):
+        return prompt, chosen, rejected
+    if layout == "hh":
+        messages = parse_transcript(prompt)
+        if messages and messages[-1]["role"] == "assistant" and not messages[-1]["content"]:
+            messages = messages[:-1]  # a prompt ending in an empty "Assistant:" cue
+        return messages or [{"role": "user", "content": prompt}], chosen, rejected
+    return [{"role": "user", "content": prompt}], chosen, rejected
+
+
+def flat_rows(batch: RecordBatch, records: list[dict], layout: str) -> pd.DataFrame:
+    """Records of a flat layout (h4, argilla, hh, generic) -> pre-schema rows.
+
+    ``records`` are the batch's records after ``--map``/aliases were applied; positions
+    still come from ``batch`` so errors point at the input file.
+    """
+    rows = []
+    for index, record in enumerate(records):
+        prompt, chosen, rejected = _row_texts(record, batch, index, layout)
+        row = {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+        for key, value in record.items():
+            if key in ("prompt", "chosen", "rejected"):
+                continue
+            if layout == "h4" and key == "messages":
+                continue  # H4's `messages` repeats the chosen conversation
+            row[key] = value
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    coerce_scores(df, batch)
+    for col in _STRING_FIELDS:
+        if col in df:
+            _check_scalar(df[col], batch, col)
+            df[col] = df[col].map(lambda v: "" if v is None or (isinstance(v, float) and np.isnan(v))
+                                  else str(v))
+    return df
+
+
+def _check_scalar(values: pd.Series, batch: RecordBatch, field: str) -> None:
+    bad = values.map(lambda v: isinstance(v, (dict, list, tuple, np.ndarray)))
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise PairDataError(f"wrong type: expected a scalar, got {type(values.iloc[i]).__name__}",
+                            field=field, **batch.where(i))
+
+
+def coerce_scores(df: pd.DataFrame, batch: RecordBatch) -> None:
+    """Scores -> float in place: numbers and numeric strings kept; None/'N/A' -> NaN.
+
+    Anything else (a word, a list, a bool) is a wrong type: the first offender is named.
+    """
+    for col in FLOAT_COLUMNS:
+        if col not in df:
+            continue
+        raw = df[col]
+        if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
+            df[col] = raw.astype(float)  # the common case: no per-value checks needed
+            continue
+        raw = raw.astype(object)
+        nested = raw.map(lambda v: isinstance(v, (dict, list, tuple, np.ndarray)))
+        if nested.any():
+            i = int(np.flatnonzero(nested.to_numpy())[0])
+            raise PairDataError(f"wrong type: expected a number, got {type(raw.iloc[i]).__name__}",
+                                field=col, **batch.where(i))
+        numeric = pd.to_numeric(raw, errors="coerce")
+        allowed_missing = raw.map(lambda v: v is None or isinstance(v, float) or (
+            isinstance(v, str) and v.strip().lower() in _NA_STRINGS))
+        bad = raw.map(lambda v: isinstance(v, bool)) | (numeric.isna() & ~allowed_missing)
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise PairDataError(f"wrong type: expected a number, got {raw.iloc[i]!r}",
+                                field=col, **batch.where(i),
+                                hint="scores must be numbers, numeric strings, null or 'N/A'")
+        df[col] = numeric.astype(float)
+
+
+# ---------------------------------------------------------------- pairs (already normalized)
+
+def pairs_frame(df: pd.DataFrame, name: str) -> pd.DataFrame:
+    """A pairs table read back from disk: messages as lists, dtypes restored; ids kept as is."""
+    validate_pairs(df, file=name)
+    df = df.copy()
+    df["prompt"] = [as_messages(m) for m in df["prompt"]]
+    for col in FLOAT_COLUMNS:
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+    for col in ("pair_id", "prompt_id", "prompt_text", "chosen", "rejected", "source",
+                "chosen_model", "rejected_model", "flags"):
+        df[col] = df[col].fillna("").astype(str)
+    extra = [c for c in df.columns if c not in PAIR_COLUMNS]
+    return df[list(PAIR_COLUMNS) + extra].reset_index(drop=True)
+
+
+__all__ = ["LAYOUTS", "canonical_format", "detect_layout", "flat_rows",
+           "pairs_frame", "parse_transcript", "unknown_layout_error", "coerce_scores"]

@@ -1,0 +1,181 @@
+"""Binarize raw openbmb/UltraFeedback records (one prompt, N rated completions) into pairs.
+
+Score of a completion, by strategy (``--binarize``):
+
+* ``mean-aspects``  mean of the four aspect Ratings, "N/A" ignored (Argilla's fix: the
+  original ``overall_score`` is a critique score that disagrees with the aspect ratings
+  on many rows, which put low-quality answers in ``chosen``);
+* ``overall-score`` the original ``overall_score`` (1-10), as H4's binarization used;
+* ``fine-grained``  ``fine-grained_score`` (the mean of the aspect ratings UltraFeedback
+  shipped, 1-5).
+
+Pairing (``--pairing``), over the completions that have a score:
+
+* ``best-vs-random`` highest score vs one strictly lower completion drawn at random,
+  seeded per prompt (``seed`` + instruction text), so it does not depend on row order;
+* ``best-vs-worst``  highest vs lowest;
+* ``all-pairs``      every two completions with different scores.
+
+A prompt whose candidates all tie gives no pair: it is counted in ``ties_dropped``
+(ties carry no preference signal for DPO). The first completion wins a tie for best.
+"""
+from __future__ import annotations
+
+import math
+import random
+from typing import Any
+
+import pandas as pd
+
+from ..schema import ASPECTS, PairDataError
+from .sources import RecordBatch
+
+STRATEGIES = ("mean-aspects", "overall-score", "fine-grained")
+PAIRINGS = ("best-vs-random", "best-vs-worst", "all-pairs")
+#: Record keys the raw layout consumes; every other record-level key is carried through.
+RAW_KEYS = ("instruction", "completions", "models", "source")
+
+
+def _number(value: Any, batch: RecordBatch, index: int, field: str) -> float:
+    """A rating as float; None / "N/A" / "" -> NaN; anything else non-numeric is an error."""
+    if value is None or isinstance(value, bool):
+        if isinstance(value, bool):
+            raise PairDataError(f"wrong type: expected a number, got {value!r}", field=field,
+                                **batch.where(index))
+        return math.nan
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.upper() in ("N/A", "NA", ""):
+            return math.nan
+        try:
+            return float(text)
+        except ValueError:
+            pass
+    raise PairDataError(f"wrong type: expected a number or 'N/A', got {value!r}", field=field,
+                        **batch.where(index))
+
+
+def _aspect_rating(annotations: Any, aspect: str, batch: RecordBatch, index: int,
+                   field: str) -> float:
+    if not isinstance(annotations, dict):
+        return math.nan
+    entry = annotations.get(aspect)
+    if isinstance(entry, list):  # some exports wrap each aspect in a one-element list
+        entry = entry[0] if entry else None
+    if not isinstance(entry, dict):
+        return math.nan
+    return _number(entry.get("Rating"), batch, index, f"{field}.annotations.{aspect}.Rating")
+
+
+def _completion(raw: Any, strategy: str, batch: RecordBatch, index: int, k: int) -> dict:
+    field = f"completions[{k}]"
+    if not isinstance(raw, dict):
+        raise PairDataError(f"wrong type: expected an object, got {type(raw).__name__}",
+                            field=field, **batch.where(index))
+    response = raw.get("response")
+    if not isinstance(response, str) and response is not None:
+        raise PairDataError(f"wrong type: expected a string, got {type(response).__name__}",
+                            field=f"{field}.response", **batch.where(index))
+    if "response" not in raw:
+        raise PairDataError("missing required field", field=f"{field}.response",
+                            **batch.where(index))
+    ratings = {a: _aspect_rating(raw.get("annotations"), a, batch, index, field) for a in ASPECTS}
+    if strategy == "mean-aspects":
+        known = [r for r in ratings.values() if not math.isnan(r)]
+        score = sum(known) / len(known) if known else math.nan
+    elif strategy == "overall-score":
+        score = _number(raw.get("overall_score"), batch, index, f"{field}.overall_score")
+    else:
+        score = _number(raw.get("fine-grained_score"), batch, index, f"{field}.fine-grained_score")
+    latent = raw.get("latent_quality")
+    return {"response": response or "", "model": str(raw.get("model") or ""), "score": score,
+            "ratings": ratings,
+            "latent": float(latent) if isinstance(latent, (int, float)) and not isinstance(latent, bool)
+            else None}
+
+
+def _pairs_of(scores: list[float], pairing: str, rng: random.Random) -> tuple[list[tuple[int, int]], int]:
+    """(chosen index, rejected index) pairs among scored completions, and the ties dropped."""
+    scored = [i for i, s in enumerate(scores) if not math.isnan(s)]
+    if pairing == "all-pairs":
+        pairs, ties = [], 0
+        for a_pos, a in enumerate(scored):
+            for b in scored[a_pos + 1:]:
+                if scores[a] == scores[b]:
+                    ties += 1
+                else:
+                    pairs.append((a, b) if scores[a] > scores[b] else (b, a))
+        return pairs, ties
+    best = max(scored, key=lambda i: scores[i])  # max keeps the first of equal maxima
+    if pairing == "best-vs-worst":
+        worst = min(scored, key=lambda i: scores[i])
+        return ([], 1) if scores[worst] == scores[best] else ([(best, worst)], 0)
+    lower = [i for i in scored if scores[i] < scores[best]]
+    return ([], 1) if not lower else ([(best, rng.choice(lower))], 0)
+
+
+def binarize(batch: RecordBatch, records: list[dict], strategy: str = "mean-aspects",
+             pairing: str = "best-vs-random", seed: int = 0) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Raw records -> pre-schema pair rows and counts (prompts, ties dropped, unscored...)."""
+    if strategy not in STRATEGIES:
+        raise PairDataError(f"unknown binarization '{strategy}'", field="--binarize",
+                            hint=f"choose one of {', '.join(STRATEGIES)}")
+    if pairing not in PAIRINGS:
+        raise PairDataError(f"unknown pairing '{pairing}'", field="--pairing",
+                            hint=f"choose one of {', '.join(PAIRINGS)}")
+    rows: list[dict[str, Any]] = []
+    stats = {"completions": 0, "completions_unscored": 0, "prompts_too_few_scored": 0,
+             "ties_dropped": 0}
+    for index, record in enumerate(records):
+        instruction = record.get("instruction")
+        if not isinstance(instruction, str):
+            raise PairDataError("missing required field" if instruction is None else
+                                f"wrong type: expected a string, got {type(instruction).__name__}",
+                                field="instruction", **batch.where(index))
+        raw_completions = record.get("completions")
+        if not isinstance(raw_completions, list):
+            raise PairDataError("missing required field" if raw_completions is None else
+                                "wrong type: expected a list of completions",
+                                field="completions", **batch.where(index))
+        completions = [_completion(c, strategy, batch, index, k) for k, c in enumerate(raw_completions)]
+        scores = [c["score"] for c in completions]
+        n_scored = sum(not math.isnan(s) for s in scores)
+        stats["completions"] += len(completions)
+        stats["completions_unscored"] += len(completions) - n_scored
+        if n_scored < 2:
+            stats["prompts_too_few_scored"] += 1
+            continue
+        rng = random.Random(f"{seed}\x00{instruction}")
+        pairs, ties = _pairs_of(scores, pairing, rng)
+        stats["ties_dropped"] += ties
+        extras = {k: v for k, v in record.items() if k not in RAW_KEYS}
+        for c_idx, r_idx in pairs:
+            rows.append(_pair_row(instruction, record, completions[c_idx], completions[r_idx], extras))
+    if stats["completions"] and stats["completions_unscored"] == stats["completions"]:
+        raise PairDataError(f"no completion has a score under --binarize {strategy}",
+                            file=batch.name, field="completions",
+                            hint=f"try another strategy: {', '.join(STRATEGIES)}")
+    return pd.DataFrame(rows), stats
+
+
+def _pair_row(instruction: str, record: dict, chosen: dict, rejected: dict, extras: dict) -> dict:
+    row: dict[str, Any] = {
+        "prompt": [{"role": "user", "content": instruction}],
+        "chosen": chosen["response"], "rejected": rejected["response"],
+        "score_chosen": chosen["score"], "score_rejected": rejected["score"],
+        "source": str(record.get("source") or ""),
+        "chosen_model": chosen["model"], "rejected_model": rejected["model"],
+    }
+    for aspect in ASPECTS:
+        row[f"chosen_{aspect}"] = chosen["ratings"][aspect]
+        row[f"rejected_{aspect}"] = rejected["ratings"][aspect]
+    if chosen["latent"] is not None or rejected["latent"] is not None:
+        # Simulator ground truth: is the pair oriented the way the hidden quality says?
+        both = chosen["latent"] is not None and rejected["latent"] is not None
+        row["chosen_latent_quality"] = chosen["latent"] if chosen["latent"] is not None else math.nan
+        row["rejected_latent_quality"] = rejected["latent"] if rejected["latent"] is not None else math.nan
+        row["true_preference_correct"] = (chosen["latent"] > rejected["latent"]) if both else None
+    row.update(extras)
+    return row

@@ -1,0 +1,53 @@
+"""Helpers for tests/simulate (importable by name; conftest names collide across folders)."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pairlab.simulate.templates import PREFIXES, SUFFIXES
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
+
+
+def shared_file(relative: str) -> Path:
+    """A file under ../shared/data, or skip cleanly when it is absent."""
+    path = SHARED_DATA / relative
+    if not path.exists():
+        pytest.skip(f"real data not present: {path}")
+    return path
+
+
+def needs_reader():
+    """pairlab.io.read_pairs, or skip (it is another module's work)."""
+    try:
+        from pairlab.io import read_pairs
+    except ImportError as err:  # pragma: no cover - only before pairlab.io lands
+        pytest.skip(f"pairlab.io.read_pairs not available yet: {err}")
+    return read_pairs
+
+
+def latents(records) -> np.ndarray:
+    return np.array([[c["latent_quality"] for c in r["completions"]] for r in records])
+
+
+def aspect_ratings(records) -> np.ndarray:
+    """(records, completions, aspects) integer ratings."""
+    return np.array([[[int(a["Rating"]) for a in c["annotations"].values()]
+                      for c in r["completions"]] for r in records])
+
+
+def core_question(prompt: str) -> str:
+    """The prompt without the greeting prefix and the sign-off suffix."""
+    for p in sorted(PREFIXES, key=len, reverse=True):
+        if p and prompt.startswith(p):
+            prompt = prompt[len(p):]
+            break
+    for s in sorted(SUFFIXES, key=len, reverse=True):
+        if s and prompt.endswith(s):
+            prompt = prompt[: -len(s)]
+            break
+    return re.sub(r"\s+", " ", prompt).strip().lower()
