@@ -22,6 +22,8 @@ from typing import Any, Iterator
 import pandas as pd
 
 MANIFEST = "manifest.json"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 TRACKED_PACKAGES = ("pairlab", "torch", "transformers", "trl", "peft", "bitsandbytes",
                     "accelerate", "datasets", "pandas", "numpy", "pyarrow", "scikit-learn",
                     "matplotlib", "jinja2")
@@ -39,6 +41,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; give files the usual mode
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():

@@ -69,6 +69,8 @@ def _coerce(value: Any, tp: Any, key: str, source: str | None) -> Any:
     if tp is str and isinstance(value, (str, int, float)):
         return str(value)
     if origin in (list, tuple) and isinstance(value, (list, tuple)):
+        if origin is list and args and args[0] is not Any:
+            return [_coerce(v, args[0], f"{key}[{i}]", source) for i, v in enumerate(value)]
         return list(value) if origin is list else tuple(value)
     if origin is dict and isinstance(value, dict):
         return dict(value)

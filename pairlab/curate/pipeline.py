@@ -1,0 +1,301 @@
+"""curate = score (cached) -> split -> filter in order -> write the audit trail.
+
+Reading order of :func:`curate`:
+
+1. validate the filter spec and config (fails before any work, naming the key);
+2. scores for the whole pool, from the cache when this pool was scored before;
+3. the eval split, by normalized-prompt hash over *all* rows (so every filter arm over
+   one pool has the same eval set), or, with ``eval_pairs``, removal of every pool row
+   whose prompt is in that split;
+4. the filters, in order, on the train side only. ``dropped_by`` is the first filter
+   that drops a row; ``would_drop`` lists every filter that drops it when applied alone
+   to the whole train side (plus ``dropped_by`` itself);
+5. outputs: ``pairs.parquet`` (kept train rows), ``eval.parquet``, ``dropped.parquet``,
+   ``scores.parquet`` (all rows, all scores, where each row went), ``manifest.json``
+   and ``curation.html``.
+
+Invariant (checked): train + eval + dropped = input rows, each pair_id exactly once.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .. import artifacts
+from ..config import ConfigError, read_yaml
+from ..schema import FLOAT_COLUMNS, PairDataError, validate_pairs
+from .config import CurateConfig
+from .filters import Filter, FilterContext, parse_filters
+from .scores import SCORES_VERSION, compute_scores
+from .split import eval_mask, overlap_mask
+
+#: The pseudo-filter that drops pool rows whose prompt is in the ``eval_pairs`` split.
+EVAL_OVERLAP = "eval_overlap"
+
+#: Columns the scores depend on: their content hash keys the score cache.
+_CONTENT_COLUMNS = ["pair_id", "prompt_text", "chosen", "rejected", "source", *FLOAT_COLUMNS]
+
+
+@dataclass
+class CurateResult:
+    """What :func:`curate` produced (and wrote, when ``out_dir`` was given)."""
+
+    train: pd.DataFrame            # kept pairs (train side)
+    eval: pd.DataFrame             # held-out pairs
+    dropped: pd.DataFrame          # dropped pairs + dropped_by, drop_reason, would_drop
+    scores: pd.DataFrame           # every row: scores + split, status, dropped_by
+    steps: list[dict[str, Any]]    # per-filter counts, in order
+    manifest: dict[str, Any]
+    out_dir: Path | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- score cache
+
+def pool_hash(pairs: pd.DataFrame) -> str:
+    """Content hash of a pool: what the scores depend on, in row order."""
+    cols = [c for c in _CONTENT_COLUMNS if c in pairs.columns]
+    # prompt messages are covered by pair_id (a hash of them) and prompt_text
+    row_hashes = pd.util.hash_pandas_object(pairs[cols], index=False).to_numpy()
+    return artifacts.text_sha256(row_hashes.tobytes().hex() + ",".join(cols))
+
+
+def _cache_key(content_hash: str, cfg: CurateConfig) -> str:
+    key = cfg.scoring_key()
+    if cfg.contamination_file:
+        key["contamination_file"] = artifacts.file_sha256(cfg.contamination_file)
+    payload = json.dumps({"pool": content_hash, "scoring": key, "version": SCORES_VERSION},
+                         sort_keys=True)
+    return artifacts.text_sha256(payload)[:32]
+
+
+def cached_scores(pairs: pd.DataFrame, cfg: CurateConfig, *, tokenizer=None,
+                  content_hash: str | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Scores for a pool, from ``$PAIRLAB_CACHE/scores/<key>.parquet`` when present."""
+    content_hash = content_hash or pool_hash(pairs)
+    key = _cache_key(content_hash, cfg)
+    path = artifacts.cache_dir() / "scores" / f"{key}.parquet"
+    if cfg.cache and path.exists():
+        scores = pd.read_parquet(path)
+        if len(scores) == len(pairs) and (scores["pair_id"].to_numpy() ==
+                                          pairs["pair_id"].astype(str).to_numpy()).all():
+            return scores, {"key": key, "hit": True, "path": str(path)}
+    scores = compute_scores(pairs, cfg, tokenizer=tokenizer)
+    if cfg.cache:
+        artifacts.write_parquet(path, scores)
+    return scores, {"key": key, "hit": False, "path": str(path) if cfg.cache else None}
+
+
+# ---------------------------------------------------------------- the pipeline
+
+def load_filter_file(path: str | Path) -> tuple[list[Filter], dict[str, Any]]:
+    """A filters YAML: a list of filters, or ``{filters: [...], config: {...}}``.
+
+    Returns the validated filters and the ``config`` overrides it carries.
+    """
+    data = read_yaml(path)
+    config: dict[str, Any] = {}
+    if isinstance(data, dict):
+        unknown = [k for k in data if k not in ("filters", "config")]
+        if unknown:
+            raise ConfigError("unknown top-level key; use 'filters' and 'config'",
+                              file=str(path), field=unknown[0])
+        config = data.get("config") or {}
+        if not isinstance(config, dict):
+            raise ConfigError("expected a mapping", file=str(path), field="config")
+        data = data.get("filters") or []
+    return parse_filters(data, source=str(path)), config
+
+
+def _check_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
+    validate_pairs(pairs)
+    pairs = pairs.reset_index(drop=True)
+    dup = pairs["pair_id"].duplicated()
+    if dup.any():
+        row = int(np.argmax(dup.to_numpy()))
+        raise PairDataError(f"pair_id {pairs['pair_id'].iloc[row]!r} occurs more than once",
+                            field="pair_id", row=row,
+                            hint="pair_ids must be unique; rebuild the table with pairlab's reader")
+    return pairs
+
+
+def _check_requirements(filters: list[Filter], cfg: CurateConfig) -> None:
+    for f in filters:
+        if f.name == "drop_contaminated" and not cfg.contamination_file:
+            raise ConfigError("drop_contaminated needs config contamination_file", field=f.key,
+                              hint="set contamination_file (CLI: --contamination-file)")
+    if cfg.contamination_file and not Path(cfg.contamination_file).exists():
+        raise ConfigError(f"file not found: {cfg.contamination_file}", field="contamination_file")
+
+
+def curate(pairs: pd.DataFrame, filters: Any = None, config: CurateConfig | None = None, *,
+           out_dir: str | Path | None = None, eval_pairs: pd.DataFrame | None = None,
+           tokenizer=None, inputs: dict[str, Any] | None = None) -> CurateResult:
+    """Score, split and filter a pool of pairs; optionally write the audit trail.
+
+    Parameters
+    ----------
+    pairs : the pool (a pairs table).
+    filters : a filter spec (list of names / one-key mappings) or parsed filters.
+    config : :class:`CurateConfig` (defaults when None).
+    out_dir : write ``pairs.parquet``, ``eval.parquet``, ``dropped.parquet``,
+        ``scores.parquet``, ``manifest.json`` and ``curation.html`` here.
+    eval_pairs : an existing eval split; pool rows sharing a prompt with it are dropped
+        (``dropped_by = eval_overlap``) and it is written as ``eval.parquet``.
+    tokenizer : an already-loaded tokenizer (else ``config.tokenizer`` is loaded).
+    inputs : what to record about the input in the manifest (spec, file hash).
+
+    Returns
+    -------
+    :class:`CurateResult`.
+    """
+    started = time.time()
+    cfg = (config or CurateConfig()).validate()
+    parsed = parse_filters(filters)
+    _check_requirements(parsed, cfg)
+    pairs = _check_pairs(pairs)
+    if eval_pairs is not None:
+        eval_pairs = validate_pairs(eval_pairs).reset_index(drop=True)
+
+    t0 = time.time()
+    content_hash = pool_hash(pairs)
+    scores, cache_info = cached_scores(pairs, cfg, tokenizer=tokenizer, content_hash=content_hash)
+    timings = {"scores_s": time.time() - t0}
+
+    t0 = time.time()
+    n = len(pairs)
+    if eval_pairs is None:
+        in_eval = eval_mask(scores["prompt_hash"], cfg.eval_fraction, cfg.seed)
+        overlap = np.zeros(n, dtype=bool)
+    else:
+        in_eval = np.zeros(n, dtype=bool)
+        overlap = overlap_mask(scores["prompt_hash"], eval_pairs)
+    dropped_by, would, steps = _apply_filters(pairs, scores, parsed, cfg, ~in_eval, overlap)
+    kept = ~in_eval & (dropped_by == "")
+    timings["filters_s"] = time.time() - t0
+
+    status = np.where(in_eval, "eval", np.where(kept, "train", "dropped"))
+    scores = scores.copy()
+    scores["split"] = np.where(in_eval, "eval", "train")
+    scores["status"] = status
+    scores["dropped_by"] = dropped_by
+    scores["would_drop"] = would
+
+    reasons = {f.label: f.reason for f in parsed}
+    reasons[EVAL_OVERLAP] = "prompt occurs in the --eval-from split"
+    train = pairs[kept].reset_index(drop=True)
+    eval_out = pairs[in_eval].reset_index(drop=True) if eval_pairs is None else eval_pairs
+    is_dropped = status == "dropped"
+    dropped = pairs[is_dropped].copy()
+    dropped["dropped_by"] = dropped_by[is_dropped]
+    dropped["drop_reason"] = pd.Series(dropped_by[is_dropped]).map(reasons).to_numpy()
+    dropped["would_drop"] = would[is_dropped]
+    dropped = dropped.reset_index(drop=True)
+
+    counts = {"input": n, "train": int(kept.sum()), "eval": int(in_eval.sum()),
+              "dropped": int(is_dropped.sum())}
+    if counts["train"] + counts["eval"] + counts["dropped"] != n:  # pragma: no cover
+        raise AssertionError(f"accounting broken: {counts}")
+    manifest = {
+        "stage": "curate",
+        "seed": cfg.seed,
+        "config": dataclasses.asdict(cfg),
+        "filters": [f.spec() for f in parsed],
+        "inputs": {"pool": {"rows": n, "content_sha256": content_hash, **(inputs or {})},
+                   **({"eval_from": {"rows": len(eval_pairs)}} if eval_pairs is not None else {})},
+        "counts": counts,
+        "steps": steps,
+        "score_cache": cache_info,
+        "split": ({"by": "prompt_hash", "eval_fraction": cfg.eval_fraction, "seed": cfg.seed}
+                  if eval_pairs is None else {"by": "eval_from", "overlap_dropped": int(overlap.sum())}),
+    }
+    result = CurateResult(train, eval_out, dropped, scores, steps, manifest, None, timings)
+    if out_dir is not None:
+        t0 = time.time()
+        write_result(result, out_dir, started=started)
+        timings["write_s"] = time.time() - t0
+    timings["total_s"] = time.time() - started
+    return result
+
+
+def _apply_filters(pairs: pd.DataFrame, scores: pd.DataFrame, filters: list[Filter],
+                   cfg: CurateConfig, train_side: np.ndarray, overlap: np.ndarray):
+    """Run the chain on the train side. Returns (dropped_by, would_drop, steps) per row."""
+    n = len(scores)
+    ctx = FilterContext(pairs=pairs, scores=scores, seed=cfg.seed,
+                        contamination_threshold=cfg.contamination_threshold,
+                        contamination_ngram=cfg.contamination_ngram)
+    dropped_by = np.full(n, "", dtype=object)
+    dropped_by[overlap] = EVAL_OVERLAP
+    kept = train_side & ~overlap
+    side_idx = np.nonzero(train_side)[0]
+    side_scores = scores.iloc[side_idx]
+    would = np.full(n, "", dtype=object)
+    would[overlap] = EVAL_OVERLAP + ";"
+    steps: list[dict[str, Any]] = []
+    if overlap.any():
+        steps.append({"filter": EVAL_OVERLAP, "label": EVAL_OVERLAP, "stateful": False,
+                      "rows_in": int(train_side.sum()), "dropped": int(overlap.sum()),
+                      "rows_out": int(kept.sum()), "would_drop": int(overlap.sum()),
+                      "reason": "prompt occurs in the --eval-from split"})
+    for f in filters:
+        # alone: the filter applied to the whole train side (defines would_drop)
+        alone = np.ones(n, dtype=bool)
+        alone[side_idx] = f.keep(side_scores, ctx)
+        if f.definition.stateful:
+            idx = np.nonzero(kept)[0]
+            chain = np.ones(n, dtype=bool)
+            chain[idx] = f.keep(scores.iloc[idx], ctx)
+        else:
+            chain = alone  # row-local: the same answer whatever else is kept
+        newly = kept & ~chain
+        rows_in = int(kept.sum())
+        dropped_by[newly] = f.label
+        kept &= chain
+        label = np.array(f.label + ";", dtype=object)
+        would = would + np.where(~alone | newly, label, "")
+        steps.append({"filter": f.name, "label": f.label, "params": f.spec()[f.name],
+                      "stateful": f.definition.stateful, "rows_in": rows_in,
+                      "dropped": int(newly.sum()), "rows_out": int(kept.sum()),
+                      "would_drop": int((~alone & train_side).sum()), "reason": f.reason})
+    would = np.array([w[:-1] for w in would], dtype=object)  # strip the trailing ';'
+    return dropped_by, would, steps
+
+
+# ---------------------------------------------------------------- writing
+
+def write_result(result: CurateResult, out_dir: str | Path, *, started: float | None = None) -> Path:
+    """Write the audit trail of a :class:`CurateResult` into ``out_dir``."""
+    from ..io import write_pairs
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_pairs(result.train, out / "pairs.parquet")
+    write_pairs(result.eval, out / "eval.parquet")
+    write_pairs(result.dropped, out / "dropped.parquet")
+    artifacts.write_parquet(out / "scores.parquet", result.scores)
+    outputs = {"pairs.parquet": len(result.train), "eval.parquet": len(result.eval),
+               "dropped.parquet": len(result.dropped), "scores.parquet": len(result.scores)}
+    result.out_dir = out
+    if result.manifest["config"].get("report", True):
+        from ..reports.curation import write_curation_report
+
+        write_curation_report(result, out / "curation.html")
+        outputs["curation.html"] = None
+    manifest = {k: v for k, v in result.manifest.items() if k not in ("stage", "seed", "config")}
+    inputs = manifest.pop("inputs")
+    artifacts.write_manifest(out, stage="curate", config=result.manifest["config"],
+                             inputs=inputs, outputs=outputs, seed=result.manifest["seed"],
+                             started=started, **manifest)
+    return out
+
+
+__all__ = ["CurateResult", "EVAL_OVERLAP", "cached_scores", "curate", "load_filter_file",
+           "pool_hash", "write_result"]
