@@ -41,8 +41,9 @@ _SHARED, _OWN = np.sqrt(0.7), np.sqrt(0.3)
 _RATING = ("1", "2", "3", "4", "5")
 _KEYS_PER_ENTITY = len(STYLES) * len(PREFIXES) * len(SUFFIXES)
 # realistic length: completion length (characters) ~ lognormal around real UltraFeedback's
-# ~1,100-1,400 characters per completion.
-_REALISTIC_MEDIAN, _REALISTIC_SIGMA = 1150.0, 0.35
+# ~1,100-1,400 characters and ~240 SmolLM2 tokens per text (the median is set so the
+# simulated texts, which tokenize at ~4.7 characters per token, average ~240 tokens).
+_REALISTIC_MEDIAN, _REALISTIC_SIGMA = 1350.0, 0.35
 
 
 @dataclass
