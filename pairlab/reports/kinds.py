@@ -1,0 +1,161 @@
+"""`render_report(DIR)`: find out what kind of directory DIR is and render its report.
+
+A kind is registered with :func:`register`: a name, the manifest ``stage`` values that
+mean it, the files that identify it when there is no manifest, an HTML renderer and a
+JSON summarizer. Ablation and audit reports (later) add one :class:`ReportKind` each;
+stages that have no report yet are named in :data:`UNSUPPORTED_STAGES` so the error
+says "not supported yet" instead of "unknown".
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .. import artifacts
+from ..schema import PairDataError
+
+FORMATS = ("html", "json")
+#: Stages pairlab writes whose reports are not built yet.
+UNSUPPORTED_STAGES = ("ablate", "ablation", "audit", "compare")
+
+
+class ReportError(PairDataError):
+    """A directory that cannot be reported on (the CLI exits 2 with the message)."""
+
+
+@dataclass
+class ReportKind:
+    name: str
+    stages: tuple[str, ...]
+    #: Files whose presence identifies the kind when the manifest is missing or says nothing.
+    marker_files: tuple[str, ...]
+    render_html: Callable[..., Path]  # (dir, out, **options) -> written path
+    summarize: Callable[..., dict[str, Any]]  # (dir, **options) -> JSON-able dict
+    html_name: str = "report.html"
+    options: tuple[str, ...] = field(default_factory=tuple)  # keyword options it accepts
+
+
+REPORT_KINDS: dict[str, ReportKind] = {}
+
+
+def register(kind: ReportKind) -> ReportKind:
+    REPORT_KINDS[kind.name] = kind
+    return kind
+
+
+def detect_kind(directory: str | os.PathLike) -> ReportKind:
+    """The registered kind of ``directory``: by manifest ``stage``, else by marker files."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ReportError("not a directory", file=str(directory),
+                          hint="pass a run, eval or curation directory written by pairlab")
+    stage = None
+    if (directory / artifacts.MANIFEST).exists():
+        try:
+            stage = artifacts.read_manifest(directory).get("stage")
+        except ValueError as err:
+            raise ReportError(f"unreadable manifest: {err}", file=str(directory / artifacts.MANIFEST)) from None
+    if stage is not None:
+        for kind in REPORT_KINDS.values():
+            if stage in kind.stages:
+                return kind
+        if stage in UNSUPPORTED_STAGES:
+            raise ReportError(f"reports for '{stage}' directories are not supported yet",
+                              file=str(directory), hint=f"supported kinds: {', '.join(REPORT_KINDS)}")
+    for kind in REPORT_KINDS.values():
+        if kind.marker_files and all((directory / f).exists() for f in kind.marker_files):
+            return kind
+    what = f"manifest stage '{stage}'" if stage is not None else "no manifest.json and no known files"
+    raise ReportError(f"cannot tell what kind of directory this is ({what}); report kind not supported yet",
+                      file=str(directory),
+                      hint="supported: " + "; ".join(f"{k.name} (stage {'/'.join(k.stages)})"
+                                                     for k in REPORT_KINDS.values()))
+
+
+def render_report(directory: str | os.PathLike, out: str | os.PathLike | None = None,
+                  format: str = "html", **options: Any) -> Path:
+    """Render the report of a run, eval or curation directory; returns the written file.
+
+    Parameters
+    ----------
+    directory : a directory written by `pairlab train`, `evaluate` or `curate`.
+    out : output file; default ``DIR/report.html`` (``DIR/curation.html`` for curation)
+        or ``DIR/report.json``.
+    format : ``html`` (self-contained page) or ``json`` (machine-readable summary).
+    options : kind-specific, e.g. ``baseline=OTHER_EVAL_DIR`` for eval reports.
+    """
+    if format not in FORMATS:
+        raise ReportError(f"unknown format '{format}'", field="format", hint=f"use one of {FORMATS}")
+    kind = detect_kind(directory)
+    options = _options(kind, directory, options)
+    if format == "json":
+        path = Path(out) if out is not None else Path(directory) / "report.json"
+        return artifacts.write_json(path, report_summary(directory, kind=kind, **options))
+    path = Path(out) if out is not None else Path(directory) / kind.html_name
+    return kind.render_html(directory, path, **options)
+
+
+def report_summary(directory: str | os.PathLike, kind: ReportKind | None = None, **options: Any) -> dict[str, Any]:
+    """The JSON summary as a dict (what ``--format json`` writes)."""
+    from .render import json_safe
+
+    kind = kind or detect_kind(directory)
+    return json_safe(kind.summarize(directory, **_options(kind, directory, options)))
+
+
+def _options(kind: ReportKind, directory: str | os.PathLike, options: dict[str, Any]) -> dict[str, Any]:
+    """The options that were given (not None), after checking that ``kind`` takes them."""
+    given = {k: v for k, v in options.items() if v is not None}
+    unknown = sorted(set(given) - set(kind.options))
+    if unknown:
+        raise ReportError(f"option(s) {unknown} do not apply to {kind.name} reports", file=str(directory))
+    return given
+
+
+# ---------------------------------------------------------------- the kinds built so far
+
+def _eval_html(directory, out, **options):
+    from .eval_report import render_eval_report
+
+    return render_eval_report(directory, out, **options)
+
+
+def _eval_json(directory, **options):
+    from .eval_report import eval_summary
+
+    return eval_summary(directory, **options)
+
+
+def _run_html(directory, out, **options):
+    from .run_report import render_run_report
+
+    return render_run_report(directory, out)
+
+
+def _run_json(directory, **options):
+    from .run_report import run_summary
+
+    return run_summary(directory)
+
+
+def _curation_html(directory, out, **options):
+    from .curation import report_from_dir
+
+    return report_from_dir(directory, out)
+
+
+def _curation_json(directory, **options):
+    directory = Path(directory)
+    manifest = artifacts.read_manifest(directory) if (directory / artifacts.MANIFEST).exists() else {}
+    return {"kind": "curation", "dir": str(directory),
+            "html": str(directory / "curation.html") if (directory / "curation.html").exists() else None,
+            "outputs": manifest.get("outputs"), "manifest": manifest}
+
+
+register(ReportKind("eval", ("evaluate", "eval", "evaluation"), ("per_pair.parquet", "metrics.json"),
+                    _eval_html, _eval_json, options=("baseline",)))
+register(ReportKind("run", ("train",), ("train_log.jsonl",), _run_html, _run_json))
+register(ReportKind("curation", ("curate", "curation"), ("pairs.parquet", "dropped.parquet"),
+                    _curation_html, _curation_json, html_name="curation.html"))
