@@ -26,7 +26,7 @@ COMMAND_MODULES = (
     "pairlab.train.cli",
     "pairlab.evaluate.cli",
     "pairlab.reports.cli",
-    "pairlab.ablate_cli",
+    "pairlab.ablate.cli",
     "pairlab.audit.cli",
 )
 

@@ -134,7 +134,11 @@ def summarize(per_pair: pd.DataFrame, beta: float, *, n_boot: int = 2000, seed: 
         "mean_margin_over_beta": float(margin.mean() / beta),
         "mean_chosen_reward": float(per_pair["chosen_reward"].mean()),
         "mean_rejected_reward": float(per_pair["rejected_reward"].mean()),
+        "accuracy_excluding_ties": (float(correct[~per_pair["tie"].to_numpy(bool)].mean())
+                                    if (~per_pair["tie"]).any() else None),
         "ref_free_accuracy": float(per_pair["ref_free_correct"].mean()),
+        "ref_free_accuracy_ci95": list(bootstrap_ci(per_pair["ref_free_correct"].to_numpy(float),
+                                                    n_boot=n_boot, seed=seed)),
         "ref_free_accuracy_norm": float(per_pair["ref_free_correct_norm"].mean()),
         "by_chosen_longer": accuracy_by(per_pair, per_pair["chosen_longer"].map(
             {True: "chosen longer", False: "chosen not longer"})),
@@ -146,7 +150,9 @@ def summarize(per_pair: pd.DataFrame, beta: float, *, n_boot: int = 2000, seed: 
         gap = per_pair["rating_gap"]
         out["by_rating_gap"] = accuracy_by(per_pair.loc[gap.notna()], gap_bucket(gap[gap.notna()]))
         ok = gap.notna().to_numpy()
-        rho = sps.spearmanr(margin[ok], gap[ok]).statistic if ok.sum() > 2 else float("nan")
+        # Undefined when either side is constant (e.g. an untrained model: every margin 0).
+        varies = ok.sum() > 2 and np.ptp(margin[ok]) > 0 and np.ptp(gap[ok]) > 0
+        rho = sps.spearmanr(margin[ok], gap[ok]).statistic if varies else float("nan")
         out["spearman_margin_rating_gap"] = None if np.isnan(rho) else float(rho)
     if "true_preference_correct" in per_pair and per_pair["true_preference_correct"].notna().all():
         truth = per_pair["true_preference_correct"].astype(bool).to_numpy()
@@ -154,3 +160,27 @@ def summarize(per_pair: pd.DataFrame, beta: float, *, n_boot: int = 2000, seed: 
         out["true_accuracy"] = float(np.mean(np.where(truth, correct, margin < 0)))
         out["label_noise_rate"] = float(1.0 - truth.mean())
     return out
+
+
+def verdict(summary: dict[str, Any]) -> dict[str, Any]:
+    """The one number to read first, and whether it beats chance (its 95% CI above 0.5).
+
+    An untrained model evaluated as its own reference has every margin exactly 0: its
+    implicit-reward accuracy is 0 by the tie rule and says nothing, so the headline is
+    then the reference-free accuracy (does the model alone give chosen more probability).
+    """
+    all_ties = summary["n_pairs"] > 0 and summary["ties"] == summary["n_pairs"]
+    if summary.get("policy_is_reference") or all_ties:
+        name, ci = "ref_free_accuracy", summary["ref_free_accuracy_ci95"]
+        why = ("policy equals reference, so every margin is 0 (all ties, none correct); "
+               "read the reference-free accuracy")
+    else:
+        name, ci = "accuracy", summary["accuracy_ci95"]
+        why = f"{summary['ties']} of {summary['n_pairs']} pairs tied (counted as not correct)"
+    value = summary[name]
+    above = None if any(v is None or np.isnan(v) for v in ci) else bool(ci[0] > 0.5)
+    below = None if above is None else bool(ci[1] < 0.5)
+    state = "above chance" if above else "below chance" if below else "not distinguishable from chance"
+    return {"headline_metric": name, "headline_value": value, "ci95": ci, "all_ties": bool(all_ties),
+            "above_chance": above,
+            "text": f"{name.replace('_', ' ')} {value:.3f} (95% CI {ci[0]:.3f}-{ci[1]:.3f}): {state}; {why}"}

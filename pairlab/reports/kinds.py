@@ -18,7 +18,7 @@ from ..schema import PairDataError
 
 FORMATS = ("html", "json")
 #: Stages pairlab writes whose reports are not built yet.
-UNSUPPORTED_STAGES = ("ablate", "ablation", "audit", "compare")
+UNSUPPORTED_STAGES = ("compare",)
 
 
 class ReportError(PairDataError):
@@ -159,3 +159,19 @@ register(ReportKind("eval", ("evaluate", "eval", "evaluation"), ("per_pair.parqu
 register(ReportKind("run", ("train",), ("train_log.jsonl",), _run_html, _run_json))
 register(ReportKind("curation", ("curate", "curation"), ("pairs.parquet", "dropped.parquet"),
                     _curation_html, _curation_json, html_name="curation.html"))
+
+
+def _ablation_html(directory, out, **options):
+    from .ablation_report import write_ablation_report
+
+    return write_ablation_report(directory, out)
+
+
+def _ablation_json(directory, **options):
+    from .ablation_report import ablation_summary
+
+    return ablation_summary(directory)
+
+
+register(ReportKind("ablation", ("ablate",), ("comparison.json", "ablation.yaml"),
+                    _ablation_html, _ablation_json))

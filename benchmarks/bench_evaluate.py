@@ -1,0 +1,136 @@
+"""`pairlab evaluate` vs TRL's `DPOTrainer.evaluate()` on the same adapter and the same pairs.
+
+Setup: SmolLM2-135M-Instruct in 4-bit, a LoRA adapter from a short real `pairlab.train`
+run, simulator held-out pairs at realistic length (~1,200 characters per completion),
+max_length 384, the same batch size on both sides. Measured, in one process:
+
+* TRL ``evaluate()`` (policy and reference forwards on every batch, dataset order);
+* ``pairlab evaluate`` with a cold reference cache (reference + policy, length-sorted);
+* ``pairlab evaluate`` again with the cache warm (policy only);
+* K = 3 arms on the same eval set: the reference is computed once, by the first arm.
+  Arms 2 and 3 are the trained adapter with its LoRA B matrices scaled by 0.5 and 1.5
+  (distinct policies on the same base), so the bench trains once.
+
+Accuracy must be identical (TRL's mean of batch means equals the per-pair mean when the
+pair count is a multiple of the batch size). ``PAIRLAB_BENCH_QUICK=1`` shrinks it;
+``PAIRLAB_BENCH_EVAL_PAIRS`` sets the pair count.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+MODEL = "smollm2-135m-instruct"
+MAX_LENGTH = 384
+BATCH_SIZE = 4
+
+
+def _scaled_arm(run: Path, out: Path, scale: float) -> Path:
+    """A copy of ``run`` whose adapter's LoRA B weights are multiplied by ``scale``."""
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(run, out, ignore=shutil.ignore_patterns("checkpoints"))
+    path = out / "adapter" / "adapter_model.safetensors"
+    weights = load_file(path)
+    save_file({k: (v * scale if "lora_B" in k else v) for k, v in weights.items()}, path)
+    return out
+
+
+def _trl_evaluate(run: Path, pairs, work: Path, beta: float) -> tuple[dict, float]:
+    """TRL's DPOTrainer.evaluate() on the run's adapter; returns (metrics, seconds in evaluate())."""
+    from peft import PeftModel
+    from trl import DPOConfig, DPOTrainer
+
+    from pairlab.io import to_trl_dataset
+    from pairlab.models import load_model, load_tokenizer, pick_compute_dtype, precision_flags
+
+    tokenizer = load_tokenizer(MODEL)
+    model = PeftModel.from_pretrained(load_model(MODEL, quantization="4bit"), str(run / "adapter"),
+                                      is_trainable=False, autocast_adapter_dtype=False)
+    dataset = to_trl_dataset(pairs)
+    args = DPOConfig(output_dir=str(work / "trl"), per_device_eval_batch_size=BATCH_SIZE, max_length=MAX_LENGTH,
+                     beta=beta, use_cpu=True, report_to="none", precompute_ref_log_probs=False,
+                     **precision_flags(pick_compute_dtype("cpu")))
+    trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, eval_dataset=dataset,
+                         processing_class=tokenizer)
+    trainer.model.delete_adapter("ref")  # the DPO reference is the base (adapter disabled), as in training
+    t0 = time.time()
+    metrics = trainer.evaluate()
+    return metrics, time.time() - t0
+
+
+def main(out_dir: Path) -> dict:
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    from pairlab.evaluate import evaluate, load_eval_config
+    from pairlab.simulate import simulate_pairs
+    from pairlab.train import load_train_config, train
+
+    quick = os.environ.get("PAIRLAB_BENCH_QUICK") == "1"
+    n_eval = int(os.environ.get("PAIRLAB_BENCH_EVAL_PAIRS", 8 if quick else 24))
+    n_eval -= n_eval % BATCH_SIZE
+    work = Path(out_dir) / "bench_evaluate_work"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    ref_dir = work / "ref_cache"
+
+    train_pairs, held_out = simulate_pairs(n=max(40, 3 * n_eval), seed=7, length="realistic",
+                                           eval_fraction=0.5)
+    pairs = held_out.head(n_eval).reset_index(drop=True)
+    if len(pairs) < n_eval:
+        raise RuntimeError(f"simulator gave {len(pairs)} held-out pairs, wanted {n_eval}")
+
+    t0 = time.time()
+    run = work / "run"
+    train(train_pairs.head(4), load_train_config(None, [
+        f"model={MODEL}", f"ref_cache_dir={ref_dir}", "save_steps=100", f"dpo.max_length={MAX_LENGTH}",
+        "dpo.learning_rate=0.001", "dpo.max_steps=2", "lora.r=8"]), run)
+    train_s = time.time() - t0
+
+    trl_metrics, trl_s = _trl_evaluate(run, pairs, work, beta=0.1)
+
+    config = load_eval_config(None, ["generate=false", f"batch_size={BATCH_SIZE}"])
+    cold = evaluate(pairs, work / "eval_cold", run=run, config=config)
+    warm = evaluate(pairs, work / "eval_warm", run=run, config=config)
+    arms = [_scaled_arm(run, work / f"arm{i}", s) for i, s in ((2, 0.5), (3, 1.5))]
+    arm_results = [evaluate(pairs, work / f"eval_{a.name}", run=a, config=config) for a in arms]
+
+    def logps_s(result) -> float:
+        return result.metrics["timing"]["reference_s"] + result.metrics["timing"]["policy_s"]
+
+    ours_acc = float(cold.per_pair["correct"].mean())
+    trl_acc = float(trl_metrics["eval_rewards/accuracies"])
+    reference_computed = [r.reference["computed"] for r in (cold, *arm_results)]
+    return {
+        "setup": {"model": MODEL, "quantization": "4bit", "compute_dtype": cold.metrics["settings"]["compute_dtype"],
+                  "max_length": MAX_LENGTH, "batch_size": BATCH_SIZE, "eval_pairs": n_eval,
+                  "length": "realistic", "quick": quick,
+                  "mean_tokens_per_pair": float((cold.per_pair["chosen_tokens"] + cold.per_pair["rejected_tokens"]).mean()),
+                  "train_s": round(train_s, 1)},
+        "trl_evaluate_s": round(trl_s, 2),
+        "trl_s_per_pair": round(trl_s / n_eval, 3),
+        "pairlab_cold_s": round(logps_s(cold), 2),
+        "pairlab_cold_total_s": cold.metrics["timing"]["total_s"],
+        "pairlab_warm_s": round(logps_s(warm), 2),
+        "pairlab_warm_total_s": warm.metrics["timing"]["total_s"],
+        "ratio_trl_over_cold": round(trl_s / logps_s(cold), 2),
+        "ratio_trl_over_warm": round(trl_s / logps_s(warm), 2),
+        "accuracy_pairlab": ours_acc,
+        "accuracy_trl": trl_acc,
+        "accuracy_identical": ours_acc == trl_acc,
+        "mean_margin_pairlab": float(cold.per_pair["margin"].mean()),
+        "mean_margin_trl": float(trl_metrics["eval_rewards/margins"]),
+        "warm_reference_computed": warm.reference["computed"],
+        "k_arms": {"k": 1 + len(arms), "reference_pairs_computed_per_arm": reference_computed,
+                   "reference_passes": sum(reference_computed) / n_eval,
+                   "arm_logps_s": [round(logps_s(r), 2) for r in (cold, *arm_results)],
+                   "arm_accuracy": [float(r.per_pair["correct"].mean()) for r in (cold, *arm_results)]},
+    }
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import json
+    import sys
+
+    print(json.dumps(main(Path(sys.argv[1] if len(sys.argv) > 1 else "bench_results")), indent=2))

@@ -1,0 +1,323 @@
+"""`ablate()`: curate -> train -> evaluate for every arm and seed, then compare. Read top to bottom.
+
+DIR/
+  ablation.yaml          the resolved config (what ran)
+  pool/                  pool.parquet (the shared pool) + eval.parquet (the shared eval split)
+  base/eval/             the untrained base model on the eval split (reference-free baseline)
+  arms/<arm>/curate/     `pairlab curate` output for the arm's filters (pairs, dropped, report)
+  arms/<arm>/seed<S>/run/    `pairlab train` run (adapter, dynamics, checkpoints)
+  arms/<arm>/seed<S>/eval/   `pairlab evaluate` output on the shared eval split
+  arms/<arm>/seed<S>/log.txt the run's log
+  comparison.json        the arms table + statistics; report.html renders it
+  manifest.json
+
+Fairness: every arm trains from the same base with the same budget (by default the same
+number of optimizer steps, so a smaller subset is seen more often rather than trained
+less) and is evaluated on the same pairs. All runs share one reference log-prob cache,
+so the reference forward over the pool and the eval split happens once.
+
+Resumability: a run whose manifest exists is finished and skipped; a run with a
+checkpoint resumes from it; a finished evaluation is skipped. Re-running the same config
+on the same DIR therefore only does what is missing.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import pandas as pd
+import yaml
+
+from .. import artifacts
+from ..config import from_dict
+from .config import AblationConfig, Arm, train_config, train_settings
+
+log = logging.getLogger("pairlab.ablate")
+
+
+@dataclass
+class Layout:
+    """Where every artifact of an ablation lives (one place to change it)."""
+
+    root: Path
+
+    @property
+    def pool(self) -> Path:
+        return self.root / "pool" / "pool.parquet"
+
+    @property
+    def eval(self) -> Path:
+        return self.root / "pool" / "eval.parquet"
+
+    @property
+    def base_eval(self) -> Path:
+        return self.root / "base" / "eval"
+
+    def curate(self, arm: str) -> Path:
+        return self.root / "arms" / arm / "curate"
+
+    def seed_dir(self, arm: str, seed: int) -> Path:
+        return self.root / "arms" / arm / f"seed{seed}"
+
+    def run(self, arm: str, seed: int) -> Path:
+        return self.seed_dir(arm, seed) / "run"
+
+    def arm_eval(self, arm: str, seed: int) -> Path:
+        return self.seed_dir(arm, seed) / "eval"
+
+    def log(self, arm: str, seed: int) -> Path:
+        return self.seed_dir(arm, seed) / "log.txt"
+
+    def train_yaml(self, arm: str, seed: int) -> Path:
+        return self.seed_dir(arm, seed) / "train.yaml"
+
+    @property
+    def eval_yaml(self) -> Path:
+        return self.root / "eval.yaml"
+
+
+# ---------------------------------------------------------------- 1. the pool and the eval split
+
+def build_pool(cfg: AblationConfig, layout: Layout) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The shared pool and eval split, written once under DIR/pool and read back after."""
+    from ..io import read_pairs, write_pairs
+
+    if layout.pool.exists() and layout.eval.exists():
+        return read_pairs(str(layout.pool), format="pairs"), read_pairs(str(layout.eval), format="pairs")
+    pool_cfg = cfg.pool
+    eval_pairs = None
+    if pool_cfg.simulate is not None:
+        from ..simulate import SimulateConfig, simulate_pairs
+
+        sim = from_dict(SimulateConfig, pool_cfg.simulate, prefix="pool.simulate.")
+        pool, eval_pairs = simulate_pairs(sim)
+    else:
+        pool = read_pairs(pool_cfg.input, format=pool_cfg.format, mapping=pool_cfg.map, split=pool_cfg.split)
+        if pool_cfg.eval_from:
+            eval_pairs = read_pairs(pool_cfg.eval_from, format=pool_cfg.eval_format, mapping=pool_cfg.eval_map)
+    if pool_cfg.flip_rate > 0:
+        from ..simulate import inject_noise
+
+        pool = inject_noise(pool, pool_cfg.flip_rate, pool_cfg.flip_by, seed=cfg.seeds[0])
+    if eval_pairs is None:
+        # Split once here, by prompt hash, so every arm sees the same eval pairs.
+        from ..curate import CurateConfig, curate
+
+        split = curate(pool, [], from_dict(CurateConfig, {**cfg.curate, "report": False}))
+        pool, eval_pairs = split.train, split.eval
+    if pool_cfg.max_eval_pairs and len(eval_pairs) > pool_cfg.max_eval_pairs:
+        eval_pairs = eval_pairs.sample(n=pool_cfg.max_eval_pairs, random_state=cfg.seeds[0])
+        eval_pairs = eval_pairs.sort_index().reset_index(drop=True)
+    write_pairs(pool, layout.pool)
+    write_pairs(eval_pairs, layout.eval)
+    return pool, eval_pairs
+
+
+# ---------------------------------------------------------------- 2. one arm
+
+def curate_arm(cfg: AblationConfig, arm: Arm, pool: pd.DataFrame, eval_pairs: pd.DataFrame,
+               layout: Layout, tokenizer=None) -> Path:
+    """Curate the pool with the arm's filters (cheap: scores are cached per pool)."""
+    from ..curate import CurateConfig, curate
+
+    out = layout.curate(arm.name)
+    if (out / artifacts.MANIFEST).exists():
+        return out
+    curate_cfg = from_dict(CurateConfig, cfg.curate)
+    curate(pool, arm.filters, curate_cfg, out_dir=out, eval_pairs=eval_pairs, tokenizer=tokenizer,
+           inputs={"ablation": str(layout.root), "arm": arm.name})
+    return out
+
+
+def run_state(run_dir: Path) -> str:
+    """'done' (manifest written), 'partial' (a checkpoint to resume), or 'new'."""
+    from ..train.resume import latest_checkpoint
+
+    if (run_dir / artifacts.MANIFEST).exists():
+        return "done"
+    if latest_checkpoint(run_dir / "checkpoints") is not None:
+        return "partial"
+    return "new"
+
+
+@contextlib.contextmanager
+def run_log(path: Path) -> Iterator[None]:
+    """Send pairlab/transformers/TRL log records of one run to its own log file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    # pairlab's own records at INFO; the libraries' at their configured level (warnings),
+    # so their console output is unchanged and their warnings also land in the file.
+    loggers = [logging.getLogger(n) for n in ("pairlab", "transformers", "trl", "peft")]
+    own, level = loggers[0], loggers[0].level
+    own.setLevel(logging.INFO)
+    for lg in loggers:
+        lg.addHandler(handler)
+    try:
+        yield
+    finally:
+        for lg in loggers:
+            lg.removeHandler(handler)
+        own.setLevel(level)
+        handler.close()
+
+
+def train_arm(cfg: AblationConfig, arm: Arm, seed: int, layout: Layout, progress=None) -> dict[str, Any]:
+    from ..train import train
+
+    run_dir = layout.run(arm.name, seed)
+    state = run_state(run_dir)
+    if state == "done":
+        return {"state": "skipped (finished)"}
+    tcfg = train_config(cfg, arm, seed)
+    with run_log(layout.log(arm.name, seed)):
+        log.info("arm %s seed %d: training (%s)", arm.name, seed, state)
+        kwargs = {"callbacks": [progress], "console_progress": False} if progress is not None else {}
+        result = train(layout.curate(arm.name) / "pairs.parquet", tcfg, run_dir,
+                       resume=state == "partial", **kwargs)
+    return {"state": "resumed" if state == "partial" else "trained", "steps": result.global_step,
+            "wall_time_s": result.wall_time_s}
+
+
+def evaluate_dir(cfg: AblationConfig, eval_pairs: pd.DataFrame, out: Path, *, eval_spec: str,
+                 run: Path | None = None, model: str | None = None, log_path: Path | None = None) -> str:
+    from ..evaluate.config import EvalConfig
+    from ..evaluate.runner import evaluate
+
+    if (out / artifacts.MANIFEST).exists() and (out / "metrics.json").exists():
+        return "skipped (finished)"
+    ecfg = from_dict(EvalConfig, cfg.eval).validate()
+    ctx = run_log(log_path) if log_path else contextlib.nullcontext()
+    with ctx:
+        evaluate(eval_pairs, out, run=run, model=model, config=ecfg, eval_spec=eval_spec)
+    return "evaluated"
+
+
+# ---------------------------------------------------------------- 3. the whole grid
+
+def write_plan_files(cfg: AblationConfig, layout: Layout) -> None:
+    """Per-run train.yaml and the shared eval.yaml: what `--plan` commands point at."""
+    for arm in cfg.arms:
+        for seed in cfg.seeds:
+            artifacts.write_text(layout.train_yaml(arm.name, seed),
+                                 yaml.safe_dump(train_settings(cfg, arm, seed), sort_keys=False))
+    artifacts.write_text(layout.eval_yaml, yaml.safe_dump(cfg.eval, sort_keys=False))
+
+
+def plan_commands(cfg: AblationConfig, layout: Layout, config_path: str | None) -> list[str]:
+    """One `pairlab train` + `pairlab evaluate` command per arm and seed (for a scheduler)."""
+    q = shlex.quote
+    cmds = []
+    model = train_config(cfg, cfg.arms[0], cfg.seeds[0]).model
+    if cfg.evaluate_base:
+        cmds.append(f"pairlab evaluate --model {q(model)} --eval {q(str(layout.eval))} --eval-format pairs "
+                    f"--config {q(str(layout.eval_yaml))} --out {q(str(layout.base_eval))}")
+    for arm in cfg.arms:
+        for seed in cfg.seeds:
+            run = layout.run(arm.name, seed)
+            cmds.append(f"pairlab train --pairs {q(str(layout.curate(arm.name) / 'pairs.parquet'))} "
+                        f"--config {q(str(layout.train_yaml(arm.name, seed)))} --out {q(str(run))} --resume"
+                        f" && pairlab evaluate --run {q(str(run))} --eval {q(str(layout.eval))} --eval-format pairs "
+                        f"--config {q(str(layout.eval_yaml))} --out {q(str(layout.arm_eval(arm.name, seed)))}")
+    if config_path:
+        cmds.append(f"pairlab ablate --config {q(config_path)} --out {q(str(layout.root))} --report-only")
+    return cmds
+
+
+def prepare(cfg: AblationConfig, out_dir: str | Path) -> tuple[Layout, pd.DataFrame, pd.DataFrame]:
+    """Pool, eval split, every arm's curated subset and the plan files (cheap, no training)."""
+    from ..models import load_tokenizer
+
+    layout = Layout(Path(out_dir))
+    layout.root.mkdir(parents=True, exist_ok=True)
+    artifacts.write_text(layout.root / "ablation.yaml", yaml.safe_dump(asdict(cfg), sort_keys=False))
+    pool, eval_pairs = build_pool(cfg, layout)
+    tokenizer_spec = cfg.curate.get("tokenizer", train_config(cfg, cfg.arms[0], cfg.seeds[0]).model)
+    cfg.curate.setdefault("tokenizer", tokenizer_spec)
+    tokenizer = None if tokenizer_spec == "none" else load_tokenizer(tokenizer_spec)
+    for arm in cfg.arms:
+        curate_arm(cfg, arm, pool, eval_pairs, layout, tokenizer)
+    write_plan_files(cfg, layout)
+    return layout, pool, eval_pairs
+
+
+def ablate(cfg: AblationConfig, out_dir: str | Path, *, report_only: bool = False,
+           progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) the whole ablation and write comparison.json + report.html."""
+    from .compare import compare_arms, write_comparison
+    from .progress import OverallProgress
+
+    started = time.time()
+    cfg.validate()
+    if progress:  # one overall bar instead of the libraries' per-load bars
+        import transformers
+        from datasets.utils.logging import disable_progress_bar
+
+        transformers.utils.logging.disable_progress_bar()
+        disable_progress_bar()
+    layout, pool, eval_pairs = prepare(cfg, out_dir)
+    events: list[dict[str, Any]] = []
+    if not report_only:
+        budget_steps = _expected_steps(cfg, layout)
+        bar = OverallProgress(budget_steps, enabled=progress)
+        try:
+            if cfg.evaluate_base:
+                model = train_config(cfg, cfg.arms[0], cfg.seeds[0]).model
+                bar.describe("base model: evaluate")
+                state = evaluate_dir(cfg, eval_pairs, layout.base_eval, eval_spec=str(layout.eval), model=model,
+                                     log_path=layout.base_eval.parent / "log.txt")
+                events.append({"arm": "base", "evaluate": state})
+            for arm in cfg.arms:
+                for seed in cfg.seeds:
+                    bar.start_run(f"{arm.name}/seed{seed}", layout.run(arm.name, seed))
+                    trained = train_arm(cfg, arm, seed, layout, progress=bar.callback())
+                    bar.finish_run(int(cfg.budget.value) if cfg.budget.unit == "steps" else None)
+                    bar.describe(f"{arm.name}/seed{seed}: evaluate")
+                    state = evaluate_dir(cfg, eval_pairs, layout.arm_eval(arm.name, seed),
+                                         eval_spec=str(layout.eval), run=layout.run(arm.name, seed), log_path=layout.log(arm.name, seed))
+                    events.append({"arm": arm.name, "seed": seed, "train": trained, "evaluate": state})
+        finally:
+            bar.close()
+    comparison = compare_arms(cfg, layout, pool)
+    comparison["events"] = events
+    report = write_comparison(comparison, layout)
+    artifacts.write_manifest(layout.root, stage="ablate", config=asdict(cfg), seed=cfg.seeds[0],
+                             started=started,
+                             inputs={"pool": {"rows": len(pool), "sha256": artifacts.file_sha256(layout.pool)},
+                                     "eval": {"rows": len(eval_pairs), "sha256": artifacts.file_sha256(layout.eval)}},
+                             outputs={"comparison": "comparison.json", "report": report.name if report else None})
+    comparison["report"] = None if report is None else str(report)
+    return comparison
+
+
+def _expected_steps(cfg: AblationConfig, layout: Layout) -> int | None:
+    """Total optimizer steps over all runs (for the overall ETA); None when epochs-based."""
+    if cfg.budget.unit != "steps":
+        return None
+    return int(cfg.budget.value) * len(cfg.arms) * len(cfg.seeds)
+
+
+def print_plan(cfg: AblationConfig, out_dir: str | Path, config_path: str | None, stream=sys.stdout) -> list[str]:
+    cfg.validate()
+    layout, _, _ = prepare(cfg, out_dir)
+    cmds = plan_commands(cfg, layout, config_path)
+    for c in cmds:
+        print(c, file=stream)
+    return cmds
+
+
+def arm_true_noise(pairs: pd.DataFrame) -> float | None:
+    """Share of an arm's training pairs whose label is wrong (when the truth is known)."""
+    if "true_preference_correct" not in pairs or pairs["true_preference_correct"].isna().any() or not len(pairs):
+        return None
+    return float(1.0 - pairs["true_preference_correct"].astype(bool).mean())
+
+
+__all__ = ["Layout", "ablate", "arm_true_noise", "build_pool", "plan_commands", "prepare", "print_plan",
+           "run_state"]

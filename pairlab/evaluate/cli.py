@@ -1,0 +1,97 @@
+"""`pairlab evaluate` and `pairlab compare`: parse arguments, call the evaluate stage's API."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..cli import Command, add_input_args, read_input
+
+#: Shortcut flag -> EvalConfig field (everything else through --set key=value).
+_FLAGS = {"--batch-size": ("batch_size", int), "--beta": ("beta", float),
+          "--max-length": ("max_length", int), "--quantization": ("quantization", str),
+          "--n-prompts": ("n_prompts", int), "--prompts": ("prompts_file", str),
+          "--max-new-tokens": ("max_new_tokens", int)}
+
+
+def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..config import field_help
+    from .config import EvalConfig
+
+    helps = field_help(EvalConfig)
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--run", metavar="RUN_DIR", help="a `pairlab train` run: its adapter, model and DPO settings")
+    which.add_argument("--model", metavar="SPEC",
+                       help="evaluate a bare model instead (policy == reference: all margins 0, read the "
+                            "reference-free accuracy); generations are the base model's only")
+    add_input_args(parser, flag="--eval", dest="eval")
+    parser.add_argument("--out", required=True, metavar="EVAL_DIR", help="evaluation directory to write")
+    parser.add_argument("--config", metavar="YAML", help="EvalConfig fields in a YAML file")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="any EvalConfig field, e.g. sample_seeds=[0,1] or ref_cache=false; repeatable")
+    for flag, (name, kind) in _FLAGS.items():
+        parser.add_argument(flag, dest=name, type=kind, default=None, help=helps[name])
+    parser.add_argument("--no-generate", action="store_true", help="skip generations.parquet")
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .config import load_eval_config
+    from .runner import evaluate
+
+    overrides = list(args.overrides)
+    for name, _ in _FLAGS.values():
+        value = getattr(args, name)
+        if value is not None:
+            overrides.append(f"{name}={value}")
+    if args.no_generate:
+        overrides.append("generate=false")
+    config = load_eval_config(args.config, overrides)
+    pairs = read_input(args, "eval")
+    result = evaluate(pairs, args.out, run=args.run, model=args.model, config=config, eval_spec=args.eval)
+    m, ref = result.metrics, result.reference
+    print(m["verdict"]["text"])
+    print(f"{m['n_pairs']} pairs: accuracy {m['accuracy']:.3f} ({m['ties']} ties), mean margin "
+          f"{m['mean_margin']:.4f}, ref-free accuracy {m['ref_free_accuracy']:.3f}; reference: "
+          f"{ref['cache_hits']} cached, {ref['computed']} computed; {m['timing']['total_s']:.1f} s")
+    print(f"wrote {result.out_dir}" + (f" (report: {result.report})" if result.report else ""))
+    return 0
+
+
+def _compare_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("eval_dirs", nargs="+", metavar="EVAL_DIR",
+                        help="evaluation directories on the same pairs; the first is the baseline")
+    parser.add_argument("--out", metavar="DIR", default=None,
+                        help="write DIR/comparison.json (else the JSON goes to stdout)")
+    parser.add_argument("--n-boot", type=int, default=2000, help="paired bootstrap resamples")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from ..artifacts import to_json
+    from .comparison import compare, format_comparison, write_comparison
+
+    result = compare(args.eval_dirs, n_boot=args.n_boot, seed=args.seed)
+    if args.out:
+        path = write_comparison(result, args.out)
+        print(format_comparison(result))
+        print(f"wrote {path}")
+    else:
+        print(format_comparison(result), file=sys.stderr)
+        print(to_json(result))
+    return 0
+
+
+COMMANDS = [
+    Command("evaluate", "held-out preference metrics, calibration and generations of a run or a model",
+            _evaluate_arguments, _evaluate,
+            description="Score held-out pairs with a trained adapter (--run) or a bare model (--model): "
+                        "implicit rewards from policy and reference (adapter disabled; reference log-probs "
+                        "from the shared cache), accuracy with a bootstrap CI, margins, reference-free "
+                        "accuracy, length bias, calibration, and base-vs-aligned generations. Writes "
+                        "EVAL_DIR/{per_pair.parquet,metrics.json,generations.parquet,manifest.json} and "
+                        "the report."),
+    Command("compare", "McNemar and paired bootstrap between evaluations on the same pairs",
+            _compare_arguments, _compare,
+            description="Compare evaluation directories of runs evaluated on the same pairs, each against "
+                        "the first: accuracy difference with McNemar's exact test, a paired bootstrap on "
+                        "margins, and McNemar on reference-free correctness."),
+]

@@ -1,0 +1,145 @@
+"""The ablation report: the arms of `pairlab ablate` side by side, from DIR/comparison.json.
+
+Shows a one-line verdict, the arms table (pairs kept, true label noise when known,
+accuracy with CI, delta vs the baseline arm with McNemar's p, margin, reference-free
+accuracy, length-bias split, train time), accuracy vs pairs kept, a per-source
+heatmap, and links to every arm's evaluation and curation report.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__, artifacts
+from .render import content_security_policy, figure_to_data_uri, pyplot, write_report
+
+COMPARISON = "comparison.json"
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def verdict(c: dict[str, Any]) -> str:
+    """One plain sentence: which arm did best and whether it beat the baseline significantly."""
+    done = [a for a in c["arms"] if a["accuracy"]["mean"] is not None]
+    if not done:
+        return "No arm has been evaluated yet."
+    base = next((a for a in done if a["is_baseline"]), None)
+    best = max(done, key=lambda a: a["accuracy"]["mean"])
+    if base is None or best is base:
+        others = [a for a in done if a is not best]
+        tail = "" if not others else " None of the filtered arms beat it."
+        return (f"The baseline arm '{best['name']}' scored best: held-out preference accuracy "
+                f"{_pct(best['accuracy']['mean'])}.{tail}")
+    p = [s.get("mcnemar", {}).get("p_value") for s in best["seeds"] if s.get("mcnemar")]
+    p_text = "" if not p else (f" (McNemar p = {p[0]:.3g}" + (", significant at 0.05)" if p[0] < 0.05
+                                                               else ", not significant at 0.05)"))
+    noise = ""
+    if best.get("true_label_noise") is not None and base.get("true_label_noise") is not None:
+        noise = (f"; its training labels were {_pct(best['true_label_noise'])} wrong vs "
+                 f"{_pct(base['true_label_noise'])} in the baseline")
+    return (f"'{best['name']}' scored best: held-out preference accuracy {_pct(best['accuracy']['mean'])} vs "
+            f"{_pct(base['accuracy']['mean'])} for the baseline '{base['name']}' "
+            f"({100 * (best['accuracy']['mean'] - base['accuracy']['mean']):+.1f} points{p_text}) "
+            f"with {best['pairs_kept']} of {base['pairs_kept']} pairs{noise}.")
+
+
+def _figures(c: dict[str, Any]) -> list[dict[str, str]]:
+    plt = pyplot()
+    figs = []
+    done = [a for a in c["arms"] if a["accuracy"]["mean"] is not None]
+    if done:
+        fig, ax = plt.subplots(figsize=(5.5, 3.6))
+        for a in done:
+            ci = a["seeds"][0].get("accuracy_ci95") or [a["accuracy"]["mean"]] * 2
+            err = (a["accuracy"]["sd"] if a["accuracy"]["sd"] is not None else
+                   [[a["accuracy"]["mean"] - ci[0]], [ci[1] - a["accuracy"]["mean"]]])
+            ax.errorbar([a["pairs_kept"]], [a["accuracy"]["mean"]], yerr=err, fmt="o", capsize=4)
+            ax.annotate(a["name"], (a["pairs_kept"], a["accuracy"]["mean"]), textcoords="offset points",
+                        xytext=(6, 4), fontsize=8)
+        if c.get("base_model"):
+            ax.axhline(c["base_model"]["ref_free_accuracy"], ls="--", color="#999", lw=1)
+            ax.text(ax.get_xlim()[0], c["base_model"]["ref_free_accuracy"], " base ref-free", fontsize=7,
+                    color="#666", va="bottom")
+        ax.set_xlabel("training pairs kept")
+        ax.set_ylabel("held-out accuracy")
+        ax.grid(alpha=.3)
+        figs.append({"uri": figure_to_data_uri(fig),
+                     "caption": "Held-out preference accuracy vs pairs kept (bars: 95% CI, or sd over seeds)."})
+    sources = _sources(c)
+    if done and sources:
+        grid = np.array([[a["seeds"][0].get("by_source", {}).get(s, np.nan) for s in sources] for a in done],
+                        dtype=float)
+        fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(sources) + 2), 0.5 * len(done) + 1.5))
+        im = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+        ax.set_xticks(range(len(sources)), sources, rotation=30, ha="right", fontsize=8)
+        ax.set_yticks(range(len(done)), [a["name"] for a in done], fontsize=8)
+        for i in range(grid.shape[0]):
+            for j in range(grid.shape[1]):
+                if not np.isnan(grid[i, j]):
+                    ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                            color="white" if grid[i, j] < 0.6 else "black")
+        fig.colorbar(im, ax=ax, fraction=0.04)
+        figs.append({"uri": figure_to_data_uri(fig), "caption": "Held-out accuracy per source and arm."})
+    return figs
+
+
+def _sources(c: dict[str, Any]) -> list[str]:
+    seen: list[str] = []
+    for a in c["arms"]:
+        for s in (a["seeds"][0].get("by_source") or {}):
+            if s not in seen:
+                seen.append(s)
+    return seen
+
+
+def _filters_text(filters: list[Any]) -> str:
+    if not filters:
+        return "(none: all pairs)"
+    parts = []
+    for f in filters:
+        if isinstance(f, dict):
+            parts.extend(f"{k}: {v}" for k, v in f.items())
+        else:
+            parts.append(str(f))
+    return "; ".join(parts)
+
+
+def _mcnemar_text(arm: dict[str, Any]) -> str:
+    ps = [s["mcnemar"]["p_value"] for s in arm["seeds"] if s.get("mcnemar")]
+    return "–" if not ps else ", ".join(f"{p:.3g}" for p in ps)
+
+
+def ablation_summary(directory: str | os.PathLike) -> dict[str, Any]:
+    directory = Path(directory)
+    path = directory / COMPARISON
+    if not path.exists():
+        from .kinds import ReportError
+
+        raise ReportError("no comparison.json (the ablation has not gathered its arms yet)", file=str(directory),
+                          hint="run `pairlab ablate --config ... --out DIR --report-only`")
+    c = artifacts.read_json(path)
+    return {"kind": "ablation", "dir": str(directory), "verdict": verdict(c), **c}
+
+
+def write_ablation_report(directory: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
+    directory = Path(directory)
+    c = ablation_summary(directory)
+    for a in c["arms"]:
+        a["filters_text"] = _filters_text(a["filters"])
+        a["mcnemar_text"] = _mcnemar_text(a)
+    config_path = directory / "ablation.yaml"
+    manifest = artifacts.read_manifest(directory) if (directory / artifacts.MANIFEST).exists() else {}
+    return write_report(
+        Path(out) if out else directory / "report.html", "ablation.html",
+        title=f"pairlab ablation: {c['name']}", c=c, root=str(directory), created=manifest.get("created"),
+        verdict=c["verdict"], figures=_figures(c), sources=_sources(c),
+        has_truth=any(a.get("true_label_noise") is not None for a in c["arms"]),
+        config_text=config_path.read_text(encoding="utf-8") if config_path.exists() else "",
+        comparison_text=artifacts.to_json({k: v for k, v in c.items() if k != "events"}),
+        csp=content_security_policy(), version=__version__)
+

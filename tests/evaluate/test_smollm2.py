@@ -1,0 +1,28 @@
+"""Slow end to end: the embedded SmolLM2 in 4-bit, untrained, on simulator held-out pairs."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+
+@pytest.mark.slow
+def test_base_smollm2_on_simulator_held_out_pairs(tmp_path):
+    from pairlab.evaluate import evaluate, load_eval_config
+    from pairlab.simulate import simulate_pairs
+
+    _, held_out = simulate_pairs(n=160, seed=1, length="short")
+    pairs = held_out.head(16)
+    config = load_eval_config(None, [f"ref_cache_dir={tmp_path / 'ref'}", "n_prompts=1", "max_new_tokens=16",
+                                     "modes=[greedy]"])
+    result = evaluate(pairs, tmp_path / "eval", model="smollm2-135m-instruct", config=config)
+    m = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert m["n_pairs"] == len(pairs) and m["ties"] == len(pairs) and m["policy_is_reference"]
+    assert m["settings"]["quantization"] == "4bit" and m["verdict"]["headline_metric"] == "ref_free_accuracy"
+    assert 0.0 <= m["ref_free_accuracy"] <= 1.0 and m["reference"]["computed"] == len(pairs)
+    per_pair = pd.read_parquet(tmp_path / "eval" / "per_pair.parquet")
+    assert per_pair["policy_chosen_logps"].lt(0).all() and per_pair["true_preference_correct"].all()
+    gens = pd.read_parquet(tmp_path / "eval" / "generations.parquet")
+    assert len(gens) == 1 and gens["text"].str.len().iloc[0] > 0
+    assert result.report is None or result.report.exists()
