@@ -25,6 +25,7 @@ class PoolSettings:
     split: Optional[str] = field(default=None, metadata={"help": "hub split of `input`"})
     eval_from: Optional[str] = field(default=None, metadata={
         "help": "an existing eval split (SPEC); pool prompts overlapping it are dropped"})
+    eval_split: Optional[str] = field(default=None, metadata={"help": "hub split of `eval_from` (e.g. test_prefs)"})
     eval_format: str = field(default="auto", metadata={"help": "layout of `eval_from`"})
     eval_map: list[str] = field(default_factory=list, metadata={"help": "field mappings for `eval_from`"})
     simulate: Optional[dict[str, Any]] = field(default=None, metadata={

@@ -100,7 +100,8 @@ def build_pool(cfg: AblationConfig, layout: Layout) -> tuple[pd.DataFrame, pd.Da
     else:
         pool = read_pairs(pool_cfg.input, format=pool_cfg.format, mapping=pool_cfg.map, split=pool_cfg.split)
         if pool_cfg.eval_from:
-            eval_pairs = read_pairs(pool_cfg.eval_from, format=pool_cfg.eval_format, mapping=pool_cfg.eval_map)
+            eval_pairs = read_pairs(pool_cfg.eval_from, format=pool_cfg.eval_format, mapping=pool_cfg.eval_map,
+                                    split=pool_cfg.eval_split)
     if pool_cfg.flip_rate > 0:
         from ..simulate import inject_noise
 

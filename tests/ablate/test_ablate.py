@@ -154,3 +154,9 @@ def test_bad_configs_fail_before_any_work_naming_the_key(tmp_path, change, field
 
     assert main(["ablate", "--config", str(config), "--out", str(tmp_path / "out")]) == 2
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name", ["ablation-demo.yaml", "ablation-h4-qwen2-gpu.yaml"])
+def test_example_configs_validate(name):
+    cfg = load_ablation_config(str(Path(__file__).resolve().parents[2] / "examples" / name))
+    assert len(cfg.arms) >= 3 and cfg.budget.unit == "steps"
