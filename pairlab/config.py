@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import types
 import typing
 from typing import Any, TypeVar
 
@@ -52,7 +53,7 @@ def _coerce(value: Any, tp: Any, key: str, source: str | None) -> Any:
     args = typing.get_args(tp)
     if value is None:
         return None
-    if origin is typing.Union or str(origin) == "types.UnionType":
+    if origin is typing.Union or origin is types.UnionType:
         non_none = [a for a in args if a is not type(None)]
         for a in non_none:
             try:

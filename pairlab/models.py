@@ -258,8 +258,25 @@ def load_model(spec: str = EMBEDDED, *, quantization: str = "4bit", dtype: str =
         raise ModelError(f"cannot load model: {err}", field="model") from None
     if quantization == "none":
         model.to(device)
+    else:
+        keep_4bit_weights_trainable(model)
     model.eval()
     return model
+
+
+def keep_4bit_weights_trainable(model) -> None:
+    """Switch off bitsandbytes' CPU weight repacking for every 4-bit layer.
+
+    bitsandbytes (0.50) repacks a CPU 4-bit layer's weights for a faster inference kernel
+    the first time it runs in eval mode without grad (on AVX512-BF16 CPUs), irreversibly;
+    that kernel has no autograd, so gradients to LoRA layers trained after such a pass
+    (e.g. a reference pass before training, or attribution after evaluation) come out
+    silently wrong. Doing it at load time also keeps every stage on one kernel, so
+    cached reference log-probs and fresh policy log-probs are computed the same way.
+    """
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
 
 
 def model_fingerprint(spec: str, quantization: str, dtype: str = "auto") -> dict[str, str]:

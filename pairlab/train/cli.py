@@ -1,0 +1,51 @@
+"""`pairlab train`: parse arguments, load the config, call :func:`pairlab.train.train`."""
+from __future__ import annotations
+
+import argparse
+
+from ..cli import Command
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pairs", required=True, metavar="PATH",
+                        help="pairs to train on: DIR/pairs.parquet from `pairlab curate` (or DIR, or any "
+                             "file `pairlab convert` reads)")
+    parser.add_argument("--model", default=None, metavar="SPEC",
+                        help="model spec (overrides the config's `model`): smollm2-135m-instruct, "
+                             "tiny-random-llama, a local directory or a hub id")
+    parser.add_argument("--config", default=None, metavar="YAML", help="TrainConfig YAML (see examples/train.yaml)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config field, dotted for nested ones: dpo.beta=0.2, lora.r=8, "
+                             "dpo.max_steps=10; repeatable")
+    parser.add_argument("--quantization", choices=("4bit", "none"), default=None,
+                        help="4bit (QLoRA) or none (full-precision LoRA); overrides the config")
+    parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to write")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in RUN_DIR from its latest complete checkpoint")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from . import load_train_config, train
+
+    overrides = list(args.overrides)
+    if args.model:
+        overrides.append(f"model={args.model}")
+    if args.quantization:
+        overrides.append(f"quantization={args.quantization}")
+    config = load_train_config(args.config, overrides)
+    result = train(args.pairs, config, args.out, resume=args.resume)
+    last = result.train_log.iloc[-1].to_dict() if len(result.train_log) else {}
+    print(f"trained {result.global_step} steps in {result.wall_time_s:.1f} s"
+          + (f"; last loss {last['loss']:.4f}, accuracy {last['rewards/accuracies']:.2f}" if last else "")
+          + f"; reference cache: {result.ref_cache['cache_hits']} hits, {result.ref_cache['computed']} computed")
+    print(f"adapter: {result.adapter_dir}")
+    return 0
+
+
+COMMANDS = [
+    Command("train", "QLoRA DPO (TRL) on a pairs table, with the shared reference cache", _arguments, _run,
+            description="Train a LoRA adapter with DPO on a pairs table: 4-bit NF4 base (QLoRA) or full "
+                        "precision, reference log-probs from the shared on-disk cache, per-pair dynamics, "
+                        "checkpoints and --resume. Writes RUN_DIR/{adapter,checkpoints,train_log.jsonl,"
+                        "dynamics.parquet,manifest.json}."),
+]

@@ -1,0 +1,226 @@
+"""TrainConfig: what a `pairlab train` run does, loaded from YAML + ``key=value`` overrides.
+
+The top level holds what pairlab itself decides (model, quantization, LoRA, seed,
+reference cache, checkpoint cadence). Everything TRL's ``DPOConfig`` knows goes
+under ``dpo:`` and is passed through unchanged, so every DPO option (beta,
+loss_type, learning_rate, num_train_epochs / max_steps, batch size, gradient
+accumulation, max_length, gradient_checkpointing, ...) is settable. Keys are
+checked against ``DPOConfig``'s fields before any model is loaded.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
+
+from ..config import ConfigError, from_dict, parse_override, read_yaml
+
+#: Options TRL 1.x removed, with what to do instead (users bring configs from TRL 0.x).
+REMOVED_DPO_KEYS: dict[str, str] = {
+    "rpo_alpha": "use loss_type: [sigmoid, sft] with loss_weights: [1.0, ALPHA]",
+    "reference_free": "not available in TRL 1.16; DPO always uses the reference (adapter disabled)",
+    "max_prompt_length": "only max_length (prompt + completion, cut per sequence) with truncation_mode remains",
+    "max_completion_length": "only max_length (prompt + completion, cut per sequence) with truncation_mode remains",
+    "generate_during_eval": "generate with `pairlab evaluate` instead",
+    "ref_adapter_name": "the reference is the base model with the adapter disabled",
+    "model_adapter_name": "pairlab trains a single adapter named 'default'",
+    "force_use_ref_model": "the reference is the base model with the adapter disabled",
+    "use_logits_to_keep": "TRL 1.16 uses a fused LM head instead",
+    "padding_value": "the tokenizer's pad token is used",
+    "label_pad_token_id": "completion masks replace label padding in TRL 1.16",
+    "is_encoder_decoder": "only causal LMs are supported",
+}
+
+#: DPOConfig fields pairlab sets itself, and where to set them instead.
+MANAGED_DPO_KEYS: dict[str, str] = {
+    "output_dir": "set by --out (checkpoints go to OUT/checkpoints)",
+    "seed": "set the top-level `seed`",
+    "bf16": "set the top-level `dtype` (precision follows the device)",
+    "fp16": "set the top-level `dtype` (precision follows the device)",
+    "precompute_ref_log_probs": "set the top-level `ref_cache`",
+    "logging_steps": "set the top-level `logging_steps`",
+    "save_steps": "set the top-level `save_steps`",
+    "remove_unused_columns": "pairlab needs pair_index to reach the batch",
+}
+
+#: pairlab's DPO defaults: small enough for a 2-core CPU; override any under ``dpo:``.
+DPO_DEFAULTS: dict[str, Any] = {
+    "beta": 0.1,
+    "loss_type": "sigmoid",
+    "learning_rate": 5e-5,
+    "num_train_epochs": 1,
+    "per_device_train_batch_size": 2,
+    "gradient_accumulation_steps": 1,
+    "max_length": 256,
+    "truncation_mode": "keep_start",
+    # transformers 5 renamed gradient_checkpointing -> activation_checkpointing (the old name still works here)
+    "activation_checkpointing": False,
+    "lr_scheduler_type": "linear",
+    "warmup_steps": 0,
+    "report_to": "none",
+    "save_strategy": "steps",
+    "dataloader_num_workers": 0,
+}
+
+
+# Optional/Union rather than `X | None`: pairlab.config's coercion recognises typing.Union.
+@dataclass
+class LoraSettings:
+    r: int = field(default=16, metadata={"help": "LoRA rank"})
+    alpha: int = field(default=32, metadata={"help": "LoRA alpha (scale = alpha / r)"})
+    dropout: float = field(default=0.05, metadata={
+        "help": "LoRA dropout (TRL's disable_dropout, on by default, turns it off; set dpo.disable_dropout: false to keep it)"})
+    target_modules: Union[str, list[str]] = field(default="all-linear", metadata={
+        "help": "modules to adapt: 'all-linear' (every linear layer but the LM head) or a list of names"})
+
+
+@dataclass
+class TrainConfig:
+    model: str = field(default="smollm2-135m-instruct", metadata={
+        "help": "model spec: smollm2-135m-instruct, tiny-random-llama, a local directory or a hub id"})
+    quantization: str = field(default="4bit", metadata={
+        "help": "4bit (QLoRA: NF4 base + double quantization) or none (full-precision LoRA)"})
+    dtype: str = field(default="auto", metadata={
+        "help": "compute dtype: auto (bf16 where native, fp16 on older GPUs, else fp32), bfloat16, float16, float32"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
+    lora: LoraSettings = field(default_factory=LoraSettings, metadata={"help": "LoRA adapter (r, alpha, dropout, target_modules)"})
+    seed: int = field(default=0, metadata={"help": "seed for adapter init, data order and dropout"})
+    ref_cache: bool = field(default=True, metadata={
+        "help": "read/write reference log-probs in the shared on-disk cache (false: TRL computes the reference every step)"})
+    ref_cache_dir: Optional[str] = field(default=None, metadata={
+        "help": "where the reference cache lives (default $PAIRLAB_CACHE/ref_logps); share it between runs"})
+    logging_steps: int = field(default=1, metadata={"help": "optimizer steps between TRL log lines / progress updates"})
+    save_steps: int = field(default=50, metadata={"help": "optimizer steps between checkpoints (for --resume)"})
+    save_total_limit: Optional[int] = field(default=2, metadata={"help": "checkpoints kept (oldest deleted); null keeps all"})
+    dpo: dict[str, Any] = field(default_factory=dict, metadata={
+        "help": "any trl.DPOConfig field (beta, loss_type, learning_rate, max_steps, num_train_epochs, "
+                "per_device_train_batch_size, gradient_accumulation_steps, max_length, ...); merged over pairlab's defaults"})
+
+
+def dpo_field_names() -> set[str]:
+    from trl import DPOConfig
+
+    return {f.name for f in dataclasses.fields(DPOConfig) if f.init}
+
+
+def coerce_dpo_values(dpo: dict[str, Any]) -> dict[str, Any]:
+    """YAML reads ``1e-4`` (no dot) as a string: turn such strings into the field's number type."""
+    from trl import DPOConfig
+
+    types = {f.name: type(f.default) for f in dataclasses.fields(DPOConfig) if f.init}
+    out = dict(dpo)
+    for key, value in dpo.items():
+        if isinstance(value, str) and types.get(key) in (int, float):
+            try:
+                out[key] = types[key](float(value)) if types[key] is int else float(value)
+            except ValueError:
+                raise ConfigError(f"expected a number, got {value!r}", field=f"dpo.{key}") from None
+    return out
+
+
+def check_dpo_keys(dpo: dict[str, Any], *, source: str | None = None) -> None:
+    """Reject unknown, removed and pairlab-managed DPOConfig keys, naming the key."""
+    names = dpo_field_names()
+    for key in dpo:
+        if key in REMOVED_DPO_KEYS and key not in names:
+            raise ConfigError(f"'{key}' no longer exists in TRL 1.16's DPOConfig", file=source,
+                              field=f"dpo.{key}", hint=REMOVED_DPO_KEYS[key])
+        if key in MANAGED_DPO_KEYS:
+            raise ConfigError("set by pairlab, not under dpo:", file=source, field=f"dpo.{key}",
+                              hint=MANAGED_DPO_KEYS[key])
+        if key not in names:
+            import difflib
+
+            close = difflib.get_close_matches(key, names, n=3)
+            raise ConfigError("not a trl.DPOConfig field", file=source, field=f"dpo.{key}",
+                              hint=f"did you mean {close}?" if close else "see trl.DPOConfig")
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def load_train_config(path: str | os.PathLike | None = None,
+                      overrides: list[str] | dict[str, Any] | None = None) -> TrainConfig:
+    """Defaults < YAML < overrides. Overrides may be dotted (``dpo.beta=0.2``, ``lora.r=8``)."""
+    data: dict[str, Any] = {}
+    source = None if path is None else str(path)
+    if path:
+        loaded = read_yaml(path) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError("top level must be a mapping", file=source)
+        data = loaded
+    items = overrides.items() if isinstance(overrides, dict) else \
+        [parse_override(o) for o in (overrides or [])]
+    for key, value in items:
+        _set_dotted(data, key, value)
+    dpo_names = dpo_field_names()
+    stray = [k for k in data if k not in {f.name for f in dataclasses.fields(TrainConfig)}
+             and k in dpo_names]
+    if stray:
+        raise ConfigError("is a trl.DPOConfig field: put it under `dpo:`", file=source,
+                          field=stray[0], hint=f"e.g. dpo.{stray[0]}=...")
+    cfg = from_dict(TrainConfig, data, source=source)
+    validate(cfg, source=source)
+    return cfg
+
+
+def validate(cfg: TrainConfig, *, source: str | None = None) -> None:
+    """Checks that need no model: quantization, dtype, DPO keys, cadence."""
+    from ..models import DTYPES, QUANTIZATIONS
+
+    if cfg.quantization not in QUANTIZATIONS:
+        raise ConfigError(f"unknown quantization '{cfg.quantization}'", file=source,
+                          field="quantization", hint=f"choose one of {QUANTIZATIONS}")
+    if cfg.dtype not in DTYPES:
+        raise ConfigError(f"unknown dtype '{cfg.dtype}'", file=source, field="dtype",
+                          hint=f"choose one of {DTYPES}")
+    if cfg.save_steps < 1 or cfg.logging_steps < 1:
+        raise ConfigError("must be >= 1", file=source,
+                          field="save_steps" if cfg.save_steps < 1 else "logging_steps")
+    check_dpo_keys(cfg.dpo, source=source)
+
+
+def dpo_settings(cfg: TrainConfig) -> dict[str, Any]:
+    """pairlab's DPO defaults with the user's ``dpo:`` over them (not yet a DPOConfig)."""
+    user = dict(cfg.dpo)
+    for old, new in (("gradient_checkpointing", "activation_checkpointing"),
+                     ("gradient_checkpointing_kwargs", "activation_checkpointing_kwargs")):
+        if old in user and new not in user:
+            user[new] = user.pop(old)
+    return {**DPO_DEFAULTS, **user}
+
+
+def build_dpo_config(cfg: TrainConfig, output_dir: str | os.PathLike, compute_dtype, device: str = "cpu"):
+    """The ``trl.DPOConfig`` for a run on ``device`` (resolved): user settings + what pairlab manages."""
+    from trl import DPOConfig
+
+    from ..models import precision_flags
+
+    settings = coerce_dpo_values(dpo_settings(cfg))
+    settings.update(
+        output_dir=str(output_dir),
+        seed=cfg.seed,
+        precompute_ref_log_probs=cfg.ref_cache,
+        logging_steps=cfg.logging_steps,
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        remove_unused_columns=True,
+        # bf16 is TRL's default; it must follow the compute dtype or a T4 / an AVX2 CPU breaks.
+        **precision_flags(compute_dtype),
+    )
+    if device == "cpu":  # else HF refuses bf16 on a machine without a GPU
+        settings["use_cpu"] = True
+    try:
+        return DPOConfig(**settings)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"DPOConfig rejected the settings: {err}", field="dpo") from None

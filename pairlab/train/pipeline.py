@@ -1,0 +1,222 @@
+"""`train()`: pairs table -> QLoRA DPO run directory. Read top to bottom.
+
+RUN_DIR/
+  adapter/            LoRA adapter (adapter_model.safetensors + adapter_config.json) and tokenizer
+  checkpoints/        checkpoint-N/ (adapter, optimizer, scheduler, RNG, trainer state, dynamics)
+  train_log.jsonl     one line per optimizer step (loss, rewards, exact accuracy, margins, lr)
+  dynamics.parquet    one row per pair per time it was seen (see dynamics.DYNAMICS_COLUMNS)
+  manifest.json       config, versions, data hash, model fingerprint, seed, wall time, peak memory
+"""
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .. import artifacts
+from ..config import ConfigError, to_dict
+from ..schema import PairDataError, validate_pairs
+from .config import TrainConfig, build_dpo_config, dpo_settings, validate
+from .dynamics import step_log
+from .resume import checkpoint_dynamics, latest_checkpoint
+
+ADAPTER_DIR = "adapter"
+CHECKPOINT_DIR = "checkpoints"
+TRAIN_LOG = "train_log.jsonl"
+DYNAMICS = "dynamics.parquet"
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    adapter_dir: Path
+    global_step: int
+    train_log: pd.DataFrame
+    dynamics: pd.DataFrame
+    ref_cache: dict[str, Any]
+    resumed_from: str | None
+    wall_time_s: float
+    train_runtime_s: float
+    peak_rss_mb: float
+    model_footprint_mb: float
+
+
+def read_train_pairs(pairs: pd.DataFrame | str | os.PathLike) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """A pairs table, or a path (``DIR`` or ``DIR/pairs.parquet``) -> (table, input record for the manifest)."""
+    if isinstance(pairs, pd.DataFrame):
+        validate_pairs(pairs)
+        return pairs.reset_index(drop=True), {"pairs": "in-memory table"}
+    path = Path(pairs)
+    if path.is_dir() and (path / "pairs.parquet").exists():
+        path = path / "pairs.parquet"
+    from ..io import read_pairs
+
+    df = read_pairs(str(path), format="pairs" if path.suffix == ".parquet" else "auto")
+    record: dict[str, Any] = {"pairs": str(path)}
+    if path.is_file():
+        record["pairs_sha256"] = artifacts.file_sha256(path)
+    return df.reset_index(drop=True), record
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def _trainable_to(model, dtype) -> None:
+    """TRL casts QLoRA adapter weights to bf16; where bf16 is not the compute dtype
+    (a T4 in fp16, a CPU without native bf16) keep them in fp32 instead: fp16 master
+    weights break the grad scaler and emulated bf16 is slow."""
+    import torch
+
+    if dtype == torch.bfloat16:
+        return
+    for param in model.parameters():
+        if param.requires_grad and param.dtype != torch.float32:
+            param.data = param.data.float()
+
+
+def _prepare_out_dir(out: Path, resume: bool) -> Path | None:
+    """The checkpoint to resume from, after refusing to overwrite a finished or started run."""
+    checkpoint = latest_checkpoint(out / CHECKPOINT_DIR) if resume else None
+    if not resume and out.exists():
+        started = latest_checkpoint(out / CHECKPOINT_DIR) is not None or (out / artifacts.MANIFEST).exists()
+        if started:
+            raise PairDataError("run directory already holds a run", file=str(out),
+                                hint="pass --resume to continue it, or choose a new --out")
+    if resume and checkpoint is None and (out / artifacts.MANIFEST).exists():
+        raise PairDataError("run already finished (manifest.json present, no checkpoint to resume)",
+                            file=str(out), hint="choose a new --out")
+    out.mkdir(parents=True, exist_ok=True)
+    return checkpoint
+
+
+def train(pairs: pd.DataFrame | str | os.PathLike, config: TrainConfig | None = None,
+          out_dir: str | os.PathLike = "run", *, resume: bool = False,
+          callbacks: list | None = None, console_progress: bool = True) -> TrainResult:
+    """QLoRA (or full-precision LoRA) DPO on a pairs table through TRL; writes RUN_DIR.
+
+    Parameters
+    ----------
+    pairs : a pairs table, or a path to ``pairs.parquet`` (or its directory).
+    config : :class:`TrainConfig` (defaults: embedded SmolLM2 in 4-bit, pairlab's DPO defaults).
+    out_dir : the run directory.
+    resume : continue from the latest complete checkpoint in ``out_dir/checkpoints``.
+    callbacks : extra ``transformers.TrainerCallback`` objects (e.g. ablate's overall progress bar).
+    console_progress : False drops the trainer's own bar and log printing (the caller shows
+        progress; the per-step log still goes to ``train_log.jsonl``).
+    """
+    started = time.time()
+    config = config or TrainConfig()
+    validate(config)  # bad DPO keys fail here, before any model loads
+    out = Path(out_dir)
+    checkpoint = _prepare_out_dir(out, resume)
+    df, input_record = read_train_pairs(pairs)
+    if df.empty:
+        raise PairDataError("no pairs to train on", file=input_record.get("pairs"))
+    if df["pair_id"].duplicated().any():
+        dup = df.loc[df["pair_id"].duplicated(), "pair_id"].iloc[0]
+        raise PairDataError(f"pair_id '{dup}' appears twice", file=input_record.get("pairs"),
+                            field="pair_id", hint="deduplicate with `pairlab curate`")
+
+    from peft import LoraConfig
+
+    from ..io import to_trl_dataset
+    from ..logprobs import RefLogpCache, ref_cache_key_fields
+    from ..models import (load_model, load_tokenizer, model_fingerprint, pick_compute_dtype,
+                          pick_device)
+    from .trainer import PairlabDPOTrainer
+
+    device = pick_device(config.device)
+    if device == "cuda" and "LOCAL_RANK" in os.environ:  # `accelerate launch`: one GPU per process
+        device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
+    compute_dtype = pick_compute_dtype(device, config.dtype)
+    args = build_dpo_config(config, out / CHECKPOINT_DIR, compute_dtype, device)
+    tokenizer = load_tokenizer(config.model)
+    model = load_model(config.model, quantization=config.quantization, dtype=config.dtype, device=device)
+    fingerprint = model_fingerprint(config.model, config.quantization, config.dtype)
+
+    dataset = to_trl_dataset(df)
+    dataset = dataset.add_column("pair_index", list(range(len(dataset))))
+    ref_cache = None
+    if config.ref_cache:
+        ref_cache = RefLogpCache(ref_cache_key_fields(
+            model_fingerprint=fingerprint, compute_dtype=compute_dtype, tokenizer=tokenizer,
+            max_length=args.max_length, truncation_mode=args.truncation_mode, ld_alpha=args.ld_alpha),
+            root=config.ref_cache_dir)
+    target = config.lora.target_modules
+    lora = LoraConfig(r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
+                      target_modules=target if isinstance(target, str) else list(target),
+                      task_type="CAUSAL_LM")
+    try:
+        trainer = PairlabDPOTrainer(model=model, args=args, train_dataset=dataset,
+                                    processing_class=tokenizer, peft_config=lora,
+                                    pair_ids=df["pair_id"].astype(str).tolist(), ref_cache=ref_cache,
+                                    callbacks=callbacks)
+    except ValueError as err:  # TRL's own config checks (e.g. exo_pair without label_smoothing)
+        raise ConfigError(str(err), field="dpo") from None
+    _trainable_to(trainer.model, compute_dtype)
+    if not console_progress:
+        from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+        trainer.remove_callback(ProgressCallback)
+        trainer.remove_callback(PrinterCallback)
+    if checkpoint is not None:
+        trainer.dynamics.load(checkpoint_dynamics(checkpoint))
+
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+
+    # Outputs: the adapter, the dynamics, the per-step log, the manifest.
+    dynamics = trainer.dynamics_frame()
+    log = step_log(dynamics, trainer.state.log_history)
+    adapter_dir = out / ADAPTER_DIR
+    if trainer.accelerator.is_main_process:
+        if adapter_dir.exists():
+            shutil.rmtree(adapter_dir)
+        trainer.save_model(str(adapter_dir))
+        artifacts.write_parquet(out / DYNAMICS, dynamics)
+        artifacts.write_jsonl(out / TRAIN_LOG, log)
+    wall = time.time() - started
+    # HF's train_runtime covers this process's optimizer loop only (not loading, not the reference pass).
+    runtime = next((e["train_runtime"] for e in reversed(trainer.state.log_history) if "train_runtime" in e), 0.0)
+    steps_here = trainer.state.global_step - (int(checkpoint.name.split("-")[-1]) if checkpoint else 0)
+    peak = peak_rss_mb()
+    ref_stats = dict(trainer.ref_stats, enabled=config.ref_cache,
+                     dir=None if ref_cache is None else str(ref_cache.dir),
+                     key=None if ref_cache is None else ref_cache.key)
+    if trainer.accelerator.is_main_process:
+        import torch
+
+        memory = {"peak_rss_mb": round(peak, 1),
+                  "model_footprint_mb": round(trainer.model.get_memory_footprint() / 2**20, 1)}
+        if torch.cuda.is_available():
+            memory["peak_cuda_allocated_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        artifacts.write_manifest(
+            out, stage="train", started=started, seed=config.seed,
+            config={**to_dict(config), "dpo_effective": dpo_settings(config)},
+            inputs={**input_record, "pairs_frame_sha256": artifacts.frame_sha256(df, ["pair_id"]),
+                    "n_pairs": len(df), "model": fingerprint},
+            outputs={"adapter": ADAPTER_DIR, "dynamics": DYNAMICS, "train_log": TRAIN_LOG,
+                     "checkpoints": CHECKPOINT_DIR},
+            device=device, compute_dtype=str(compute_dtype).replace("torch.", ""),
+            num_processes=trainer.accelerator.num_processes, global_step=trainer.state.global_step,
+            resumed_from=None if checkpoint is None else str(checkpoint), ref_cache=ref_stats,
+            memory=memory, timing={"train_runtime_s": round(runtime, 3), "optimizer_steps": steps_here,
+                                   "seconds_per_step": round(runtime / max(steps_here, 1), 4)},
+            final_step=log.iloc[-1].to_dict() if len(log) else None)
+    return TrainResult(out_dir=out, adapter_dir=adapter_dir, global_step=trainer.state.global_step,
+                       train_log=log, dynamics=dynamics, ref_cache=ref_stats,
+                       resumed_from=None if checkpoint is None else str(checkpoint),
+                       wall_time_s=round(wall, 3), train_runtime_s=round(runtime, 3),
+                       peak_rss_mb=round(peak, 1),
+                       model_footprint_mb=round(trainer.model.get_memory_footprint() / 2**20, 1))
+
+

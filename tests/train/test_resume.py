@@ -1,0 +1,65 @@
+"""A real `pairlab train` process killed (SIGKILL) after its first checkpoint resumes with the same data order."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pairlab.io import write_pairs
+from pairlab.train import load_train_config, train
+
+SETTINGS = ["seed=7", "save_steps=4", "dpo.max_steps=20", "dpo.max_length=96",
+            "dpo.learning_rate=0.002", "lora.r=8"]  # 16 pairs, batch 2: 8 steps an epoch, 2.5 epochs
+
+
+def _command(pairs, out, cache, *extra):
+    sets = [a for s in SETTINGS + [f"ref_cache_dir={cache}"] for a in ("--set", s)]
+    return [sys.executable, "-m", "pairlab", "train", "--pairs", str(pairs), "--model", "tiny-random-llama",
+            *sets, "--out", str(out), *extra]
+
+
+def _complete(checkpoint):
+    return (checkpoint / "trainer_state.json").exists() and (checkpoint / "dynamics.parquet").exists()
+
+
+@pytest.mark.timeout(900)
+def test_killed_run_resumes_with_same_data_order(tmp_path, sim_pairs):
+    pairs_path = write_pairs(sim_pairs.head(16), tmp_path / "pairs.parquet")
+    out, cache = tmp_path / "run", tmp_path / "ref_cache"
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    log = open(tmp_path / "first.log", "w")
+    proc = subprocess.Popen(_command(pairs_path, out, cache), stdout=log, stderr=subprocess.STDOUT, env=env)
+    first = out / "checkpoints" / "checkpoint-4"
+    deadline = time.time() + 400
+    while not _complete(first) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    killed = proc.poll() is None
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert killed, f"the run ended before it could be killed:\n{(tmp_path / 'first.log').read_text()[-3000:]}"
+    assert not (out / "manifest.json").exists()
+
+    resumed = subprocess.run(_command(pairs_path, out, cache, "--resume"), capture_output=True, text=True,
+                             env=env, timeout=400)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["global_step"] == 20 and manifest["resumed_from"]
+    assert manifest["ref_cache"]["cache_hits"] == 16 and manifest["ref_cache"]["computed"] == 0
+
+    config = load_train_config(None, ["model=tiny-random-llama", *SETTINGS, f"ref_cache_dir={cache}"])
+    whole = train(pairs_path, config, tmp_path / "whole")
+    got = pd.read_parquet(out / "dynamics.parquet")
+    want = whole.dynamics
+    assert len(got) == len(want) == 20 * 2
+    order = ["step", "micro_step", "pair_id", "epoch"]
+    pd.testing.assert_frame_equal(got[order].reset_index(drop=True), want[order].reset_index(drop=True))
+    np.testing.assert_allclose(got["loss"], want["loss"], atol=2e-3)
+    log_lines = (out / "train_log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in log_lines] == list(range(1, 21))
