@@ -2,12 +2,10 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
+from realdata import REPO, SHARED_DATA, shared_file  # noqa: F401  (re-exported for tests)
 
 # Two cores: keep torch from oversubscribing when tests run model code.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
@@ -17,12 +15,6 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 
-def shared_file(relative: str) -> Path:
-    """A file under ../shared/data, or skip the test cleanly when it is absent."""
-    path = SHARED_DATA / relative
-    if not path.exists():
-        pytest.skip(f"real data not present: {path}")
-    return path
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from pairlab.curate import CurateConfig, curate
 from pairlab.schema import PairDataError, build_pairs
 
 CFG = CurateConfig(tokenizer="none")
-SHARED_DATA = (Path(__file__).resolve().parents[2] / ".." / "shared" / "data").resolve()
+from realdata import SHARED_DATA
 SPEC = ["drop_ties", {"min_rating_gap": 1}, {"length_ratio": [0.5, 2.0]}, "dedupe_prompts",
         {"sample": {"n": 40, "stratify": "source"}}, "balance_length"]
 

@@ -7,15 +7,7 @@ from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
-
-
-def real_file(relative: str) -> Path:
-    path = SHARED_DATA / relative
-    if not path.exists():
-        pytest.skip(f"real data not present: {path}")
-    return path
+from realdata import REPO, SHARED_DATA, shared_file as real_file  # noqa: F401
 
 
 def write_jsonl(path: Path, records: list[dict[str, Any]]) -> Path:

@@ -9,16 +9,7 @@ import pytest
 
 from pairlab.simulate.templates import PREFIXES, SUFFIXES
 
-REPO = Path(__file__).resolve().parents[2]
-SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
-
-
-def shared_file(relative: str) -> Path:
-    """A file under ../shared/data, or skip cleanly when it is absent."""
-    path = SHARED_DATA / relative
-    if not path.exists():
-        pytest.skip(f"real data not present: {path}")
-    return path
+from realdata import REPO, SHARED_DATA, shared_file  # noqa: F401
 
 
 def needs_reader():

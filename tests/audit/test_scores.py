@@ -1,0 +1,98 @@
+"""The pure parts: cartography, baselines, TracIn arithmetic, AUROC, removal sets, config."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pairlab.audit import baseline_scores, cartography, rank_average, tracin, tracin_terms
+from pairlab.audit.attribution import checkpoint_weights
+from pairlab.audit.validate import auroc, compare_arms, removal_sets
+from pairlab.config import ConfigError
+
+
+def test_cartography_confidence_variability_and_regions():
+    dyn = pd.DataFrame({"pair_id": ["a", "a", "b", "b", "c", "c"],
+                        "margin": [4.0, 4.0, -3.0, -3.0, -4.0, 4.0]})
+    carto = cartography(dyn).set_index("pair_id")
+    sig = 1 / (1 + np.exp(-4.0))
+    assert carto.loc["a", "confidence"] == pytest.approx(sig)
+    assert carto.loc["a", "variability"] == pytest.approx(0.0)
+    assert carto.loc["c", "confidence"] == pytest.approx(0.5)
+    assert carto.loc["c", "variability"] == pytest.approx(sig - 0.5)
+    assert carto.loc["c", "correctness"] == pytest.approx(0.5)
+    assert dict(carto["region"]) == {"a": "easy", "b": "hard-to-learn", "c": "ambiguous"}
+    assert (carto["passes"] == 2).all()
+
+
+def test_cartography_single_pass_has_no_ambiguous_region():
+    carto = cartography(pd.DataFrame({"pair_id": ["a", "b"], "margin": [1.0, -1.0]}))
+    assert list(carto["region"]) == ["easy", "hard-to-learn"]
+
+
+def test_baselines_by_hand():
+    pairs = pd.DataFrame({"pair_id": ["p", "q"], "score_chosen": [5.0, 3.0], "score_rejected": [2.0, 3.5]})
+    for side in ("chosen", "rejected"):
+        for aspect in ("instruction_following", "honesty", "truthfulness", "helpfulness"):
+            pairs[f"{side}_{aspect}"] = np.nan
+    policy = pd.DataFrame({"chosen_logps": [-10.0, -20.0], "rejected_logps": [-14.0, -18.0]})
+    ref = pd.DataFrame({"chosen_logps": [-12.0, -19.0], "rejected_logps": [-13.0, -19.0]})
+    carto = pd.DataFrame({"pair_id": ["q", "p"], "confidence": [0.3, 0.8]})
+    s = baseline_scores(pairs, policy, ref, carto, beta=0.5)
+    assert list(s["rating_gap"]) == [3.0, 0.5]
+    assert list(s["policy_margin"]) == [4.0, -2.0]
+    assert list(s["base_margin"]) == [1.0, 0.0]
+    assert s["implicit_margin"].tolist() == pytest.approx([0.5 * (2 - -1), 0.5 * (-1 - 1)])
+    ls = lambda x: -np.log1p(np.exp(-x))  # noqa: E731
+    assert s["loss_difference"].iloc[0] == pytest.approx(-ls(0.5) + ls(2.0))
+    assert list(s["confidence"]) == [0.8, 0.3]
+    assert rank_average(s, ["policy_margin", "base_margin"]).tolist() == [1.0, 0.5]
+
+
+def test_tracin_is_lr_weighted_sum_of_dots_with_mean_eval_gradient():
+    rng = np.random.default_rng(0)
+    train = [rng.normal(size=(5, 7)) for _ in range(3)]
+    held = [rng.normal(size=(4, 7)) for _ in range(3)]
+    weights = [3e-4, 2e-4, 1e-4]
+    got = tracin([tracin_terms(t, e) for t, e in zip(train, held)], weights)
+    brute = np.zeros(5)
+    for t, e, w in zip(train, held, weights):
+        for i in range(5):
+            for j in range(4):
+                brute[i] += w * float(t[i] @ e[j]) / 4
+    np.testing.assert_allclose(got, brute, rtol=1e-10)
+
+
+def test_checkpoint_weights_average_the_interval():
+    rates = pd.Series({1: 4.0, 2: 3.0, 3: 2.0, 4: 1.0, 5: 0.0})
+    assert checkpoint_weights([2, 5], rates, 9.0) == [3.5, 1.0]
+    assert checkpoint_weights([7], pd.Series(dtype=float), 9.0) == [9.0]
+
+
+def test_auroc_flags_low_scores():
+    flag = np.array([True, True, False, False, False])
+    assert auroc(flag, np.array([-2.0, -1.0, 0.5, 1.0, 2.0])) == 1.0
+    assert auroc(flag, np.array([2.0, 1.0, 0.5, -1.0, -2.0])) == 0.0
+    assert auroc(np.zeros(3, bool), np.arange(3.0)) is None
+
+
+def test_removal_sets_and_arm_comparison():
+    scores = pd.DataFrame({"pair_id": list("abcdef"), "tracin": [5, -9, 1, -3, 2, 0.0],
+                           "policy_margin": [-1, 2, 3, 4, 5, 6.0]})
+    arms = removal_sets(scores, 2, {"tracin": "tracin", "policy_margin": "policy_margin"}, seed=0)
+    assert arms["minus_tracin"] == ["b", "d"]
+    assert arms["minus_policy_margin"] == ["a", "b"]
+    assert len(set(arms["minus_random"])) == 2
+    correct = {"minus_random": np.array([1, 0, 1, 0], bool), "minus_tracin": np.array([1, 1, 1, 0], bool)}
+    out = compare_arms(correct, "minus_random", seed=0)
+    assert out["minus_tracin"]["accuracy"] == 0.75
+    assert out["minus_tracin"]["vs_minus_random"]["mean_difference"] == pytest.approx(0.25)
+
+
+def test_audit_config_rejects_unknown_scores():
+    from pairlab.audit import AuditConfig
+
+    with pytest.raises(ConfigError, match="unknown score"):
+        AuditConfig(harmful_score="nope").validate()
+    with pytest.raises(ConfigError):
+        AuditConfig(proj_dim=0).validate()

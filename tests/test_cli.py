@@ -1,0 +1,41 @@
+import subprocess
+import sys
+
+from pairlab.cli import build_parser, main
+from pairlab.docs import README, render_readme
+
+EXPECTED = {"convert", "inspect", "simulate", "curate", "train", "evaluate", "compare", "report", "ablate",
+            "audit"}
+
+
+def test_help_lists_every_command():
+    out = subprocess.run([sys.executable, "-m", "pairlab", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0
+    for name in EXPECTED:
+        assert name in out.stdout
+
+
+def test_every_subcommand_has_help(capsys):
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    assert EXPECTED <= set(sub.choices)
+    for name in sub.choices:
+        try:
+            main([name, "--help"])
+        except SystemExit as exc:
+            assert exc.code == 0
+        assert "usage: pairlab " + name in capsys.readouterr().out
+
+
+def test_readme_cli_reference_is_current():
+    text = README.read_text(encoding="utf-8")
+    assert render_readme(text) == text, "README CLI reference is stale: run `python -m pairlab.docs`"
+
+
+def test_bad_input_exits_2_without_traceback(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "hi", "chosen": "a", "rejected": "b"}\n{not json\n')
+    out = subprocess.run([sys.executable, "-m", "pairlab", "inspect", "--input", str(bad)],
+                         capture_output=True, text=True)
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr and "line 2" in out.stderr and str(bad) in out.stderr
