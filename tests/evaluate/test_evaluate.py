@@ -82,11 +82,6 @@ def test_per_pair_equals_a_direct_recomputation(trained_eval, tiny_run):
                                bnb_4bit_compute_dtype=torch.float32)
     base = AutoModelForCausalLM.from_pretrained(path, quantization_config=quant, dtype=torch.float32,
                                                 device_map={"": "cpu"})
-    # The same bitsandbytes CPU kernel pairlab uses (no inference-only weight repacking),
-    # so the comparison tests pairlab's arithmetic, not two kernels' rounding.
-    for module in base.modules():
-        if hasattr(module, "support_avx512bf16_for_cpu"):
-            module.support_avx512bf16_for_cpu = False
     model = PeftModel.from_pretrained(base, str(tiny_run / "adapter"), autocast_adapter_dtype=False).eval()
     per_pair = pd.read_parquet(trained_eval / "per_pair.parquet")
     pairs = pd.read_parquet(trained_eval.parent / "eval_pairs.parquet").set_index("pair_id")

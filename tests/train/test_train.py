@@ -22,7 +22,9 @@ def test_cache_gives_the_same_losses_as_trl_computing_the_reference(tmp_path, si
     assert list(a["pair_id"]) == list(b["pair_id"])  # same seed -> same data order
     np.testing.assert_allclose(b["ref_chosen_logps"], a["ref_chosen_logps"], rtol=1e-4)
     np.testing.assert_allclose(b["ref_rejected_logps"], a["ref_rejected_logps"], rtol=1e-4)
-    np.testing.assert_allclose(cached.train_log["loss"], own.train_log["loss"], atol=1e-4)
+    # On AVX512-BF16 CPUs the cached reference comes from bitsandbytes' inference kernel and
+    # TRL's from the trainable one; they differ by ~1e-3 in a summed log-prob (x beta).
+    np.testing.assert_allclose(cached.train_log["loss"], own.train_log["loss"], atol=3e-4)
     np.testing.assert_allclose(cached.train_log["grad_norm"], own.train_log["grad_norm"], rtol=1e-3)
     assert not np.allclose(own.train_log["loss"], np.log(2))  # the adapter did move
     # TRL's own handling runs the reference on every micro-batch; the cache runs it once per pair.
