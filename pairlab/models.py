@@ -20,6 +20,7 @@ device: bf16 where the hardware does bf16 natively, else fp16 (older CUDA) or fp
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import shutil
 import tempfile
@@ -247,6 +248,9 @@ def load_model(spec: str = EMBEDDED, *, quantization: str = "4bit", dtype: str =
     if quantization not in QUANTIZATIONS:
         raise ModelError(f"unknown quantization '{quantization}'", field="quantization",
                          hint=f"choose one of {QUANTIZATIONS}")
+    # bitsandbytes tries to fetch an optional CPU kernel from the hub on AVX512-BF16 CPUs
+    # and warns when it can't (always, offline); its built-in kernel is used instead.
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     device = pick_device(device)
     compute_dtype = pick_compute_dtype(device, dtype)
     resolved = resolve_model(spec)

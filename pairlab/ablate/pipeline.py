@@ -256,12 +256,15 @@ def ablate(cfg: AblationConfig, out_dir: str | Path, *, report_only: bool = Fals
 
     started = time.time()
     cfg.validate()
-    if progress:  # one overall bar instead of the libraries' per-load bars
+    if progress:  # one overall bar instead of the libraries' per-load bars and notices
+        import warnings
+
         import transformers
         from datasets.utils.logging import disable_progress_bar
 
         transformers.utils.logging.disable_progress_bar()
         disable_progress_bar()
+        warnings.filterwarnings("ignore", category=FutureWarning)  # library deprecation notices
     layout, pool, eval_pairs = prepare(cfg, out_dir)
     events: list[dict[str, Any]] = []
     if not report_only:
