@@ -81,6 +81,10 @@ class Layout:
     def eval_yaml(self) -> Path:
         return self.root / "eval.yaml"
 
+    @property
+    def base_eval_yaml(self) -> Path:
+        return self.root / "eval-base.yaml"
+
 
 # ---------------------------------------------------------------- 1. the pool and the eval split
 
@@ -186,6 +190,27 @@ def train_arm(cfg: AblationConfig, arm: Arm, seed: int, layout: Layout, progress
             "wall_time_s": result.wall_time_s}
 
 
+def eval_settings(cfg: AblationConfig, *, bare: bool) -> dict[str, Any]:
+    """EvalConfig fields for a run's evaluation, or for the bare base model's.
+
+    The bare base model is scored with the arms' training settings (quantization, dtype,
+    beta, max_length, truncation), so it shares their reference-cache key: one reference
+    pass over the eval pairs serves every evaluation.
+    """
+    settings = dict(cfg.eval)
+    if bare:
+        from ..train.config import dpo_settings
+
+        tcfg = train_config(cfg, cfg.arms[0], cfg.seeds[0])
+        dpo = dpo_settings(tcfg)
+        for key, value in (("quantization", tcfg.quantization), ("dtype", tcfg.dtype),
+                           ("beta", dpo.get("beta")), ("max_length", dpo.get("max_length")),
+                           ("truncation_mode", dpo.get("truncation_mode"))):
+            if value is not None:
+                settings.setdefault(key, value)
+    return settings
+
+
 def evaluate_dir(cfg: AblationConfig, eval_pairs: pd.DataFrame, out: Path, *, eval_spec: str,
                  run: Path | None = None, model: str | None = None, log_path: Path | None = None) -> str:
     from ..evaluate.config import EvalConfig
@@ -193,7 +218,7 @@ def evaluate_dir(cfg: AblationConfig, eval_pairs: pd.DataFrame, out: Path, *, ev
 
     if (out / artifacts.MANIFEST).exists() and (out / "metrics.json").exists():
         return "skipped (finished)"
-    ecfg = from_dict(EvalConfig, cfg.eval).validate()
+    ecfg = from_dict(EvalConfig, eval_settings(cfg, bare=model is not None)).validate()
     ctx = run_log(log_path) if log_path else contextlib.nullcontext()
     with ctx:
         evaluate(eval_pairs, out, run=run, model=model, config=ecfg, eval_spec=eval_spec)
@@ -208,7 +233,8 @@ def write_plan_files(cfg: AblationConfig, layout: Layout) -> None:
         for seed in cfg.seeds:
             artifacts.write_text(layout.train_yaml(arm.name, seed),
                                  yaml.safe_dump(train_settings(cfg, arm, seed), sort_keys=False))
-    artifacts.write_text(layout.eval_yaml, yaml.safe_dump(cfg.eval, sort_keys=False))
+    artifacts.write_text(layout.eval_yaml, yaml.safe_dump(eval_settings(cfg, bare=False), sort_keys=False))
+    artifacts.write_text(layout.base_eval_yaml, yaml.safe_dump(eval_settings(cfg, bare=True), sort_keys=False))
 
 
 def plan_commands(cfg: AblationConfig, layout: Layout, config_path: str | None) -> list[str]:
@@ -218,7 +244,7 @@ def plan_commands(cfg: AblationConfig, layout: Layout, config_path: str | None) 
     model = train_config(cfg, cfg.arms[0], cfg.seeds[0]).model
     if cfg.evaluate_base:
         cmds.append(f"pairlab evaluate --model {q(model)} --eval {q(str(layout.eval))} --eval-format pairs "
-                    f"--config {q(str(layout.eval_yaml))} --out {q(str(layout.base_eval))}")
+                    f"--config {q(str(layout.base_eval_yaml))} --out {q(str(layout.base_eval))}")
     for arm in cfg.arms:
         for seed in cfg.seeds:
             run = layout.run(arm.name, seed)

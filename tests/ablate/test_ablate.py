@@ -85,6 +85,8 @@ def test_comparison_accounts_for_every_arm(killed_then_resumed):
         run = json.loads((out / "arms" / arm["name"] / "seed0" / "run" / "manifest.json").read_text())
         assert run["config"]["dpo"]["max_steps"] == 2  # the common budget
         assert arm["seeds"][0]["accuracy"] == pytest.approx(per_pair["correct"].mean())
+        metrics = json.loads((out / "arms" / arm["name"] / "seed0" / "eval" / "metrics.json").read_text())
+        assert metrics["reference"]["computed"] == 0  # the base evaluation's reference pass is shared
     gap = [a for a in comparison["arms"] if a["name"] == "gap1"][0]
     all_ = [a for a in comparison["arms"] if a["name"] == "all"][0]
     assert gap["pairs_kept"] < all_["pairs_kept"]
