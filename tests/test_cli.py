@@ -39,3 +39,13 @@ def test_bad_input_exits_2_without_traceback(tmp_path):
                          capture_output=True, text=True)
     assert out.returncode == 2
     assert "Traceback" not in out.stderr and "line 2" in out.stderr and str(bad) in out.stderr
+
+
+def test_test_modules_have_unique_basenames():
+    """Test folders have no __init__.py, so pytest imports modules by basename: two
+    `test_x.py` in different folders collide at collection."""
+    from collections import Counter
+    from pathlib import Path
+
+    names = Counter(p.name for p in Path(__file__).parent.rglob("test_*.py"))
+    assert [n for n, c in names.items() if c > 1] == []

@@ -75,9 +75,13 @@ def distribution_figure(scores: pd.DataFrame, group: str, columns: list[str]) ->
 
 def histogram_figure(scores: pd.DataFrame, columns: list[str]) -> str:
     plt = pyplot()
-    fig, axes = plt.subplots(1, len(columns), figsize=(2.6 * len(columns), 2.8), squeeze=False)
+    ncols = min(4, len(columns))
+    nrows = -(-len(columns) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.8 * ncols, 2.4 * nrows), squeeze=False)
+    for ax in axes.flat[len(columns):]:
+        ax.set_visible(False)
     wrong = scores["true_preference_correct"].eq(False) if "true_preference_correct" in scores else None
-    for ax, col in zip(axes[0], columns):
+    for ax, col in zip(axes.flat, columns):
         values = scores[col].astype(float)
         if wrong is not None and wrong.any():
             ax.hist([values[~wrong].dropna(), values[wrong].dropna()], bins=20, stacked=True,
@@ -85,6 +89,7 @@ def histogram_figure(scores: pd.DataFrame, columns: list[str]) -> str:
         else:
             ax.hist(values.dropna(), bins=20, color="#2b6cb0")
         ax.set_title(col, fontsize=9)
+        ax.tick_params(labelsize=7)
     if wrong is not None and wrong.any():
         axes[0][0].legend(fontsize=7)
     fig.tight_layout()

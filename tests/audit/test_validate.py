@@ -10,9 +10,10 @@ from pairlab import artifacts
 def test_validate_on_simulator_flips_smollm2(tmp_path):
     from pairlab.cli import main
 
-    # CI size: the ValidateConfig defaults without the counterfactual retraining.
+    # CI size: the ValidateConfig defaults without the counterfactual retraining, and one
+    # checkpoint (the final one) for TracIn; the weights are those of the README's run.
     code = main(["audit", "--validate", "--out", str(tmp_path / "v"), "counterfactual=false",
-                 f"ref_cache_dir={tmp_path / 'ref'}"])
+                 "save_steps=16", f"ref_cache_dir={tmp_path / 'ref'}"])
     assert code == 0
     result = artifacts.read_json(tmp_path / "v" / "validation.json")
     assert result["status"] == "done"

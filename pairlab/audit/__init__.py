@@ -1,0 +1,29 @@
+"""Audit: which training pairs drove alignment, validated where the truth is known.
+
+* :func:`audit` - run + held-out pairs -> attribution.parquet (TracIn over checkpoints with
+  projected per-pair LoRA gradients, cheap baselines, cartography) + audit.html.
+* :func:`run_validation` - simulate -> curate -> train -> audit -> counterfactual retraining.
+* :func:`cartography`, :func:`baseline_scores`, :func:`tracin` - the pure parts.
+
+Heavy imports happen when a function runs.
+"""
+from __future__ import annotations
+
+from .attribution import tracin, tracin_terms
+from .baselines import BASELINES, baseline_scores, rank_average
+from .cartography import cartography
+
+__all__ = ["AuditConfig", "BASELINES", "ValidateConfig", "audit", "baseline_scores", "cartography",
+           "rank_average", "run_validation", "tracin", "tracin_terms"]
+
+
+def __getattr__(name):
+    if name in ("audit", "AuditConfig", "AuditResult"):
+        from . import pipeline
+
+        return getattr(pipeline, name)
+    if name in ("run_validation", "ValidateConfig"):
+        from .validate import ValidateConfig, run_validation
+
+        return {"run_validation": run_validation, "ValidateConfig": ValidateConfig}[name]
+    raise AttributeError(name)

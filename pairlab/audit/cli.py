@@ -1,0 +1,64 @@
+"""`pairlab audit`: attribute a run's training pairs, or validate the audit end to end."""
+from __future__ import annotations
+
+import argparse
+
+from ..cli import Command, add_input_args, read_input
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", metavar="RUN_DIR", help="a finished `pairlab train` run (with checkpoints)")
+    add_input_args(parser, flag="--eval", dest="eval", required=False)
+    parser.add_argument("--pairs", metavar="PAIRS", default=None,
+                        help="the run's training pairs (default: the pairs.parquet its manifest names)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    parser.add_argument("--config", metavar="YAML", default=None, help="AuditConfig / ValidateConfig YAML")
+    parser.add_argument("--validate", action="store_true",
+                        help="simulate -> curate -> train -> audit -> counterfactual retraining; "
+                             "writes validation.json")
+    parser.add_argument("--model", default=None, help="--validate: model spec")
+    parser.add_argument("--n", type=int, default=None, help="--validate: training pairs")
+    parser.add_argument("--flip-rate", type=float, default=None, help="--validate: share of labels flipped")
+    parser.add_argument("--seed", type=int, default=None, help="--validate: seed")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..config import load_config
+    from ..schema import PairDataError
+
+    if args.validate:
+        from .validate import ValidateConfig, run_validation
+
+        overrides = list(args.overrides)
+        for key, value in (("model", args.model), ("n", args.n), ("flip_rate", args.flip_rate),
+                           ("seed", args.seed)):
+            if value is not None:
+                overrides.append(f"{key}={value}")
+        result = run_validation(load_config(ValidateConfig, args.config, overrides), args.out)
+        for name, value in result["auroc_mislabeled"].items():
+            print(f"AUROC {name:16s} {'n/a' if value is None else f'{value:.3f}'}")
+        print(f"best: {result['best_score']}  -> {args.out}/validation.json")
+        return 0
+    if not args.run or not args.eval:
+        raise PairDataError("give --run RUN_DIR and --eval PAIRS (or --validate)")
+    from .pipeline import AuditConfig, audit
+
+    config = load_config(AuditConfig, args.config, args.overrides)
+    train_pairs = None
+    if args.pairs:
+        from ..io import read_pairs
+
+        train_pairs = read_pairs(args.pairs)
+    result = audit(args.run, read_input(args, "eval"), args.out, config=config, train_pairs=train_pairs,
+                   eval_spec=args.eval)
+    harmful = result.scores.nsmallest(5, config.harmful_score)
+    print(f"audited {len(result.scores)} pairs over {len(result.checkpoints)} checkpoint(s); "
+          f"{result.throughput['pairs_per_s_per_checkpoint']} pairs/s per checkpoint")
+    print(f"most harmful by {config.harmful_score}: {', '.join(harmful['pair_id'])}")
+    print(f"-> {args.out}/attribution.parquet" + (f", {result.report}" if result.report else ""))
+    return 0
+
+
+COMMANDS = [Command("audit", "which training pairs helped or hurt held-out preference (TracIn + baselines)",
+                    add_arguments, run)]

@@ -1,0 +1,285 @@
+"""`audit()`: a training run + held-out pairs -> OUT/{attribution.parquet, audit.html}. Read top to bottom.
+
+OUT/
+  attribution.parquet  one row per training pair: TracIn influence, every cheap baseline,
+                       cartography (confidence, variability, region), the rank-average
+                       combination, the default harmful ranking, source / filter / truth columns
+  cartography.parquet  the cartography table alone
+  checkpoints.json     per checkpoint: step, learning-rate weight, held-out loss, timings
+  manifest.json        config, inputs, projection size, throughput
+  audit.html           the report (pairlab.reports.audit_report)
+
+One model in memory: the run's 4-bit base with a trainable LoRA adapter; each checkpoint's
+adapter weights are loaded into it in turn. The reference is the same model with the adapter
+disabled, read from (and written to) the run's reference cache.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import pandas as pd
+
+from .. import artifacts
+from ..config import ConfigError, to_dict
+from ..schema import PairDataError, validate_pairs
+from .attribution import run_checkpoints, tracin, tracin_terms
+from .baselines import BASELINES, baseline_scores, rank_average
+from .cartography import cartography
+
+ATTRIBUTION = "attribution.parquet"
+CARTOGRAPHY = "cartography.parquet"
+CHECKPOINTS = "checkpoints.json"
+REPORT = "audit.html"
+#: Every score in attribution.parquet, oriented: higher = more helpful / trustworthy.
+SCORES = ["tracin", *BASELINES, "rank_average"]
+
+
+@dataclass
+class AuditConfig:
+    proj_dim: int = field(default=16, metadata={
+        "help": "random projection size per side of each LoRA factor (k_out x k_in per factor; "
+                "sides of size <= proj_dim, e.g. the rank, are kept exactly)"})
+    seed: int = field(default=0, metadata={"help": "seed of the random projections"})
+    batch_size: int = field(default=8, metadata={"help": "pairs per batched forward + backward"})
+    max_checkpoints: Optional[int] = field(default=None, metadata={
+        "help": "use at most this many checkpoints, evenly spaced, always the last (null: all)"})
+    combine: list[str] = field(default_factory=lambda: ["tracin", "implicit_margin"], metadata={
+        "help": "scores whose percentile ranks are averaged into rank_average (unsupervised; "
+                "TracIn and the implicit margin are nearly uncorrelated, so they add up)"})
+    harmful_score: str = field(default="rank_average", metadata={
+        "help": "score whose most negative values are the report's harmful pairs (the one that "
+                "validated best; see README)"})
+    top_k: int = field(default=15, metadata={"help": "helpful and harmful pairs shown in the report"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
+    report: bool = field(default=True, metadata={"help": "write audit.html"})
+
+    def validate(self) -> "AuditConfig":
+        if self.proj_dim < 1 or self.batch_size < 1 or self.top_k < 1:
+            bad = next(n for n in ("proj_dim", "batch_size", "top_k") if getattr(self, n) < 1)
+            raise ConfigError(f"must be >= 1, got {getattr(self, bad)}", field=bad)
+        if self.max_checkpoints is not None and self.max_checkpoints < 1:
+            raise ConfigError("must be >= 1 or null", field="max_checkpoints")
+        unknown = [s for s in [*self.combine, self.harmful_score] if s not in SCORES]
+        if unknown:
+            raise ConfigError(f"unknown score '{unknown[0]}'", field="combine",
+                              hint=f"choose from {SCORES}")
+        return self
+
+
+@dataclass
+class AuditResult:
+    out_dir: Path
+    scores: pd.DataFrame
+    checkpoints: list[dict[str, Any]]
+    throughput: dict[str, float]
+    report: Path | None
+
+
+# ---------------------------------------------------------------- inputs
+
+def read_run_pairs(run_dir: Path, manifest: dict[str, Any]) -> tuple[pd.DataFrame, str]:
+    """The training pairs a run recorded in its manifest (a pairs.parquet path)."""
+    spec = manifest.get("inputs", {}).get("pairs")
+    if not spec or not Path(spec).exists():
+        raise PairDataError(f"the run's training pairs are not on disk ({spec!r})", file=str(run_dir),
+                            field="inputs.pairs", hint="pass them with --pairs")
+    from ..io import read_pairs
+
+    return read_pairs(spec, format="pairs" if spec.endswith(".parquet") else "auto"), spec
+
+
+def curation_columns(pairs_spec: str | None, pair_ids: pd.Series) -> pd.DataFrame:
+    """Per pair, the filters of its curation that *would* have dropped it, when the training
+    pairs came from a `pairlab curate` directory (its scores.parquet); else empty."""
+    if not pairs_spec:
+        return pd.DataFrame(index=pair_ids.index)
+    scores = Path(pairs_spec).parent / "scores.parquet"
+    if not scores.exists():
+        return pd.DataFrame(index=pair_ids.index)
+    table = pd.read_parquet(scores)
+    if "would_drop" not in table or "pair_id" not in table:
+        return pd.DataFrame(index=pair_ids.index)
+    would = table.drop_duplicates("pair_id").set_index("pair_id")["would_drop"]
+    return pd.DataFrame({"would_drop": pair_ids.map(would).fillna("").astype(str).to_numpy()},
+                        index=pair_ids.index)
+
+
+def _keep_4bit_weights_trainable(model) -> None:
+    # As in training: bitsandbytes' CPU inference repacking (AVX512-BF16) has no autograd and
+    # would make LoRA gradients silently wrong after a no-grad forward; switch it off.
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+
+
+def load_trainable_policy(setup, first_adapter: Path):
+    """(peft model, tokenizer): the run's base with ``first_adapter`` loaded, LoRA trainable."""
+    from peft import PeftModel
+
+    from ..models import load_model, load_tokenizer
+
+    tokenizer = load_tokenizer(setup.model)
+    model = load_model(setup.model, quantization=setup.quantization, dtype=setup.dtype, device=setup.device)
+    _keep_4bit_weights_trainable(model)
+    model = PeftModel.from_pretrained(model, str(first_adapter), is_trainable=True,
+                                      autocast_adapter_dtype=False)
+    model.eval()
+    return model, tokenizer
+
+
+def load_adapter_weights(model, adapter_dir: Path) -> None:
+    """Swap the adapter weights in place (one base model in memory for every checkpoint)."""
+    from peft.utils import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    result = set_peft_model_state_dict(model, load_file(str(adapter_dir / "adapter_model.safetensors")))
+    unexpected = [k for k in getattr(result, "unexpected_keys", []) if "lora" in k]
+    if unexpected:
+        raise PairDataError(f"checkpoint adapter does not fit the run's model ({unexpected[0]})",
+                            file=str(adapter_dir))
+
+
+# ---------------------------------------------------------------- the audit
+
+def audit(run_dir: str | os.PathLike, eval_pairs: pd.DataFrame, out_dir: str | os.PathLike, *,
+          config: AuditConfig | None = None, train_pairs: pd.DataFrame | None = None,
+          eval_spec: str | None = None, extra: dict[str, Any] | None = None) -> AuditResult:
+    """Score every training pair of a run: TracIn over its checkpoints, baselines, cartography.
+
+    Parameters
+    ----------
+    run_dir : a finished `pairlab train` run (checkpoints kept with ``save_total_limit: null``).
+    eval_pairs : held-out pairs whose DPO loss defines "helped".
+    out_dir : where attribution.parquet, checkpoints.json, manifest.json and audit.html go.
+    config : :class:`AuditConfig`.
+    train_pairs : the run's training pairs (default: the pairs.parquet its manifest names).
+    extra : more results for the report (e.g. validation), written into the manifest too.
+    """
+    started = time.time()
+    config = (config or AuditConfig()).validate()
+    from ..evaluate.config import EvalConfig
+    from ..evaluate.runner import read_run, reference_cache, reference_logps, resolve_setup
+
+    run = Path(run_dir)
+    manifest = read_run(run)
+    pairs_spec = None
+    if train_pairs is None:
+        train_pairs, pairs_spec = read_run_pairs(run, manifest)
+    validate_pairs(train_pairs)
+    validate_pairs(eval_pairs, file=eval_spec)
+    train_pairs = train_pairs.reset_index(drop=True)
+    eval_pairs = eval_pairs.reset_index(drop=True)
+    if eval_pairs.empty:
+        raise PairDataError("no held-out pairs to attribute against", file=eval_spec)
+    dpo = {**manifest["config"].get("dpo", {}), **manifest["config"].get("dpo_effective", {})}
+    setup = resolve_setup(EvalConfig(device=config.device), run=run)
+    from .gradients import SUPPORTED_LOSSES, LossSettings
+
+    loss_type = dpo.get("loss_type", "sigmoid")
+    loss_type = loss_type[0] if isinstance(loss_type, list) and len(loss_type) == 1 else loss_type
+    if loss_type not in SUPPORTED_LOSSES:
+        raise ConfigError(f"audit cannot differentiate loss_type {loss_type!r}", field="dpo.loss_type",
+                          hint=f"supported: {SUPPORTED_LOSSES}")
+    loss = LossSettings(beta=setup.beta, loss_type=loss_type,
+                        label_smoothing=float(dpo.get("label_smoothing", 0.0) or 0.0),
+                        max_length=setup.max_length, truncation_mode=setup.truncation_mode)
+    checkpoints = run_checkpoints(run, final_step=int(manifest.get("global_step") or 0),
+                                  default_lr=float(dpo.get("learning_rate", 5e-5)),
+                                  limit=config.max_checkpoints)
+    timing: dict[str, float] = {}
+
+    # 1. Cartography from the dynamics training recorded (no model needed).
+    dynamics_path = run / "dynamics.parquet"
+    carto = cartography(pd.read_parquet(dynamics_path)) if dynamics_path.exists() else cartography(pd.DataFrame())
+
+    # 2. Reference and final-policy log-probs: the cheap baselines.
+    t0 = time.time()
+    model, tokenizer = load_trainable_policy(setup, run / "adapter")
+    timing["load_s"] = time.time() - t0
+    t0 = time.time()
+    cache = reference_cache(setup, tokenizer)
+    ref_train, _ = reference_logps(model, tokenizer, train_pairs, setup, cache, batch_size=config.batch_size)
+    ref_eval, _ = reference_logps(model, tokenizer, eval_pairs, setup, cache, batch_size=config.batch_size)
+    timing["logps_s"] = time.time() - t0
+
+    # 3. TracIn: per checkpoint, projected per-pair gradients of train and eval pairs.
+    from .gradients import build_projections, pair_gradients
+
+    projections = build_projections(model, config.proj_dim, config.seed)
+    ref_train_arr = ref_train[["chosen_logps", "rejected_logps"]].to_numpy(np.float32)
+    ref_eval_arr = ref_eval[["chosen_logps", "rejected_logps"]].to_numpy(np.float32)
+    terms, records = [], []
+    grad_s = 0.0
+    policy_train = None  # the final policy's log-probs, from the last checkpoint's forward
+    final_step = int(manifest.get("global_step") or 0)
+    for ckpt in checkpoints:
+        load_adapter_weights(model, ckpt.path)
+        t0 = time.time()
+        g_train, l_train, logps = pair_gradients(model, tokenizer, train_pairs, ref_train_arr, projections, loss,
+                                          batch_size=config.batch_size)
+        t_train = time.time() - t0
+        g_eval, l_eval, _ = pair_gradients(model, tokenizer, eval_pairs, ref_eval_arr, projections, loss,
+                                           batch_size=config.batch_size)
+        if ckpt.step == final_step:
+            policy_train = pd.DataFrame({"chosen_logps": logps[:, 0], "rejected_logps": logps[:, 1]})
+        elapsed = time.time() - t0
+        grad_s += elapsed
+        terms.append(tracin_terms(g_train, g_eval))
+        records.append({"step": ckpt.step, "path": str(ckpt.path), "lr_weight": ckpt.lr_weight,
+                        "train_loss": float(np.nanmean(l_train)), "eval_loss": float(np.nanmean(l_eval)),
+                        "seconds": round(elapsed, 3),
+                        "train_pairs_per_s": round(len(train_pairs) / max(t_train, 1e-9), 3)})
+    if policy_train is None:  # the last checkpoint is not the final adapter: one more pass
+        from ..logprobs import sequence_logps
+
+        load_adapter_weights(model, run / "adapter")
+        policy_train = sequence_logps(model, tokenizer, train_pairs, max_length=setup.max_length,
+                                      truncation_mode=setup.truncation_mode, batch_size=config.batch_size)
+    scores = baseline_scores(train_pairs, policy_train, ref_train, carto, beta=setup.beta)
+    scores.insert(1, "tracin", tracin(terms, [c.lr_weight for c in checkpoints]))
+    for ckpt, term in zip(checkpoints, terms):
+        scores[f"tracin_step_{ckpt.step}"] = term
+    scores["rank_average"] = rank_average(scores, config.combine)
+    scores["harmful_rank"] = scores[config.harmful_score].rank(method="first").astype(int)
+    carto_cols = carto.drop(columns=["confidence"]).set_index("pair_id")
+    for col in ("variability", "correctness", "passes", "region"):
+        scores[col] = scores["pair_id"].map(carto_cols[col]) if len(carto_cols) else np.nan
+    for col in ("source", "topic", "flipped", "true_preference_correct", "prompt_text", "chosen", "rejected"):
+        if col in train_pairs:
+            scores[col] = train_pairs[col].to_numpy()
+    for col, values in curation_columns(pairs_spec, train_pairs["pair_id"]).items():
+        scores[col] = values.to_numpy()
+    timing["gradients_s"] = grad_s
+    n_pass = (len(train_pairs) + len(eval_pairs)) * max(len(checkpoints), 1)
+    throughput = {"pairs_per_s_per_checkpoint": round(n_pass / max(grad_s, 1e-9), 3),
+                  "projected_dim": int(sum(p.k_out * p.k_in for p in projections)),
+                  "lora_params": int(sum(p.module.weight.numel() for p in projections))}
+
+    # 4. Outputs.
+    out = Path(out_dir)
+    artifacts.write_parquet(out / ATTRIBUTION, scores)
+    artifacts.write_parquet(out / CARTOGRAPHY, carto)
+    artifacts.write_json(out / CHECKPOINTS, records)
+    timing["total_s"] = time.time() - started
+    timing = {k: round(v, 3) for k, v in timing.items()}
+    artifacts.write_manifest(
+        out, stage="audit", config=to_dict(config), seed=config.seed, started=started,
+        inputs={"run": str(run), "train_pairs": pairs_spec or "in-memory table",
+                "n_train_pairs": len(train_pairs), "n_eval_pairs": len(eval_pairs),
+                "eval": eval_spec, "eval_pairs_sha256": artifacts.frame_sha256(eval_pairs, ["pair_id"])},
+        outputs={"attribution": ATTRIBUTION, "cartography": CARTOGRAPHY, "checkpoints": CHECKPOINTS},
+        loss=vars(loss), checkpoints=records, throughput=throughput, timing=timing, **(extra or {}))
+    report = write_report(out) if config.report else None
+    return AuditResult(out_dir=out, scores=scores, checkpoints=records, throughput=throughput, report=report)
+
+
+def write_report(out: Path) -> Path | None:
+    """Render OUT/audit.html from the files above (and validation.json when present)."""
+    from ..reports.audit_report import render_audit
+
+    return render_audit(out)

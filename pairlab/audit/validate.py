@@ -1,0 +1,244 @@
+"""`validate()`: the audit checked where the truth is known. Read top to bottom.
+
+simulate (20 % of labels flipped; truth known) -> curate -> train (checkpoints kept) -> audit
+  (1) AUROC of every score for flagging the mislabeled training pairs;
+  (2) counterfactual retraining with the same seed and step budget, without the k most
+      harmful pairs by the best score, by the best cheap baseline, by TracIn, and without k
+      random pairs; held-out accuracy on the clean eval split with bootstrap CIs, and paired
+      comparisons against the random removal.
+
+OUT/validation.json (rewritten after each phase, so a long run shows progress; running again
+into the same OUT reuses the finished training run and counterfactual arms), and
+OUT/{curate, run, audit, cf-*}/ with every stage's own outputs; the audit report in
+OUT/audit/audit.html includes the validation results.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import pandas as pd
+
+from .. import artifacts
+from ..config import ConfigError, to_dict
+from .baselines import BASELINES
+from .pipeline import SCORES, AuditConfig, audit
+
+VALIDATION = "validation.json"
+
+
+@dataclass
+class ValidateConfig:
+    """Defaults: the CI size (64 arithmetic pairs, 16 steps of 4, max_length 80; measured in
+    the README). The demo-like size of the issue is ``n=400 max_steps=100 max_length=128``."""
+
+    model: str = field(default="smollm2-135m-instruct", metadata={"help": "model spec to train and audit"})
+    n: int = field(default=64, metadata={"help": "training pairs to simulate (arithmetic, checkable answers)"})
+    n_eval: int = field(default=24, metadata={"help": "held-out clean pairs (eval split)"})
+    flip_rate: float = field(default=0.2, metadata={"help": "share of training labels flipped"})
+    seed: int = field(default=0, metadata={"help": "seed of simulation, training and projections"})
+    topics: dict[str, float] = field(default_factory=lambda: {"arithmetic": 1.0}, metadata={
+        "help": "simulator topic mix"})
+    max_length: int = field(default=80, metadata={"help": "DPO max_length (prompt + completion tokens)"})
+    max_steps: int = field(default=16, metadata={"help": "optimizer steps per training (every arm)"})
+    batch_size: int = field(default=4, metadata={"help": "pairs per optimizer step"})
+    learning_rate: float = field(default=5e-4, metadata={"help": "LoRA learning rate"})
+    beta: float = field(default=0.1, metadata={"help": "DPO beta"})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank"})
+    save_steps: int = field(default=8, metadata={"help": "checkpoint cadence (TracIn uses each)"})
+    proj_dim: int = field(default=16, metadata={"help": "projection size per factor side"})
+    k: Optional[int] = field(default=None, metadata={
+        "help": "pairs removed per counterfactual arm (null: the number of mislabeled pairs)"})
+    counterfactual: bool = field(default=True, metadata={"help": "run the counterfactual retraining"})
+    ref_cache_dir: Optional[str] = field(default=None, metadata={"help": "reference cache root"})
+
+    def validate(self) -> "ValidateConfig":
+        for name in ("n", "n_eval", "max_length", "max_steps", "batch_size", "save_steps", "proj_dim"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"must be >= 1, got {getattr(self, name)}", field=name)
+        if not 0.0 <= self.flip_rate < 1.0:
+            raise ConfigError(f"must be in [0, 1), got {self.flip_rate}", field="flip_rate")
+        return self
+
+
+# ---------------------------------------------------------------- pure parts
+
+def auroc(flag: np.ndarray, score: np.ndarray) -> float | None:
+    """AUROC of ``-score`` (low = suspicious) for the boolean ``flag``; None when undefined."""
+    from sklearn.metrics import roc_auc_score
+
+    flag = np.asarray(flag, dtype=bool)
+    score = np.asarray(score, dtype=float)
+    ok = ~np.isnan(score)
+    if ok.sum() < 2 or flag[ok].all() or not flag[ok].any():
+        return None
+    return float(roc_auc_score(flag[ok], -score[ok]))
+
+
+def auroc_table(scores: pd.DataFrame, flag: np.ndarray, columns: list[str]) -> dict[str, float | None]:
+    return {c: auroc(flag, scores[c].to_numpy(float)) for c in columns if c in scores}
+
+
+def removal_sets(scores: pd.DataFrame, k: int, rankings: dict[str, str], seed: int) -> dict[str, list[str]]:
+    """Arm name -> the k pair_ids it removes: the k lowest of each ranking score, and k random."""
+    arms = {f"minus_{name}": scores.nsmallest(k, col)["pair_id"].tolist() for name, col in rankings.items()}
+    rng = np.random.default_rng(seed)
+    arms["minus_random"] = scores["pair_id"].iloc[rng.choice(len(scores), size=k, replace=False)].tolist()
+    return arms
+
+
+def compare_arms(correct: dict[str, np.ndarray], reference_arm: str, seed: int) -> dict[str, Any]:
+    """Accuracy + CI per arm, and each arm's paired difference / McNemar against ``reference_arm``."""
+    from ..evaluate.stats import bootstrap_ci, mcnemar_exact, paired_bootstrap
+
+    out: dict[str, Any] = {}
+    for arm, c in correct.items():
+        entry = {"accuracy": float(np.mean(c)), "accuracy_ci95": list(bootstrap_ci(c.astype(float), seed=seed))}
+        if arm != reference_arm and reference_arm in correct:
+            entry[f"vs_{reference_arm}"] = {
+                **paired_bootstrap(correct[reference_arm].astype(float), c.astype(float), seed=seed),
+                "mcnemar": mcnemar_exact(c, correct[reference_arm])}
+        out[arm] = entry
+    return out
+
+
+# ---------------------------------------------------------------- the run
+
+def simulate_data(cfg: ValidateConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, eval): ``n`` training pairs with ``flip_rate`` flipped, ``n_eval`` clean held-out."""
+    from ..simulate import simulate_pairs
+
+    share = cfg.n_eval / (cfg.n + cfg.n_eval)
+    records = int(np.ceil((cfg.n + cfg.n_eval) * 1.15))  # a few records yield no pair (ties)
+    train, held_out = simulate_pairs(n=records, seed=cfg.seed, topics=cfg.topics, length="short",
+                                     label_flip_rate=cfg.flip_rate, eval_fraction=share)
+    return train.head(cfg.n).reset_index(drop=True), held_out.head(cfg.n_eval).reset_index(drop=True)
+
+
+def train_config(cfg: ValidateConfig, **overrides: Any):
+    from ..train import load_train_config
+
+    values = {"model": cfg.model, "seed": cfg.seed, "save_steps": cfg.save_steps, "save_total_limit": None,
+              "lora.r": cfg.lora_r, "lora.alpha": 2 * cfg.lora_r, "dpo.max_length": cfg.max_length,
+              "dpo.max_steps": cfg.max_steps, "dpo.per_device_train_batch_size": cfg.batch_size,
+              "dpo.learning_rate": cfg.learning_rate, "dpo.beta": cfg.beta, "logging_steps": 1}
+    if cfg.ref_cache_dir:
+        values["ref_cache_dir"] = cfg.ref_cache_dir
+    values.update(overrides)
+    return load_train_config(None, values)
+
+
+def _train_and_eval(pairs: pd.DataFrame, eval_pairs: pd.DataFrame, out: Path, tcfg) -> np.ndarray:
+    from ..evaluate.config import EvalConfig
+    from ..evaluate.runner import evaluate
+    from ..train import train
+
+    if (out / "eval" / "per_pair.parquet").exists():  # finished in an earlier, interrupted validation
+        return pd.read_parquet(out / "eval" / "per_pair.parquet")["correct"].to_numpy(bool)
+    if (out / "run").exists() and not (out / "run" / artifacts.MANIFEST).exists():
+        import shutil
+
+        shutil.rmtree(out / "run")  # a half-finished arm: start it again
+    artifacts.write_parquet(out / "pairs.parquet", pairs)
+    train(out / "pairs.parquet", tcfg, out / "run")
+    result = evaluate(eval_pairs, out / "eval", run=out / "run", config=EvalConfig(generate=False))
+    return result.per_pair["correct"].to_numpy(bool)
+
+
+def run_validation(cfg: ValidateConfig | None, out_dir: str | Path) -> dict[str, Any]:
+    """Run the whole validation; returns (and writes) the content of ``validation.json``."""
+    started = time.time()
+    cfg = (cfg or ValidateConfig()).validate()
+    out = Path(out_dir)
+    result: dict[str, Any] = {"config": to_dict(cfg), "status": "running"}
+
+    def save() -> None:
+        result["wall_time_s"] = round(time.time() - started, 1)
+        artifacts.write_json(out / VALIDATION, result)
+
+    # Simulate and curate (exact duplicates, empties; flips must survive to be found).
+    from ..curate import curate
+    from ..curate.config import CurateConfig
+
+    train_pairs, eval_pairs = simulate_data(cfg)
+    curated = curate(train_pairs, ["drop_empty", "drop_identical"],
+                     CurateConfig(seed=cfg.seed, max_length=cfg.max_length, eval_fraction=0.0, cache=False),
+                     out_dir=out / "curate")
+    pairs_path = out / "curate" / "pairs.parquet"
+    mislabeled = ~curated.train["true_preference_correct"].astype(bool).to_numpy()
+    result["data"] = {"n_train": len(curated.train), "n_eval": len(eval_pairs),
+                      "n_mislabeled": int(mislabeled.sum()),
+                      "n_flipped": int(curated.train["flipped"].sum())}
+    artifacts.write_parquet(out / "eval_pairs.parquet", eval_pairs)
+
+    # Train the audited run, keeping every checkpoint.
+    from ..train import train
+
+    t0 = time.time()
+    tcfg = train_config(cfg)
+    if not (out / "run" / artifacts.MANIFEST).exists():  # a rerun into the same OUT reuses it
+        train(pairs_path, tcfg, out / "run")
+    result["timing"] = {"train_s": round(time.time() - t0, 1)}
+    save()
+
+    # Audit it and score every score against the truth.
+    t0 = time.time()
+    audited = audit(out / "run", eval_pairs, out / "audit",
+                    config=AuditConfig(proj_dim=cfg.proj_dim, seed=cfg.seed, report=False))
+    result["timing"]["audit_s"] = round(time.time() - t0, 1)
+    result["throughput"] = audited.throughput
+    scores = audited.scores.set_index("pair_id").loc[curated.train["pair_id"].astype(str)].reset_index()
+    flipped = curated.train["flipped"].astype(bool).to_numpy()
+    result["auroc_mislabeled"] = auroc_table(scores, mislabeled, SCORES)
+    result["auroc_flipped"] = auroc_table(scores, flipped, SCORES)
+    ranked = {s: a for s, a in result["auroc_mislabeled"].items() if a is not None}
+    best = max(ranked, key=ranked.get)
+    best_baseline = max((s for s in ranked if s in BASELINES), key=ranked.get)
+    result["best_score"] = best
+    result["best_baseline"] = best_baseline
+    result["goal"] = {"auroc_at_least": 0.92, "tracin_auroc": ranked.get("tracin"),
+                      "tracin_beats_best_baseline": (ranked.get("tracin") or 0) > ranked[best_baseline],
+                      "met_by_tracin": (ranked.get("tracin") or 0) >= 0.92
+                      and (ranked.get("tracin") or 0) > ranked[best_baseline]}
+    save()
+
+    # Counterfactual retraining: same seed, same step budget, k pairs fewer.
+    if cfg.counterfactual:
+        t0 = time.time()
+        k = cfg.k or max(int(mislabeled.sum()), 1)
+        rankings = {"tracin": "tracin", best_baseline: best_baseline}
+        if best not in rankings:
+            rankings[best] = best
+        arms = removal_sets(scores, k, rankings, seed=cfg.seed)
+        correct = {"full": _evaluate_full(out, eval_pairs)}
+        removed_mislabeled = {}
+        for arm, removed in arms.items():
+            keep = ~curated.train["pair_id"].astype(str).isin(removed)
+            removed_mislabeled[arm] = int((~keep & pd.Series(mislabeled)).sum())
+            correct[arm] = _train_and_eval(curated.train[keep.to_numpy()], eval_pairs, out / f"cf-{arm}", tcfg)
+            result["counterfactual"] = {"k": k, "removed_mislabeled": removed_mislabeled,
+                                        "arms": compare_arms(correct, "minus_random", cfg.seed)}
+            save()
+        result["timing"]["counterfactual_s"] = round(time.time() - t0, 1)
+    result["status"] = "done"
+    save()
+    artifacts.write_manifest(out, stage="audit-validate", config=to_dict(cfg), seed=cfg.seed, started=started,
+                             outputs={"validation": VALIDATION, "audit": "audit", "run": "run"})
+    from .pipeline import write_report
+
+    write_report(out / "audit")
+    return result
+
+
+def _evaluate_full(out: Path, eval_pairs: pd.DataFrame) -> np.ndarray:
+    from ..evaluate.config import EvalConfig
+    from ..evaluate.runner import evaluate
+
+    if (out / "eval" / "per_pair.parquet").exists():
+        return pd.read_parquet(out / "eval" / "per_pair.parquet")["correct"].to_numpy(bool)
+
+    result = evaluate(eval_pairs, out / "eval", run=out / "run", config=EvalConfig(generate=False))
+    return result.per_pair["correct"].to_numpy(bool)
