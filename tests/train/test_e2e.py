@@ -1,4 +1,5 @@
-"""End to end: a real QLoRA DPO run of SmolLM2-135M (embedded, 4-bit NF4) on simulator pairs; the loss falls."""
+"""End to end: a real QLoRA DPO run of SmolLM2-135M (embedded, 4-bit NF4) on simulator pairs; the loss
+falls, and the trained adapter and the base model are evaluated with their reports."""
 from __future__ import annotations
 
 import json
@@ -30,3 +31,19 @@ def test_qlora_dpo_smollm2_loss_decreases(tmp_path, sim_pairs):
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["config"]["quantization"] == "4bit" and manifest["inputs"]["model"]["spec"] == "smollm2-135m-instruct"
     assert (tmp_path / "run" / "adapter" / "adapter_model.safetensors").exists()
+
+    # Evaluate the trained adapter and the untrained base on the same pairs; both reports render.
+    from pairlab.evaluate import evaluate, load_eval_config
+    from pairlab.reports import render_report
+
+    eval_config = load_eval_config(None, ["n_prompts=1", "max_new_tokens=8", "modes=[greedy]"])
+    trained = evaluate(pairs, tmp_path / "eval-trained", run=tmp_path / "run", config=eval_config)
+    base = evaluate(pairs, tmp_path / "eval-base", model="smollm2-135m-instruct", config=eval_config)
+    assert trained.reference["computed"] == 0  # training cached these pairs' reference log-probs
+    assert trained.metrics["accuracy"] >= 0.75 and trained.metrics["mean_margin"] > 0
+    assert base.metrics["ties"] == len(pairs)  # untrained: policy == reference
+    for eval_dir in (tmp_path / "eval-trained", tmp_path / "eval-base"):
+        html = (eval_dir / "report.html").read_text()
+        for section in ('id="headline"', 'id="explorer"', 'id="generations"', 'id="calibration"'):
+            assert section in html, (eval_dir, section)
+    assert render_report(tmp_path / "run").name == "report.html"
