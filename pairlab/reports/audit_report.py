@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__, artifacts
-from .kinds import ReportKind, register
 from .render import content_security_policy, figure_to_data_uri, pyplot, write_report
 
 ATTRIBUTION = "attribution.parquet"
@@ -153,6 +152,3 @@ def audit_summary(directory: str | os.PathLike, **options: Any) -> dict[str, Any
             "helpful": [r["pair_id"] for r in context["helpful"]],
             "throughput": context["throughput"], "validation": context["validation"]}
 
-
-register(ReportKind("audit", ("audit",), (ATTRIBUTION,), lambda d, out, **o: render_audit(d, out),
-                    audit_summary, html_name=HTML))

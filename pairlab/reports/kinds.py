@@ -2,7 +2,7 @@
 
 A kind is registered with :func:`register`: a name, the manifest ``stage`` values that
 mean it, the files that identify it when there is no manifest, an HTML renderer and a
-JSON summarizer. Ablation and audit reports (later) add one :class:`ReportKind` each;
+JSON summarizer: eval, run, curation, ablation and audit directories are registered below;
 stages that have no report yet are named in :data:`UNSUPPORTED_STAGES` so the error
 says "not supported yet" instead of "unknown".
 """
@@ -89,6 +89,11 @@ def render_report(directory: str | os.PathLike, out: str | os.PathLike | None = 
     if format not in FORMATS:
         raise ReportError(f"unknown format '{format}'", field="format", hint=f"use one of {FORMATS}")
     kind = detect_kind(directory)
+    missing = [f for f in kind.marker_files if not (Path(directory) / f).exists()]
+    if missing:
+        raise ReportError(f"a {kind.name} directory without {', '.join(missing)}: its stage has not "
+                          "finished (or wrote elsewhere)", file=str(directory),
+                          hint="re-run the stage into this directory, then report")
     options = _options(kind, directory, options)
     if format == "json":
         path = Path(out) if out is not None else Path(directory) / "report.json"
@@ -175,3 +180,19 @@ def _ablation_json(directory, **options):
 
 register(ReportKind("ablation", ("ablate",), ("comparison.json", "ablation.yaml"),
                     _ablation_html, _ablation_json))
+
+
+def _audit_html(directory, out, **options):
+    from .audit_report import render_audit
+
+    return render_audit(directory, out)
+
+
+def _audit_json(directory, **options):
+    from .audit_report import audit_summary
+
+    return audit_summary(directory)
+
+
+register(ReportKind("audit", ("audit",), ("attribution.parquet",), _audit_html, _audit_json,
+                    html_name="audit.html"))

@@ -33,8 +33,8 @@ def test_report_html_default_path(tmp_path, capsys):
     assert "report.html" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("stage, message", [("audit", "not supported yet"), ("ablate", "not supported yet"),
-                                            ("mystery", "not supported yet")])
+@pytest.mark.parametrize("stage, message", [("audit", "attribution.parquet"), ("ablate", "comparison.json"),
+                                            ("compare", "not supported yet"), ("mystery", "not supported yet")])
 def test_unknown_kinds_exit_2(tmp_path, capsys, stage, message):
     artifacts.write_manifest(tmp_path, stage=stage, config={})
     assert main(["report", str(tmp_path)]) == 2
