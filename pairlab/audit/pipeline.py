@@ -109,14 +109,6 @@ def curation_columns(pairs_spec: str | None, pair_ids: pd.Series) -> pd.DataFram
                         index=pair_ids.index)
 
 
-def _keep_4bit_weights_trainable(model) -> None:
-    # As in training: bitsandbytes' CPU inference repacking (AVX512-BF16) has no autograd and
-    # would make LoRA gradients silently wrong after a no-grad forward; switch it off.
-    for module in model.modules():
-        if hasattr(module, "support_avx512bf16_for_cpu"):
-            module.support_avx512bf16_for_cpu = False
-
-
 def load_trainable_policy(setup, first_adapter: Path):
     """(peft model, tokenizer): the run's base with ``first_adapter`` loaded, LoRA trainable."""
     from peft import PeftModel
@@ -124,8 +116,9 @@ def load_trainable_policy(setup, first_adapter: Path):
     from ..models import load_model, load_tokenizer
 
     tokenizer = load_tokenizer(setup.model)
-    model = load_model(setup.model, quantization=setup.quantization, dtype=setup.dtype, device=setup.device)
-    _keep_4bit_weights_trainable(model)
+    # trainable: gradients are taken, so bitsandbytes' inference-only CPU kernel must stay off
+    model = load_model(setup.model, quantization=setup.quantization, dtype=setup.dtype, device=setup.device,
+                       trainable=True)
     model = PeftModel.from_pretrained(model, str(first_adapter), is_trainable=True,
                                       autocast_adapter_dtype=False)
     model.eval()
