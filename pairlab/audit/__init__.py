@@ -9,11 +9,11 @@ Heavy imports happen when a function runs.
 """
 from __future__ import annotations
 
-from .attribution import tracin, tracin_terms
+from .attribution import GRADIENT_SCORES, checkpoint_terms, tracin, tracin_terms
 from .baselines import BASELINES, baseline_scores, rank_average
 from .cartography import cartography
 
-__all__ = ["AuditConfig", "BASELINES", "ValidateConfig", "audit", "baseline_scores", "cartography",
+__all__ = ["AuditConfig", "BASELINES", "GRADIENT_SCORES", "checkpoint_terms", "ValidateConfig", "audit", "baseline_scores", "cartography",
            "rank_average", "run_validation", "tracin", "tracin_terms"]
 
 

@@ -84,10 +84,32 @@ def run_checkpoints(run_dir: str | Path, *, final_step: int, default_lr: float,
     return [Checkpoint(s, p, w) for (s, p), w in zip(found, weights)]
 
 
+#: Gradient scores, oriented like every other score (higher = more helpful / trustworthy).
+GRADIENT_SCORES: dict[str, str] = {
+    "tracin": "TracIn: sum over checkpoints of lr x <pair's loss gradient, mean held-out loss gradient>",
+    "tracin_cosine": "TracIn on directions: sum over checkpoints of lr x cosine(pair's gradient, "
+                     "mean held-out gradient); a large gradient no longer outweighs its direction",
+    "self_influence": "minus TracIn self-influence: -(sum over checkpoints of lr x |pair's gradient|^2); "
+                      "pairs the model keeps fighting (often mislabeled) have large gradients",
+}
+
+
 def tracin_terms(train_grads: np.ndarray, eval_grads: np.ndarray) -> np.ndarray:
     """<g_i, mean eval gradient> for each training pair at one checkpoint (float64)."""
     g_eval = np.asarray(eval_grads, dtype=np.float64).mean(axis=0)
     return np.asarray(train_grads, dtype=np.float64) @ g_eval
+
+
+def checkpoint_terms(train_grads: np.ndarray, eval_grads: np.ndarray) -> dict[str, np.ndarray]:
+    """Every :data:`GRADIENT_SCORES` term of one checkpoint (before the learning-rate weights)."""
+    g = np.asarray(train_grads, dtype=np.float64)
+    g_eval = np.asarray(eval_grads, dtype=np.float64).mean(axis=0)
+    dots = g @ g_eval
+    norms = np.linalg.norm(g, axis=1)
+    eval_norm = np.linalg.norm(g_eval)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cosine = np.where(norms * eval_norm > 0, dots / (norms * eval_norm), 0.0)
+    return {"tracin": dots, "tracin_cosine": cosine, "self_influence": -(norms ** 2)}
 
 
 def tracin(terms: list[np.ndarray], weights: list[float]) -> np.ndarray:

@@ -6,6 +6,9 @@ OUT/
                        combination, the default harmful ranking, source / filter / truth columns
   cartography.parquet  the cartography table alone
   checkpoints.json     per checkpoint: step, learning-rate weight, held-out loss, timings
+  gradients/step-N.npz per checkpoint: the projected train / held-out gradients and losses,
+                       keyed by adapter, pairs, projection and loss; a rerun into the same OUT
+                       (an interrupted audit, or new scores) reuses them instead of recomputing
   manifest.json        config, inputs, projection size, throughput
   audit.html           the report (pairlab.reports.audit_report)
 
@@ -27,7 +30,7 @@ import pandas as pd
 from .. import artifacts
 from ..config import ConfigError, to_dict
 from ..schema import PairDataError, validate_pairs
-from .attribution import run_checkpoints, tracin, tracin_terms
+from .attribution import GRADIENT_SCORES, checkpoint_terms, run_checkpoints, tracin
 from .baselines import BASELINES, baseline_scores, rank_average
 from .cartography import cartography
 
@@ -36,7 +39,8 @@ CARTOGRAPHY = "cartography.parquet"
 CHECKPOINTS = "checkpoints.json"
 REPORT = "audit.html"
 #: Every score in attribution.parquet, oriented: higher = more helpful / trustworthy.
-SCORES = ["tracin", *BASELINES, "rank_average"]
+SCORES = [*GRADIENT_SCORES, *BASELINES, "rank_average"]
+GRADIENTS = "gradients"
 
 
 @dataclass
@@ -206,26 +210,40 @@ def audit(run_dir: str | os.PathLike, eval_pairs: pd.DataFrame, out_dir: str | o
     projections = build_projections(model, config.proj_dim, config.seed)
     ref_train_arr = ref_train[["chosen_logps", "rejected_logps"]].to_numpy(np.float32)
     ref_eval_arr = ref_eval[["chosen_logps", "rejected_logps"]].to_numpy(np.float32)
-    terms, records = [], []
+    terms: dict[str, list[np.ndarray]] = {name: [] for name in GRADIENT_SCORES}
+    records = []
     grad_s = 0.0
     policy_train = None  # the final policy's log-probs, from the last checkpoint's forward
     final_step = int(manifest.get("global_step") or 0)
+    out = Path(out_dir)
+    pairs_key = {"train": _pairs_sha256(train_pairs), "eval": _pairs_sha256(eval_pairs),
+                 "proj_dim": config.proj_dim, "seed": config.seed, "loss": vars(loss)}
     for ckpt in checkpoints:
-        load_adapter_weights(model, ckpt.path)
         t0 = time.time()
-        g_train, l_train, logps = pair_gradients(model, tokenizer, train_pairs, ref_train_arr, projections, loss,
-                                          batch_size=config.batch_size)
-        t_train = time.time() - t0
-        g_eval, l_eval, _ = pair_gradients(model, tokenizer, eval_pairs, ref_eval_arr, projections, loss,
-                                           batch_size=config.batch_size)
+        key = {**pairs_key, "adapter": artifacts.file_sha256(ckpt.path / "adapter_model.safetensors")}
+        cached = _read_gradients(out / GRADIENTS / f"step-{ckpt.step}.npz", key)
+        if cached is None:
+            load_adapter_weights(model, ckpt.path)
+            g_train, l_train, logps = pair_gradients(model, tokenizer, train_pairs, ref_train_arr, projections,
+                                                     loss, batch_size=config.batch_size)
+            t_train = time.time() - t0
+            g_eval, l_eval, _ = pair_gradients(model, tokenizer, eval_pairs, ref_eval_arr, projections, loss,
+                                               batch_size=config.batch_size)
+            elapsed = time.time() - t0
+            _write_gradients(out / GRADIENTS / f"step-{ckpt.step}.npz", key, g_train=g_train, g_eval=g_eval,
+                             l_train=l_train, l_eval=l_eval, logps=logps, seconds=[elapsed, t_train])
+        else:
+            g_train, g_eval, l_train, l_eval, logps = (cached[k] for k in ("g_train", "g_eval", "l_train",
+                                                                          "l_eval", "logps"))
+            elapsed, t_train = (float(v) for v in cached["seconds"])  # timings of the run that computed them
         if ckpt.step == final_step:
             policy_train = pd.DataFrame({"chosen_logps": logps[:, 0], "rejected_logps": logps[:, 1]})
-        elapsed = time.time() - t0
         grad_s += elapsed
-        terms.append(tracin_terms(g_train, g_eval))
+        for name, term in checkpoint_terms(g_train, g_eval).items():
+            terms[name].append(term)
         records.append({"step": ckpt.step, "path": str(ckpt.path), "lr_weight": ckpt.lr_weight,
                         "train_loss": float(np.nanmean(l_train)), "eval_loss": float(np.nanmean(l_eval)),
-                        "seconds": round(elapsed, 3),
+                        "seconds": round(elapsed, 3), "reused": cached is not None,
                         "train_pairs_per_s": round(len(train_pairs) / max(t_train, 1e-9), 3)})
     if policy_train is None:  # the last checkpoint is not the final adapter: one more pass
         from ..logprobs import sequence_logps
@@ -234,8 +252,10 @@ def audit(run_dir: str | os.PathLike, eval_pairs: pd.DataFrame, out_dir: str | o
         policy_train = sequence_logps(model, tokenizer, train_pairs, max_length=setup.max_length,
                                       truncation_mode=setup.truncation_mode, batch_size=config.batch_size)
     scores = baseline_scores(train_pairs, policy_train, ref_train, carto, beta=setup.beta)
-    scores.insert(1, "tracin", tracin(terms, [c.lr_weight for c in checkpoints]))
-    for ckpt, term in zip(checkpoints, terms):
+    weights = [c.lr_weight for c in checkpoints]
+    for i, name in enumerate(GRADIENT_SCORES):
+        scores.insert(1 + i, name, tracin(terms[name], weights))
+    for ckpt, term in zip(checkpoints, terms["tracin"]):
         scores[f"tracin_step_{ckpt.step}"] = term
     scores["rank_average"] = rank_average(scores, config.combine)
     scores["harmful_rank"] = scores[config.harmful_score].rank(method="first").astype(int)
@@ -254,7 +274,6 @@ def audit(run_dir: str | os.PathLike, eval_pairs: pd.DataFrame, out_dir: str | o
                   "lora_params": int(sum(p.module.weight.numel() for p in projections))}
 
     # 4. Outputs.
-    out = Path(out_dir)
     artifacts.write_parquet(out / ATTRIBUTION, scores)
     artifacts.write_parquet(out / CARTOGRAPHY, carto)
     artifacts.write_json(out / CHECKPOINTS, records)
@@ -269,6 +288,28 @@ def audit(run_dir: str | os.PathLike, eval_pairs: pd.DataFrame, out_dir: str | o
         loss=vars(loss), checkpoints=records, throughput=throughput, timing=timing, **(extra or {}))
     report = write_report(out) if config.report else None
     return AuditResult(out_dir=out, scores=scores, checkpoints=records, throughput=throughput, report=report)
+
+
+def _pairs_sha256(pairs: pd.DataFrame) -> str:
+    return artifacts.frame_sha256(pairs, [c for c in ("pair_id", "prompt", "chosen", "rejected") if c in pairs])
+
+
+def _read_gradients(path: Path, key: dict[str, Any]) -> dict[str, np.ndarray] | None:
+    """A checkpoint's cached gradients when they were computed for exactly ``key``, else None."""
+    if not path.exists():
+        return None
+    with np.load(path, allow_pickle=False) as data:
+        if str(data["key"]) != artifacts.to_json(key):
+            return None
+        return {k: data[k] for k in data.files}
+
+
+def _write_gradients(path: Path, key: dict[str, Any], **arrays: Any) -> None:
+    import io
+
+    buffer = io.BytesIO()
+    np.savez(buffer, key=np.array(artifacts.to_json(key)), **{k: np.asarray(v) for k, v in arrays.items()})
+    artifacts.write_bytes(path, buffer.getvalue())
 
 
 def write_report(out: Path) -> Path | None:

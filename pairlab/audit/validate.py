@@ -50,9 +50,16 @@ class ValidateConfig:
     lora_r: int = field(default=8, metadata={"help": "LoRA rank"})
     save_steps: int = field(default=8, metadata={"help": "checkpoint cadence (TracIn uses each)"})
     proj_dim: int = field(default=16, metadata={"help": "projection size per factor side"})
+    max_checkpoints: Optional[int] = field(default=None, metadata={
+        "help": "checkpoints the audit uses, evenly spaced, always the last (null: all)"})
+    combine: Optional[list[str]] = field(default=None, metadata={
+        "help": "scores rank-averaged into rank_average (null: the audit's default)"})
     k: Optional[int] = field(default=None, metadata={
         "help": "pairs removed per counterfactual arm (null: the number of mislabeled pairs)"})
     counterfactual: bool = field(default=True, metadata={"help": "run the counterfactual retraining"})
+    rankings: list[str] = field(default_factory=lambda: ["best_gradient", "best_baseline", "best"], metadata={
+        "help": "counterfactual arms besides random removal: score names, or best (best AUROC of all), "
+                "best_gradient (best gradient score or combination), best_baseline; duplicates run once"})
     ref_cache_dir: Optional[str] = field(default=None, metadata={"help": "reference cache root"})
 
     def validate(self) -> "ValidateConfig":
@@ -61,10 +68,43 @@ class ValidateConfig:
                 raise ConfigError(f"must be >= 1, got {getattr(self, name)}", field=name)
         if not 0.0 <= self.flip_rate < 1.0:
             raise ConfigError(f"must be in [0, 1), got {self.flip_rate}", field="flip_rate")
+        unknown = [r for r in self.rankings if r not in (*SCORES, *_SYMBOLIC)]
+        if unknown:
+            raise ConfigError(f"unknown ranking '{unknown[0]}'", field="rankings",
+                              hint=f"choose from {[*_SYMBOLIC, *SCORES]}")
         return self
 
 
 # ---------------------------------------------------------------- pure parts
+
+_SYMBOLIC = ("best", "best_gradient", "best_baseline")
+#: The goal of the issue: a score that is not a free baseline reaches this AUROC and beats them all.
+GOAL_AUROC = 0.92
+
+
+def choose_scores(aurocs: dict[str, float | None]) -> dict[str, str]:
+    """best / best_gradient (gradient score or combination) / best_baseline by AUROC (ties: first)."""
+    ranked = {s: a for s, a in aurocs.items() if a is not None}
+    if not ranked:
+        raise ValueError("no score has a defined AUROC (are both classes present?)")
+    gradient = [s for s in ranked if s not in BASELINES]
+    baseline = [s for s in ranked if s in BASELINES]
+    out = {"best": max(ranked, key=ranked.get)}
+    if gradient:
+        out["best_gradient"] = max(gradient, key=ranked.get)
+    if baseline:
+        out["best_baseline"] = max(baseline, key=ranked.get)
+    return out
+
+
+def goal_status(aurocs: dict[str, float | None], best_baseline: str | None) -> dict[str, Any]:
+    """Which non-baseline scores reach :data:`GOAL_AUROC` and beat the best free baseline."""
+    bar = aurocs.get(best_baseline) if best_baseline else None
+    ranked = {s: a for s, a in aurocs.items() if a is not None and s not in BASELINES}
+    met = [s for s, a in ranked.items() if a >= GOAL_AUROC and (bar is None or a > bar)]
+    return {"auroc_at_least": GOAL_AUROC, "best_baseline_auroc": bar,
+            "beats_best_baseline": [s for s, a in ranked.items() if bar is None or a > bar],
+            "met_by": met, "met": bool(met)}
 
 def auroc(flag: np.ndarray, score: np.ndarray) -> float | None:
     """AUROC of ``-score`` (low = suspicious) for the boolean ``flag``; None when undefined."""
@@ -103,6 +143,18 @@ def compare_arms(correct: dict[str, np.ndarray], reference_arm: str, seed: int) 
                 "mcnemar": mcnemar_exact(c, correct[reference_arm])}
         out[arm] = entry
     return out
+
+
+def counterfactual_goal(arms: dict[str, Any], gradient: str | None, baseline: str | None) -> dict[str, Any]:
+    """Did removing the gradient score's top k beat removing k random pairs and the best baseline's top k?"""
+    def accuracy(score):
+        entry = arms.get(f"minus_{score}") if score else None
+        return None if entry is None else entry["accuracy"]
+
+    mine, rand, base = accuracy(gradient), arms.get("minus_random", {}).get("accuracy"), accuracy(baseline)
+    return {"score": gradient, "accuracy": mine, "random_accuracy": rand, "baseline_accuracy": base,
+            "beats_random": None if mine is None or rand is None else mine > rand,
+            "beats_best_baseline": None if mine is None or base is None else mine > base}
 
 
 # ---------------------------------------------------------------- the run
@@ -186,32 +238,32 @@ def run_validation(cfg: ValidateConfig | None, out_dir: str | Path) -> dict[str,
 
     # Audit it and score every score against the truth.
     t0 = time.time()
-    audited = audit(out / "run", eval_pairs, out / "audit",
-                    config=AuditConfig(proj_dim=cfg.proj_dim, seed=cfg.seed, report=False))
+    audit_cfg = AuditConfig(proj_dim=cfg.proj_dim, seed=cfg.seed, report=False, max_checkpoints=cfg.max_checkpoints)
+    if cfg.combine:
+        audit_cfg.combine = list(cfg.combine)
+    audited = audit(out / "run", eval_pairs, out / "audit", config=audit_cfg)
     result["timing"]["audit_s"] = round(time.time() - t0, 1)
     result["throughput"] = audited.throughput
     scores = audited.scores.set_index("pair_id").loc[curated.train["pair_id"].astype(str)].reset_index()
     flipped = curated.train["flipped"].astype(bool).to_numpy()
     result["auroc_mislabeled"] = auroc_table(scores, mislabeled, SCORES)
     result["auroc_flipped"] = auroc_table(scores, flipped, SCORES)
-    ranked = {s: a for s, a in result["auroc_mislabeled"].items() if a is not None}
-    best = max(ranked, key=ranked.get)
-    best_baseline = max((s for s in ranked if s in BASELINES), key=ranked.get)
-    result["best_score"] = best
-    result["best_baseline"] = best_baseline
-    result["goal"] = {"auroc_at_least": 0.92, "tracin_auroc": ranked.get("tracin"),
-                      "tracin_beats_best_baseline": (ranked.get("tracin") or 0) > ranked[best_baseline],
-                      "met_by_tracin": (ranked.get("tracin") or 0) >= 0.92
-                      and (ranked.get("tracin") or 0) > ranked[best_baseline]}
+    chosen = choose_scores(result["auroc_mislabeled"])
+    result["best_score"] = chosen["best"]
+    result["best_gradient_score"] = chosen.get("best_gradient")
+    result["best_baseline"] = chosen.get("best_baseline")
+    result["goal"] = goal_status(result["auroc_mislabeled"], chosen.get("best_baseline"))
     save()
 
     # Counterfactual retraining: same seed, same step budget, k pairs fewer.
     if cfg.counterfactual:
         t0 = time.time()
         k = cfg.k or max(int(mislabeled.sum()), 1)
-        rankings = {"tracin": "tracin", best_baseline: best_baseline}
-        if best not in rankings:
-            rankings[best] = best
+        rankings: dict[str, str] = {}
+        for name in cfg.rankings:
+            score = chosen.get(name, name)
+            if score in SCORES and score not in rankings.values():
+                rankings[score] = score
         arms = removal_sets(scores, k, rankings, seed=cfg.seed)
         correct = {"full": _evaluate_full(out, eval_pairs)}
         removed_mislabeled = {}
@@ -222,6 +274,8 @@ def run_validation(cfg: ValidateConfig | None, out_dir: str | Path) -> dict[str,
             result["counterfactual"] = {"k": k, "removed_mislabeled": removed_mislabeled,
                                         "arms": compare_arms(correct, "minus_random", cfg.seed)}
             save()
+        result["goal"]["counterfactual"] = counterfactual_goal(result["counterfactual"]["arms"],
+                                                               chosen.get("best_gradient"), chosen.get("best_baseline"))
         result["timing"]["counterfactual_s"] = round(time.time() - t0, 1)
     result["status"] = "done"
     save()

@@ -89,3 +89,22 @@ def test_report_dispatch_knows_audit(tiny_run):
     from pairlab.reports import detect_kind
 
     assert detect_kind(tiny_run / "audit").name == "audit"
+
+
+def test_rerun_reuses_cached_gradients_and_a_new_projection_recomputes(tiny_run):
+    """An audit run again into the same OUT reads each checkpoint's gradients back (same
+    scores, no recomputation); a different projection invalidates them."""
+    from pairlab.cli import main
+
+    before = pd.read_parquet(tiny_run / "audit" / "attribution.parquet")
+    assert sorted(p.name for p in (tiny_run / "audit" / "gradients").iterdir()) == ["step-2.npz", "step-4.npz"]
+    args = ["audit", "--run", str(tiny_run / "run"), "--eval", str(tiny_run / "eval.parquet"),
+            "--out", str(tiny_run / "audit"), "batch_size=3", "harmful_score=tracin", "report=false"]
+    assert main([*args, "proj_dim=1000"]) == 0
+    again = pd.read_parquet(tiny_run / "audit" / "attribution.parquet")
+    assert all(c["reused"] for c in artifacts.read_manifest(tiny_run / "audit")["checkpoints"])
+    for col in ("tracin", "tracin_cosine", "self_influence", "policy_margin"):
+        np.testing.assert_array_equal(again[col], before[col])
+    assert main([*args, "proj_dim=8"]) == 0
+    assert not any(c["reused"] for c in artifacts.read_manifest(tiny_run / "audit")["checkpoints"])
+    assert not np.allclose(pd.read_parquet(tiny_run / "audit" / "attribution.parquet")["tracin"], before["tracin"])

@@ -6,8 +6,9 @@ import pandas as pd
 import pytest
 
 from pairlab.audit import baseline_scores, cartography, rank_average, tracin, tracin_terms
-from pairlab.audit.attribution import checkpoint_weights
-from pairlab.audit.validate import auroc, compare_arms, removal_sets
+from pairlab.audit.attribution import GRADIENT_SCORES, checkpoint_terms, checkpoint_weights
+from pairlab.audit.validate import (auroc, choose_scores, compare_arms, counterfactual_goal, goal_status,
+                                    removal_sets)
 from pairlab.config import ConfigError
 
 
@@ -96,3 +97,34 @@ def test_audit_config_rejects_unknown_scores():
         AuditConfig(harmful_score="nope").validate()
     with pytest.raises(ConfigError):
         AuditConfig(proj_dim=0).validate()
+
+
+def test_checkpoint_terms_by_hand():
+    train = np.array([[3.0, 4.0], [-1.0, 0.0], [0.0, 0.0]])
+    held = np.array([[2.0, 0.0], [0.0, 0.0]])          # mean held-out gradient (1, 0)
+    terms = checkpoint_terms(train, held)
+    assert set(terms) == set(GRADIENT_SCORES)
+    np.testing.assert_allclose(terms["tracin"], [3.0, -1.0, 0.0])
+    np.testing.assert_allclose(terms["tracin_cosine"], [0.6, -1.0, 0.0])  # a zero gradient: no direction
+    np.testing.assert_allclose(terms["self_influence"], [-25.0, -1.0, 0.0])
+
+
+def test_choose_scores_and_goal():
+    aurocs = {"tracin": 0.93, "self_influence": None, "rank_average": 0.95, "implicit_margin": 0.9,
+              "policy_margin": 0.94}
+    chosen = choose_scores(aurocs)
+    assert chosen == {"best": "rank_average", "best_gradient": "rank_average", "best_baseline": "policy_margin"}
+    goal = goal_status(aurocs, chosen["best_baseline"])
+    assert goal["met_by"] == ["rank_average"] and goal["met"]
+    assert goal["beats_best_baseline"] == ["rank_average"]
+    assert not goal_status({"tracin": 0.91, "policy_margin": 0.5}, "policy_margin")["met"]
+    with pytest.raises(ValueError):
+        choose_scores({"tracin": None})
+
+
+def test_counterfactual_goal_compares_with_random_and_baseline():
+    arms = {"full": {"accuracy": 0.7}, "minus_tracin": {"accuracy": 0.8}, "minus_random": {"accuracy": 0.75},
+            "minus_policy_margin": {"accuracy": 0.8}}
+    goal = counterfactual_goal(arms, "tracin", "policy_margin")
+    assert goal["beats_random"] is True and goal["beats_best_baseline"] is False
+    assert counterfactual_goal(arms, None, "policy_margin")["beats_random"] is None

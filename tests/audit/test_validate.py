@@ -18,7 +18,7 @@ def test_validate_on_simulator_flips_smollm2(tmp_path):
     result = artifacts.read_json(tmp_path / "v" / "validation.json")
     assert result["status"] == "done"
     auroc = result["auroc_mislabeled"]
-    assert set(auroc) >= {"tracin", "rating_gap", "implicit_margin", "policy_margin", "base_margin",
+    assert set(auroc) >= {"tracin", "tracin_cosine", "self_influence", "rating_gap", "implicit_margin", "policy_margin", "base_margin",
                           "loss_difference", "confidence", "rank_average"}
     assert max(v for v in auroc.values() if v is not None) >= 0.7
     assert auroc["tracin"] is not None and auroc["tracin"] > 0.5
@@ -37,8 +37,13 @@ def test_validate_pipeline_with_counterfactual_on_tiny_model(tmp_path):
     assert result["status"] == "done"
     cf = result["counterfactual"]
     assert cf["k"] == result["data"]["n_mislabeled"]
-    assert {"full", "minus_tracin", "minus_random", f"minus_{result['best_baseline']}"} <= set(cf["arms"])
-    assert "vs_minus_random" in cf["arms"]["minus_tracin"]
+    gradient = result["best_gradient_score"]
+    assert gradient in ("tracin", "tracin_cosine", "self_influence", "rank_average")
+    assert {"full", f"minus_{gradient}", "minus_random", f"minus_{result['best_baseline']}"} <= set(cf["arms"])
+    assert "vs_minus_random" in cf["arms"][f"minus_{gradient}"]
+    goal = result["goal"]["counterfactual"]
+    assert goal["score"] == gradient
+    assert goal["beats_random"] == (cf["arms"][f"minus_{gradient}"]["accuracy"] > cf["arms"]["minus_random"]["accuracy"])
     assert artifacts.read_json(tmp_path / "v" / "validation.json")["counterfactual"]["k"] == cf["k"]
     html = (tmp_path / "v" / "audit" / "audit.html").read_text()
     assert "Counterfactual retraining" in html
