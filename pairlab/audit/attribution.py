@@ -87,8 +87,9 @@ def run_checkpoints(run_dir: str | Path, *, final_step: int, default_lr: float,
 #: Gradient scores, oriented like every other score (higher = more helpful / trustworthy).
 GRADIENT_SCORES: dict[str, str] = {
     "tracin": "TracIn: sum over checkpoints of lr x <pair's loss gradient, mean held-out loss gradient>",
-    "tracin_cosine": "TracIn on directions: sum over checkpoints of lr x cosine(pair's gradient, "
-                     "mean held-out gradient); a large gradient no longer outweighs its direction",
+    "tracin_cosine": "TracIn on directions: sum over checkpoints of lr x the mean over held-out pairs of "
+                     "cosine(pair's gradient, held-out pair's gradient); every held-out pair gets one vote "
+                     "and a large gradient no longer outweighs its direction",
     "self_influence": "minus TracIn self-influence: -(sum over checkpoints of lr x |pair's gradient|^2); "
                       "pairs the model keeps fighting (often mislabeled) have large gradients",
 }
@@ -101,14 +102,20 @@ def tracin_terms(train_grads: np.ndarray, eval_grads: np.ndarray) -> np.ndarray:
 
 
 def checkpoint_terms(train_grads: np.ndarray, eval_grads: np.ndarray) -> dict[str, np.ndarray]:
-    """Every :data:`GRADIENT_SCORES` term of one checkpoint (before the learning-rate weights)."""
+    """Every :data:`GRADIENT_SCORES` term of one checkpoint (before the learning-rate weights).
+
+    ``tracin_cosine`` = mean_j cos(g_i, e_j) = <g_i / |g_i|, mean_j e_j / |e_j|> (zero gradients,
+    e.g. a pair whose two completions are identical after truncation, have no direction: 0).
+    """
     g = np.asarray(train_grads, dtype=np.float64)
-    g_eval = np.asarray(eval_grads, dtype=np.float64).mean(axis=0)
-    dots = g @ g_eval
+    e = np.asarray(eval_grads, dtype=np.float64)
+    dots = g @ e.mean(axis=0)
     norms = np.linalg.norm(g, axis=1)
-    eval_norm = np.linalg.norm(g_eval)
+    e_norms = np.linalg.norm(e, axis=1)
+    e_dirs = e[e_norms > 0] / e_norms[e_norms > 0, None]
+    mean_dir = e_dirs.sum(axis=0) / max(len(e), 1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        cosine = np.where(norms * eval_norm > 0, dots / (norms * eval_norm), 0.0)
+        cosine = np.where(norms > 0, (g @ mean_dir) / norms, 0.0)
     return {"tracin": dots, "tracin_cosine": cosine, "self_influence": -(norms ** 2)}
 
 

@@ -207,7 +207,8 @@ class LossSettings:
 
 
 def pair_gradients(model, tokenizer, pairs, ref: np.ndarray, projections: list[LayerProjection],
-                   loss: LossSettings, *, batch_size: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   loss: LossSettings, *, batch_size: int = 8,
+                   progress: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Projected per-pair DPO-loss gradients w.r.t. the active LoRA adapter.
 
     Parameters
@@ -215,6 +216,7 @@ def pair_gradients(model, tokenizer, pairs, ref: np.ndarray, projections: list[L
     model : a peft model with the adapter active (LoRA weights requiring grad).
     pairs : a pairs table; ``ref`` its reference log-probs, shape (n, 2): chosen, rejected.
     projections : from :func:`build_projections` on this model.
+    progress : a label for a progress bar on stderr (None: silent).
 
     Returns
     -------
@@ -235,9 +237,14 @@ def pair_gradients(model, tokenizer, pairs, ref: np.ndarray, projections: list[L
     ref = torch.as_tensor(np.array(ref, dtype=np.float32))
     was_training = model.training
     model.eval()  # no dropout: the gradient of the deterministic loss
+    starts = range(0, len(tokenized), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc=progress, unit="batch")
     try:
         with capture:
-            for start in range(0, len(tokenized), batch_size):
+            for start in starts:
                 idx = order[start:start + batch_size]
                 batch = collate([tokenized[i] for i in idx])
                 chosen, rejected, ct, rt = policy_logps_with_grad(model, batch)

@@ -225,10 +225,12 @@ def audit(run_dir: str | os.PathLike, eval_pairs: pd.DataFrame, out_dir: str | o
         if cached is None:
             load_adapter_weights(model, ckpt.path)
             g_train, l_train, logps = pair_gradients(model, tokenizer, train_pairs, ref_train_arr, projections,
-                                                     loss, batch_size=config.batch_size)
+                                                     loss, batch_size=config.batch_size,
+                                                     progress=f"gradients step {ckpt.step}: train")
             t_train = time.time() - t0
             g_eval, l_eval, _ = pair_gradients(model, tokenizer, eval_pairs, ref_eval_arr, projections, loss,
-                                               batch_size=config.batch_size)
+                                               batch_size=config.batch_size,
+                                               progress=f"gradients step {ckpt.step}: held-out")
             elapsed = time.time() - t0
             _write_gradients(out / GRADIENTS / f"step-{ckpt.step}.npz", key, g_train=g_train, g_eval=g_eval,
                              l_train=l_train, l_eval=l_eval, logps=logps, seconds=[elapsed, t_train])

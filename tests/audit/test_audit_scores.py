@@ -101,11 +101,14 @@ def test_audit_config_rejects_unknown_scores():
 
 def test_checkpoint_terms_by_hand():
     train = np.array([[3.0, 4.0], [-1.0, 0.0], [0.0, 0.0]])
-    held = np.array([[2.0, 0.0], [0.0, 0.0]])          # mean held-out gradient (1, 0)
+    held = np.array([[2.0, 0.0], [0.0, 3.0]])          # mean gradient (1, 1.5); mean direction (.5, .5)
     terms = checkpoint_terms(train, held)
     assert set(terms) == set(GRADIENT_SCORES)
-    np.testing.assert_allclose(terms["tracin"], [3.0, -1.0, 0.0])
-    np.testing.assert_allclose(terms["tracin_cosine"], [0.6, -1.0, 0.0])  # a zero gradient: no direction
+    np.testing.assert_allclose(terms["tracin"], [9.0, -1.0, 0.0])
+    # mean over held-out pairs of the cosine; a zero gradient has no direction
+    np.testing.assert_allclose(terms["tracin_cosine"], [(0.6 + 0.8) / 2, -0.5, 0.0])
+    with_zero = checkpoint_terms(train, np.array([[2.0, 0.0], [0.0, 0.0]]))["tracin_cosine"]
+    np.testing.assert_allclose(with_zero, [0.3, -0.5, 0.0])  # a zero held-out gradient votes 0
     np.testing.assert_allclose(terms["self_influence"], [-25.0, -1.0, 0.0])
 
 
