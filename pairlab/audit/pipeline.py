@@ -52,10 +52,10 @@ class AuditConfig:
     batch_size: int = field(default=8, metadata={"help": "pairs per batched forward + backward"})
     max_checkpoints: Optional[int] = field(default=None, metadata={
         "help": "use at most this many checkpoints, evenly spaced, always the last (null: all)"})
-    combine: list[str] = field(default_factory=lambda: ["tracin", "implicit_margin"], metadata={
-        "help": "scores whose percentile ranks are averaged into rank_average (unsupervised; "
-                "TracIn and the implicit margin are nearly uncorrelated, so they add up)"})
-    harmful_score: str = field(default="rank_average", metadata={
+    combine: list[str] = field(default_factory=lambda: ["tracin_cosine", "confidence"], metadata={
+        "help": "scores whose percentile ranks are averaged into rank_average (unsupervised): the "
+                "direction of each pair's update and how confidently training fitted it"})
+    harmful_score: str = field(default="tracin_cosine", metadata={
         "help": "score whose most negative values are the report's harmful pairs (the one that "
                 "validated best; see README)"})
     top_k: int = field(default=15, metadata={"help": "helpful and harmful pairs shown in the report"})

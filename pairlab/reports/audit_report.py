@@ -103,7 +103,7 @@ def _pair_rows(frame: pd.DataFrame, score: str) -> list[dict[str, Any]]:
                      "rejected": str(r.get("rejected", ""))[:600],
                      "truth": None if "true_preference_correct" not in r else
                      ("label right" if bool(r["true_preference_correct"]) else "mislabeled"),
-                     "others": {c: float(r[c]) for c in ("tracin", "policy_margin", "implicit_margin")
+                     "others": {c: float(r[c]) for c in ("tracin_cosine", "tracin", "confidence", "implicit_margin")
                                 if c in r and c != score}})
     return rows
 
@@ -113,7 +113,7 @@ def audit_context(directory: str | os.PathLike) -> dict[str, Any]:
     scores = pd.read_parquet(directory / ATTRIBUTION)
     manifest = artifacts.read_manifest(directory) if (directory / artifacts.MANIFEST).exists() else {}
     config = manifest.get("config", {})
-    harmful_score = config.get("harmful_score", "tracin")
+    harmful_score = config.get("harmful_score", "tracin_cosine")
     top_k = int(config.get("top_k", 15))
     columns = [c for c in SCORES if c in scores and scores[c].notna().any()]
     figures = {"histograms": histogram_figure(scores, columns), "cartography": cartography_figure(scores),

@@ -131,3 +131,17 @@ def test_counterfactual_goal_compares_with_random_and_baseline():
     goal = counterfactual_goal(arms, "tracin", "policy_margin")
     assert goal["beats_random"] is True and goal["beats_best_baseline"] is False
     assert counterfactual_goal(arms, None, "policy_margin")["beats_random"] is None
+
+
+def test_example_validation_config_loads():
+    """examples/audit-validate-400.yaml (the README's demo-like validation) is a valid ValidateConfig."""
+    from pathlib import Path
+
+    from pairlab.audit import ValidateConfig
+    from pairlab.config import load_config
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "audit-validate-400.yaml"
+    cfg = load_config(ValidateConfig, str(path), []).validate()
+    assert (cfg.n, cfg.n_eval, cfg.max_steps, cfg.max_length, cfg.max_checkpoints) == (400, 100, 100, 128, 3)
+    with pytest.raises(ConfigError, match="unknown ranking"):
+        load_config(ValidateConfig, str(path), ["rankings=[nope]"]).validate()
