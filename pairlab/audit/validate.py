@@ -130,31 +130,69 @@ def removal_sets(scores: pd.DataFrame, k: int, rankings: dict[str, str], seed: i
     return arms
 
 
-def compare_arms(correct: dict[str, np.ndarray], reference_arm: str, seed: int) -> dict[str, Any]:
-    """Accuracy + CI per arm, and each arm's paired difference / McNemar against ``reference_arm``."""
+def heldout_loss(margin: np.ndarray) -> np.ndarray:
+    """Per-pair held-out DPO loss -log sigmoid(margin) from the implicit reward margin (beta-scaled)."""
+    return np.logaddexp(0.0, -np.asarray(margin, dtype=float))
+
+
+def compare_arms(correct: dict[str, np.ndarray], reference_arm: str, seed: int,
+                 margins: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+    """Accuracy + CI per arm, and each arm's paired difference / McNemar against ``reference_arm``.
+
+    With ``margins`` (per-pair implicit reward margins), also each arm's mean held-out DPO loss
+    with its CI and the paired loss difference (arm - reference; negative = lower loss): a finer
+    measure than accuracy when every arm is near the ceiling.
+    """
     from ..evaluate.stats import bootstrap_ci, mcnemar_exact, paired_bootstrap
 
     out: dict[str, Any] = {}
     for arm, c in correct.items():
-        entry = {"accuracy": float(np.mean(c)), "accuracy_ci95": list(bootstrap_ci(c.astype(float), seed=seed))}
+        entry: dict[str, Any] = {"accuracy": float(np.mean(c)),
+                                 "accuracy_ci95": list(bootstrap_ci(c.astype(float), seed=seed))}
+        loss = heldout_loss(margins[arm]) if margins and arm in margins else None
+        if loss is not None:
+            entry["heldout_loss"] = float(loss.mean())
+            entry["heldout_loss_ci95"] = list(bootstrap_ci(loss, seed=seed))
         if arm != reference_arm and reference_arm in correct:
             entry[f"vs_{reference_arm}"] = {
                 **paired_bootstrap(correct[reference_arm].astype(float), c.astype(float), seed=seed),
                 "mcnemar": mcnemar_exact(c, correct[reference_arm])}
+            if loss is not None and reference_arm in margins:
+                entry[f"vs_{reference_arm}"]["heldout_loss"] = paired_bootstrap(
+                    heldout_loss(margins[reference_arm]), loss, seed=seed)
         out[arm] = entry
     return out
 
 
-def counterfactual_goal(arms: dict[str, Any], gradient: str | None, baseline: str | None) -> dict[str, Any]:
-    """Did removing the gradient score's top k beat removing k random pairs and the best baseline's top k?"""
-    def accuracy(score):
-        entry = arms.get(f"minus_{score}") if score else None
-        return None if entry is None else entry["accuracy"]
+def counterfactual_goal(arms: dict[str, Any], gradient: str | None, baseline: str | None,
+                        margins: dict[str, np.ndarray] | None = None, seed: int = 0) -> dict[str, Any]:
+    """Did removing the gradient score's top k beat removing k random pairs and the best baseline's
+    top k? By held-out accuracy (the issue's measure; ties do not count as beating) and, when
+    ``margins`` are given, by mean held-out DPO loss, with a paired bootstrap against the baseline arm."""
+    def get(score, key):
+        entry = arms.get(score if score == "minus_random" else f"minus_{score}") if score else None
+        return None if entry is None else entry.get(key)
 
-    mine, rand, base = accuracy(gradient), arms.get("minus_random", {}).get("accuracy"), accuracy(baseline)
-    return {"score": gradient, "accuracy": mine, "random_accuracy": rand, "baseline_accuracy": base,
-            "beats_random": None if mine is None or rand is None else mine > rand,
-            "beats_best_baseline": None if mine is None or base is None else mine > base}
+    def beats(key, other, lower_is_better=False):
+        mine, theirs = get(gradient, key), get(other, key)
+        if mine is None or theirs is None:
+            return None
+        return mine < theirs if lower_is_better else mine > theirs
+
+    out = {"score": gradient, "baseline": baseline, "accuracy": get(gradient, "accuracy"),
+           "random_accuracy": get("minus_random", "accuracy"), "baseline_accuracy": get(baseline, "accuracy"),
+           "beats_random": beats("accuracy", "minus_random"), "beats_best_baseline": beats("accuracy", baseline),
+           "heldout_loss": get(gradient, "heldout_loss"), "random_heldout_loss": get("minus_random", "heldout_loss"),
+           "baseline_heldout_loss": get(baseline, "heldout_loss"),
+           "beats_random_on_loss": beats("heldout_loss", "minus_random", lower_is_better=True),
+           "beats_best_baseline_on_loss": beats("heldout_loss", baseline, lower_is_better=True)}
+    mine, theirs = f"minus_{gradient}", f"minus_{baseline}"
+    if margins and mine in margins and theirs in margins and mine != theirs:
+        from ..evaluate.stats import paired_bootstrap
+
+        out["vs_best_baseline_heldout_loss"] = paired_bootstrap(heldout_loss(margins[theirs]),
+                                                                heldout_loss(margins[mine]), seed=seed)
+    return out
 
 
 # ---------------------------------------------------------------- the run
@@ -183,13 +221,13 @@ def train_config(cfg: ValidateConfig, **overrides: Any):
     return load_train_config(None, values)
 
 
-def _train_and_eval(pairs: pd.DataFrame, eval_pairs: pd.DataFrame, out: Path, tcfg) -> np.ndarray:
+def _train_and_eval(pairs: pd.DataFrame, eval_pairs: pd.DataFrame, out: Path, tcfg) -> pd.DataFrame:
     from ..evaluate.config import EvalConfig
     from ..evaluate.runner import evaluate
     from ..train import train
 
     if (out / "eval" / "per_pair.parquet").exists():  # finished in an earlier, interrupted validation
-        return pd.read_parquet(out / "eval" / "per_pair.parquet")["correct"].to_numpy(bool)
+        return pd.read_parquet(out / "eval" / "per_pair.parquet")
     if (out / "run").exists() and not (out / "run" / artifacts.MANIFEST).exists():
         import shutil
 
@@ -197,7 +235,7 @@ def _train_and_eval(pairs: pd.DataFrame, eval_pairs: pd.DataFrame, out: Path, tc
     artifacts.write_parquet(out / "pairs.parquet", pairs)
     train(out / "pairs.parquet", tcfg, out / "run")
     result = evaluate(eval_pairs, out / "eval", run=out / "run", config=EvalConfig(generate=False))
-    return result.per_pair["correct"].to_numpy(bool)
+    return result.per_pair
 
 
 def run_validation(cfg: ValidateConfig | None, out_dir: str | Path) -> dict[str, Any]:
@@ -265,17 +303,26 @@ def run_validation(cfg: ValidateConfig | None, out_dir: str | Path) -> dict[str,
             if score in SCORES and score not in rankings.values():
                 rankings[score] = score
         arms = removal_sets(scores, k, rankings, seed=cfg.seed)
-        correct = {"full": _evaluate_full(out, eval_pairs)}
+        eval_ids = eval_pairs["pair_id"].astype(str)
+        correct, margins = {}, {}
+
+        def record(arm: str, per_pair: pd.DataFrame) -> None:  # aligned on the eval pairs' order
+            per_pair = per_pair.set_index(per_pair["pair_id"].astype(str)).loc[eval_ids]
+            correct[arm] = per_pair["correct"].to_numpy(bool)
+            margins[arm] = per_pair["margin"].to_numpy(float)
+
+        record("full", _evaluate_full(out, eval_pairs))
         removed_mislabeled = {}
         for arm, removed in arms.items():
             keep = ~curated.train["pair_id"].astype(str).isin(removed)
             removed_mislabeled[arm] = int((~keep & pd.Series(mislabeled)).sum())
-            correct[arm] = _train_and_eval(curated.train[keep.to_numpy()], eval_pairs, out / f"cf-{arm}", tcfg)
+            record(arm, _train_and_eval(curated.train[keep.to_numpy()], eval_pairs, out / f"cf-{arm}", tcfg))
             result["counterfactual"] = {"k": k, "removed_mislabeled": removed_mislabeled,
-                                        "arms": compare_arms(correct, "minus_random", cfg.seed)}
+                                        "arms": compare_arms(correct, "minus_random", cfg.seed, margins)}
             save()
-        result["goal"]["counterfactual"] = counterfactual_goal(result["counterfactual"]["arms"],
-                                                               chosen.get("best_gradient"), chosen.get("best_baseline"))
+        result["goal"]["counterfactual"] = counterfactual_goal(
+            result["counterfactual"]["arms"], chosen.get("best_gradient"), chosen.get("best_baseline"),
+            margins, seed=cfg.seed)
         result["timing"]["counterfactual_s"] = round(time.time() - t0, 1)
     result["status"] = "done"
     save()
@@ -287,12 +334,12 @@ def run_validation(cfg: ValidateConfig | None, out_dir: str | Path) -> dict[str,
     return result
 
 
-def _evaluate_full(out: Path, eval_pairs: pd.DataFrame) -> np.ndarray:
+def _evaluate_full(out: Path, eval_pairs: pd.DataFrame) -> pd.DataFrame:
     from ..evaluate.config import EvalConfig
     from ..evaluate.runner import evaluate
 
     if (out / "eval" / "per_pair.parquet").exists():
-        return pd.read_parquet(out / "eval" / "per_pair.parquet")["correct"].to_numpy(bool)
+        return pd.read_parquet(out / "eval" / "per_pair.parquet")
 
     result = evaluate(eval_pairs, out / "eval", run=out / "run", config=EvalConfig(generate=False))
-    return result.per_pair["correct"].to_numpy(bool)
+    return result.per_pair

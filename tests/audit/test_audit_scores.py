@@ -126,10 +126,21 @@ def test_choose_scores_and_goal():
 
 
 def test_counterfactual_goal_compares_with_random_and_baseline():
-    arms = {"full": {"accuracy": 0.7}, "minus_tracin": {"accuracy": 0.8}, "minus_random": {"accuracy": 0.75},
-            "minus_policy_margin": {"accuracy": 0.8}}
-    goal = counterfactual_goal(arms, "tracin", "policy_margin")
-    assert goal["beats_random"] is True and goal["beats_best_baseline"] is False
+    margins = {"minus_random": np.array([0.0, 0.0, -1.0, 1.0]), "minus_tracin": np.array([2.0, 1.0, 1.0, -1.0]),
+               "minus_policy_margin": np.array([0.5, 0.5, 0.5, -0.5])}
+    correct = {arm: m > 0 for arm, m in margins.items()}
+    arms = compare_arms(correct, "minus_random", seed=0, margins=margins)
+    # held-out DPO loss = -log sigmoid(margin), by hand for the random arm
+    expected = np.mean([np.log(2), np.log(2), np.log1p(np.e), np.log1p(np.exp(-1))])
+    assert arms["minus_random"]["heldout_loss"] == pytest.approx(expected)
+    diff = arms["minus_tracin"]["vs_minus_random"]["heldout_loss"]["mean_difference"]
+    assert diff == pytest.approx(arms["minus_tracin"]["heldout_loss"] - expected)
+    goal = counterfactual_goal(arms, "tracin", "policy_margin", margins, seed=0)
+    assert arms["minus_tracin"]["accuracy"] == arms["minus_policy_margin"]["accuracy"] == 0.75
+    assert goal["beats_random"] is True and goal["beats_best_baseline"] is False  # a tie is no win
+    assert goal["beats_best_baseline_on_loss"] == (arms["minus_tracin"]["heldout_loss"]
+                                                   < arms["minus_policy_margin"]["heldout_loss"])
+    assert "vs_best_baseline_heldout_loss" in goal
     assert counterfactual_goal(arms, None, "policy_margin")["beats_random"] is None
 
 
