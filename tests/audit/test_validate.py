@@ -46,4 +46,7 @@ def test_validate_pipeline_with_counterfactual_on_tiny_model(tmp_path):
     assert goal["beats_random"] == (cf["arms"][f"minus_{gradient}"]["accuracy"] > cf["arms"]["minus_random"]["accuracy"])
     assert artifacts.read_json(tmp_path / "v" / "validation.json")["counterfactual"]["k"] == cf["k"]
     html = (tmp_path / "v" / "audit" / "audit.html").read_text()
-    assert "Counterfactual retraining" in html
+    assert "Counterfactual retraining" in html and "held-out DPO loss" in html
+    for arm in cf["arms"].values():
+        assert arm["heldout_loss"] > 0 and arm["heldout_loss_ci95"][0] <= arm["heldout_loss"] <= arm["heldout_loss_ci95"][1]
+    assert "heldout_loss" in cf["arms"][f"minus_{gradient}"]["vs_minus_random"]
