@@ -13,8 +13,8 @@ from .attribution import GRADIENT_SCORES, checkpoint_terms, tracin, tracin_terms
 from .baselines import BASELINES, baseline_scores, rank_average
 from .cartography import cartography
 
-__all__ = ["AuditConfig", "BASELINES", "GRADIENT_SCORES", "checkpoint_terms", "ValidateConfig", "audit", "baseline_scores", "cartography",
-           "rank_average", "run_validation", "tracin", "tracin_terms"]
+__all__ = ["AuditConfig", "BASELINES", "GRADIENT_SCORES", "ValidateConfig", "audit", "baseline_scores",
+           "cartography", "checkpoint_terms", "rank_average", "run_validation", "tracin", "tracin_terms"]
 
 
 def __getattr__(name):

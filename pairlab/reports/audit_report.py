@@ -22,8 +22,8 @@ ATTRIBUTION = "attribution.parquet"
 VALIDATION = "validation.json"
 HTML = "audit.html"
 #: Scores shown, in order (those absent from the table are skipped).
-SCORES = ["tracin", "tracin_cosine", "self_influence", "rank_average", "rating_gap", "implicit_margin", "policy_margin", "base_margin",
-          "loss_difference", "confidence"]
+SCORES = ["tracin_cosine", "tracin", "self_influence", "rank_average", "rating_gap", "implicit_margin",
+          "policy_margin", "base_margin", "loss_difference", "confidence"]
 _REGION_COLORS = {"easy": "#2b6cb0", "ambiguous": "#805ad5", "hard-to-learn": "#dd6b20"}
 
 

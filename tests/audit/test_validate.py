@@ -18,7 +18,8 @@ def test_validate_on_simulator_flips_smollm2(tmp_path):
     result = artifacts.read_json(tmp_path / "v" / "validation.json")
     assert result["status"] == "done"
     auroc = result["auroc_mislabeled"]
-    assert set(auroc) >= {"tracin", "tracin_cosine", "self_influence", "rating_gap", "implicit_margin", "policy_margin", "base_margin",
+    assert set(auroc) >= {"tracin", "tracin_cosine", "self_influence", "rating_gap", "implicit_margin",
+                          "policy_margin", "base_margin",
                           "loss_difference", "confidence", "rank_average"}
     assert max(v for v in auroc.values() if v is not None) >= 0.7
     assert auroc["tracin"] is not None and auroc["tracin"] > 0.5
@@ -43,10 +44,12 @@ def test_validate_pipeline_with_counterfactual_on_tiny_model(tmp_path):
     assert "vs_minus_random" in cf["arms"][f"minus_{gradient}"]
     goal = result["goal"]["counterfactual"]
     assert goal["score"] == gradient
-    assert goal["beats_random"] == (cf["arms"][f"minus_{gradient}"]["accuracy"] > cf["arms"]["minus_random"]["accuracy"])
+    mine, rand = cf["arms"][f"minus_{gradient}"], cf["arms"]["minus_random"]
+    assert goal["beats_random"] == (mine["accuracy"] > rand["accuracy"])
     assert artifacts.read_json(tmp_path / "v" / "validation.json")["counterfactual"]["k"] == cf["k"]
     html = (tmp_path / "v" / "audit" / "audit.html").read_text()
     assert "Counterfactual retraining" in html and "held-out DPO loss" in html
     for arm in cf["arms"].values():
-        assert arm["heldout_loss"] > 0 and arm["heldout_loss_ci95"][0] <= arm["heldout_loss"] <= arm["heldout_loss_ci95"][1]
+        low, high = arm["heldout_loss_ci95"]
+        assert arm["heldout_loss"] > 0 and low <= arm["heldout_loss"] <= high
     assert "heldout_loss" in cf["arms"][f"minus_{gradient}"]["vs_minus_random"]
