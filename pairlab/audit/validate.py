@@ -244,6 +244,10 @@ def run_validation(cfg: ValidateConfig | None, out_dir: str | Path) -> dict[str,
     cfg = (cfg or ValidateConfig()).validate()
     out = Path(out_dir)
     result: dict[str, Any] = {"config": to_dict(cfg), "status": "running"}
+    if (out / VALIDATION).exists():  # a rerun reuses finished phases: keep what the earlier runs cost
+        previous = artifacts.read_json(out / VALIDATION)
+        result["earlier_runs"] = [*previous.get("earlier_runs", []),
+                                  {k: previous.get(k) for k in ("status", "wall_time_s", "timing")}]
 
     def save() -> None:
         result["wall_time_s"] = round(time.time() - started, 1)
