@@ -53,3 +53,10 @@ def test_validate_pipeline_with_counterfactual_on_tiny_model(tmp_path):
         low, high = arm["heldout_loss_ci95"]
         assert arm["heldout_loss"] > 0 and low <= arm["heldout_loss"] <= high
     assert "heldout_loss" in cf["arms"][f"minus_{gradient}"]["vs_minus_random"]
+
+    # Run again into the same OUT: the run, the gradients and every arm are reused, same figures.
+    again = run_validation(cfg, tmp_path / "v")
+    assert again["earlier_runs"][0]["status"] == "done"
+    assert again["auroc_mislabeled"] == result["auroc_mislabeled"]
+    assert again["counterfactual"]["arms"] == cf["arms"]
+    assert all(c["reused"] for c in artifacts.read_manifest(tmp_path / "v" / "audit")["checkpoints"])
