@@ -109,7 +109,7 @@ def checkpoint_terms(train_grads: np.ndarray, eval_grads: np.ndarray) -> dict[st
     """
     g = np.asarray(train_grads, dtype=np.float64)
     e = np.asarray(eval_grads, dtype=np.float64)
-    dots = g @ e.mean(axis=0)
+    dots = tracin_terms(g, e)
     norms = np.linalg.norm(g, axis=1)
     e_norms = np.linalg.norm(e, axis=1)
     e_dirs = e[e_norms > 0] / e_norms[e_norms > 0, None]

@@ -24,7 +24,7 @@ import pandas as pd
 
 from .. import artifacts
 from ..config import ConfigError, to_dict
-from .baselines import BASELINES
+from .baselines import BASELINES, _logsigmoid
 from .pipeline import SCORES, AuditConfig, audit
 
 VALIDATION = "validation.json"
@@ -106,6 +106,7 @@ def goal_status(aurocs: dict[str, float | None], best_baseline: str | None) -> d
             "beats_best_baseline": [s for s, a in ranked.items() if bar is None or a > bar],
             "met_by": met, "met": bool(met)}
 
+
 def auroc(flag: np.ndarray, score: np.ndarray) -> float | None:
     """AUROC of ``-score`` (low = suspicious) for the boolean ``flag``; None when undefined."""
     from sklearn.metrics import roc_auc_score
@@ -132,7 +133,7 @@ def removal_sets(scores: pd.DataFrame, k: int, rankings: dict[str, str], seed: i
 
 def heldout_loss(margin: np.ndarray) -> np.ndarray:
     """Per-pair held-out DPO loss -log sigmoid(margin) from the implicit reward margin (beta-scaled)."""
-    return np.logaddexp(0.0, -np.asarray(margin, dtype=float))
+    return -_logsigmoid(np.asarray(margin, dtype=float))
 
 
 def compare_arms(correct: dict[str, np.ndarray], reference_arm: str, seed: int,
@@ -222,20 +223,16 @@ def train_config(cfg: ValidateConfig, **overrides: Any):
 
 
 def _train_and_eval(pairs: pd.DataFrame, eval_pairs: pd.DataFrame, out: Path, tcfg) -> pd.DataFrame:
-    from ..evaluate.config import EvalConfig
-    from ..evaluate.runner import evaluate
     from ..train import train
 
-    if (out / "eval" / "per_pair.parquet").exists():  # finished in an earlier, interrupted validation
-        return pd.read_parquet(out / "eval" / "per_pair.parquet")
-    if (out / "run").exists() and not (out / "run" / artifacts.MANIFEST).exists():
-        import shutil
+    if not (out / "eval" / "per_pair.parquet").exists():  # else finished in an earlier validation
+        if (out / "run").exists() and not (out / "run" / artifacts.MANIFEST).exists():
+            import shutil
 
-        shutil.rmtree(out / "run")  # a half-finished arm: start it again
-    artifacts.write_parquet(out / "pairs.parquet", pairs)
-    train(out / "pairs.parquet", tcfg, out / "run")
-    result = evaluate(eval_pairs, out / "eval", run=out / "run", config=EvalConfig(generate=False))
-    return result.per_pair
+            shutil.rmtree(out / "run")  # a half-finished arm: start it again
+        artifacts.write_parquet(out / "pairs.parquet", pairs)
+        train(out / "pairs.parquet", tcfg, out / "run")
+    return _evaluate_run(out, eval_pairs)
 
 
 def run_validation(cfg: ValidateConfig | None, out_dir: str | Path) -> dict[str, Any]:
@@ -315,7 +312,7 @@ def run_validation(cfg: ValidateConfig | None, out_dir: str | Path) -> dict[str,
             correct[arm] = per_pair["correct"].to_numpy(bool)
             margins[arm] = per_pair["margin"].to_numpy(float)
 
-        record("full", _evaluate_full(out, eval_pairs))
+        record("full", _evaluate_run(out, eval_pairs))
         removed_mislabeled = {}
         for arm, removed in arms.items():
             keep = ~curated.train["pair_id"].astype(str).isin(removed)
@@ -338,12 +335,11 @@ def run_validation(cfg: ValidateConfig | None, out_dir: str | Path) -> dict[str,
     return result
 
 
-def _evaluate_full(out: Path, eval_pairs: pd.DataFrame) -> pd.DataFrame:
+def _evaluate_run(out: Path, eval_pairs: pd.DataFrame) -> pd.DataFrame:
+    """Per-pair held-out results of OUT/run (read back when an earlier validation wrote them)."""
     from ..evaluate.config import EvalConfig
     from ..evaluate.runner import evaluate
 
     if (out / "eval" / "per_pair.parquet").exists():
         return pd.read_parquet(out / "eval" / "per_pair.parquet")
-
-    result = evaluate(eval_pairs, out / "eval", run=out / "run", config=EvalConfig(generate=False))
-    return result.per_pair
+    return evaluate(eval_pairs, out / "eval", run=out / "run", config=EvalConfig(generate=False)).per_pair
