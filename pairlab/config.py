@@ -15,13 +15,9 @@ from typing import Any, TypeVar
 
 import yaml
 
-from .schema import PairDataError
+from .errors import ConfigError
 
 T = TypeVar("T")
-
-
-class ConfigError(PairDataError):
-    """A config file or override is wrong (unknown key, bad value)."""
 
 
 def read_yaml(path: str | os.PathLike) -> Any:

@@ -30,7 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from .artifacts import cache_dir
-from .schema import PairDataError
+from .errors import ModelError  # noqa: F401  (stages import it from here)
+
+log = logging.getLogger(__name__)
 
 EMBEDDED = "smollm2-135m-instruct"
 TINY = "tiny-random-llama"
@@ -41,10 +43,6 @@ CACHE_VERSION = "v1"
 
 QUANTIZATIONS = ("4bit", "none")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
-
-
-class ModelError(PairDataError):
-    """A model spec cannot be resolved or loaded."""
 
 
 @dataclass(frozen=True)
@@ -208,18 +206,63 @@ def resolve_model(spec: str) -> ResolvedModel:
 
 # ---------------------------------------------------------------- loading
 
-def load_tokenizer(spec: str = EMBEDDED, *, trust_remote_code: bool = False):
-    """The model's fast tokenizer with its chat template; pad token set (eos if none)."""
+#: Loading options a TrainConfig carries to every stage that loads its model, under the
+#: names TRL's ModelConfig / DPOConfig use (so a handbook recipe's keys need no renaming).
+LOAD_OPTIONS = ("model_revision", "attn_implementation", "trust_remote_code", "chat_template")
+
+
+def load_options(source: Any) -> dict[str, Any]:
+    """The :data:`LOAD_OPTIONS` set in a config object or mapping (a run manifest's config)."""
+    get = source.get if isinstance(source, dict) else lambda k, d=None: getattr(source, k, d)
+    return {k: get(k) for k in LOAD_OPTIONS if get(k) not in (None, False)}
+
+
+def _revision(resolved: ResolvedModel, revision: str | None) -> str | None:
+    """A hub revision, or None: local and embedded models have no revisions to pick from."""
+    if revision is None or resolved.kind == "hub":
+        return revision
+    log.warning("model_revision '%s' ignored: '%s' is a %s model, not a hub id", revision,
+                resolved.spec, resolved.kind)
+    return None
+
+
+def _warn_remote_code(trust_remote_code: bool, spec: str) -> None:
+    if trust_remote_code:
+        log.warning("trust_remote_code is on: Python code shipped with '%s' will run on this machine; "
+                    "set it only for a model repository you trust", spec)
+
+
+def load_chat_template(chat_template: str) -> str:
+    """A Jinja chat template given inline, or the text of a ``.jinja`` file it names."""
+    if chat_template.endswith((".jinja", ".j2")) and "\n" not in chat_template:
+        path = Path(chat_template).expanduser()
+        if not path.is_file():
+            raise ModelError("chat template file not found", file=str(path), field="chat_template")
+        return path.read_text(encoding="utf-8")
+    return chat_template
+
+
+def load_tokenizer(spec: str = EMBEDDED, *, trust_remote_code: bool = False, model_revision: str | None = None,
+                   chat_template: str | None = None, **_: Any):
+    """The model's fast tokenizer with its chat template (or ``chat_template``); pad token set (eos if none).
+
+    Extra keyword arguments (e.g. ``attn_implementation`` from :func:`load_options`) are
+    for the model and ignored here, so one options mapping serves both loaders.
+    """
     from transformers import AutoTokenizer
 
     if spec == EMBEDDED and not (_models_cache() / f"{EMBEDDED}-{CACHE_VERSION}" / "config.json").exists():
         tokenizer = _load_gguf_tokenizer()  # avoid a 25 s model conversion for a tokenizer
     else:
         resolved = resolve_model(spec)
+        _warn_remote_code(trust_remote_code, spec)
         try:
-            tokenizer = AutoTokenizer.from_pretrained(resolved.path, trust_remote_code=trust_remote_code)
+            tokenizer = AutoTokenizer.from_pretrained(resolved.path, trust_remote_code=trust_remote_code,
+                                                      revision=_revision(resolved, model_revision))
         except OSError as err:
             raise ModelError(f"cannot load tokenizer: {err}", field="model") from None
+    if chat_template:
+        tokenizer.chat_template = load_chat_template(chat_template)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -235,13 +278,16 @@ def quantization_config(compute_dtype) -> Any:
 
 
 def load_model(spec: str = EMBEDDED, *, quantization: str = "4bit", dtype: str = "auto",
-               device: str = "auto", trust_remote_code: bool = False, trainable: bool = False):
+               device: str = "auto", trust_remote_code: bool = False, trainable: bool = False,
+               model_revision: str | None = None, attn_implementation: str | None = None, **_: Any):
     """Load a causal LM for ``spec`` in 4-bit NF4 (QLoRA base) or full precision.
 
     Returns the model in eval mode on ``device``. Only safetensors weights are read.
     ``trainable=True`` is for a model that will take gradients (training, attribution):
     on CPU it keeps bitsandbytes off its faster inference-only kernel (see
-    :func:`keep_4bit_weights_trainable`).
+    :func:`keep_4bit_weights_trainable`). ``model_revision`` (hub ids only) and
+    ``attn_implementation`` (eager, sdpa, flash_attention_2, ...) go to ``from_pretrained``;
+    other keyword arguments (``chat_template``) are the tokenizer's and ignored here.
     """
     from transformers import AutoModelForCausalLM
 
@@ -255,7 +301,11 @@ def load_model(spec: str = EMBEDDED, *, quantization: str = "4bit", dtype: str =
     compute_dtype = pick_compute_dtype(device, dtype)
     resolved = resolve_model(spec)
     kwargs: dict[str, Any] = {"dtype": compute_dtype, "use_safetensors": True,
-                              "trust_remote_code": trust_remote_code}
+                              "trust_remote_code": trust_remote_code,
+                              "revision": _revision(resolved, model_revision)}
+    _warn_remote_code(trust_remote_code, spec)
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
     if quantization == "4bit":
         kwargs["quantization_config"] = quantization_config(compute_dtype)
         kwargs["device_map"] = {"": 0 if device == "cuda" else device}
@@ -286,12 +336,16 @@ def keep_4bit_weights_trainable(model) -> None:
             module.support_avx512bf16_for_cpu = False
 
 
-def model_fingerprint(spec: str, quantization: str, dtype: str = "auto") -> dict[str, str]:
-    """What identifies a model's outputs for caching: spec, resolved path, quantization, dtype."""
+def model_fingerprint(spec: str, quantization: str, dtype: str = "auto",
+                      model_revision: str | None = None) -> dict[str, str]:
+    """What identifies a model's outputs for caching: spec, resolved path, quantization, dtype (and revision)."""
     resolved = resolve_model(spec)
     weights = Path(resolved.path) / "model.safetensors"
     ident = resolved.path
     if weights.exists():
         st = weights.stat()
         ident = f"{resolved.path}:{st.st_size}:{int(st.st_mtime)}"
-    return {"spec": spec, "weights": ident, "quantization": quantization, "dtype": dtype}
+    fingerprint = {"spec": spec, "weights": ident, "quantization": quantization, "dtype": dtype}
+    if model_revision is not None and resolved.kind == "hub":  # absent otherwise: existing cache keys stay valid
+        fingerprint["revision"] = model_revision
+    return fingerprint

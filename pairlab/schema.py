@@ -20,6 +20,8 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
+from .errors import DataError
+
 #: UltraFeedback's four annotation aspects, in its own order.
 ASPECTS: tuple[str, ...] = ("instruction_following", "honesty", "truthfulness", "helpfulness")
 
@@ -48,31 +50,9 @@ STRING_COLUMNS = ["pair_id", "prompt_id", "prompt_text", "chosen", "rejected", "
                   "chosen_model", "rejected_model", "flags"]
 
 
-class PairDataError(ValueError):
-    """Bad preference data: names the file, the line/row and the field, and says how to fix it.
-
-    The CLI prints ``str(err)`` and exits with status 2 (no traceback).
-    """
-
-    def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
-                 field: str | None = None, hint: str | None = None, row: int | None = None):
-        # ``line`` is a 1-based text line (JSONL, YAML); ``row`` a 0-based record index
-        # (Parquet, JSON arrays, hub datasets: what ``df.iloc[row]`` / ``ds[row]`` shows).
-        self.file, self.line, self.field, self.hint, self.row = file, line, field, hint, row
-        self.message = message
-        where = []
-        if file is not None:
-            where.append(str(file))
-        if line is not None:
-            where.append(f"line {line}")
-        if row is not None:
-            where.append(f"row {row}")
-        if field is not None:
-            where.append(f"field '{field}'")
-        text = (": ".join([", ".join(where), message]) if where else message)
-        if hint:
-            text += f" ({hint})"
-        super().__init__(text)
+#: Bad preference data. The error hierarchy lives in :mod:`pairlab.errors`; this name is
+#: kept because every stage imports it from here.
+PairDataError = DataError
 
 
 # ---------------------------------------------------------------- text helpers

@@ -2,7 +2,6 @@ import subprocess
 import sys
 
 from pairlab.cli import build_parser, main
-from pairlab.docs import README, render_readme
 
 EXPECTED = {"convert", "inspect", "simulate", "curate", "train", "evaluate", "compare", "report", "ablate",
             "audit"}
@@ -25,11 +24,6 @@ def test_every_subcommand_has_help(capsys):
         except SystemExit as exc:
             assert exc.code == 0
         assert "usage: pairlab " + name in capsys.readouterr().out
-
-
-def test_readme_cli_reference_is_current():
-    text = README.read_text(encoding="utf-8")
-    assert render_readme(text) == text, "README CLI reference is stale: run `python -m pairlab.docs`"
 
 
 def test_bad_input_exits_2_without_traceback(tmp_path):

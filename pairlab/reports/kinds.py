@@ -14,15 +14,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import artifacts
-from ..schema import PairDataError
+from ..errors import ReportError  # noqa: F401  (the reports import it from here)
 
 FORMATS = ("html", "json")
 #: Stages pairlab writes whose reports are not built yet.
 UNSUPPORTED_STAGES = ("compare",)
-
-
-class ReportError(PairDataError):
-    """A directory that cannot be reported on (the CLI exits 2 with the message)."""
 
 
 @dataclass

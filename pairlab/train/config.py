@@ -84,6 +84,14 @@ class TrainConfig:
     dtype: str = field(default="auto", metadata={
         "help": "compute dtype: auto (bf16 where native, fp16 on older GPUs, else fp32), bfloat16, float16, float32"})
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
+    model_revision: Optional[str] = field(default=None, metadata={
+        "help": "hub revision (branch, tag or commit) of a hub-id model; ignored for local models"})
+    attn_implementation: Optional[str] = field(default=None, metadata={
+        "help": "attention kernel: eager, sdpa, flash_attention_2, ...; default: transformers' choice"})
+    trust_remote_code: bool = field(default=False, metadata={
+        "help": "run Python code shipped with the model repository (off; a warning is printed when on)"})
+    chat_template: Optional[str] = field(default=None, metadata={
+        "help": "Jinja chat template (inline, or a .jinja file) replacing the tokenizer's; used by every stage"})
     lora: LoraSettings = field(default_factory=LoraSettings, metadata={"help": "LoRA adapter (r, alpha, dropout, target_modules)"})
     seed: int = field(default=0, metadata={"help": "seed for adapter init, data order and dropout"})
     ref_cache: bool = field(default=True, metadata={

@@ -1,0 +1,460 @@
+"""Typed stage directories: per stage, its file names, its ``STAGE``, and how to verify it.
+
+One rule everywhere: **a stage writes its outputs, then writes ``manifest.json`` last**,
+carrying ``complete: true`` and the size and sha256 of every output file. So a directory
+is complete (a manifest whose hashes match) or it is not, whatever instant a process was
+killed at:
+
+* before writing, a stage removes the old manifest first, then the files it owns (old
+  outputs and report files, so nothing stale survives); a kill in between leaves a
+  directory with no manifest, which every reader refuses;
+* readers call :meth:`StageDir.verify`: stage, completeness, and every output's size and
+  hash; an incomplete or changed directory is refused with an error saying how to redo
+  (or, for a run, resume) it.
+
+Overwrite rules (:meth:`StageDir.prepare`): ``--out`` must not be an input nor contain
+one; it must not hold another stage's directory; a finished directory of the same stage
+is replaced only with ``--overwrite`` (or reused where ``--resume`` applies); an
+interrupted one (no manifest) is cleaned and redone. Only files the stage owns are ever
+deleted: its outputs, its reports, its scratch (checkpoints) and what the old manifest
+listed.
+
+File kinds per stage:
+
+``OUTPUTS``  data files or folders; hashed into the manifest;
+``REPORTS``  HTML/JSON rendered from the outputs (``pairlab report`` rewrites them): not
+             hashed, removed on every rewrite;
+``SCRATCH``  resume state (train checkpoints, ablation arms): kept when an interrupted
+             stage is rerun, removed by ``--overwrite``;
+``CACHES``   content-keyed caches a rerun may reuse (audit gradients): never removed.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any, ClassVar, Iterable
+
+from . import artifacts
+from .schema import PairDataError
+
+MANIFEST = artifacts.MANIFEST
+#: Report files any directory may hold after ``pairlab report DIR``.
+GENERIC_REPORTS = ("report.html", "report.json")
+
+
+class StageDirError(PairDataError):
+    """A stage directory that is incomplete, changed, of another stage, or may not be written."""
+
+
+def _rel(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+def _is_temp(name: str) -> bool:
+    """A temp file of :func:`pairlab.artifacts.atomic_path` (``.NAME.XXXX.tmp``)."""
+    return name.startswith(".") and name.endswith(".tmp")
+
+
+def hash_outputs(root: str | os.PathLike, names: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """``{relative path: {bytes, sha256}}`` for each named file, and each file under each named folder.
+
+    A subfolder that holds its own manifest is another stage's directory (ablation arms):
+    it is verified on its own, not hashed here.
+    """
+    root = Path(root)
+    out: dict[str, dict[str, Any]] = {}
+    for name in names:
+        path = root / name
+        if path.is_file():
+            files = [path]
+        elif path.is_dir():
+            files = []
+            for dirpath, dirnames, filenames in os.walk(path):
+                dirnames[:] = sorted(d for d in dirnames if not (Path(dirpath) / d / MANIFEST).exists())
+                files += [Path(dirpath) / f for f in sorted(filenames) if not _is_temp(f)]
+        else:
+            continue
+        for f in files:
+            out[_rel(f, root)] = {"bytes": f.stat().st_size, "sha256": artifacts.file_sha256(f)}
+    return out
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def _contains(outer: Path, inner: Path) -> bool:
+    return inner == outer or outer in inner.parents
+
+
+def check_not_input(out: str | os.PathLike, inputs: Iterable[str | os.PathLike | None], *,
+                    flag: str = "--out") -> None:
+    """Refuse an output path that is one of the inputs or contains one (hub ids are skipped)."""
+    target = Path(out).resolve()
+    for spec in inputs:
+        if spec is None or not os.path.exists(spec):
+            continue  # a hub dataset id, or an in-memory table
+        source = Path(spec).resolve()
+        if _contains(target, source):
+            what = "is" if target == source else "contains"
+            raise StageDirError(f"{flag} {what} the input {spec}: writing there would overwrite it",
+                                file=str(out), field=flag, hint=f"choose another {flag}")
+
+
+class StageDir:
+    """What one stage's directory holds and how to verify it (subclasses fill the names)."""
+
+    STAGE: ClassVar[str] = ""
+    COMMAND: ClassVar[str] = ""
+    OUTPUTS: ClassVar[tuple[str, ...]] = ()
+    #: Outputs a complete directory always has (the rest are optional, e.g. generations).
+    REQUIRED: ClassVar[tuple[str, ...]] = ()
+    REPORTS: ClassVar[tuple[str, ...]] = ()
+    SCRATCH: ClassVar[tuple[str, ...]] = ()
+    CACHES: ClassVar[tuple[str, ...]] = ()
+    #: Files whose presence without a manifest marks this stage's interrupted debris.
+    MARKERS: ClassVar[tuple[str, ...]] = ()
+    #: What to tell the user to do with an interrupted directory.
+    REDO: ClassVar[str] = "rerun `{command} ... --out {dir}` to redo it"
+
+    # ------------------------------------------------------------ reading
+
+    @classmethod
+    def owned(cls) -> tuple[str, ...]:
+        return (*cls.OUTPUTS, *cls.REPORTS, *GENERIC_REPORTS, *cls.SCRATCH)
+
+    @classmethod
+    def has_debris(cls, path: str | os.PathLike) -> bool:
+        path = Path(path)
+        return any((path / m).exists() for m in cls.MARKERS)
+
+    @classmethod
+    def _redo(cls, path: Path) -> str:
+        return cls.REDO.format(command=cls.COMMAND, dir=path)
+
+    @classmethod
+    def verify(cls, path: str | os.PathLike) -> dict[str, Any]:
+        """The manifest of a complete ``STAGE`` directory; a :class:`StageDirError` otherwise."""
+        path = Path(path)
+        if not path.is_dir():
+            raise StageDirError(f"not a {cls.STAGE} directory (does not exist)" if not path.exists()
+                                else f"not a {cls.STAGE} directory (a file)", file=str(path),
+                                hint=f"pass the --out of a finished `{cls.COMMAND}`")
+        if not (path / MANIFEST).exists():
+            if cls.has_debris(path):
+                raise StageDirError(f"incomplete {cls.STAGE} directory: no {MANIFEST}, so `{cls.COMMAND}` "
+                                    "was interrupted (or is still running)", file=str(path),
+                                    hint=cls._redo(path))
+            raise StageDirError(f"not a {cls.STAGE} directory (no {MANIFEST})", file=str(path),
+                                hint=f"pass the --out of a finished `{cls.COMMAND}`")
+        manifest = read_manifest(path)
+        stage = manifest.get("stage")
+        if stage != cls.STAGE:
+            raise StageDirError(f"a '{stage}' directory, not a {cls.STAGE} one", file=str(path / MANIFEST),
+                                field="stage", hint=f"pass the --out of a finished `{cls.COMMAND}`")
+        outputs = manifest.get("outputs")
+        if manifest.get("complete") is not True or not isinstance(outputs, dict) or not all(
+                isinstance(v, dict) and "sha256" in v for v in outputs.values()):
+            raise StageDirError("the manifest does not list its outputs' hashes (written by an older "
+                                "pairlab, or by hand)", file=str(path / MANIFEST), field="outputs",
+                                hint=f"redo it: `{cls.COMMAND} ... --out {path} --overwrite`")
+        missing = [r for r in cls.REQUIRED if not any(k == r or k.startswith(r + "/") for k in outputs)]
+        if missing:
+            raise StageDirError(f"the manifest lists no {missing[0]}", file=str(path / MANIFEST),
+                                field="outputs", hint=f"redo it: `{cls.COMMAND} ... --out {path} --overwrite`")
+        for name, want in outputs.items():
+            f = path / name
+            if not f.is_file():
+                problem = "is missing"
+            elif f.stat().st_size != want.get("bytes"):
+                problem = f"has {f.stat().st_size} bytes, the manifest says {want.get('bytes')}"
+            elif artifacts.file_sha256(f) != want["sha256"]:
+                problem = "differs from the sha256 in the manifest"
+            else:
+                continue
+            raise StageDirError(f"{name} {problem}: the directory changed after `{cls.COMMAND}` finished",
+                                file=str(path), field=name,
+                                hint=f"redo it: `{cls.COMMAND} ... --out {path} --overwrite`")
+        return manifest
+
+    @classmethod
+    def is_complete(cls, path: str | os.PathLike) -> bool:
+        try:
+            cls.verify(path)
+        except StageDirError:
+            return False
+        return True
+
+    # ------------------------------------------------------------ writing
+
+    @classmethod
+    def prepare(cls, out: str | os.PathLike, *, inputs: Iterable[str | os.PathLike | None] = (),
+                overwrite: bool = False, resume: bool = False) -> str:
+        """Check that ``out`` may be written (no side effects). Returns its state.
+
+        ``"new"`` (absent or empty of this stage's files), ``"incomplete"`` (this stage's
+        debris, no manifest: the writer cleans and redoes it), ``"overwrite"`` (a finished
+        or changed directory that ``overwrite`` allows replacing) or ``"complete"`` (finished
+        and verified, only with ``resume``: the caller has nothing to redo).
+        """
+        out = Path(out)
+        check_not_input(out, inputs)
+        if out.exists() and not out.is_dir():
+            raise StageDirError("exists and is not a directory", file=str(out), field="--out",
+                                hint="choose a directory path for --out")
+        if not out.is_dir():
+            return "new"
+        if not (out / MANIFEST).exists():
+            for other in STAGE_DIRS.values():
+                own = set(cls.owned()) | set(cls.CACHES)
+                foreign = [m for m in other.MARKERS if m not in own and (out / m).exists()]
+                if other is not cls and foreign:
+                    raise StageDirError(f"holds files of an interrupted `{other.COMMAND}` ({foreign[0]})",
+                                        file=str(out), field="--out",
+                                        hint="choose another --out; pairlab does not delete another stage's files")
+            return "incomplete" if any((out / n).exists() for n in cls.owned()) else "new"
+        try:
+            stage = read_manifest(out).get("stage")
+        except StageDirError:
+            raise StageDirError("holds an unreadable manifest.json; not overwriting it", file=str(out),
+                                field="--out", hint="choose another --out") from None
+        if stage != cls.STAGE:
+            raise StageDirError(f"holds a '{stage}' directory; `{cls.COMMAND}` does not overwrite another "
+                                "stage's output", file=str(out), field="--out", hint="choose another --out")
+        if overwrite:
+            return "overwrite"
+        try:
+            cls.verify(out)
+        except StageDirError:
+            return "incomplete"  # ours, changed or half-replaced: redo it
+        if resume:
+            return "complete"
+        raise StageDirError(f"already holds a finished {cls.STAGE} directory", file=str(out), field="--out",
+                            hint=f"pass --overwrite to replace it, or choose another --out")
+
+    @classmethod
+    def start(cls, out: str | os.PathLike, *, inputs: Iterable[str | os.PathLike | None] = (),
+              overwrite: bool = False, resume: bool = False) -> str:
+        """:meth:`prepare`, then make ``out`` ready to write: manifest first, then the stage's own
+        old files (its scratch too with ``overwrite``) are removed. Returns the state."""
+        out = Path(out)
+        state = cls.prepare(out, inputs=inputs, overwrite=overwrite, resume=resume)
+        if state == "complete":
+            return state
+        if state != "new":
+            cls.clean(out, scratch=overwrite)
+        out.mkdir(parents=True, exist_ok=True)
+        return state
+
+    @classmethod
+    def clean(cls, out: str | os.PathLike, *, scratch: bool = False) -> None:
+        """Remove the manifest, then this stage's outputs and reports (and scratch if asked)."""
+        out = Path(out)
+        listed: list[str] = []
+        if (out / MANIFEST).exists():
+            try:
+                listed = list((read_manifest(out).get("outputs") or {}))
+            except StageDirError:
+                listed = []
+            (out / MANIFEST).unlink()  # first: from here on the directory reads as incomplete
+        names = [*cls.OUTPUTS, *cls.REPORTS, *GENERIC_REPORTS, *(cls.SCRATCH if scratch else ()), *listed]
+        for name in dict.fromkeys(names):
+            if name and not Path(name).is_absolute() and ".." not in Path(name).parts:
+                _remove(out / name)
+        for f in out.glob(".*.tmp") if out.is_dir() else ():
+            _remove(f)
+
+    @classmethod
+    def finish(cls, out: str | os.PathLike, *, outputs: Iterable[str] | None = None,
+               **manifest: Any) -> Path:
+        """Write ``out/manifest.json`` last: ``complete: true`` and the hash of every output.
+
+        ``manifest`` takes :func:`pairlab.artifacts.write_manifest`'s fields (stage is set here).
+        """
+        out = Path(out)
+        hashed = hash_outputs(out, cls.OUTPUTS if outputs is None else outputs)
+        return artifacts.write_manifest(out, stage=cls.STAGE, outputs=hashed, complete=True, **manifest)
+
+
+def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
+    """``path/manifest.json`` as a dict (a :class:`StageDirError` when unreadable)."""
+    file = Path(path) / MANIFEST
+    try:
+        manifest = artifacts.read_json(file)
+    except (OSError, ValueError) as err:
+        raise StageDirError(f"unreadable manifest: {err}", file=str(file)) from None
+    if not isinstance(manifest, dict):
+        raise StageDirError("manifest is not a JSON object", file=str(file))
+    return manifest
+
+
+# ---------------------------------------------------------------- the stages
+
+class SimulateDir(StageDir):
+    STAGE = "simulate"
+    COMMAND = "pairlab simulate"
+    TRAIN_RAW = "train.jsonl"
+    EVAL_RAW = "eval.jsonl"
+    TRAIN_PAIRS = "train_pairs.parquet"
+    EVAL_PAIRS = "eval_pairs.parquet"
+    OUTPUTS = (TRAIN_RAW, EVAL_RAW, TRAIN_PAIRS, EVAL_PAIRS)
+    REQUIRED = (TRAIN_RAW,)
+    MARKERS = (TRAIN_RAW, TRAIN_PAIRS)
+
+
+class NoiseDir(StageDir):
+    """``pairlab simulate --from``: label noise injected into existing pairs."""
+
+    STAGE = "simulate-noise"
+    COMMAND = "pairlab simulate --from"
+    PAIRS = "pairs.parquet"
+    OUTPUTS = (PAIRS,)
+    REQUIRED = (PAIRS,)
+    MARKERS = ()  # a lone pairs.parquet could be anyone's
+
+
+class CurateDir(StageDir):
+    STAGE = "curate"
+    COMMAND = "pairlab curate"
+    PAIRS = "pairs.parquet"
+    EVAL = "eval.parquet"
+    DROPPED = "dropped.parquet"
+    SCORES = "scores.parquet"
+    REPORT = "curation.html"
+    OUTPUTS = (PAIRS, EVAL, DROPPED, SCORES)
+    REQUIRED = (PAIRS, EVAL, DROPPED, SCORES)
+    REPORTS = (REPORT,)
+    MARKERS = (DROPPED, SCORES, REPORT)
+
+
+class RunDir(StageDir):
+    STAGE = "train"
+    COMMAND = "pairlab train"
+    ADAPTER = "adapter"
+    CHECKPOINTS = "checkpoints"
+    TRAIN_LOG = "train_log.jsonl"
+    DYNAMICS = "dynamics.parquet"
+    OUTPUTS = (ADAPTER, TRAIN_LOG, DYNAMICS)
+    REQUIRED = (TRAIN_LOG, DYNAMICS)
+    SCRATCH = (CHECKPOINTS,)
+    MARKERS = (CHECKPOINTS, ADAPTER, TRAIN_LOG)
+    REDO = "resume it: `{command} ... --out {dir} --resume` (or start again with --overwrite)"
+
+
+class EvalDir(StageDir):
+    STAGE = "evaluate"
+    COMMAND = "pairlab evaluate"
+    PER_PAIR = "per_pair.parquet"
+    METRICS = "metrics.json"
+    GENERATIONS = "generations.parquet"
+    REPORT = "report.html"
+    OUTPUTS = (PER_PAIR, METRICS, GENERATIONS)
+    REQUIRED = (PER_PAIR, METRICS)
+    MARKERS = (PER_PAIR, METRICS)
+
+
+class CompareDir(StageDir):
+    STAGE = "compare"
+    COMMAND = "pairlab compare"
+    COMPARISON = "comparison.json"
+    OUTPUTS = (COMPARISON,)
+    REQUIRED = (COMPARISON,)
+    MARKERS = ()  # comparison.json alone is also an ablation's
+
+
+class AuditDir(StageDir):
+    STAGE = "audit"
+    COMMAND = "pairlab audit"
+    ATTRIBUTION = "attribution.parquet"
+    CARTOGRAPHY = "cartography.parquet"
+    CHECKPOINTS = "checkpoints.json"
+    GRADIENTS = "gradients"
+    REPORT = "audit.html"
+    OUTPUTS = (ATTRIBUTION, CARTOGRAPHY, CHECKPOINTS)
+    REQUIRED = (ATTRIBUTION,)
+    REPORTS = (REPORT,)
+    CACHES = (GRADIENTS,)
+    MARKERS = (ATTRIBUTION, GRADIENTS)
+
+
+class ValidationDir(StageDir):
+    """``pairlab audit --validate``: holds curate/, run/, audit/ and cf-*/ stage directories."""
+
+    STAGE = "audit-validate"
+    COMMAND = "pairlab audit --validate"
+    VALIDATION = "validation.json"
+    EVAL_PAIRS = "eval_pairs.parquet"
+    OUTPUTS = (VALIDATION, EVAL_PAIRS)
+    REQUIRED = (VALIDATION,)
+    MARKERS = (VALIDATION,)
+
+
+class AblationDir(StageDir):
+    STAGE = "ablate"
+    COMMAND = "pairlab ablate"
+    CONFIG = "ablation.yaml"
+    POOL = "pool"
+    POOL_PAIRS = "pool/pool.parquet"
+    EVAL_PAIRS = "pool/eval.parquet"
+    COMPARISON = "comparison.json"
+    REPORT = "report.html"
+    ARMS = "arms"
+    BASE = "base"
+    OUTPUTS = (CONFIG, POOL, COMPARISON)
+    REQUIRED = (CONFIG, COMPARISON)
+    #: Every arm is its own stage directories (verified by themselves); the plan files follow the config.
+    SCRATCH = (ARMS, BASE, "eval.yaml", "eval-base.yaml")
+    MARKERS = (CONFIG, ARMS)
+    REDO = "rerun `{command} ... --out {dir}`: it resumes what is missing"
+
+
+#: Manifest ``stage`` -> its directory type.
+STAGE_DIRS: dict[str, type[StageDir]] = {
+    d.STAGE: d for d in (SimulateDir, NoiseDir, CurateDir, RunDir, EvalDir, CompareDir, AuditDir,
+                         ValidationDir, AblationDir)}
+
+
+def verify(path: str | os.PathLike) -> tuple[type[StageDir], dict[str, Any]]:
+    """(directory type, manifest) of any complete stage directory, by its manifest's stage."""
+    path = Path(path)
+    if (path / MANIFEST).exists():
+        stage = read_manifest(path).get("stage")
+        kind = STAGE_DIRS.get(stage)
+        if kind is None:
+            raise StageDirError(f"unknown stage '{stage}'", file=str(path / MANIFEST), field="stage")
+        return kind, kind.verify(path)
+    for kind in STAGE_DIRS.values():
+        if kind.has_debris(path):
+            kind.verify(path)  # raises: incomplete
+    raise StageDirError(f"not a pairlab stage directory (no {MANIFEST})", file=str(path))
+
+
+def check_input_file(path: str | os.PathLike) -> None:
+    """A file read as input from inside a stage directory: refuse it unless that directory is
+    complete and the file is one of its verified outputs (``cur/pairs.parquet`` of a killed
+    curate is debris). Files elsewhere, and directories, are left to their readers."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    parent = path.parent
+    if (parent / MANIFEST).exists():
+        try:
+            stage = read_manifest(parent).get("stage")
+        except StageDirError:
+            return  # not a manifest pairlab wrote
+        kind = STAGE_DIRS.get(stage)
+        if kind is not None and path.name in kind.OUTPUTS:
+            kind.verify(parent)
+        return
+    for kind in STAGE_DIRS.values():
+        if path.name in kind.OUTPUTS and kind.has_debris(parent):
+            kind.verify(parent)  # raises: incomplete
+
+
+__all__ = ["AblationDir", "AuditDir", "CompareDir", "CurateDir", "EvalDir", "GENERIC_REPORTS", "MANIFEST",
+           "NoiseDir", "RunDir", "STAGE_DIRS", "SimulateDir", "StageDir", "StageDirError", "ValidationDir",
+           "check_input_file", "check_not_input", "hash_outputs", "read_manifest", "verify"]
