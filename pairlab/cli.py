@@ -5,8 +5,9 @@ Each stage contributes its subcommands through a ``COMMANDS`` list in its own
 Heavy imports (torch, transformers) happen inside the command functions, which
 keeps ``pairlab --help`` instant.
 
-Exit codes: 0 ok, 2 bad input or config (message names file/line/field, no
-traceback), 130 interrupted.
+Exit codes: 0 ok; 2 a user error (any :class:`pairlab.errors.PairlabError`, a bad path,
+encoding or config: one line naming file/line/field, no traceback); 1 an internal error
+(a bug: the traceback and a request to report it); 130 interrupted.
 """
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ import argparse
 import importlib
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
-from .schema import PairDataError
+from .console import quiet_console
+from .errors import EXIT_INTERNAL_ERROR, EXIT_USER_ERROR, PairlabError, os_error_message
 
 #: Modules that contribute subcommands, in the order `pairlab --help` lists them.
 COMMAND_MODULES = (
@@ -28,6 +31,7 @@ COMMAND_MODULES = (
     "pairlab.reports.cli",
     "pairlab.ablate.cli",
     "pairlab.audit.cli",
+    "pairlab.export.cli",
 )
 
 
@@ -42,36 +46,75 @@ class Command:
 
 # ---------------------------------------------------------------- shared input options
 
+#: Companion options of an input, as (name, add_argument keywords). ``--seed`` is the
+#: raw reader's pairing seed; it keeps its prefixed name only (``--eval-seed``,
+#: ``--from-seed``) because ``simulate`` and ``audit`` have a ``--seed`` of their own.
+_INPUT_OPTIONS: list[tuple[str, dict[str, Any]]] = [
+    ("format", {"default": "auto", "metavar": "LAYOUT",
+                "help": "layout: auto (detect), h4, raw, argilla, hh, generic, pairs"}),
+    ("map", {"action": "append", "default": [], "metavar": "FIELD=PATH",
+             "help": "feed a schema field from a (dotted) input field or column, e.g. "
+                     "score_chosen=metadata.score_chosen or prompt=question; repeatable"}),
+    ("split", {"default": None, "metavar": "SPLIT", "help": "split of a hub dataset or a saved DatasetDict "
+                                        "(e.g. train_prefs)"}),
+    ("hub-config", {"default": None, "metavar": "NAME",
+                    "help": "config (subset) name of a hub dataset (online)"}),
+    ("hub-revision", {"default": None, "metavar": "REV",
+                      "help": "branch, tag or commit of a hub dataset (online)"}),
+    ("binarize", {"default": "mean-aspects", "metavar": "STRATEGY",
+                  "help": "raw UltraFeedback only: mean-aspects | overall-score | fine-grained"}),
+    ("pairing", {"default": "best-vs-random", "metavar": "PAIRING",
+                 "help": "raw UltraFeedback only: best-vs-random | best-vs-worst | all-pairs"}),
+    ("seed", {"type": int, "default": 0, "metavar": "N", "help": "raw UltraFeedback only: seed for best-vs-random"}),
+]
+_NO_ALIAS = ("seed",)
+
+
 def add_input_args(parser: argparse.ArgumentParser, *, flag: str = "--input",
-                   required: bool = True, dest: str = "input") -> None:
-    """The options every command that reads pairs takes: SPEC, --format, --map, --split."""
+                   required: bool = True, dest: str = "input", primary: bool = True) -> None:
+    """The options every command that reads pairs takes: SPEC, --format, --map, --split, ...
+
+    Companion options follow the flag's name: ``--input`` -> ``--format``, ``--map``...;
+    ``--eval`` -> ``--eval-format``, ``--eval-map``...; ``--from`` -> ``--from-map``...
+    The ``primary`` input of a command (its only one, or ``--input`` beside
+    ``--eval-from``) also answers to the plain names, so ``--map`` works on every command
+    with one input and the prefixed forms stay as aliases. ``--strict`` is one flag per
+    command and covers all its inputs.
+    """
     parser.add_argument(flag, dest=dest, required=required, metavar="SPEC",
-                        help="pairs to read: a .jsonl/.json/.parquet file, a directory of them, "
-                             "or a hub dataset id (online; add --split)")
-    # Companion options follow the flag's name: --input -> --format, --map ...;
-    # --from -> --from-format, --from-map ...; --eval-from -> --eval-from-map ...
+                        help="pairs to read: a .jsonl/.json/.parquet/.csv/.tsv file (also "
+                             ".gz/.bz2/.xz/.zst compressed), a directory of them, a "
+                             "datasets save_to_disk directory, or a hub dataset id (online; "
+                             "add --split)")
     prefix = "" if flag == "--input" else f"{flag.lstrip('-')}-"
-    parser.add_argument(f"--{prefix}format", dest=f"{dest}_format", default="auto",
-                        help="layout: auto (detect), h4, raw, argilla, hh, generic, pairs")
-    parser.add_argument(f"--{prefix}map", dest=f"{dest}_map", action="append", default=[],
-                        metavar="FIELD=PATH",
-                        help="map a schema field to a (dotted) input field, e.g. "
-                             "score_chosen=metadata.score_chosen; repeatable")
-    parser.add_argument(f"--{prefix}split", dest=f"{dest}_split", default=None,
-                        help="split of a hub dataset (e.g. train_prefs)")
-    parser.add_argument(f"--{prefix}binarize", dest=f"{dest}_binarize", default="mean-aspects",
-                        help="raw UltraFeedback only: mean-aspects | overall-score | fine-grained")
-    parser.add_argument(f"--{prefix}pairing", dest=f"{dest}_pairing", default="best-vs-random",
-                        help="raw UltraFeedback only: best-vs-random | best-vs-worst | all-pairs")
-    parser.add_argument(f"--{prefix}seed", dest=f"{dest}_seed", type=int, default=0,
-                        help="raw UltraFeedback only: seed for best-vs-random")
+    taken = parser._option_string_actions  # shared by argument groups and their parser
+    for name, kwargs in _INPUT_OPTIONS:
+        names = [f"--{prefix}{name}"]
+        if prefix and primary and name not in _NO_ALIAS and f"--{name}" not in taken:
+            names.append(f"--{name}")
+        parser.add_argument(*names, dest=f"{dest}_{name.replace('-', '_')}", **kwargs)
+    if "--strict" not in taken:
+        parser.add_argument("--strict", action="store_true",
+                            help="stop at the first row that cannot become a pair (exit 2, "
+                                 "naming file, line and field) instead of rejecting it and "
+                                 "reading on")
 
 
-def read_input(args: argparse.Namespace, dest: str = "input"):
-    """Read the pairs named by :func:`add_input_args` options into a pairs table."""
-    from .io import read_pairs
+def read_input(args: argparse.Namespace, dest: str = "input", *, with_rejects: bool = False):
+    """Read the pairs named by :func:`add_input_args` options into a pairs table.
 
-    return read_pairs(
+    Rejected rows are counted in ``read_stats`` and announced on stderr in one line;
+    ``with_rejects`` returns ``(pairs, rejects)`` for a command that records them (curate).
+
+    A file inside a stage directory (``cur/pairs.parquet``) is read only when that
+    directory is complete and the file matches its manifest.
+    """
+    from .dirs import check_input_file
+    from .io import read_pairs_with_rejects
+    from .io.rejects import describe_reject
+
+    check_input_file(getattr(args, dest))
+    pairs, rejects = read_pairs_with_rejects(
         getattr(args, dest),
         format=getattr(args, f"{dest}_format"),
         mapping=getattr(args, f"{dest}_map"),
@@ -79,7 +122,16 @@ def read_input(args: argparse.Namespace, dest: str = "input"):
         binarize=getattr(args, f"{dest}_binarize"),
         pairing=getattr(args, f"{dest}_pairing"),
         seed=getattr(args, f"{dest}_seed"),
+        strict=getattr(args, "strict", False),
+        hub_config=getattr(args, f"{dest}_hub_config", None),
+        hub_revision=getattr(args, f"{dest}_hub_revision", None),
     )
+    stats = pairs.attrs.get("read_stats", {})
+    if stats.get("rejected"):
+        print(f"pairlab {getattr(args, 'command', '')}: note: {stats['rejected']} of "
+              f"{stats['rows']} rows rejected (first: {describe_reject(stats['rejects'][0])}); "
+              "--strict makes this an error", file=sys.stderr)
+    return (pairs, rejects) if with_rejects else pairs
 
 
 # ---------------------------------------------------------------- dispatcher
@@ -113,17 +165,86 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Where an internal error (a bug, not a user error) should be reported.
+ISSUES_URL = "the pairlab issue tracker"
+
+#: OSErrors that a user's path causes (a missing input, --out under a file, a read-only dir).
+USER_OS_ERRORS = (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError,
+                  NotADirectoryError)
+
+
+def _error(args: argparse.Namespace, message: str) -> int:
+    # One line whatever the message holds (a YAML error spans several).
+    print(f"pairlab {args.command}: error: {' '.join(str(message).split())}", file=sys.stderr)
+    return EXIT_USER_ERROR
+
+
+def _user_paths(args: argparse.Namespace) -> list[Path]:
+    """Every path the user named on the command line (plus $PAIRLAB_CACHE), as given."""
+    import os
+
+    values: list[str] = []
+    for value in vars(args).values():
+        if isinstance(value, str):
+            values.append(value)
+        elif isinstance(value, list):
+            values += [v for v in value if isinstance(v, str)]
+    if os.environ.get("PAIRLAB_CACHE"):
+        values.append(os.environ["PAIRLAB_CACHE"])
+    return [Path(v).expanduser() for v in values if v and "=" not in v]
+
+
+def _on_user_path(err: OSError, args: argparse.Namespace) -> bool:
+    """True when the failing path is a path the user gave, inside one, or a parent of one."""
+    names = [n for n in (err.filename, getattr(err, "filename2", None)) if isinstance(n, (str, Path))]
+    if not names:
+        return False
+    given = [p.absolute() for p in _user_paths(args)]
+    for name in names:
+        path = Path(name).expanduser().absolute()
+        if any(path == p or p in path.parents or path in p.parents for p in given):
+            return True
+    return False
+
+
+def _undecodable_file(args: argparse.Namespace) -> str:
+    """``FILE, line N`` of the first text file the user gave that is not valid UTF-8."""
+    for path in _user_paths(args):
+        if not path.is_file() or path.suffix in (".parquet", ".gz", ".zst", ".bz2", ".xz"):
+            continue
+        data = path.read_bytes()
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            line = data[:err.start].count(b"\n") + 1
+            return f"{path}, line {line}"
+    return "an input file"
+
+
+def _internal_error(args: argparse.Namespace) -> int:
+    import traceback
+
+    traceback.print_exc()
+    print(f"pairlab {args.command}: internal error: this is a bug in pairlab, not in your input. "
+          f"Please report it ({ISSUES_URL}) with the command line and the traceback above.",
+          file=sys.stderr)
+    return EXIT_INTERNAL_ERROR
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Exit codes: 0 ok; 2 user error (:class:`~pairlab.errors.PairlabError`,
+    a bad path, bad encoding or bad config; one line, no traceback); 1 internal error
+    (traceback + a request to report it); 130 interrupted."""
+    quiet_console()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()
-        return 2
+        return EXIT_USER_ERROR
     try:
         code = args._run(args)
-    except PairDataError as err:
-        print(f"pairlab {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    except PairlabError as err:
+        return _error(args, str(err))
     except KeyboardInterrupt:
         print(f"pairlab {args.command}: interrupted", file=sys.stderr)
         return 130
@@ -132,6 +253,17 @@ def main(argv: list[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    # Backstops: stages convert these where the path is known; what still escapes is
+    # mapped only when it is about a path the user gave (else it is a bug, shown in full).
+    except USER_OS_ERRORS as err:
+        if not _on_user_path(err, args):
+            return _internal_error(args)
+        return _error(args, os_error_message(err))
+    except UnicodeDecodeError as err:
+        return _error(args, f"{_undecodable_file(args)}: not valid UTF-8 ({err.reason}: byte "
+                            f"{err.object[err.start:err.start + 1]!r})")
+    except Exception:
+        return _internal_error(args)
     return int(code or 0)
 
 

@@ -4,10 +4,21 @@ Each config field documents itself with ``field(metadata={"help": ...})``; the C
 and the README reuse that text. ``load_config(Cls, path, overrides)`` merges, in
 order: dataclass defaults < YAML file < ``key=value`` overrides, and rejects
 unknown keys by name before any work starts.
+
+Numeric fields declare their range in the same metadata, and the loader checks it
+(so a bad value fails at load time, before any data is read or model loaded)::
+
+    beta: float = field(default=0.1, metadata={"help": "...", "gt": 0})
+    top_p: float = field(default=0.95, metadata={"help": "...", "gt": 0, "max": 1})
+
+``min``/``max`` are inclusive bounds, ``gt``/``lt`` exclusive ones. Every float must be
+finite (``.nan`` and ``.inf`` are refused) unless the metadata says ``"finite": False``.
+The message names the dotted field (``lora.r: must be >= 1, got -4``).
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -21,23 +32,59 @@ T = TypeVar("T")
 
 
 def read_yaml(path: str | os.PathLike) -> Any:
+    """A YAML file (``safe_load`` only); every way it can fail is a one-line ConfigError."""
     try:
         with open(path, encoding="utf-8") as fh:
             return yaml.safe_load(fh)
     except FileNotFoundError:
         raise ConfigError("file not found", file=str(path)) from None
+    except IsADirectoryError:
+        raise ConfigError("is a directory, not a YAML file", file=str(path)) from None
+    except PermissionError:
+        raise ConfigError("permission denied", file=str(path)) from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"not valid UTF-8 ({err.reason})", file=str(path),
+                          line=_utf8_error_line(path, err)) from None
     except yaml.YAMLError as err:
-        line = getattr(getattr(err, "problem_mark", None), "line", None)
-        raise ConfigError(f"invalid YAML: {err}", file=str(path),
-                          line=None if line is None else line + 1) from None
+        mark = getattr(err, "problem_mark", None)
+        raise ConfigError(f"invalid YAML: {_yaml_problem(err)}", file=str(path),
+                          line=None if mark is None else mark.line + 1) from None
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """The one-line gist of a YAML error (its ``str`` spans several lines with a caret)."""
+    problem = getattr(err, "problem", None)
+    mark = getattr(err, "problem_mark", None)
+    text = problem or str(err).splitlines()[0]
+    return text if mark is None else f"{text} at column {mark.column + 1}"
+
+
+def _utf8_error_line(path: str | os.PathLike, err: UnicodeDecodeError) -> int | None:
+    # The text reader decodes in chunks, so err.start is not a file offset: find it again.
+    try:
+        data = open(path, "rb").read()
+        data.decode("utf-8")
+    except UnicodeDecodeError as again:
+        return data[:again.start].count(b"\n") + 1
+    except OSError:
+        pass
+    return None
 
 
 def parse_override(text: str) -> tuple[str, Any]:
     """``key=value`` -> (key, YAML-parsed value), so numbers/bools/lists come typed."""
     if "=" not in text:
-        raise ConfigError(f"override '{text}' is not key=value")
+        raise ConfigError(f"override '{text}' is not key=value", field=text,
+                          hint="e.g. --set dpo.beta=0.2")
     key, value = text.split("=", 1)
-    return key.strip(), yaml.safe_load(value)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"override '{text}' has no key", hint="e.g. --set dpo.beta=0.2")
+    try:
+        return key, yaml.safe_load(value)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"cannot parse the value {value!r}: {_yaml_problem(err)}", field=key,
+                          hint="values are YAML: quote a string that holds [ ] { } : or #") from None
 
 
 def field_help(cls: type) -> dict[str, str]:
@@ -93,7 +140,65 @@ def from_dict(cls: type[T], data: dict[str, Any], *, source: str | None = None,
         raise ConfigError(f"unknown key; valid keys: {sorted(names)}", file=source,
                           field=prefix + unknown[0])
     kwargs = {k: _coerce(v, hints[k], prefix + k, source) for k, v in data.items()}
+    for f in dataclasses.fields(cls):
+        if f.name in kwargs:
+            check_range(kwargs[f.name], f.metadata, prefix + f.name, source=source)
     return cls(**kwargs)
+
+
+# ---------------------------------------------------------------- ranges
+
+RANGE_KEYS = ("min", "gt", "max", "lt")
+
+
+def range_text(rule: typing.Mapping[str, Any]) -> str:
+    """``{"min": 0, "max": 1}`` -> ``in [0, 1]``; ``{"gt": 0}`` -> ``> 0``; '' when unbounded."""
+    low = ("[", rule["min"]) if "min" in rule else ("(", rule["gt"]) if "gt" in rule else None
+    high = (rule["max"], "]") if "max" in rule else (rule["lt"], ")") if "lt" in rule else None
+    if low and high:
+        return f"in {low[0]}{low[1]:g}, {high[0]:g}{high[1]}"
+    if low:
+        return f"{'>=' if low[0] == '[' else '>'} {low[1]:g}"
+    if high:
+        return f"{'<=' if high[1] == ']' else '<'} {high[0]:g}"
+    return ""
+
+
+def check_range(value: Any, rule: typing.Mapping[str, Any], key: str, *,
+                source: str | None = None) -> None:
+    """Raise ConfigError naming ``key`` when a number breaks ``rule`` (see module doc).
+
+    Lists are checked element by element (``sample_seeds[1]``); non-numbers and None pass
+    (their type was checked by the loader).
+    """
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            check_range(item, rule, f"{key}[{i}]", source=source)
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    if isinstance(value, float) and not math.isfinite(value) and rule.get("finite", True):
+        raise ConfigError(f"must be a finite number, got {value}", file=source, field=key)
+    ok = (("min" not in rule or value >= rule["min"]) and ("gt" not in rule or value > rule["gt"])
+          and ("max" not in rule or value <= rule["max"]) and ("lt" not in rule or value < rule["lt"]))
+    if not ok and value not in rule.get("allow", ()):
+        allowed = "".join(f" or {a}" for a in rule.get("allow", ()))
+        raise ConfigError(f"must be {range_text(rule)}{allowed}, got {value:g}", file=source, field=key)
+
+
+def check_ranges(cfg: Any, *, prefix: str = "", source: str | None = None) -> Any:
+    """Check every field of a config instance (nested dataclasses too) against its range.
+
+    For configs built in code rather than loaded (``CurateConfig(max_length=0)``); their
+    ``validate()`` calls this. Returns ``cfg``.
+    """
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            check_ranges(value, prefix=f"{prefix}{f.name}.", source=source)
+        else:
+            check_range(value, f.metadata, prefix + f.name, source=source)
+    return cfg
 
 
 def load_config(cls: type[T], path: str | os.PathLike | None = None,

@@ -105,6 +105,20 @@ def check_not_input(out: str | os.PathLike, inputs: Iterable[str | os.PathLike |
                                 file=str(out), field=flag, hint=f"choose another {flag}")
 
 
+def check_output_file(out: str | os.PathLike, inputs: Iterable[str | os.PathLike | None] = (), *,
+                      overwrite: bool = False, flag: str = "--out") -> None:
+    """A single-file output (``pairlab convert``): never an input, never a stage directory,
+    and an existing file only with ``overwrite`` (the file is replaced atomically)."""
+    check_not_input(out, inputs, flag=flag)
+    path = Path(out)
+    if path.is_dir() and (path / MANIFEST).exists():
+        raise StageDirError("is a pairlab stage directory; not overwriting it", file=str(out), field=flag,
+                            hint=f"choose another {flag}")
+    if path.exists() and not overwrite:
+        raise StageDirError("already exists", file=str(out), field=flag,
+                            hint=f"pass --overwrite to replace it, or choose another {flag}")
+
+
 class StageDir:
     """What one stage's directory holds and how to verify it (subclasses fill the names)."""
 
@@ -351,8 +365,9 @@ class EvalDir(StageDir):
     PER_PAIR = "per_pair.parquet"
     METRICS = "metrics.json"
     GENERATIONS = "generations.parquet"
+    EXCLUDED = "excluded.parquet"
     REPORT = "report.html"
-    OUTPUTS = (PER_PAIR, METRICS, GENERATIONS)
+    OUTPUTS = (PER_PAIR, METRICS, GENERATIONS, EXCLUDED)
     REQUIRED = (PER_PAIR, METRICS)
     MARKERS = (PER_PAIR, METRICS)
 
@@ -457,4 +472,4 @@ def check_input_file(path: str | os.PathLike) -> None:
 
 __all__ = ["AblationDir", "AuditDir", "CompareDir", "CurateDir", "EvalDir", "GENERIC_REPORTS", "MANIFEST",
            "NoiseDir", "RunDir", "STAGE_DIRS", "SimulateDir", "StageDir", "StageDirError", "ValidationDir",
-           "check_input_file", "check_not_input", "hash_outputs", "read_manifest", "verify"]
+           "check_input_file", "check_not_input", "check_output_file", "hash_outputs", "read_manifest", "verify"]

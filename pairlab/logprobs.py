@@ -9,7 +9,9 @@ numbers from different stages can be compared and cached:
 * tokenization is TRL's conversational rule (prompt with the generation prompt,
   prompt+completion through the chat template, completion = where they diverge);
 * batches are built by TRL's own ``DataCollatorForPreference`` (same ``max_length``
-  truncation, ``keep_start`` by default);
+  truncation, ``keep_start`` by default); a pair whose prompt fills ``max_length`` has
+  no completion token left: it is counted and excluded (see "truncation" below), the
+  way TRL drops it from training, never scored as NaN;
 * the forward goes through TRL's fused LM head (per-token log-probs without the
   ``(batch, seq, vocab)`` logits), summed over completion tokens.
 
@@ -17,17 +19,21 @@ The reference model never changes between the arms of an ablation, so its
 log-probs are stored once on disk by :class:`RefLogpCache`, keyed by everything
 that changes them (model weights, quantization, compute dtype, tokenizer and chat
 template, ``max_length``, truncation mode); any later run on any subset of the
-same pool reads them and computes only the pairs it lacks.
+same pool reads them and computes only the pairs it lacks. Missing pairs are stored
+chunk by chunk as they are computed, so an interrupted pass loses nothing; `pairlab
+evaluate` stores a trained policy's log-probs the same way, under a key that adds the
+adapter's content hash.
 """
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -67,6 +73,145 @@ def tokenize_pairs(tokenizer, pairs: pd.DataFrame) -> list[dict[str, list[int]]]
     """:func:`tokenize_pair` over a pairs table (``prompt``, ``chosen``, ``rejected`` columns)."""
     return [tokenize_pair(tokenizer, p, c, r)
             for p, c, r in zip(pairs["prompt"], pairs["chosen"], pairs["rejected"])]
+
+
+# ---------------------------------------------------------------- truncation (TRL's rule)
+#
+# TRL 1.16 cuts each sequence (prompt + chosen, prompt + rejected) to ``max_length`` in its
+# collator: ``keep_start`` (the default, and the only mode TRL keeps after v2) keeps the
+# first ``max_length`` tokens, so a long prompt eats the completion; ``keep_end``
+# (deprecated) keeps the last ones. In training, ``DPOTrainer._prepare_dataset`` drops a
+# pair whose prompt alone reaches ``max_length`` under ``keep_start`` (no completion token
+# would be left). Evaluation applies the same cut, so a pair with no completion token left
+# is excluded, with a reason, instead of giving NaN log-probs; train and evaluate both count
+# truncated and excluded pairs with the functions below (pure functions of token lengths).
+
+#: Values of the per-pair ``truncated`` column.
+TRUNCATION_KINDS = ("none", "prompt", "completion", "both")
+#: max_length values ``pairlab inspect --model`` reports the truncated share at.
+COMMON_MAX_LENGTHS = (256, 512, 1024, 2048, 4096)
+#: train and evaluate warn when more than this share of pairs is truncated.
+TRUNCATION_WARN_SHARE = 0.05
+#: Token-length percentiles ``pairlab inspect --model`` reports.
+LENGTH_PERCENTILES = (50, 90, 99)
+
+
+def kept_tokens(prompt_tokens, completion_tokens, max_length: int | None,
+                truncation_mode: str = "keep_start") -> dict[str, np.ndarray]:
+    """What TRL's collator keeps of prompt + completion sequences (vectorised over sequences).
+
+    Returns ``prompt_kept``, ``completion_kept`` and ``completion_scored``: the completion
+    tokens whose log-prob is summed (TRL shifts the completion mask by one, so a kept first
+    position never counts).
+    """
+    p = np.asarray(prompt_tokens, dtype=np.int64)
+    c = np.asarray(completion_tokens, dtype=np.int64)
+    n = p + c
+    if max_length is None:
+        start, end = np.zeros_like(n), n
+    elif truncation_mode == "keep_start":
+        start, end = np.zeros_like(n), np.minimum(n, max_length)
+    elif truncation_mode == "keep_end":
+        start, end = np.maximum(n - max_length, 0), n
+    else:
+        raise ValueError(f"unknown truncation_mode {truncation_mode!r}: keep_start or keep_end")
+    return {"prompt_kept": np.clip(np.minimum(end, p) - start, 0, None),
+            "completion_kept": np.clip(end - np.maximum(start, p), 0, None),
+            "completion_scored": np.clip(end - np.maximum(start + 1, p), 0, None)}
+
+
+def token_lengths(tokenized: list[dict[str, list[int]]], pair_ids: Iterable[str]) -> pd.DataFrame:
+    """``pair_id, prompt_tokens, chosen_tokens, rejected_tokens`` before any truncation."""
+    return pd.DataFrame({"pair_id": [str(p) for p in pair_ids],
+                         "prompt_tokens": [len(t["prompt_ids"]) for t in tokenized],
+                         "chosen_tokens": [len(t["chosen_ids"]) for t in tokenized],
+                         "rejected_tokens": [len(t["rejected_ids"]) for t in tokenized]})
+
+
+def truncation_table(lengths: pd.DataFrame, max_length: int | None,
+                     truncation_mode: str = "keep_start") -> pd.DataFrame:
+    """Per pair: how TRL truncates it at ``max_length``, and whether it can still be scored.
+
+    ``lengths`` is :func:`token_lengths`' table. Adds ``truncated`` (one of
+    :data:`TRUNCATION_KINDS`: which parts lost tokens on either sequence), ``chosen_scored``
+    / ``rejected_scored`` (completion tokens left to score), ``scorable`` (both > 0) and
+    ``excluded_reason`` (empty when scorable).
+    """
+    out = lengths.copy()
+    prompt = out["prompt_tokens"].to_numpy()
+    cut_prompt = np.zeros(len(out), dtype=bool)
+    cut_completion = np.zeros(len(out), dtype=bool)
+    for side in ("chosen", "rejected"):
+        kept = kept_tokens(prompt, out[f"{side}_tokens"].to_numpy(), max_length, truncation_mode)
+        cut_prompt |= kept["prompt_kept"] < prompt
+        cut_completion |= kept["completion_kept"] < out[f"{side}_tokens"].to_numpy()
+        out[f"{side}_scored"] = kept["completion_scored"]
+    kind = np.where(cut_prompt & cut_completion, "both",
+                    np.where(cut_prompt, "prompt", np.where(cut_completion, "completion", "none")))
+    out["truncated"] = kind
+    out["scorable"] = (out["chosen_scored"] > 0) & (out["rejected_scored"] > 0)
+    fills = (truncation_mode == "keep_start") & (max_length is not None) & (prompt >= (max_length or 0))
+    reason = np.where(
+        fills, [f"prompt has {p} tokens >= max_length {max_length}: no completion token left "
+                f"(TRL drops such pairs from training)" for p in prompt],
+        "no completion token left after truncation to max_length")
+    out["excluded_reason"] = np.where(out["scorable"], "", reason)
+    return out
+
+
+def truncation_counts(table: pd.DataFrame, max_length: int | None,
+                      truncation_mode: str = "keep_start") -> dict[str, Any]:
+    """How many pairs :func:`truncation_table` found truncated, by kind, and excluded (JSON-ready)."""
+    n = int(len(table))
+    by_kind = table["truncated"].value_counts()
+    truncated = int(n - by_kind.get("none", 0))
+    excluded = table.loc[~table["scorable"]]
+    reasons = excluded["excluded_reason"].str.replace(r"prompt has \d+ tokens", "prompt has N tokens",
+                                                       regex=True).value_counts()
+    return {"max_length": max_length, "truncation_mode": truncation_mode, "pairs": n,
+            "truncated": truncated, "truncated_share": round(truncated / n, 4) if n else 0.0,
+            "by_kind": {k: int(by_kind.get(k, 0)) for k in TRUNCATION_KINDS},
+            "excluded": int(len(excluded)), "scored": int(n - len(excluded)),
+            "excluded_reasons": {str(k): int(v) for k, v in reasons.items()},
+            "excluded_pair_ids": excluded["pair_id"].astype(str).head(20).tolist()}
+
+
+def truncation_warning(counts: dict[str, Any], what: str = "pairs") -> str | None:
+    """A one-line warning when more than :data:`TRUNCATION_WARN_SHARE` of pairs are truncated."""
+    if counts["pairs"] == 0 or counts["truncated_share"] <= TRUNCATION_WARN_SHARE:
+        return None
+    return (f"{counts['truncated']} of {counts['pairs']} {what} ({100 * counts['truncated_share']:.1f}%) "
+            f"are truncated at max_length {counts['max_length']} ({counts['truncation_mode']}: "
+            f"{counts['by_kind']['prompt']} prompt only, {counts['by_kind']['completion']} completion only, "
+            f"{counts['by_kind']['both']} both); {counts['excluded']} have no completion token left and "
+            f"are excluded. See `pairlab inspect --model SPEC` to choose max_length.")
+
+
+def length_profile(lengths: pd.DataFrame, max_lengths: Iterable[int] = COMMON_MAX_LENGTHS,
+                   truncation_mode: str = "keep_start") -> dict[str, Any]:
+    """Token-length percentiles of prompt / chosen / rejected / the longer sequence, and the
+    share of pairs truncated and excluded at each ``max_length`` (``pairlab inspect --model``)."""
+    sequences = lengths["prompt_tokens"] + lengths[["chosen_tokens", "rejected_tokens"]].max(axis=1)
+    columns = {"prompt": lengths["prompt_tokens"], "chosen": lengths["chosen_tokens"],
+               "rejected": lengths["rejected_tokens"], "prompt+longer completion": sequences}
+    percentiles = {}
+    for name, values in columns.items():
+        values = values.to_numpy(dtype=float)
+        row = {f"p{q}": (round(float(np.percentile(values, q)), 1) if len(values) else None)
+               for q in LENGTH_PERCENTILES}
+        row["max"] = int(values.max()) if len(values) else None
+        percentiles[name] = row
+    at = {}
+    for max_length in max_lengths:
+        counts = truncation_counts(truncation_table(lengths, max_length, truncation_mode),
+                                   max_length, truncation_mode)
+        n = max(counts["pairs"], 1)
+        at[str(max_length)] = {"truncated": counts["truncated"],
+                               "truncated_share": counts["truncated_share"],
+                               "excluded": counts["excluded"],
+                               "excluded_share": round(counts["excluded"] / n, 4)}
+    return {"pairs": int(len(lengths)), "truncation_mode": truncation_mode, "percentiles": percentiles,
+            "at_max_length": at}
 
 
 def preference_collator(tokenizer, max_length: int | None, truncation_mode: str = "keep_start"):
@@ -129,9 +274,16 @@ def length_order(tokenized: list[dict[str, list[int]]]) -> np.ndarray:
     return np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
 
 
+#: Pairs per saved chunk: :func:`sequence_logps` hands finished rows to ``on_chunk`` this
+#: often, so a long pass that fails or is interrupted keeps what it computed.
+LOGP_CHUNK_PAIRS = 64
+
+
 def sequence_logps(model, tokenizer, pairs: pd.DataFrame, *, max_length: int | None = 256,
                    truncation_mode: str = "keep_start", batch_size: int = 8,
-                   adapter: bool = True, progress: bool = False) -> pd.DataFrame:
+                   adapter: bool = True, progress: bool | str = False,
+                   tokenized: list[dict[str, list[int]]] | None = None,
+                   on_chunk=None, chunk_pairs: int = LOGP_CHUNK_PAIRS) -> pd.DataFrame:
     """Per-pair summed completion log-probs of ``model`` on a pairs table.
 
     Parameters
@@ -142,51 +294,112 @@ def sequence_logps(model, tokenizer, pairs: pd.DataFrame, *, max_length: int | N
     max_length, truncation_mode : as in ``DPOConfig``; prompt+completion is cut per sequence.
     batch_size : pairs per forward (each forward holds 2 x batch_size sequences).
     adapter : keep the adapter on (policy) or off (reference).
+    progress : show a tqdm bar over pairs (with an ETA); a string is its description.
+    tokenized : :func:`tokenize_pairs` of ``pairs`` when the caller already has it.
+    on_chunk : called with each chunk of finished rows (:data:`LOGP_COLUMNS`, about
+        ``chunk_pairs`` pairs) as soon as it is done, e.g. to store it in a cache.
 
     Returns
     -------
     DataFrame with :data:`LOGP_COLUMNS`, in the order of ``pairs``. ``*_tokens`` are the
-    completion tokens left after truncation; a pair with none gets NaN log-probs.
+    completion tokens left after truncation. A pair with none left (its prompt fills
+    ``max_length``) gets NaN log-probs and 0 tokens without a forward pass.
     """
-    tokenized = tokenize_pairs(tokenizer, pairs)
+    tokenized = tokenize_pairs(tokenizer, pairs) if tokenized is None else tokenized
+    pair_ids = pairs["pair_id"].astype(str).to_numpy()
     collate = preference_collator(tokenizer, max_length, truncation_mode)
     ensure_fused_lm_head(model)
-    order = length_order(tokenized)
     n = len(tokenized)
     chosen = np.full(n, np.nan)
     rejected = np.full(n, np.nan)
     chosen_tokens = np.zeros(n, dtype=np.int64)
     rejected_tokens = np.zeros(n, dtype=np.int64)
-    starts = range(0, n, batch_size)
+    scorable = truncation_table(token_lengths(tokenized, pair_ids), max_length, truncation_mode)["scorable"]
+    order = [i for i in length_order(tokenized) if scorable.iloc[i]]
+    pending = [i for i in range(n) if not scorable.iloc[i]]  # nothing to compute: NaN, 0 tokens
+
+    def flush(force: bool = False) -> None:
+        if on_chunk is not None and pending and (force or len(pending) >= chunk_pairs):
+            idx = np.asarray(pending)
+            on_chunk(pd.DataFrame({"pair_id": pair_ids[idx], "chosen_logps": chosen[idx],
+                                   "rejected_logps": rejected[idx], "chosen_tokens": chosen_tokens[idx],
+                                   "rejected_tokens": rejected_tokens[idx]}))
+            pending.clear()
+
+    bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        starts = tqdm(starts, desc="log-probs", unit="batch")
+        bar = tqdm(total=n, desc=progress if isinstance(progress, str) else "log-probs", unit="pair",
+                   disable=bool(os.environ.get("TQDM_DISABLE", "")))
+        bar.update(n - len(order))
     was_training = model.training
     model.eval()
     try:
         with adapter_context(model, adapter):
-            for start in starts:
+            for start in range(0, len(order), batch_size):
                 idx = order[start:start + batch_size]
                 c, r, ct, rt = completion_logps(model, collate([tokenized[i] for i in idx]))
                 chosen[idx], rejected[idx] = c.cpu().numpy(), r.cpu().numpy()
                 chosen_tokens[idx], rejected_tokens[idx] = ct.cpu().numpy(), rt.cpu().numpy()
+                pending.extend(idx)
+                if bar is not None:
+                    bar.update(len(idx))
+                flush()
+        flush(force=True)
     finally:
         model.train(was_training)
+        if bar is not None:
+            bar.close()
     chosen[chosen_tokens == 0] = np.nan
     rejected[rejected_tokens == 0] = np.nan
-    return pd.DataFrame({"pair_id": pairs["pair_id"].astype(str).to_numpy(), "chosen_logps": chosen,
+    return pd.DataFrame({"pair_id": pair_ids, "chosen_logps": chosen,
                          "rejected_logps": rejected, "chosen_tokens": chosen_tokens,
                          "rejected_tokens": rejected_tokens})
+
+
+def cached_sequence_logps(model, tokenizer, pairs: pd.DataFrame, cache: "RefLogpCache | None", *,
+                          tokenized: list[dict[str, list[int]]] | None = None,
+                          **kwargs) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """:func:`sequence_logps` through an on-disk cache: stored pairs are read, missing ones
+    computed and stored chunk by chunk as they finish (a rerun after a failure or an
+    interrupt recomputes none of them). Returns (:data:`LOGP_COLUMNS` table in the order of
+    ``pairs``, stats: pairs, cache_hits, computed, forward_batches)."""
+    ids = pairs["pair_id"].astype(str)
+    missing = set(ids) if cache is None else set(cache.missing(ids))
+    batch_size = kwargs.get("batch_size", 8)
+    stats: dict[str, Any] = {"enabled": cache is not None, "dir": None if cache is None else str(cache.dir),
+                             "key": None if cache is None else cache.key, "pairs": len(ids),
+                             "cache_hits": len(ids) - len(missing), "computed": len(missing),
+                             "forward_batches": 0}
+    computed = None
+    if missing:
+        rows = ids.isin(missing).to_numpy()
+        subset = None if tokenized is None else [t for t, keep in zip(tokenized, rows) if keep]
+        store = None if cache is None else (
+            lambda chunk: cache.put(chunk.rename(columns={"chosen_logps": "ref_chosen_logps",
+                                                          "rejected_logps": "ref_rejected_logps"})))
+        computed = sequence_logps(model, tokenizer, pairs[rows], tokenized=subset, on_chunk=store, **kwargs)
+        stats["forward_batches"] = int(math.ceil(int((computed["chosen_tokens"] > 0).sum()) / batch_size))
+    if cache is None:
+        return computed.set_index("pair_id").loc[list(ids)].reset_index(), stats
+    table = cache.get(list(ids)).rename(columns={"ref_chosen_logps": "chosen_logps",
+                                                 "ref_rejected_logps": "rejected_logps"})
+    return table[LOGP_COLUMNS], stats
 
 
 # ---------------------------------------------------------------- the reference cache
 
 def ref_cache_key_fields(*, model_fingerprint: dict[str, str], compute_dtype: Any, tokenizer,
                          max_length: int | None, truncation_mode: str = "keep_start",
-                         ld_alpha: float | None = None) -> dict[str, Any]:
-    """Everything that changes a pair's reference log-probs (the pair itself aside)."""
-    return {
+                         ld_alpha: float | None = None, adapter_sha256: str | None = None) -> dict[str, Any]:
+    """Everything that changes a pair's reference log-probs (the pair itself aside).
+
+    With ``adapter_sha256`` (a trained adapter's content hash) the same key describes that
+    policy's log-probs, which `pairlab evaluate` stores in the same cache as it computes them.
+    """
+    adapter = {} if adapter_sha256 is None else {"adapter_sha256": adapter_sha256}
+    return {**adapter,
         "method": LOGP_METHOD_VERSION,
         "model": model_fingerprint,
         "compute_dtype": str(compute_dtype).replace("torch.", ""),
@@ -207,8 +420,12 @@ class RefLogpCache:
     (see :func:`ref_cache_key_fields`), which are also written to ``key.json``.
 
     Writers only ever add new shard files (``shard-<time>-<pid>-<rand>.parquet``, written
-    atomically), and readers read every shard, so two runs filling the same cache at once
-    are safe: at worst both compute a pair, and the first stored value wins on read.
+    atomically), and readers read every shard, so a reader never sees a half-written
+    shard. :meth:`fill` adds an exclusive lock (``ROOT/<key>/.lock``, ``fcntl`` through
+    ``filelock``) around "which pairs are missing -> compute them -> store them", so
+    processes filling the same cache at once compute each pair once: the second one
+    waits, then finds the pairs stored. (Without :meth:`fill`, at worst both compute a
+    pair, and the first stored value wins on read.)
     """
 
     def __init__(self, key_fields: dict[str, Any], root: str | os.PathLike | None = None):
@@ -251,6 +468,34 @@ class RefLogpCache:
             raise KeyError(f"{len(lacking)} pair(s) not in reference cache {self.dir}, e.g. {lacking[0]}")
         return indexed.loc[pair_ids].reset_index()
 
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold this cache key's lock (across processes and machines sharing the file system)."""
+        from filelock import FileLock
+
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.dir / ".lock")):
+            self._table = None  # another holder may have added shards meanwhile
+            self._seen_shards.clear()
+            yield
+
+    def fill(self, pair_ids: Iterable[str], compute: Callable[[list[str]], pd.DataFrame]) -> int:
+        """Compute and store the pairs of ``pair_ids`` not stored yet; return how many this call computed.
+
+        ``compute(missing_ids)`` returns :data:`REF_COLUMNS` rows for those ids. It runs
+        under :meth:`lock`, so a concurrent ``fill`` over overlapping pairs waits and then
+        computes only what is still missing: each pair is computed once.
+        """
+        pair_ids = list(pair_ids)
+        if not self.missing(pair_ids):  # the common case (a warm cache) takes no lock
+            return 0
+        with self.lock():
+            missing = self.missing(pair_ids)
+            if not missing:
+                return 0
+            self.put(compute(missing))
+            return len(missing)
+
     def put(self, rows: pd.DataFrame) -> Path | None:
         """Store new rows (:data:`REF_COLUMNS`) as one new shard; rows already stored are skipped."""
         rows = rows[REF_COLUMNS]
@@ -262,7 +507,10 @@ class RefLogpCache:
         if not key_file.exists():
             write_json(key_file, self.key_fields)
         name = f"shard-{time.time_ns()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.parquet"
+        known = self.table()
         path = write_parquet(self.dir / name, rows.reset_index(drop=True))
-        self._table = None  # re-read (ours and anyone else's) on next access
-        self._seen_shards.clear()
+        # Ours is known without re-reading it (chunked writers put often); anyone else's new
+        # shards are picked up by the next table().
+        self._seen_shards.add(name)
+        self._table = pd.concat([known, rows], ignore_index=True).drop_duplicates("pair_id", keep="first")
         return path

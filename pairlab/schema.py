@@ -132,18 +132,54 @@ class PairRecord:
     rejected_model: str = ""
 
 
+#: Scores beyond this magnitude are treated as data errors (flag ``nonfinite_score``): no
+#: rating scale comes near it, and the difference of two such scores overflows to inf.
+SCORE_LIMIT = 1e6
+
+#: Row flag -> meaning (the order flags appear in within a row's ``flags``).
+FLAGS: dict[str, str] = {
+    "empty_chosen": "chosen is empty or whitespace",
+    "empty_rejected": "rejected is empty or whitespace",
+    "chosen_equals_rejected": "chosen and rejected are the same text",
+    "missing_score": "score_chosen or score_rejected is unknown (NaN)",
+    "nonfinite_score": f"a score or aspect rating is infinite or beyond ±{SCORE_LIMIT:g} "
+                       "(read as unknown when gaps are computed)",
+}
+
+
+def usable_scores(values: Any) -> np.ndarray:
+    """Scores as floats with the unusable ones (inf, |s| > SCORE_LIMIT) as NaN: a gap computed
+    from them is then unknown, not an infinite or absurd number (and no overflow warning)."""
+    x = np.asarray(values, dtype=float)
+    with np.errstate(invalid="ignore"):
+        return np.where(np.abs(x) <= SCORE_LIMIT, x, np.nan)
+
+
+def pair_flags(df: pd.DataFrame) -> pd.Series:
+    """Warnings per row of a pairs table (vectorised). Never a reason to drop here."""
+    chosen = df["chosen"].astype(str)
+    rejected = df["rejected"].astype(str)
+    scores = df[FLOAT_COLUMNS].to_numpy(float)
+    with np.errstate(invalid="ignore"):  # NaN compares False: unknown is not 'nonfinite'
+        absurd = (np.abs(scores) > SCORE_LIMIT).any(axis=1)
+    conditions = {
+        "empty_chosen": chosen.str.strip() == "",
+        "empty_rejected": rejected.str.strip() == "",
+        "chosen_equals_rejected": chosen == rejected,
+        "missing_score": df["score_chosen"].isna() | df["score_rejected"].isna(),
+        "nonfinite_score": absurd,
+    }
+    flags = pd.Series("", index=df.index, dtype=object)
+    for name, mask in conditions.items():
+        flags = flags.where(~np.asarray(mask, dtype=bool), flags + ";" + name)
+    return flags.str.lstrip(";")
+
+
 def row_flags(chosen: str, rejected: str, score_chosen: float, score_rejected: float) -> str:
-    """Warnings for a row that parses but looks wrong. Never a reason to drop here."""
-    flags = []
-    if not str(chosen).strip():
-        flags.append("empty_chosen")
-    if not str(rejected).strip():
-        flags.append("empty_rejected")
-    if str(chosen) == str(rejected):
-        flags.append("chosen_equals_rejected")
-    if pd.isna(score_chosen) or pd.isna(score_rejected):
-        flags.append("missing_score")
-    return ";".join(flags)
+    """:func:`pair_flags` of one row (for callers that build rows one at a time)."""
+    row = {"chosen": [chosen], "rejected": [rejected], **{c: [np.nan] for c in FLOAT_COLUMNS},
+           "score_chosen": [score_chosen], "score_rejected": [score_rejected]}
+    return pair_flags(pd.DataFrame(row)).iloc[0]
 
 
 def build_pairs(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
@@ -181,8 +217,7 @@ def finalize_pairs(df: pd.DataFrame) -> pd.DataFrame:
     # row stays accountable (curation can then drop them as duplicates, with a reason).
     repeat = base_ids.groupby(base_ids).cumcount()
     df["pair_id"] = np.where(repeat > 0, base_ids + "-" + repeat.astype(str), base_ids)
-    df["flags"] = [row_flags(c, r, sc, sr) for c, r, sc, sr in
-                   zip(df["chosen"], df["rejected"], df["score_chosen"], df["score_rejected"])]
+    df["flags"] = pair_flags(df)
     extra = [c for c in df.columns if c not in PAIR_COLUMNS]
     return df[list(PAIR_COLUMNS) + extra].reset_index(drop=True)
 

@@ -13,16 +13,18 @@ import numpy as np
 import pandas as pd
 
 from .. import artifacts
-from ..evaluate.stats import mcnemar_exact, paired_bootstrap
+from ..dirs import AblationDir, CurateDir, EvalDir, RunDir
+from ..stats import ALPHA, CORRECTION, POWER, describe, paired_bootstrap, paired_comparison, with_holm
 from .config import AblationConfig
 
-COMPARISON = "comparison.json"
+COMPARISON = AblationDir.COMPARISON
 
 
 def _read_eval(eval_dir: Path) -> tuple[dict[str, Any], pd.DataFrame] | None:
-    if not (eval_dir / "metrics.json").exists() or not (eval_dir / "per_pair.parquet").exists():
+    """(metrics, per_pair) of a complete evaluation; None when absent or unfinished (debris counts as missing)."""
+    if not EvalDir.is_complete(eval_dir):
         return None
-    return artifacts.read_json(eval_dir / "metrics.json"), pd.read_parquet(eval_dir / "per_pair.parquet")
+    return artifacts.read_json(eval_dir / EvalDir.METRICS), pd.read_parquet(eval_dir / EvalDir.PER_PAIR)
 
 
 def _mean_sd(values: list[float]) -> dict[str, float | None]:
@@ -37,7 +39,8 @@ def _by_longer(metrics: dict[str, Any]) -> dict[str, float]:
 
 
 def compare_arms(cfg: AblationConfig, layout, pool: pd.DataFrame) -> dict[str, Any]:
-    """The comparison table: one entry per arm, seeds aggregated, deltas vs the baseline arm."""
+    """The comparison table: one entry per arm, its paired comparison with the baseline arm
+    (seeds pooled, Holm-corrected across arms, with its MDE) and the verdict."""
     from .pipeline import arm_true_noise
 
     baseline = cfg.baseline_arm
@@ -51,13 +54,14 @@ def compare_arms(cfg: AblationConfig, layout, pool: pd.DataFrame) -> dict[str, A
     arms_out = []
     for arm in cfg.arms:
         curate_dir = layout.curate(arm.name)
-        kept = pd.read_parquet(curate_dir / "pairs.parquet") if (curate_dir / "pairs.parquet").exists() else None
-        cman = artifacts.read_manifest(curate_dir) if (curate_dir / artifacts.MANIFEST).exists() else {}
+        curated = CurateDir.is_complete(curate_dir)
+        kept = pd.read_parquet(curate_dir / CurateDir.PAIRS) if curated else None
+        cman = artifacts.read_manifest(curate_dir) if curated else {}
         seeds = []
         for seed in cfg.seeds:
             entry: dict[str, Any] = {"seed": seed, "status": "missing"}
             run_dir = layout.run(arm.name, seed)
-            if (run_dir / artifacts.MANIFEST).exists():
+            if RunDir.is_complete(run_dir):
                 rman = artifacts.read_manifest(run_dir)
                 entry.update(train_time_s=rman.get("wall_time_s"),
                              steps=rman.get("outputs", {}).get("global_step", rman.get("global_step")))
@@ -73,7 +77,6 @@ def compare_arms(cfg: AblationConfig, layout, pool: pd.DataFrame) -> dict[str, A
                 if base is not None and arm.name != baseline:
                     bpp = base[1].set_index("pair_id").loc[pp["pair_id"]]
                     entry["delta_accuracy"] = m["accuracy"] - base[0]["accuracy"]
-                    entry["mcnemar"] = mcnemar_exact(pp["correct"].to_numpy(bool), bpp["correct"].to_numpy(bool))
                     entry["margin_bootstrap"] = paired_bootstrap(bpp["margin"].to_numpy(float),
                                                                  pp["margin"].to_numpy(float), seed=seed)
             seeds.append(entry)
@@ -92,9 +95,13 @@ def compare_arms(cfg: AblationConfig, layout, pool: pd.DataFrame) -> dict[str, A
             "true_accuracy": _mean_sd([s.get("true_accuracy") for s in done]),
             "mean_margin": _mean_sd([s["mean_margin"] for s in done]),
             "ref_free_accuracy": _mean_sd([s["ref_free_accuracy"] for s in done]),
-            "delta_accuracy": _mean_sd([s.get("delta_accuracy") for s in done]),
             "train_time_s": _mean_sd([s.get("train_time_s") for s in done]),
+            "vs_baseline": None if arm.name == baseline else vs_baseline(evals, baseline, arm.name, cfg.seeds),
         })
+    # Holm over every arm compared with the baseline: "significant" means corrected p < alpha.
+    tested = [a for a in arms_out if a["vs_baseline"] is not None]
+    for a, corrected in zip(tested, with_holm([a["vs_baseline"] for a in tested], alpha=ALPHA)):
+        a["vs_baseline"] = corrected
     base_eval = _read_eval(layout.base_eval)
     return {
         "name": cfg.name,
@@ -108,8 +115,99 @@ def compare_arms(cfg: AblationConfig, layout, pool: pd.DataFrame) -> dict[str, A
             "ref_free_accuracy_norm": base_eval[0].get("ref_free_accuracy_norm"),
             "report": str(Path("base") / "eval" / "report.html")},
         "arms": arms_out,
+        "statistics": {
+            "alpha": ALPHA, "power": POWER, "correction": CORRECTION, "n_comparisons": len(tested),
+            "test": "McNemar exact on held-out correctness, arm vs baseline on the same pairs; with several "
+                    "seeds, pairs x seeds pooled in one stratified McNemar (each seed paired with the "
+                    "baseline's same seed)",
+            "ci": "percentile bootstrap over pairs (hierarchical over seeds and pairs with several seeds)",
+            "mde": "smallest difference detectable with 80% power at alpha = 0.05 given n and the observed "
+                   "discordance (Connor 1987)"},
+        "verdict": verdict(arms_out, baseline),
         "complete": all(s["status"] == "done" for a in arms_out for s in a["seeds"]),
     }
+
+
+def vs_baseline(evals: dict[tuple[str, int], tuple[dict[str, Any], pd.DataFrame]], baseline: str, arm: str,
+                seeds: list[int]) -> dict[str, Any] | None:
+    """The arm against the baseline: one paired comparison over the seeds both have evaluated.
+
+    One seed: McNemar on its pairs. Several: pairs x seeds pooled (rows = seeds, each the
+    arm's seed S against the baseline's seed S on the same pairs, aligned by pair_id).
+    """
+    both = [s for s in seeds if (arm, s) in evals and (baseline, s) in evals]
+    if not both:
+        return None
+    order = evals[(baseline, both[0])][1]["pair_id"]
+    base = np.stack([evals[(baseline, s)][1].set_index("pair_id").loc[order, "correct"].to_numpy(bool)
+                     for s in both])
+    other = np.stack([evals[(arm, s)][1].set_index("pair_id").loc[order, "correct"].to_numpy(bool)
+                      for s in both])
+    if len(both) == 1:
+        return {"seeds": both, **paired_comparison(base[0], other[0], seed=both[0])}
+    return {"seeds": both, **paired_comparison(base, other, seeds=both, seed=both[0])}
+
+
+def verdict(arms: list[dict[str, Any]], baseline: str) -> dict[str, Any]:
+    """The answer in words, and the winner only where the design detected one.
+
+    An arm wins when it beats the baseline with Holm-corrected p < alpha (the largest such
+    delta when several do); the baseline wins when it is significantly better than every
+    other arm; otherwise there is no winner and the text says what the design could detect.
+    """
+    done = [a for a in arms if a["accuracy"]["mean"] is not None]
+    base = next((a for a in arms if a["name"] == baseline), None)
+    tested = [a for a in arms if a.get("vs_baseline")]
+    out: dict[str, Any] = {"winner": None, "better": [], "worse": [], "correction": CORRECTION, "alpha": ALPHA,
+                           "n_comparisons": len(tested)}
+    if not done:
+        return {**out, "text": "No arm has been evaluated yet."}
+    if not tested:
+        return {**out, "text": f"Nothing to compare yet: the baseline arm '{baseline}' and at least one other "
+                               "arm need an evaluation on the same seed."}
+    better = [a for a in tested if a["vs_baseline"]["significant"] and a["vs_baseline"]["delta"] > 0]
+    worse = [a for a in tested if a["vs_baseline"]["significant"] and a["vs_baseline"]["delta"] < 0]
+    out.update(better=[a["name"] for a in better], worse=[a["name"] for a in worse])
+    correction = (f"McNemar's exact test, Holm correction over {len(tested)} comparisons at α = {ALPHA}"
+                  if len(tested) > 1 else f"McNemar's exact test at α = {ALPHA}, one comparison (no correction)")
+    base_acc = _pct(tested[0]["vs_baseline"]["accuracy_baseline"])
+
+    def line(a: dict[str, Any]) -> str:
+        v = a["vs_baseline"]
+        return f"'{a['name']}' {_pct(v['accuracy_other'])}: {describe(v)}"
+
+    if better:
+        win = max(better, key=lambda a: a["vs_baseline"]["delta"])
+        out["winner"] = win["name"]
+        text = (f"'{win['name']}' beats the baseline '{baseline}' ({base_acc}): {line(win)}"
+                f"{_noise(win, base)}.")
+        rest = [a for a in better if a is not win]
+        if rest:
+            text += " Also better than the baseline (not tested against each other): " + "; ".join(
+                line(a) for a in rest) + "."
+    elif len(worse) == len(tested):
+        out["winner"] = baseline
+        text = (f"The baseline '{baseline}' ({base_acc}) beats every other arm: "
+                + "; ".join(line(a) for a in worse) + ".")
+    else:
+        text = (f"No arm differs detectably from the baseline '{baseline}' ({base_acc}): "
+                + "; ".join(line(a) for a in tested if a not in worse) + ".")
+        if worse:
+            text += " Significantly worse than the baseline: " + "; ".join(line(a) for a in worse) + "."
+    if better and worse:
+        text += " Significantly worse than the baseline: " + "; ".join(line(a) for a in worse) + "."
+    return {**out, "text": f"{text} ({correction}.)"}
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def _noise(arm: dict[str, Any], base: dict[str, Any] | None) -> str:
+    if base is None or arm.get("true_label_noise") is None or base.get("true_label_noise") is None:
+        return ""
+    return (f"; its training labels were {_pct(arm['true_label_noise'])} wrong vs "
+            f"{_pct(base['true_label_noise'])} in the baseline")
 
 
 def write_comparison(comparison: dict[str, Any], layout) -> Path | None:

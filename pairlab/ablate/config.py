@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from ..config import ConfigError, from_dict, load_config
+from ..config import ConfigError, check_ranges, from_dict, load_config
 
 _ARM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 BUDGET_UNITS = ("steps", "epochs")
@@ -30,10 +30,12 @@ class PoolSettings:
     eval_map: list[str] = field(default_factory=list, metadata={"help": "field mappings for `eval_from`"})
     simulate: Optional[dict[str, Any]] = field(default=None, metadata={
         "help": "SimulateConfig fields: synthetic pool + clean held-out split with known truth"})
-    flip_rate: float = field(default=0.0, metadata={
+    flip_rate: float = field(default=0.0, metadata={"min": 0, "max": 1,
         "help": "inject this share of label flips into the pool (known truth for real data)"})
     flip_by: str = field(default="gap", metadata={"help": "gap (small gaps flip more) or uniform"})
-    max_eval_pairs: Optional[int] = field(default=None, metadata={
+    noise: str = field(default="uniform", metadata={
+        "help": "which labels flip_rate flips: uniform | length | source | marker (pairlab.simulate.NOISE_TYPES)"})
+    max_eval_pairs: Optional[int] = field(default=None, metadata={"min": 1,
         "help": "evaluate on a seeded sample of at most this many eval pairs"})
 
 
@@ -41,7 +43,7 @@ class PoolSettings:
 class Budget:
     unit: str = field(default="steps", metadata={
         "help": "steps: every arm gets the same optimizer steps (fair); epochs: same passes over its data"})
-    value: float = field(default=30, metadata={"help": "the number of steps or epochs"})
+    value: float = field(default=30, metadata={"help": "the number of steps or epochs", "gt": 0})
 
 
 @dataclass
@@ -58,7 +60,7 @@ class AblationConfig:
     pool: PoolSettings = field(default_factory=PoolSettings, metadata={"help": "the shared pool and eval split"})
     arms: list[Arm] = field(default_factory=list, metadata={"help": "the arms: name + filters (+ train overrides)"})
     baseline: Optional[str] = field(default=None, metadata={"help": "arm the others are compared to (default: first)"})
-    seeds: list[int] = field(default_factory=lambda: [0], metadata={
+    seeds: list[int] = field(default_factory=lambda: [0], metadata={"min": 0,
         "help": "training seeds; with several, the table shows mean ± sd"})
     budget: Budget = field(default_factory=Budget, metadata={"help": "common training budget"})
     curate: dict[str, Any] = field(default_factory=dict, metadata={"help": "CurateConfig fields"})
@@ -96,10 +98,13 @@ class AblationConfig:
         if self.budget.unit not in BUDGET_UNITS:
             raise ConfigError(f"unknown unit '{self.budget.unit}'", field="budget.unit",
                               hint=f"one of {BUDGET_UNITS}")
-        if self.budget.value <= 0:
-            raise ConfigError("must be > 0", field="budget.value")
+        check_ranges(self)  # numeric fields: the ranges in their metadata
         if not self.seeds:
             raise ConfigError("at least one seed", field="seeds")
+        if self.pool.simulate is not None:
+            from ..simulate.config import SimulateConfig
+
+            from_dict(SimulateConfig, self.pool.simulate, prefix="pool.simulate.").validate()
         from_dict(CurateConfig, self.curate, prefix="curate.").validate()
         from_dict(EvalConfig, self.eval, prefix="eval.").validate()
         for arm in self.arms:
@@ -138,8 +143,17 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def train_settings(cfg: AblationConfig, arm: Arm, seed: int) -> dict[str, Any]:
-    """The TrainConfig mapping of one arm and seed: common < arm overrides < budget, seed."""
-    settings = _merge(_nested(cfg.train), _nested(arm.train))
+    """The TrainConfig mapping of one arm and seed: common < arm overrides < budget, seed.
+
+    Either may use TRL / alignment-handbook flat keys (``lora_r``, ``beta``, ...): they are
+    mapped to pairlab's fields with one notice per key (see :mod:`pairlab.train.recipes`).
+    """
+    from ..train.recipes import emit_notices, map_recipe
+
+    common, said = map_recipe(_nested(cfg.train), prefix="train.")
+    own, said_arm = map_recipe(_nested(arm.train), prefix=f"arms.{arm.name}.train.")
+    emit_notices(said + said_arm)
+    settings = _merge(common, own)
     dpo = dict(settings.get("dpo", {}))
     if cfg.budget.unit == "steps":
         dpo["max_steps"] = int(cfg.budget.value)

@@ -36,6 +36,7 @@ import yaml
 
 from .. import artifacts
 from ..config import from_dict
+from ..dirs import AblationDir, CurateDir, EvalDir, RunDir
 from .config import AblationConfig, Arm, train_config, train_settings
 
 log = logging.getLogger("pairlab.ablate")
@@ -49,21 +50,21 @@ class Layout:
 
     @property
     def pool(self) -> Path:
-        return self.root / "pool" / "pool.parquet"
+        return self.root / AblationDir.POOL_PAIRS
 
     @property
     def eval(self) -> Path:
-        return self.root / "pool" / "eval.parquet"
+        return self.root / AblationDir.EVAL_PAIRS
 
     @property
     def base_eval(self) -> Path:
-        return self.root / "base" / "eval"
+        return self.root / AblationDir.BASE / "eval"
 
     def curate(self, arm: str) -> Path:
-        return self.root / "arms" / arm / "curate"
+        return self.root / AblationDir.ARMS / arm / "curate"
 
     def seed_dir(self, arm: str, seed: int) -> Path:
-        return self.root / "arms" / arm / f"seed{seed}"
+        return self.root / AblationDir.ARMS / arm / f"seed{seed}"
 
     def run(self, arm: str, seed: int) -> Path:
         return self.seed_dir(arm, seed) / "run"
@@ -109,7 +110,7 @@ def build_pool(cfg: AblationConfig, layout: Layout) -> tuple[pd.DataFrame, pd.Da
     if pool_cfg.flip_rate > 0:
         from ..simulate import inject_noise
 
-        pool = inject_noise(pool, pool_cfg.flip_rate, pool_cfg.flip_by, seed=cfg.seeds[0])
+        pool = inject_noise(pool, pool_cfg.flip_rate, pool_cfg.flip_by, seed=cfg.seeds[0], noise=pool_cfg.noise)
     if eval_pairs is None:
         # Split once here, by prompt hash, so every arm sees the same eval pairs.
         from ..curate import CurateConfig, curate
@@ -132,21 +133,24 @@ def curate_arm(cfg: AblationConfig, arm: Arm, pool: pd.DataFrame, eval_pairs: pd
     from ..curate import CurateConfig, curate
 
     out = layout.curate(arm.name)
-    if (out / artifacts.MANIFEST).exists():
+    if CurateDir.is_complete(out):
         return out
-    curate_cfg = from_dict(CurateConfig, cfg.curate)
+    curate_cfg = from_dict(CurateConfig, cfg.curate)  # an interrupted one is cleaned and redone
     curate(pool, arm.filters, curate_cfg, out_dir=out, eval_pairs=eval_pairs, tokenizer=tokenizer,
            inputs={"ablation": str(layout.root), "arm": arm.name})
     return out
 
 
 def run_state(run_dir: Path) -> str:
-    """'done' (manifest written), 'partial' (a checkpoint to resume), or 'new'."""
+    """'done' (complete and verified), 'partial' (a checkpoint to resume), or 'new'.
+
+    A run whose manifest no longer matches its files is refused (RunDir.verify's error)."""
     from ..train.resume import latest_checkpoint
 
     if (run_dir / artifacts.MANIFEST).exists():
+        RunDir.verify(run_dir)
         return "done"
-    if latest_checkpoint(run_dir / "checkpoints") is not None:
+    if latest_checkpoint(run_dir / RunDir.CHECKPOINTS) is not None:
         return "partial"
     return "new"
 
@@ -184,7 +188,7 @@ def train_arm(cfg: AblationConfig, arm: Arm, seed: int, layout: Layout, progress
     with run_log(layout.log(arm.name, seed)):
         log.info("arm %s seed %d: training (%s)", arm.name, seed, state)
         kwargs = {"callbacks": [progress], "console_progress": False} if progress is not None else {}
-        result = train(layout.curate(arm.name) / "pairs.parquet", tcfg, run_dir,
+        result = train(layout.curate(arm.name) / CurateDir.PAIRS, tcfg, run_dir,
                        resume=state == "partial", **kwargs)
     return {"state": "resumed" if state == "partial" else "trained", "steps": result.global_step,
             "wall_time_s": result.wall_time_s}
@@ -216,8 +220,8 @@ def evaluate_dir(cfg: AblationConfig, eval_pairs: pd.DataFrame, out: Path, *, ev
     from ..evaluate.config import EvalConfig
     from ..evaluate.runner import evaluate
 
-    if (out / artifacts.MANIFEST).exists() and (out / "metrics.json").exists():
-        return "skipped (finished)"
+    if EvalDir.is_complete(out):
+        return "skipped (finished)"  # else absent, or interrupted: evaluate cleans and redoes it
     ecfg = from_dict(EvalConfig, eval_settings(cfg, bare=model is not None)).validate()
     ctx = run_log(log_path) if log_path else contextlib.nullcontext()
     with ctx:
@@ -257,13 +261,17 @@ def plan_commands(cfg: AblationConfig, layout: Layout, config_path: str | None) 
     return cmds
 
 
-def prepare(cfg: AblationConfig, out_dir: str | Path) -> tuple[Layout, pd.DataFrame, pd.DataFrame]:
-    """Pool, eval split, every arm's curated subset and the plan files (cheap, no training)."""
+def prepare(cfg: AblationConfig, out_dir: str | Path, *, overwrite: bool = False
+            ) -> tuple[Layout, pd.DataFrame, pd.DataFrame]:
+    """Pool, eval split, every arm's curated subset and the plan files (cheap, no training).
+
+    Re-using DIR resumes it; ``overwrite`` deletes what an earlier ablation wrote there first.
+    """
     from ..models import load_tokenizer
 
     layout = Layout(Path(out_dir))
-    layout.root.mkdir(parents=True, exist_ok=True)
-    artifacts.write_text(layout.root / "ablation.yaml", yaml.safe_dump(asdict(cfg), sort_keys=False))
+    start_dir(layout.root, cfg, overwrite=overwrite)
+    artifacts.write_text(layout.root / AblationDir.CONFIG, yaml.safe_dump(asdict(cfg), sort_keys=False))
     pool, eval_pairs = build_pool(cfg, layout)
     tokenizer_spec = cfg.curate.get("tokenizer", train_config(cfg, cfg.arms[0], cfg.seeds[0]).model)
     cfg.curate.setdefault("tokenizer", tokenizer_spec)
@@ -274,8 +282,20 @@ def prepare(cfg: AblationConfig, out_dir: str | Path) -> tuple[Layout, pd.DataFr
     return layout, pool, eval_pairs
 
 
+def start_dir(root: Path, cfg: AblationConfig, *, overwrite: bool = False) -> None:
+    """Make DIR ready: refuse another stage's directory or an input inside it; with
+    ``overwrite`` remove the earlier ablation, else only its manifest (the rerun resumes)."""
+    inputs = [cfg.pool.input, cfg.pool.eval_from] if cfg.pool.simulate is None else []
+    state = AblationDir.prepare(root, inputs=inputs, overwrite=overwrite, resume=True)
+    if overwrite and state != "new":
+        AblationDir.clean(root, scratch=True)
+    elif (root / artifacts.MANIFEST).exists():
+        (root / artifacts.MANIFEST).unlink()  # incomplete again until this rerun ends
+    root.mkdir(parents=True, exist_ok=True)
+
+
 def ablate(cfg: AblationConfig, out_dir: str | Path, *, report_only: bool = False,
-           progress: bool = True) -> dict[str, Any]:
+           progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
     """Run (or resume) the whole ablation and write comparison.json + report.html."""
     from .compare import compare_arms, write_comparison
     from .progress import OverallProgress
@@ -291,7 +311,7 @@ def ablate(cfg: AblationConfig, out_dir: str | Path, *, report_only: bool = Fals
         transformers.utils.logging.disable_progress_bar()
         disable_progress_bar()
         warnings.filterwarnings("ignore", category=FutureWarning)  # library deprecation notices
-    layout, pool, eval_pairs = prepare(cfg, out_dir)
+    layout, pool, eval_pairs = prepare(cfg, out_dir, overwrite=overwrite)
     events: list[dict[str, Any]] = []
     if not report_only:
         budget_steps = _expected_steps(cfg, layout)
@@ -317,11 +337,10 @@ def ablate(cfg: AblationConfig, out_dir: str | Path, *, report_only: bool = Fals
     comparison = compare_arms(cfg, layout, pool)
     comparison["events"] = events
     report = write_comparison(comparison, layout)
-    artifacts.write_manifest(layout.root, stage="ablate", config=asdict(cfg), seed=cfg.seeds[0],
-                             started=started,
-                             inputs={"pool": {"rows": len(pool), "sha256": artifacts.file_sha256(layout.pool)},
-                                     "eval": {"rows": len(eval_pairs), "sha256": artifacts.file_sha256(layout.eval)}},
-                             outputs={"comparison": "comparison.json", "report": report.name if report else None})
+    AblationDir.finish(layout.root, config=asdict(cfg), seed=cfg.seeds[0], started=started,  # last
+                       inputs={"pool": {"rows": len(pool), "sha256": artifacts.file_sha256(layout.pool)},
+                               "eval": {"rows": len(eval_pairs), "sha256": artifacts.file_sha256(layout.eval)}},
+                       report=report.name if report else None)
     comparison["report"] = None if report is None else str(report)
     return comparison
 
@@ -333,9 +352,17 @@ def _expected_steps(cfg: AblationConfig, layout: Layout) -> int | None:
     return int(cfg.budget.value) * len(cfg.arms) * len(cfg.seeds)
 
 
-def print_plan(cfg: AblationConfig, out_dir: str | Path, config_path: str | None, stream=sys.stdout) -> list[str]:
+def print_plan(cfg: AblationConfig, out_dir: str | Path, config_path: str | None, stream=sys.stdout,
+               target_diff: float = 0.05) -> list[str]:
+    """The power plan as '# ' comment lines (a shell skips them), then one command per line."""
+    from .plan import plan_lines
+
     cfg.validate()
-    layout, _, _ = prepare(cfg, out_dir)
+    layout, _, eval_pairs = prepare(cfg, out_dir)
+    kept = [len(pd.read_parquet(layout.curate(a.name) / "pairs.parquet", columns=["pair_id"])) for a in cfg.arms]
+    for line in plan_lines(cfg, target_diff=target_diff, eval_pairs=len(eval_pairs), root=layout.root,
+                           kept=kept, prefix="# "):
+        print(line, file=stream)
     cmds = plan_commands(cfg, layout, config_path)
     for c in cmds:
         print(c, file=stream)

@@ -9,12 +9,16 @@ Heavy imports happen when a function runs.
 """
 from __future__ import annotations
 
-from .attribution import GRADIENT_SCORES, checkpoint_terms, tracin, tracin_terms
+from .attribution import GRADIENT_SCORES, INFLUENCE_SCORES, checkpoint_terms, tracin, tracin_terms
 from .baselines import BASELINES, baseline_scores, rank_average
 from .cartography import cartography
+from .influence import datainf, fisher_influence
+from .registry import ATTRIBUTION_SCORES, AttributionScore
 
-__all__ = ["AuditConfig", "BASELINES", "GRADIENT_SCORES", "ValidateConfig", "audit", "baseline_scores",
-           "cartography", "checkpoint_terms", "rank_average", "run_validation", "tracin", "tracin_terms"]
+__all__ = ["ATTRIBUTION_SCORES", "AttributionScore", "AuditConfig", "BASELINES", "GRADIENT_SCORES",
+           "INFLUENCE_SCORES", "ValidateConfig", "audit", "baseline_scores", "cartography", "checkpoint_terms",
+           "datainf", "fisher_influence", "rank_average", "run_validation", "run_suite", "tracin",
+           "tracin_terms"]
 
 
 def __getattr__(name):
@@ -26,4 +30,8 @@ def __getattr__(name):
         from .validate import ValidateConfig, run_validation
 
         return {"run_validation": run_validation, "ValidateConfig": ValidateConfig}[name]
+    if name in ("run_suite", "SuiteConfig"):
+        from . import suite
+
+        return getattr(suite, name)
     raise AttributeError(name)

@@ -92,7 +92,14 @@ GRADIENT_SCORES: dict[str, str] = {
                      "and a large gradient no longer outweighs its direction",
     "self_influence": "minus TracIn self-influence: -(sum over checkpoints of lr x |pair's gradient|^2); "
                       "pairs the model keeps fighting (often mislabeled) have large gradients",
+    "datainf": "DataInf influence on the clean validation set's DPO loss: <H^-1 g_val, g_i> with DataInf's "
+               "closed-form inverse per LoRA factor (arXiv 2310.00902), summed over checkpoints with lr weights",
+    "influence_fisher": "influence on the clean validation set's DPO loss with the damped empirical Fisher "
+                        "(Gauss-Newton) of the projected gradients inverted exactly (Woodbury), summed over "
+                        "checkpoints with lr weights",
 }
+#: The curvature-aware members of :data:`GRADIENT_SCORES` (the rest are TracIn's family).
+INFLUENCE_SCORES = ("datainf", "influence_fisher")
 
 
 def tracin_terms(train_grads: np.ndarray, eval_grads: np.ndarray) -> np.ndarray:
@@ -101,8 +108,12 @@ def tracin_terms(train_grads: np.ndarray, eval_grads: np.ndarray) -> np.ndarray:
     return np.asarray(train_grads, dtype=np.float64) @ g_eval
 
 
-def checkpoint_terms(train_grads: np.ndarray, eval_grads: np.ndarray) -> dict[str, np.ndarray]:
+def checkpoint_terms(train_grads: np.ndarray, eval_grads: np.ndarray,
+                     blocks: list[int] | None = None) -> dict[str, np.ndarray]:
     """Every :data:`GRADIENT_SCORES` term of one checkpoint (before the learning-rate weights).
+
+    ``blocks``: the column count of each LoRA factor in the gradients (DataInf inverts per
+    factor; ``None``: one block).
 
     ``tracin_cosine`` = mean_j cos(g_i, e_j) = <g_i / |g_i|, mean_j e_j / |e_j|> (zero gradients,
     e.g. a pair whose two completions are identical after truncation, have no direction: 0).
@@ -116,7 +127,10 @@ def checkpoint_terms(train_grads: np.ndarray, eval_grads: np.ndarray) -> dict[st
     mean_dir = e_dirs.sum(axis=0) / max(len(e), 1)
     with np.errstate(invalid="ignore", divide="ignore"):
         cosine = np.where(norms > 0, (g @ mean_dir) / norms, 0.0)
-    return {"tracin": dots, "tracin_cosine": cosine, "self_influence": -(norms ** 2)}
+    from .influence import datainf, fisher_influence
+
+    return {"tracin": dots, "tracin_cosine": cosine, "self_influence": -(norms ** 2),
+            "datainf": datainf(g, e, blocks), "influence_fisher": fisher_influence(g, e)}
 
 
 def tracin(terms: list[np.ndarray], weights: list[float]) -> np.ndarray:

@@ -11,7 +11,14 @@ more helpful / more trustworthy; the most negative are flagged as harmful. Pure.
 * ``loss_difference``: reference-free DPO loss under the base minus under the policy,
   -log sigmoid(beta * base_margin) + log sigmoid(beta * policy_margin): how much training
   moved the model towards this label (negative: away from it, as a mislabeled pair is);
-* ``confidence``: cartography confidence (mean sigmoid of the margin while training).
+* ``confidence``: cartography confidence (mean sigmoid of the margin while training);
+* ``lossdiff`` and ``lossdiff_irm`` (Zhang et al., arXiv 2510.13212): with an auxiliary policy
+  ``theta_val`` trained on the clean validation set, LossDiff = DPO loss under the audited
+  policy minus DPO loss under ``theta_val`` (large: moving towards the validation set's model
+  fits this label better); IRM = the audited policy's implicit reward margin. The paper keeps
+  pairs in the middle interval of both; its low interval is the noise, so as a flagging score
+  ``lossdiff_irm`` is the mean percentile rank of the two (low = both low). NaN unless the
+  audit is given a validation run (``AuditConfig.validation_run``).
 """
 from __future__ import annotations
 
@@ -28,33 +35,57 @@ BASELINES: dict[str, str] = {
     "base_margin": "base model's reference-free margin, log ref(chosen) - log ref(rejected)",
     "loss_difference": "reference-free DPO loss under the base minus under the trained policy",
     "confidence": "cartography confidence: mean sigmoid(margin) over training passes",
+    "lossdiff": "LossDiff (arXiv 2510.13212): DPO loss under the audited policy minus under an auxiliary policy "
+                "trained on the clean validation set",
+    "lossdiff_irm": "LossDiff-IRM (arXiv 2510.13212): mean percentile rank of LossDiff and the implicit reward "
+                    "margin (IRM); low = both low, the paper's noise interval",
 }
+#: Baselines defined only when the audit has a policy trained on the validation set.
+NEEDS_VALIDATION_RUN = ("lossdiff", "lossdiff_irm")
 
 
 def _logsigmoid(x: np.ndarray) -> np.ndarray:
     return -np.logaddexp(0.0, -x)
 
 
+def dpo_loss(policy: pd.DataFrame, reference: pd.DataFrame, beta: float) -> np.ndarray:
+    """Per-pair sigmoid DPO loss -log sigmoid(beta * ((pc - rc) - (pr - rr)))."""
+    margin = beta * ((policy["chosen_logps"].to_numpy(float) - reference["chosen_logps"].to_numpy(float))
+                     - (policy["rejected_logps"].to_numpy(float) - reference["rejected_logps"].to_numpy(float)))
+    return -_logsigmoid(margin)
+
+
 def baseline_scores(pairs: pd.DataFrame, policy: pd.DataFrame, reference: pd.DataFrame,
-                    carto: pd.DataFrame, *, beta: float) -> pd.DataFrame:
+                    carto: pd.DataFrame, *, beta: float,
+                    validation_policy: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per pair of ``pairs`` (same order) with every :data:`BASELINES` column.
 
     ``policy`` / ``reference``: :func:`pairlab.logprobs.sequence_logps` frames for the same
-    pairs (``chosen_logps``, ``rejected_logps``); ``carto``: :func:`cartography` output.
+    pairs (``chosen_logps``, ``rejected_logps``); ``carto``: :func:`cartography` output;
+    ``validation_policy``: the same under a policy trained on the clean validation set
+    (LossDiff), else the LossDiff columns are NaN.
     """
     pc, pr = policy["chosen_logps"].to_numpy(float), policy["rejected_logps"].to_numpy(float)
     rc, rr = reference["chosen_logps"].to_numpy(float), reference["rejected_logps"].to_numpy(float)
     policy_margin = pc - pr
     base_margin = rc - rr
     conf = carto.set_index("pair_id")["confidence"] if len(carto) else pd.Series(dtype=float)
+    implicit = beta * ((pc - rc) - (pr - rr))
+    if validation_policy is not None:
+        lossdiff = dpo_loss(policy, reference, beta) - dpo_loss(validation_policy, reference, beta)
+        ranks = pd.DataFrame({"a": lossdiff, "b": implicit}).rank(pct=True).mean(axis=1).to_numpy()
+    else:
+        lossdiff = ranks = np.full(len(pairs), np.nan)
     return pd.DataFrame({
         "pair_id": pairs["pair_id"].astype(str).to_numpy(),
         "rating_gap": rating_gap(pairs).to_numpy(float),
-        "implicit_margin": beta * ((pc - rc) - (pr - rr)),
+        "implicit_margin": implicit,
         "policy_margin": policy_margin,
         "base_margin": base_margin,
         "loss_difference": -_logsigmoid(beta * base_margin) + _logsigmoid(beta * policy_margin),
         "confidence": pairs["pair_id"].astype(str).map(conf).to_numpy(float),
+        "lossdiff": lossdiff,
+        "lossdiff_irm": ranks,
     })
 
 

@@ -13,6 +13,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the run's training pairs (default: the pairs.parquet its manifest names)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
     parser.add_argument("--config", metavar="YAML", default=None, help="AuditConfig / ValidateConfig YAML")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a finished audit in --out (else refused; the gradient cache is reused)")
     parser.add_argument("--validate", action="store_true",
                         help="simulate -> curate -> train -> audit -> counterfactual retraining; "
                              "writes validation.json")
@@ -47,11 +49,16 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(AuditConfig, args.config, args.overrides)
     train_pairs = None
     if args.pairs:
+        from ..dirs import check_input_file
         from ..io import read_pairs
 
+        check_input_file(args.pairs)
         train_pairs = read_pairs(args.pairs)
+    from ..dirs import AuditDir
+
+    AuditDir.prepare(args.out, inputs=[args.run, args.eval, args.pairs], overwrite=args.overwrite)
     result = audit(args.run, read_input(args, "eval"), args.out, config=config, train_pairs=train_pairs,
-                   eval_spec=args.eval)
+                   eval_spec=args.eval, overwrite=args.overwrite)
     harmful = result.scores.nsmallest(5, config.harmful_score)
     print(f"audited {len(result.scores)} pairs over {len(result.checkpoints)} checkpoint(s); "
           f"{result.throughput['pairs_per_s_per_checkpoint']} pairs/s per checkpoint")

@@ -28,29 +28,31 @@ import numpy as np
 import pandas as pd
 
 from .. import artifacts
-from ..config import ConfigError, to_dict
+from ..config import ConfigError, check_ranges, to_dict
+from ..dirs import AuditDir, RunDir, check_input_file
 from ..schema import PairDataError, validate_pairs
 from .attribution import GRADIENT_SCORES, checkpoint_terms, run_checkpoints, tracin
-from .baselines import BASELINES, baseline_scores, rank_average
+from .baselines import baseline_scores, rank_average
 from .cartography import cartography
+from .registry import ATTRIBUTION_SCORES
 
-ATTRIBUTION = "attribution.parquet"
-CARTOGRAPHY = "cartography.parquet"
-CHECKPOINTS = "checkpoints.json"
-REPORT = "audit.html"
+ATTRIBUTION = AuditDir.ATTRIBUTION
+CARTOGRAPHY = AuditDir.CARTOGRAPHY
+CHECKPOINTS = AuditDir.CHECKPOINTS
+REPORT = AuditDir.REPORT
 #: Every score in attribution.parquet, oriented: higher = more helpful / trustworthy.
-SCORES = [*GRADIENT_SCORES, *BASELINES, "rank_average"]
-GRADIENTS = "gradients"
+SCORES = list(ATTRIBUTION_SCORES)
+GRADIENTS = AuditDir.GRADIENTS
 
 
 @dataclass
 class AuditConfig:
-    proj_dim: int = field(default=16, metadata={
+    proj_dim: int = field(default=16, metadata={"min": 1, 
         "help": "random projection size per side of each LoRA factor (k_out x k_in per factor; "
                 "sides of size <= proj_dim, e.g. the rank, are kept exactly)"})
-    seed: int = field(default=0, metadata={"help": "seed of the random projections"})
-    batch_size: int = field(default=8, metadata={"help": "pairs per batched forward + backward"})
-    max_checkpoints: Optional[int] = field(default=None, metadata={
+    seed: int = field(default=0, metadata={"min": 0, "help": "seed of the random projections"})
+    batch_size: int = field(default=8, metadata={"min": 1, "help": "pairs per batched forward + backward"})
+    max_checkpoints: Optional[int] = field(default=None, metadata={"min": 1, 
         "help": "use at most this many checkpoints, evenly spaced, always the last (null: all)"})
     combine: list[str] = field(default_factory=lambda: ["tracin_cosine", "confidence"], metadata={
         "help": "scores whose percentile ranks are averaged into rank_average (unsupervised): the "
@@ -58,16 +60,15 @@ class AuditConfig:
     harmful_score: str = field(default="tracin_cosine", metadata={
         "help": "score whose most negative values are the report's harmful pairs (the one that "
                 "validated best; see README)"})
-    top_k: int = field(default=15, metadata={"help": "helpful and harmful pairs shown in the report"})
+    top_k: int = field(default=15, metadata={"min": 1, "help": "helpful and harmful pairs shown in the report"})
+    validation_run: Optional[str] = field(default=None, metadata={
+        "help": "a `pairlab train` run of the same model on the clean validation pairs (the --eval pairs): "
+                "enables the LossDiff / LossDiff-IRM baselines (null: they are NaN)"})
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
     report: bool = field(default=True, metadata={"help": "write audit.html"})
 
     def validate(self) -> "AuditConfig":
-        if self.proj_dim < 1 or self.batch_size < 1 or self.top_k < 1:
-            bad = next(n for n in ("proj_dim", "batch_size", "top_k") if getattr(self, n) < 1)
-            raise ConfigError(f"must be >= 1, got {getattr(self, bad)}", field=bad)
-        if self.max_checkpoints is not None and self.max_checkpoints < 1:
-            raise ConfigError("must be >= 1 or null", field="max_checkpoints")
+        check_ranges(self)  # numeric fields: the ranges in their metadata
         unknown = [s for s in [*self.combine, self.harmful_score] if s not in SCORES]
         if unknown:
             raise ConfigError(f"unknown score '{unknown[0]}'", field="combine",
@@ -92,6 +93,7 @@ def read_run_pairs(run_dir: Path, manifest: dict[str, Any]) -> tuple[pd.DataFram
     if not spec or not Path(spec).exists():
         raise PairDataError(f"the run's training pairs are not on disk ({spec!r})", file=str(run_dir),
                             field="inputs.pairs", hint="pass them with --pairs")
+    check_input_file(spec)  # inside a curate directory: complete and unchanged since training
     from ..io import read_pairs
 
     return read_pairs(spec, format="pairs" if spec.endswith(".parquet") else "auto"), spec
@@ -102,7 +104,9 @@ def curation_columns(pairs_spec: str | None, pair_ids: pd.Series) -> pd.DataFram
     pairs came from a `pairlab curate` directory (its scores.parquet); else empty."""
     if not pairs_spec:
         return pd.DataFrame(index=pair_ids.index)
-    scores = Path(pairs_spec).parent / "scores.parquet"
+    from ..dirs import CurateDir
+
+    scores = Path(pairs_spec).parent / CurateDir.SCORES
     if not scores.exists():
         return pd.DataFrame(index=pair_ids.index)
     table = pd.read_parquet(scores)
@@ -145,7 +149,8 @@ def load_adapter_weights(model, adapter_dir: Path) -> None:
 
 def audit(run_dir: str | os.PathLike, eval_pairs: pd.DataFrame, out_dir: str | os.PathLike, *,
           config: AuditConfig | None = None, train_pairs: pd.DataFrame | None = None,
-          eval_spec: str | None = None, extra: dict[str, Any] | None = None) -> AuditResult:
+          eval_spec: str | None = None, extra: dict[str, Any] | None = None,
+          overwrite: bool = False) -> AuditResult:
     """Score every training pair of a run: TracIn over its checkpoints, baselines, cartography.
 
     Parameters
@@ -156,6 +161,8 @@ def audit(run_dir: str | os.PathLike, eval_pairs: pd.DataFrame, out_dir: str | o
     config : :class:`AuditConfig`.
     train_pairs : the run's training pairs (default: the pairs.parquet its manifest names).
     extra : more results for the report (e.g. validation), written into the manifest too.
+    overwrite : replace a finished audit in ``out_dir`` (its gradient cache is kept: it is
+        keyed by adapter, pairs and projection, so only matching entries are reused).
     """
     started = time.time()
     config = (config or AuditConfig()).validate()
@@ -163,6 +170,7 @@ def audit(run_dir: str | os.PathLike, eval_pairs: pd.DataFrame, out_dir: str | o
     from ..evaluate.runner import read_run, reference_cache, reference_logps, resolve_setup
 
     run = Path(run_dir)
+    AuditDir.prepare(out_dir, inputs=[run, eval_spec], overwrite=overwrite)  # refuse before any work
     manifest = read_run(run)
     pairs_spec = None
     if train_pairs is None:
@@ -173,6 +181,9 @@ def audit(run_dir: str | os.PathLike, eval_pairs: pd.DataFrame, out_dir: str | o
     eval_pairs = eval_pairs.reset_index(drop=True)
     if eval_pairs.empty:
         raise PairDataError("no held-out pairs to attribute against", file=eval_spec)
+    if config.validation_run and not (Path(config.validation_run) / "adapter" / "adapter_model.safetensors").exists():
+        raise PairDataError("the validation run has no adapter", file=str(config.validation_run),
+                            field="validation_run", hint="train it with `pairlab train` on the --eval pairs")
     dpo = {**manifest["config"].get("dpo", {}), **manifest["config"].get("dpo_effective", {})}
     setup = resolve_setup(EvalConfig(device=config.device), run=run)
     from .gradients import SUPPORTED_LOSSES, LossSettings
@@ -191,12 +202,12 @@ def audit(run_dir: str | os.PathLike, eval_pairs: pd.DataFrame, out_dir: str | o
     timing: dict[str, float] = {}
 
     # 1. Cartography from the dynamics training recorded (no model needed).
-    dynamics_path = run / "dynamics.parquet"
+    dynamics_path = run / RunDir.DYNAMICS
     carto = cartography(pd.read_parquet(dynamics_path)) if dynamics_path.exists() else cartography(pd.DataFrame())
 
     # 2. Reference and final-policy log-probs: the cheap baselines.
     t0 = time.time()
-    model, tokenizer = load_trainable_policy(setup, run / "adapter")
+    model, tokenizer = load_trainable_policy(setup, run / RunDir.ADAPTER)
     timing["load_s"] = time.time() - t0
     t0 = time.time()
     cache = reference_cache(setup, tokenizer)
@@ -211,6 +222,7 @@ def audit(run_dir: str | os.PathLike, eval_pairs: pd.DataFrame, out_dir: str | o
     ref_train_arr = ref_train[["chosen_logps", "rejected_logps"]].to_numpy(np.float32)
     ref_eval_arr = ref_eval[["chosen_logps", "rejected_logps"]].to_numpy(np.float32)
     terms: dict[str, list[np.ndarray]] = {name: [] for name in GRADIENT_SCORES}
+    blocks = [p.k_out * p.k_in for p in projections]  # one block per LoRA factor (DataInf)
     records = []
     grad_s = 0.0
     policy_train = None  # the final policy's log-probs, from the last checkpoint's forward
@@ -241,7 +253,7 @@ def audit(run_dir: str | os.PathLike, eval_pairs: pd.DataFrame, out_dir: str | o
         if ckpt.step == final_step:
             policy_train = pd.DataFrame({"chosen_logps": logps[:, 0], "rejected_logps": logps[:, 1]})
         grad_s += elapsed
-        for name, term in checkpoint_terms(g_train, g_eval).items():
+        for name, term in checkpoint_terms(g_train, g_eval, blocks).items():
             terms[name].append(term)
         records.append({"step": ckpt.step, "path": str(ckpt.path), "lr_weight": ckpt.lr_weight,
                         "train_loss": float(np.nanmean(l_train)), "eval_loss": float(np.nanmean(l_eval)),
@@ -250,10 +262,18 @@ def audit(run_dir: str | os.PathLike, eval_pairs: pd.DataFrame, out_dir: str | o
     if policy_train is None:  # the last checkpoint is not the final adapter: one more pass
         from ..logprobs import sequence_logps
 
-        load_adapter_weights(model, run / "adapter")
+        load_adapter_weights(model, run / RunDir.ADAPTER)
         policy_train = sequence_logps(model, tokenizer, train_pairs, max_length=setup.max_length,
                                       truncation_mode=setup.truncation_mode, batch_size=config.batch_size)
-    scores = baseline_scores(train_pairs, policy_train, ref_train, carto, beta=setup.beta)
+    validation_policy = None
+    if config.validation_run:  # LossDiff: the same pairs under a policy trained on the validation set
+        from ..logprobs import sequence_logps
+
+        load_adapter_weights(model, Path(config.validation_run) / "adapter")
+        validation_policy = sequence_logps(model, tokenizer, train_pairs, max_length=setup.max_length,
+                                           truncation_mode=setup.truncation_mode, batch_size=config.batch_size)
+    scores = baseline_scores(train_pairs, policy_train, ref_train, carto, beta=setup.beta,
+                             validation_policy=validation_policy)
     weights = [c.lr_weight for c in checkpoints]
     for i, name in enumerate(GRADIENT_SCORES):
         scores.insert(1 + i, name, tracin(terms[name], weights))
@@ -264,7 +284,8 @@ def audit(run_dir: str | os.PathLike, eval_pairs: pd.DataFrame, out_dir: str | o
     carto_cols = carto.drop(columns=["confidence"]).set_index("pair_id")
     for col in ("variability", "correctness", "passes", "region"):
         scores[col] = scores["pair_id"].map(carto_cols[col]) if len(carto_cols) else np.nan
-    for col in ("source", "topic", "flipped", "true_preference_correct", "prompt_text", "chosen", "rejected"):
+    for col in ("source", "topic", "flipped", "true_preference_correct", "noise_type", "prompt_text", "chosen",
+                "rejected"):
         if col in train_pairs:
             scores[col] = train_pairs[col].to_numpy()
     for col, values in curation_columns(pairs_spec, train_pairs["pair_id"]).items():
@@ -275,18 +296,18 @@ def audit(run_dir: str | os.PathLike, eval_pairs: pd.DataFrame, out_dir: str | o
                   "projected_dim": int(sum(p.k_out * p.k_in for p in projections)),
                   "lora_params": int(sum(p.module.weight.numel() for p in projections))}
 
-    # 4. Outputs.
+    # 4. Outputs: old manifest and files first, then the tables, the manifest last.
+    AuditDir.start(out, inputs=[run, eval_spec], overwrite=overwrite)
     artifacts.write_parquet(out / ATTRIBUTION, scores)
     artifacts.write_parquet(out / CARTOGRAPHY, carto)
     artifacts.write_json(out / CHECKPOINTS, records)
     timing["total_s"] = time.time() - started
     timing = {k: round(v, 3) for k, v in timing.items()}
-    artifacts.write_manifest(
-        out, stage="audit", config=to_dict(config), seed=config.seed, started=started,
+    AuditDir.finish(
+        out, config=to_dict(config), seed=config.seed, started=started,
         inputs={"run": str(run), "train_pairs": pairs_spec or "in-memory table",
                 "n_train_pairs": len(train_pairs), "n_eval_pairs": len(eval_pairs),
                 "eval": eval_spec, "eval_pairs_sha256": artifacts.frame_sha256(eval_pairs, ["pair_id"])},
-        outputs={"attribution": ATTRIBUTION, "cartography": CARTOGRAPHY, "checkpoints": CHECKPOINTS},
         loss=vars(loss), checkpoints=records, throughput=throughput, timing=timing, **(extra or {}))
     report = write_report(out) if config.report else None
     return AuditResult(out_dir=out, scores=scores, checkpoints=records, throughput=throughput, report=report)

@@ -23,11 +23,12 @@ import numpy as np
 import pandas as pd
 
 from .. import artifacts
-from ..config import ConfigError, to_dict
+from ..config import ConfigError, check_ranges, to_dict
+from ..dirs import MANIFEST, EvalDir, ValidationDir
 from .baselines import BASELINES, _logsigmoid
 from .pipeline import SCORES, AuditConfig, audit
 
-VALIDATION = "validation.json"
+VALIDATION = ValidationDir.VALIDATION
 
 
 @dataclass
@@ -36,25 +37,25 @@ class ValidateConfig:
     the README). The demo-like size of the issue is ``n=400 max_steps=100 max_length=128``."""
 
     model: str = field(default="smollm2-135m-instruct", metadata={"help": "model spec to train and audit"})
-    n: int = field(default=64, metadata={"help": "training pairs to simulate (arithmetic, checkable answers)"})
-    n_eval: int = field(default=24, metadata={"help": "held-out clean pairs (eval split)"})
-    flip_rate: float = field(default=0.2, metadata={"help": "share of training labels flipped"})
-    seed: int = field(default=0, metadata={"help": "seed of simulation, training and projections"})
-    topics: dict[str, float] = field(default_factory=lambda: {"arithmetic": 1.0}, metadata={
+    n: int = field(default=64, metadata={"min": 1, "help": "training pairs to simulate (arithmetic, checkable answers)"})
+    n_eval: int = field(default=24, metadata={"min": 1, "help": "held-out clean pairs (eval split)"})
+    flip_rate: float = field(default=0.2, metadata={"min": 0, "lt": 1, "help": "share of training labels flipped"})
+    seed: int = field(default=0, metadata={"min": 0, "help": "seed of simulation, training and projections"})
+    topics: dict[str, float] = field(default_factory=lambda: {"arithmetic": 1.0}, metadata={"min": 0,
         "help": "simulator topic mix"})
-    max_length: int = field(default=80, metadata={"help": "DPO max_length (prompt + completion tokens)"})
-    max_steps: int = field(default=16, metadata={"help": "optimizer steps per training (every arm)"})
-    batch_size: int = field(default=4, metadata={"help": "pairs per optimizer step"})
-    learning_rate: float = field(default=5e-4, metadata={"help": "LoRA learning rate"})
-    beta: float = field(default=0.1, metadata={"help": "DPO beta"})
-    lora_r: int = field(default=8, metadata={"help": "LoRA rank"})
-    save_steps: int = field(default=8, metadata={"help": "checkpoint cadence (TracIn uses each)"})
-    proj_dim: int = field(default=16, metadata={"help": "projection size per factor side"})
-    max_checkpoints: Optional[int] = field(default=None, metadata={
+    max_length: int = field(default=80, metadata={"min": 1, "help": "DPO max_length (prompt + completion tokens)"})
+    max_steps: int = field(default=16, metadata={"min": 1, "help": "optimizer steps per training (every arm)"})
+    batch_size: int = field(default=4, metadata={"min": 1, "help": "pairs per optimizer step"})
+    learning_rate: float = field(default=5e-4, metadata={"gt": 0, "help": "LoRA learning rate"})
+    beta: float = field(default=0.1, metadata={"gt": 0, "help": "DPO beta"})
+    lora_r: int = field(default=8, metadata={"min": 1, "help": "LoRA rank"})
+    save_steps: int = field(default=8, metadata={"min": 1, "help": "checkpoint cadence (TracIn uses each)"})
+    proj_dim: int = field(default=16, metadata={"min": 1, "help": "projection size per factor side"})
+    max_checkpoints: Optional[int] = field(default=None, metadata={"min": 1, 
         "help": "checkpoints the audit uses, evenly spaced, always the last (null: all)"})
     combine: Optional[list[str]] = field(default=None, metadata={
         "help": "scores rank-averaged into rank_average (null: the audit's default)"})
-    k: Optional[int] = field(default=None, metadata={
+    k: Optional[int] = field(default=None, metadata={"min": 1, 
         "help": "pairs removed per counterfactual arm (null: the number of mislabeled pairs)"})
     counterfactual: bool = field(default=True, metadata={"help": "run the counterfactual retraining"})
     rankings: list[str] = field(default_factory=lambda: ["best_gradient", "best_baseline", "best"], metadata={
@@ -63,11 +64,7 @@ class ValidateConfig:
     ref_cache_dir: Optional[str] = field(default=None, metadata={"help": "reference cache root"})
 
     def validate(self) -> "ValidateConfig":
-        for name in ("n", "n_eval", "max_length", "max_steps", "batch_size", "save_steps", "proj_dim"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"must be >= 1, got {getattr(self, name)}", field=name)
-        if not 0.0 <= self.flip_rate < 1.0:
-            raise ConfigError(f"must be in [0, 1), got {self.flip_rate}", field="flip_rate")
+        check_ranges(self)  # numeric fields: the ranges in their metadata
         unknown = [r for r in self.rankings if r not in (*SCORES, *_SYMBOLIC)]
         if unknown:
             raise ConfigError(f"unknown ranking '{unknown[0]}'", field="rankings",
@@ -144,7 +141,7 @@ def compare_arms(correct: dict[str, np.ndarray], reference_arm: str, seed: int,
     with its CI and the paired loss difference (arm - reference; negative = lower loss): a finer
     measure than accuracy when every arm is near the ceiling.
     """
-    from ..evaluate.stats import bootstrap_ci, mcnemar_exact, paired_bootstrap
+    from ..stats import bootstrap_ci, paired_bootstrap, paired_comparison, with_holm
 
     out: dict[str, Any] = {}
     for arm, c in correct.items():
@@ -155,13 +152,16 @@ def compare_arms(correct: dict[str, np.ndarray], reference_arm: str, seed: int,
             entry["heldout_loss"] = float(loss.mean())
             entry["heldout_loss_ci95"] = list(bootstrap_ci(loss, seed=seed))
         if arm != reference_arm and reference_arm in correct:
-            entry[f"vs_{reference_arm}"] = {
-                **paired_bootstrap(correct[reference_arm].astype(float), c.astype(float), seed=seed),
-                "mcnemar": mcnemar_exact(c, correct[reference_arm])}
+            # delta = arm - reference_arm; Holm across the arms below.
+            entry[f"vs_{reference_arm}"] = paired_comparison(correct[reference_arm], c, seed=seed)
             if loss is not None and reference_arm in margins:
                 entry[f"vs_{reference_arm}"]["heldout_loss"] = paired_bootstrap(
                     heldout_loss(margins[reference_arm]), loss, seed=seed)
         out[arm] = entry
+    key = f"vs_{reference_arm}"
+    compared = [arm for arm in out if key in out[arm]]
+    for arm, corrected in zip(compared, with_holm([out[arm][key] for arm in compared])):
+        out[arm][key] = corrected
     return out
 
 
@@ -189,7 +189,7 @@ def counterfactual_goal(arms: dict[str, Any], gradient: str | None, baseline: st
            "beats_best_baseline_on_loss": beats("heldout_loss", baseline, lower_is_better=True)}
     mine, theirs = f"minus_{gradient}", f"minus_{baseline}"
     if margins and mine in margins and theirs in margins and mine != theirs:
-        from ..evaluate.stats import paired_bootstrap
+        from ..stats import paired_bootstrap
 
         out["vs_best_baseline_heldout_loss"] = paired_bootstrap(heldout_loss(margins[theirs]),
                                                                 heldout_loss(margins[mine]), seed=seed)
@@ -225,13 +225,10 @@ def train_config(cfg: ValidateConfig, **overrides: Any):
 def _train_and_eval(pairs: pd.DataFrame, eval_pairs: pd.DataFrame, out: Path, tcfg) -> pd.DataFrame:
     from ..train import train
 
-    if not (out / "eval" / "per_pair.parquet").exists():  # else finished in an earlier validation
-        if (out / "run").exists() and not (out / "run" / artifacts.MANIFEST).exists():
-            import shutil
-
-            shutil.rmtree(out / "run")  # a half-finished arm: start it again
+    if not EvalDir.is_complete(out / "eval"):  # else finished in an earlier validation
         artifacts.write_parquet(out / "pairs.parquet", pairs)
-        train(out / "pairs.parquet", tcfg, out / "run")
+        # resume: a finished run is kept, an interrupted one continues from its checkpoint
+        train(out / "pairs.parquet", tcfg, out / "run", resume=True)
     return _evaluate_run(out, eval_pairs)
 
 
@@ -240,6 +237,9 @@ def run_validation(cfg: ValidateConfig | None, out_dir: str | Path) -> dict[str,
     started = time.time()
     cfg = (cfg or ValidateConfig()).validate()
     out = Path(out_dir)
+    ValidationDir.prepare(out, resume=True)  # a rerun reuses what is finished; never another stage's dir
+    if (out / MANIFEST).exists():
+        (out / MANIFEST).unlink()  # incomplete again until this run ends
     result: dict[str, Any] = {"config": to_dict(cfg), "status": "running"}
     if (out / VALIDATION).exists():  # a rerun reuses finished phases: keep what the earlier runs cost
         previous = artifacts.read_json(out / VALIDATION)
@@ -257,7 +257,7 @@ def run_validation(cfg: ValidateConfig | None, out_dir: str | Path) -> dict[str,
     train_pairs, eval_pairs = simulate_data(cfg)
     curated = curate(train_pairs, ["drop_empty", "drop_identical"],
                      CurateConfig(seed=cfg.seed, max_length=cfg.max_length, eval_fraction=0.0, cache=False),
-                     out_dir=out / "curate")
+                     out_dir=out / "curate", overwrite=True)
     pairs_path = out / "curate" / "pairs.parquet"
     mislabeled = ~curated.train["true_preference_correct"].astype(bool).to_numpy()
     result["data"] = {"n_train": len(curated.train), "n_eval": len(eval_pairs),
@@ -270,8 +270,7 @@ def run_validation(cfg: ValidateConfig | None, out_dir: str | Path) -> dict[str,
 
     t0 = time.time()
     tcfg = train_config(cfg)
-    if not (out / "run" / artifacts.MANIFEST).exists():  # a rerun into the same OUT reuses it
-        train(pairs_path, tcfg, out / "run")
+    train(pairs_path, tcfg, out / "run", resume=True)  # a rerun into the same OUT reuses (or resumes) it
     result["timing"] = {"train_s": round(time.time() - t0, 1)}
     save()
 
@@ -280,7 +279,7 @@ def run_validation(cfg: ValidateConfig | None, out_dir: str | Path) -> dict[str,
     audit_cfg = AuditConfig(proj_dim=cfg.proj_dim, seed=cfg.seed, report=False, max_checkpoints=cfg.max_checkpoints)
     if cfg.combine:
         audit_cfg.combine = list(cfg.combine)
-    audited = audit(out / "run", eval_pairs, out / "audit", config=audit_cfg)
+    audited = audit(out / "run", eval_pairs, out / "audit", config=audit_cfg, overwrite=True)
     result["timing"]["audit_s"] = round(time.time() - t0, 1)
     result["throughput"] = audited.throughput
     scores = audited.scores.set_index("pair_id").loc[curated.train["pair_id"].astype(str)].reset_index()
@@ -327,8 +326,7 @@ def run_validation(cfg: ValidateConfig | None, out_dir: str | Path) -> dict[str,
         result["timing"]["counterfactual_s"] = round(time.time() - t0, 1)
     result["status"] = "done"
     save()
-    artifacts.write_manifest(out, stage="audit-validate", config=to_dict(cfg), seed=cfg.seed, started=started,
-                             outputs={"validation": VALIDATION, "audit": "audit", "run": "run"})
+    ValidationDir.finish(out, config=to_dict(cfg), seed=cfg.seed, started=started)
     from .pipeline import write_report
 
     write_report(out / "audit")
@@ -340,6 +338,7 @@ def _evaluate_run(out: Path, eval_pairs: pd.DataFrame) -> pd.DataFrame:
     from ..evaluate.config import EvalConfig
     from ..evaluate.runner import evaluate
 
-    if (out / "eval" / "per_pair.parquet").exists():
-        return pd.read_parquet(out / "eval" / "per_pair.parquet")
-    return evaluate(eval_pairs, out / "eval", run=out / "run", config=EvalConfig(generate=False)).per_pair
+    if EvalDir.is_complete(out / "eval"):
+        return pd.read_parquet(out / "eval" / EvalDir.PER_PAIR)
+    return evaluate(eval_pairs, out / "eval", run=out / "run", config=EvalConfig(generate=False),
+                    overwrite=True).per_pair

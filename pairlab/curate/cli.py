@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR",
                         help="output directory: pairs.parquet, eval.parquet, dropped.parquet, "
                              "scores.parquet, manifest.json, curation.html")
-    add_input_args(parser, flag="--eval-from", dest="eval_from", required=False)
+    add_input_args(parser, flag="--eval-from", dest="eval_from", required=False, primary=False)
     parser.add_argument("--tokenizer", default=None, help=helps["tokenizer"])
     parser.add_argument("--max-length", type=int, default=None, help=helps["max_length"])
     parser.add_argument("--eval-fraction", type=float, default=None, help=helps["eval_fraction"])
@@ -28,12 +28,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override any curate config field (repeatable), e.g. seed=1 or "
                              "near_dup_threshold=0.9 (--seed is the raw reader's pairing seed)")
     parser.add_argument("--no-cache", action="store_true", help="recompute the scores")
-    parser.add_argument("--no-report", action="store_true", help="skip curation.html")
+    parser.add_argument("--no-report", action="store_true",
+                        help="skip curation.html (an older one in --out is removed)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a finished curation in --out (else refused)")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..artifacts import file_sha256
     from ..config import load_config, parse_override
+    from ..dirs import CurateDir
     from .config import CurateConfig
     from .pipeline import curate, load_filter_file
 
@@ -51,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
     if args.no_report:
         overrides["report"] = False
     config = load_config(CurateConfig, None, overrides).validate()
+    CurateDir.prepare(args.out, overwrite=args.overwrite,
+                      inputs=[args.input, args.eval_from, config.contamination_file, args.filters])
 
     pairs = read_input(args)
     eval_pairs = read_input(args, dest="eval_from") if args.eval_from else None
@@ -59,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
         inputs["file_sha256"] = file_sha256(args.input)
     except (IsADirectoryError, FileNotFoundError, PermissionError):
         pass
-    result = curate(pairs, filters, config, out_dir=args.out, eval_pairs=eval_pairs, inputs=inputs)
+    result = curate(pairs, filters, config, out_dir=args.out, eval_pairs=eval_pairs, inputs=inputs,
+                    overwrite=args.overwrite)
 
     counts = result.manifest["counts"]
     print(f"curated {counts['input']} pairs -> train {counts['train']}, eval {counts['eval']}, "

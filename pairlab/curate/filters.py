@@ -20,6 +20,7 @@ the rows still kept at that point.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -110,12 +111,18 @@ def _flag(value: Any, key: str) -> bool:
     raise ConfigError(f"expected true (or no value), got {value!r}", field=key)
 
 
-def _number(value: Any, key: str, *, low: float | None = None, integer: bool = False) -> float:
+def _number(value: Any, key: str, *, low: float | None = None, integer: bool = False,
+            unbounded: bool = False) -> float:
+    """A number parameter. NaN is always refused (every comparison with it is False, so
+    a NaN threshold would silently drop every row); infinity only where ``unbounded``
+    (a range's open end)."""
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ok and not math.isfinite(value):
+        ok = unbounded and not math.isnan(value)
     if ok and integer:
         ok = float(value).is_integer()
     if not ok or (low is not None and value < low):
-        kind = "an integer" if integer else "a number"
+        kind = "an integer" if integer else "a number" if unbounded else "a finite number"
         bound = f" >= {low}" if low is not None else ""
         raise ConfigError(f"expected {kind}{bound}, got {value!r}", field=key)
     return int(value) if integer else float(value)
@@ -216,7 +223,7 @@ def _parse_range(value: Any, key: str) -> tuple[float, float]:
     if not isinstance(value, (list, tuple)) or len(value) != 2:
         raise ConfigError(f"expected [low, high], got {value!r}", field=key)
     lo = _number(value[0], f"{key}[0]", low=0)
-    hi = _number(value[1], f"{key}[1]", low=0)
+    hi = _number(value[1], f"{key}[1]", low=0, unbounded=True)
     if lo > hi:
         raise ConfigError(f"low {lo:g} is above high {hi:g}", field=key)
     return lo, hi
@@ -489,7 +496,8 @@ class RangeParams:
 def _parse_score_range(value: Any, key: str) -> RangeParams:
     data = _mapping(value, key, {"score": None, "min": float("-inf"), "max": float("inf")})
     score = _score_name(data["score"], f"{key}.score")
-    lo, hi = _number(data["min"], f"{key}.min"), _number(data["max"], f"{key}.max")
+    lo = _number(data["min"], f"{key}.min", unbounded=True)
+    hi = _number(data["max"], f"{key}.max", unbounded=True)
     if lo > hi:
         raise ConfigError(f"min {lo:g} is above max {hi:g}", field=key)
     return RangeParams(score, lo, hi)

@@ -30,6 +30,7 @@ import pandas as pd
 
 from .. import artifacts
 from ..config import ConfigError, read_yaml
+from ..dirs import CurateDir
 from ..schema import FLOAT_COLUMNS, PairDataError, validate_pairs
 from .config import CurateConfig
 from .filters import Filter, FilterContext, parse_filters
@@ -78,19 +79,36 @@ def _cache_key(content_hash: str, cfg: CurateConfig) -> str:
 
 def cached_scores(pairs: pd.DataFrame, cfg: CurateConfig, *, tokenizer=None,
                   content_hash: str | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Scores for a pool, from ``$PAIRLAB_CACHE/scores/<key>.parquet`` when present."""
+    """Scores for a pool, from ``$PAIRLAB_CACHE/scores/<key>.parquet`` when present.
+
+    The entry is written atomically under a lock (``<key>.parquet.lock``): processes
+    curating the same pool at once (the arms of a Ray or Slurm grid) score it once; the
+    others wait, then read it.
+    """
+    from filelock import FileLock
+
     content_hash = content_hash or pool_hash(pairs)
     key = _cache_key(content_hash, cfg)
     path = artifacts.cache_dir() / "scores" / f"{key}.parquet"
-    if cfg.cache and path.exists():
+    if not cfg.cache:
+        return compute_scores(pairs, cfg, tokenizer=tokenizer), {"key": key, "hit": False, "path": None}
+
+    def stored() -> pd.DataFrame | None:
+        if not path.exists():
+            return None
         scores = pd.read_parquet(path)
-        if len(scores) == len(pairs) and (scores["pair_id"].to_numpy() ==
-                                          pairs["pair_id"].astype(str).to_numpy()).all():
+        same = len(scores) == len(pairs) and (scores["pair_id"].to_numpy() ==
+                                              pairs["pair_id"].astype(str).to_numpy()).all()
+        return scores if same else None
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{path}.lock"):
+        scores = stored()
+        if scores is not None:
             return scores, {"key": key, "hit": True, "path": str(path)}
-    scores = compute_scores(pairs, cfg, tokenizer=tokenizer)
-    if cfg.cache:
+        scores = compute_scores(pairs, cfg, tokenizer=tokenizer)
         artifacts.write_parquet(path, scores)
-    return scores, {"key": key, "hit": False, "path": str(path) if cfg.cache else None}
+    return scores, {"key": key, "hit": False, "path": str(path)}
 
 
 # ---------------------------------------------------------------- the pipeline
@@ -137,7 +155,8 @@ def _check_requirements(filters: list[Filter], cfg: CurateConfig) -> None:
 
 def curate(pairs: pd.DataFrame, filters: Any = None, config: CurateConfig | None = None, *,
            out_dir: str | Path | None = None, eval_pairs: pd.DataFrame | None = None,
-           tokenizer=None, inputs: dict[str, Any] | None = None) -> CurateResult:
+           tokenizer=None, inputs: dict[str, Any] | None = None,
+           overwrite: bool = False) -> CurateResult:
     """Score, split and filter a pool of pairs; optionally write the audit trail.
 
     Parameters
@@ -151,6 +170,8 @@ def curate(pairs: pd.DataFrame, filters: Any = None, config: CurateConfig | None
         (``dropped_by = eval_overlap``) and it is written as ``eval.parquet``.
     tokenizer : an already-loaded tokenizer (else ``config.tokenizer`` is loaded).
     inputs : what to record about the input in the manifest (spec, file hash).
+    overwrite : replace a finished curation in ``out_dir`` (else it is refused; an
+        interrupted one is always redone). Checked before any work.
 
     Returns
     -------
@@ -160,6 +181,9 @@ def curate(pairs: pd.DataFrame, filters: Any = None, config: CurateConfig | None
     cfg = (config or CurateConfig()).validate()
     parsed = parse_filters(filters)
     _check_requirements(parsed, cfg)
+    if out_dir is not None:
+        CurateDir.prepare(out_dir, overwrite=overwrite,
+                          inputs=[(inputs or {}).get("spec"), cfg.contamination_file])
     pairs = _check_pairs(pairs)
     if eval_pairs is not None:
         eval_pairs = validate_pairs(eval_pairs).reset_index(drop=True)
@@ -219,7 +243,7 @@ def curate(pairs: pd.DataFrame, filters: Any = None, config: CurateConfig | None
     result = CurateResult(train, eval_out, dropped, scores, steps, manifest, None, timings)
     if out_dir is not None:
         t0 = time.time()
-        write_result(result, out_dir, started=started)
+        write_result(result, out_dir, started=started, overwrite=overwrite)
         timings["write_s"] = time.time() - t0
     timings["total_s"] = time.time() - started
     return result
@@ -271,36 +295,41 @@ def _apply_filters(pairs: pd.DataFrame, scores: pd.DataFrame, filters: list[Filt
 
 # ---------------------------------------------------------------- writing
 
-def write_result(result: CurateResult, out_dir: str | Path, *, started: float | None = None) -> Path:
-    """Write the audit trail of a :class:`CurateResult` into ``out_dir``."""
+def write_result(result: CurateResult, out_dir: str | Path, *, started: float | None = None,
+                 overwrite: bool = False) -> Path:
+    """Write the audit trail of a :class:`CurateResult` into ``out_dir``, manifest last.
+
+    The old manifest, tables and report go first (a finished directory only with
+    ``overwrite``), so a kill midway leaves no manifest and no stale curation.html.
+    """
     from ..io import write_pairs
 
     from concurrent.futures import ThreadPoolExecutor
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    outputs = {"pairs.parquet": len(result.train), "eval.parquet": len(result.eval),
-               "dropped.parquet": len(result.dropped), "scores.parquet": len(result.scores)}
+    CurateDir.start(out, overwrite=overwrite, inputs=[result.manifest["inputs"]["pool"].get("spec")])
+    rows = {CurateDir.PAIRS: len(result.train), CurateDir.EVAL: len(result.eval),
+            CurateDir.DROPPED: len(result.dropped), CurateDir.SCORES: len(result.scores)}
     result.out_dir = out
     # Parquet encoding releases the GIL: write the four tables in threads while this
     # thread draws the report (re-curating a cached 60k pool is mostly this writing).
     with ThreadPoolExecutor(max_workers=4) as pool:
-        writes = [pool.submit(write_pairs, result.train, out / "pairs.parquet"),
-                  pool.submit(write_pairs, result.eval, out / "eval.parquet"),
-                  pool.submit(write_pairs, result.dropped, out / "dropped.parquet"),
-                  pool.submit(artifacts.write_parquet, out / "scores.parquet", result.scores)]
-        if result.manifest["config"].get("report", True):
+        writes = [pool.submit(write_pairs, result.train, out / CurateDir.PAIRS),
+                  pool.submit(write_pairs, result.eval, out / CurateDir.EVAL),
+                  pool.submit(write_pairs, result.dropped, out / CurateDir.DROPPED),
+                  pool.submit(artifacts.write_parquet, out / CurateDir.SCORES, result.scores)]
+        report = result.manifest["config"].get("report", True)
+        if report:
             from ..reports.curation import write_curation_report
 
-            write_curation_report(result, out / "curation.html")
-            outputs["curation.html"] = None
+            write_curation_report(result, out / CurateDir.REPORT)
         for write in writes:
             write.result()
     manifest = {k: v for k, v in result.manifest.items() if k not in ("stage", "seed", "config")}
     inputs = manifest.pop("inputs")
-    artifacts.write_manifest(out, stage="curate", config=result.manifest["config"],
-                             inputs=inputs, outputs=outputs, seed=result.manifest["seed"],
-                             started=started, **manifest)
+    CurateDir.finish(out, config=result.manifest["config"], inputs=inputs, rows=rows,
+                     report=CurateDir.REPORT if report else None, seed=result.manifest["seed"],
+                     started=started, **manifest)
     return out
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..schema import ASPECTS, PairDataError
+from ..schema import ASPECTS, PairDataError, usable_scores
 from .config import CurateConfig
 from .text import Words, minhash_signatures, multiset_jaccard, near_duplicate_clusters, \
     ngram_overlap, normalize_column, sha16
@@ -92,9 +92,10 @@ NUMERIC_SCORES: tuple[str, ...] = (
 
 def rating_scores(pairs: pd.DataFrame) -> dict[str, Any]:
     """Rating gap, tie, mean aspect rating per side and per-aspect gaps."""
-    gap = pairs["score_chosen"].to_numpy(float) - pairs["score_rejected"].to_numpy(float)
-    chosen = pairs[[f"chosen_{a}" for a in ASPECTS]].to_numpy(float)
-    rejected = pairs[[f"rejected_{a}" for a in ASPECTS]].to_numpy(float)
+    # Infinite / absurd scores (flagged nonfinite_score when read) count as unknown here.
+    gap = usable_scores(pairs["score_chosen"]) - usable_scores(pairs["score_rejected"])
+    chosen = usable_scores(pairs[[f"chosen_{a}" for a in ASPECTS]])
+    rejected = usable_scores(pairs[[f"rejected_{a}" for a in ASPECTS]])
     with np.errstate(all="ignore"):
         chosen_mean = _nanmean_rows(chosen)
         rejected_mean = _nanmean_rows(rejected)

@@ -31,6 +31,8 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     for flag, (name, kind) in _FLAGS.items():
         parser.add_argument(flag, dest=name, type=kind, default=None, help=helps[name])
     parser.add_argument("--no-generate", action="store_true", help="skip generations.parquet")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a finished evaluation in EVAL_DIR (else refused)")
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -46,12 +48,17 @@ def _evaluate(args: argparse.Namespace) -> int:
         overrides.append("generate=false")
     config = load_eval_config(args.config, overrides)
     pairs = read_input(args, "eval")
-    result = evaluate(pairs, args.out, run=args.run, model=args.model, config=config, eval_spec=args.eval)
-    m, ref = result.metrics, result.reference
+    result = evaluate(pairs, args.out, run=args.run, model=args.model, config=config, eval_spec=args.eval,
+                      overwrite=args.overwrite)
+    m, ref, t = result.metrics, result.reference, result.metrics["truncation"]
     print(m["verdict"]["text"])
-    print(f"{m['n_pairs']} pairs: accuracy {m['accuracy']:.3f} ({m['ties']} ties), mean margin "
+    print(f"{m['n_pairs']} pairs scored: accuracy {m['accuracy']:.3f} ({m['ties']} ties), mean margin "
           f"{m['mean_margin']:.4f}, ref-free accuracy {m['ref_free_accuracy']:.3f}; reference: "
           f"{ref['cache_hits']} cached, {ref['computed']} computed; {m['timing']['total_s']:.1f} s")
+    print(f"truncation at max_length {t['max_length']} ({t['truncation_mode']}): {t['truncated']} of "
+          f"{t['pairs']} pairs truncated (prompt {t['by_kind']['prompt']}, completion "
+          f"{t['by_kind']['completion']}, both {t['by_kind']['both']}); {t['excluded']} excluded "
+          f"(no completion token left, listed in excluded.parquet)")
     print(f"wrote {result.out_dir}" + (f" (report: {result.report})" if result.report else ""))
     return 0
 
@@ -63,15 +70,21 @@ def _compare_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write DIR/comparison.json (else the JSON goes to stdout)")
     parser.add_argument("--n-boot", type=int, default=2000, help="paired bootstrap resamples")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a finished comparison in --out (else refused)")
 
 
 def _compare(args: argparse.Namespace) -> int:
     from ..artifacts import to_json
     from .comparison import compare, format_comparison, write_comparison
 
+    if args.out:  # refuse before reading anything
+        from ..dirs import CompareDir
+
+        CompareDir.prepare(args.out, inputs=args.eval_dirs, overwrite=args.overwrite)
     result = compare(args.eval_dirs, n_boot=args.n_boot, seed=args.seed)
     if args.out:
-        path = write_comparison(result, args.out)
+        path = write_comparison(result, args.out, overwrite=args.overwrite)
         print(format_comparison(result))
         print(f"wrote {path}")
     else:

@@ -2,9 +2,11 @@
 
 Per-pair statistics need the same pairs on both sides, matched by ``pair_id``:
 
-* McNemar's exact test on per-pair correctness (only the pairs the two disagree on count);
+* :func:`pairlab.stats.paired_comparison` on per-pair correctness (delta = other - baseline
+  with a bootstrap CI, McNemar's exact test, the minimum detectable effect), with Holm's
+  correction across the comparisons when there are several;
 * a paired bootstrap of the mean margin difference (each resample keeps pairs together);
-* the same McNemar test on reference-free correctness, which is the number that moves
+* the same paired comparison on reference-free correctness, which is the number that moves
   when the baseline is an untrained model (all of its margins are 0).
 """
 from __future__ import annotations
@@ -16,22 +18,19 @@ from typing import Any
 import pandas as pd
 
 from .. import artifacts
+from ..dirs import CompareDir, EvalDir
 from ..schema import PairDataError
+from ..stats import paired_bootstrap, paired_comparison, with_holm
 from .runner import METRICS, PER_PAIR
-from .stats import mcnemar_exact, paired_bootstrap
 
-COMPARISON = "comparison.json"
+COMPARISON = CompareDir.COMPARISON
 
 
 def read_eval(eval_dir: str | os.PathLike) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """(per_pair table, metrics) of an evaluation directory."""
+    """(per_pair table, metrics) of a complete evaluation directory (its manifest verified)."""
     path = Path(eval_dir)
-    if not (path / PER_PAIR).exists():
-        raise PairDataError(f"not an evaluation directory (no {PER_PAIR})", file=str(path),
-                            hint="pass directories written by `pairlab evaluate --out`")
-    per_pair = pd.read_parquet(path / PER_PAIR)
-    info = artifacts.read_json(path / METRICS) if (path / METRICS).exists() else {}
-    return per_pair, info
+    EvalDir.verify(path)
+    return pd.read_parquet(path / PER_PAIR), artifacts.read_json(path / METRICS)
 
 
 def _aligned(base: pd.DataFrame, other: pd.DataFrame, base_dir: str, other_dir: str) -> pd.DataFrame:
@@ -58,8 +57,10 @@ def compare(eval_dirs: list[str | os.PathLike], *, n_boot: int = 2000, seed: int
     """Compare each evaluation with the first one (the baseline) on the same pairs.
 
     Returns the content of ``comparison.json``: ``evals`` (one summary per directory) and
-    ``comparisons`` (baseline vs each other: accuracy difference, McNemar exact on
-    correctness, paired bootstrap on margins, and McNemar on reference-free correctness).
+    ``comparisons`` (baseline vs each other): ``accuracy`` and ``ref_free`` are paired
+    comparisons of correctness (delta and CI, ``baseline_only_correct`` /
+    ``other_only_correct``, McNemar's p, Holm-corrected ``p_holm``, ``significant``, ``mde``,
+    ``verdict`` in words); ``margin_bootstrap`` is a paired bootstrap of the margins.
     Differences are other minus baseline.
     """
     if len(eval_dirs) < 2:
@@ -73,26 +74,28 @@ def compare(eval_dirs: list[str | os.PathLike], *, n_boot: int = 2000, seed: int
         other = _aligned(base, other, dirs[0], other_dir)
         comparisons.append({
             "baseline": dirs[0], "other": other_dir, "n_pairs": int(len(base)),
-            "accuracy_baseline": float(base["correct"].mean()), "accuracy_other": float(other["correct"].mean()),
-            "accuracy_difference": float(other["correct"].mean() - base["correct"].mean()),
-            "mcnemar": mcnemar_exact(base["correct"].to_numpy(bool), other["correct"].to_numpy(bool)),
+            "accuracy": paired_comparison(base["correct"].to_numpy(bool), other["correct"].to_numpy(bool),
+                                          n_boot=n_boot, seed=seed),
             "margin_bootstrap": paired_bootstrap(base["margin"].to_numpy(float), other["margin"].to_numpy(float),
                                                  n_boot=n_boot, seed=seed),
-            "ref_free_accuracy_difference": float(other["ref_free_correct"].mean()
-                                                  - base["ref_free_correct"].mean()),
-            "ref_free_mcnemar": mcnemar_exact(base["ref_free_correct"].to_numpy(bool),
-                                              other["ref_free_correct"].to_numpy(bool)),
+            "ref_free": paired_comparison(base["ref_free_correct"].to_numpy(bool),
+                                          other["ref_free_correct"].to_numpy(bool), n_boot=n_boot, seed=seed),
         })
+    # Holm across the runs compared with the baseline, separately for each measure.
+    for key in ("accuracy", "ref_free"):
+        for c, corrected in zip(comparisons, with_holm([c[key] for c in comparisons])):
+            c[key] = corrected
     return {"baseline": dirs[0], "n_boot": n_boot, "seed": seed, "evals": evals, "comparisons": comparisons}
 
 
-def write_comparison(result: dict[str, Any], out_dir: str | os.PathLike) -> Path:
-    """Write ``comparison.json`` (and a manifest) into ``out_dir``."""
+def write_comparison(result: dict[str, Any], out_dir: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write ``comparison.json``, then the manifest, into ``out_dir`` (a finished one only with ``overwrite``)."""
     out = Path(out_dir)
+    eval_dirs = [e["eval_dir"] for e in result["evals"]]
+    CompareDir.start(out, inputs=eval_dirs, overwrite=overwrite)
     path = artifacts.write_json(out / COMPARISON, result)
-    artifacts.write_manifest(out, stage="compare", config={"n_boot": result["n_boot"], "seed": result["seed"]},
-                             inputs={"eval_dirs": [e["eval_dir"] for e in result["evals"]]},
-                             outputs={"comparison": COMPARISON})
+    CompareDir.finish(out, config={"n_boot": result["n_boot"], "seed": result["seed"]},
+                      inputs={"eval_dirs": eval_dirs})
     return path
 
 
@@ -103,10 +106,9 @@ def format_comparison(result: dict[str, Any]) -> str:
         lines.append(f"  {e['eval_dir']}: accuracy {e['accuracy']:.3f} ({e['ties']} ties), "
                      f"ref-free {e['ref_free_accuracy']:.3f}, mean margin {e['mean_margin']:.4f}")
     for c in result["comparisons"]:
-        m, b = c["mcnemar"], c["margin_bootstrap"]
-        lines.append(f"{c['other']} vs baseline: accuracy {c['accuracy_difference']:+.3f} "
-                     f"(McNemar p={m['p_value']:.3g}, {m['b_only_correct']} vs {m['a_only_correct']} discordant), "
-                     f"margin {b['mean_difference']:+.4f} [{b['ci95'][0]:+.4f}, {b['ci95'][1]:+.4f}] "
-                     f"p={b['p_value']:.3g}; ref-free {c['ref_free_accuracy_difference']:+.3f} "
-                     f"(p={c['ref_free_mcnemar']['p_value']:.3g})")
+        m, b = c["accuracy"], c["margin_bootstrap"]
+        lines.append(f"{c['other']} vs baseline: accuracy {m['verdict']} "
+                     f"[{m['other_only_correct']} pairs only it got right, {m['baseline_only_correct']} only the "
+                     f"baseline]; margin {b['mean_difference']:+.4f} [{b['ci95'][0]:+.4f}, {b['ci95'][1]:+.4f}] "
+                     f"p={b['p_value']:.3g}; ref-free {c['ref_free']['verdict']}")
     return "\n".join(lines)

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from ..config import ConfigError, load_config
+from ..config import ConfigError, check_ranges, load_config
 
 #: Settings for a bare ``--model`` (no run to read them from): pairlab train's defaults.
 BARE_MODEL_DEFAULTS: dict[str, Any] = {"quantization": "4bit", "dtype": "auto", "beta": 0.1,
@@ -28,33 +28,37 @@ class EvalConfig:
     dtype: Optional[str] = field(default=None, metadata={
         "help": "compute dtype (auto, bfloat16, float16, float32); default: the run's"})
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
-    beta: Optional[float] = field(default=None, metadata={
+    beta: Optional[float] = field(default=None, metadata={"gt": 0,
         "help": "beta of the implicit reward beta*(log pi - log pi_ref); default: the run's dpo.beta (0.1 bare)"})
-    max_length: Optional[int] = field(default=None, metadata={
+    max_length: Optional[int] = field(default=None, metadata={"min": 1,
         "help": "prompt+completion tokens kept per sequence; default: the run's dpo.max_length (256 bare)"})
     truncation_mode: Optional[str] = field(default=None, metadata={
-        "help": "keep_start or keep_end; default: the run's dpo.truncation_mode"})
-    batch_size: int = field(default=8, metadata={
+        "help": "keep_start (keep the first max_length tokens; keep_end is deprecated in TRL 1.16); "
+                "default: the run's dpo.truncation_mode"})
+    batch_size: int = field(default=8, metadata={"min": 1,
         "help": "pairs per forward (length-sorted, so batches pad little)"})
     ref_cache: bool = field(default=True, metadata={
-        "help": "read/write reference log-probs in the shared on-disk cache (the one training used)"})
+        "help": "read/write reference log-probs in the shared on-disk cache (the one training used), and "
+                "a run's policy log-probs there too, saved as computed: a rerun recomputes none"})
+    chunk_pairs: int = field(default=64, metadata={"min": 1,
+        "help": "pairs per chunk of log-probs saved to the cache while a pass runs"})
     ref_cache_dir: Optional[str] = field(default=None, metadata={
         "help": "reference cache root; default: the run's ref_cache_dir, else $PAIRLAB_CACHE/ref_logps"})
-    n_boot: int = field(default=2000, metadata={"help": "bootstrap resamples for the accuracy CI"})
-    seed: int = field(default=0, metadata={"help": "seed for the bootstrap"})
+    n_boot: int = field(default=2000, metadata={"help": "bootstrap resamples for the accuracy CI", "min": 1})
+    seed: int = field(default=0, metadata={"help": "seed for the bootstrap", "min": 0})
     generate: bool = field(default=True, metadata={
         "help": "write generations.parquet (base vs aligned on a fixed prompt set)"})
-    n_prompts: int = field(default=8, metadata={
+    n_prompts: int = field(default=8, metadata={"min": 0,
         "help": "prompts for generations: the first N distinct prompts of the eval set (or of prompts_file)"})
     prompts_file: Optional[str] = field(default=None, metadata={
         "help": "prompts for generations: .txt (one per line) or .jsonl with a 'prompt' (text or messages)"})
-    max_new_tokens: int = field(default=64, metadata={"help": "tokens generated per prompt at most"})
+    max_new_tokens: int = field(default=64, metadata={"help": "tokens generated per prompt at most", "min": 1})
     modes: list[str] = field(default_factory=lambda: list(MODES), metadata={
         "help": "decoding modes: greedy and/or sample"})
-    sample_seeds: list[int] = field(default_factory=lambda: [0], metadata={
+    sample_seeds: list[int] = field(default_factory=lambda: [0], metadata={"min": 0,
         "help": "one sampled generation per seed (torch seeded per prompt, so reruns are identical)"})
-    temperature: float = field(default=0.7, metadata={"help": "sampling temperature"})
-    top_p: float = field(default=0.95, metadata={"help": "sampling nucleus"})
+    temperature: float = field(default=0.7, metadata={"help": "sampling temperature", "gt": 0})
+    top_p: float = field(default=0.95, metadata={"help": "sampling nucleus", "gt": 0, "max": 1})
 
     def validate(self) -> "EvalConfig":
         from ..models import DTYPES, QUANTIZATIONS
@@ -67,13 +71,7 @@ class EvalConfig:
         if self.truncation_mode not in (None, "keep_start", "keep_end"):
             raise ConfigError(f"unknown truncation_mode '{self.truncation_mode}'", field="truncation_mode",
                               hint="keep_start or keep_end")
-        for name in ("batch_size", "n_boot", "max_new_tokens"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"must be >= 1, got {getattr(self, name)}", field=name)
-        if self.n_prompts < 0:
-            raise ConfigError(f"must be >= 0, got {self.n_prompts}", field="n_prompts")
-        if self.beta is not None and self.beta <= 0:
-            raise ConfigError(f"must be > 0, got {self.beta}", field="beta")
+        check_ranges(self)  # the numeric fields' ranges, from their metadata
         bad = [m for m in self.modes if m not in MODES]
         if bad:
             raise ConfigError(f"unknown mode '{bad[0]}'", field="modes", hint=f"choose from {MODES}")

@@ -90,12 +90,13 @@ def calibration(margin: np.ndarray, n_bins: int = 10, labels: np.ndarray | None 
     used directly.
     """
     margin = np.asarray(margin, dtype=float)
-    p = sigmoid(margin)
+    finite = np.isfinite(margin)  # a NaN margin (no completion token scored) is no evidence
+    p = sigmoid(margin[finite])
     if labels is None:
         probs = np.concatenate([p, 1.0 - p])
         y = np.concatenate([np.ones_like(p), np.zeros_like(p)])
     else:
-        probs, y = p, np.asarray(labels, dtype=float)
+        probs, y = p, np.asarray(labels, dtype=float)[finite]
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     idx = np.clip(np.digitize(probs, edges[1:-1]), 0, n_bins - 1)
     counts = np.bincount(idx, minlength=n_bins)
@@ -104,6 +105,9 @@ def calibration(margin: np.ndarray, n_bins: int = 10, labels: np.ndarray | None 
     nonzero = counts > 0
     mean_conf = np.where(nonzero, conf / np.maximum(counts, 1), np.nan)
     frac_pos = np.where(nonzero, hits / np.maximum(counts, 1), np.nan)
+    if not len(probs):
+        return {"ece": None, "brier": None, "auroc": None, "reliability": [],
+                "labels": "symmetrized" if labels is None else "true_preference"}
     ece = float(np.nansum(counts / counts.sum() * np.abs(frac_pos - mean_conf)))
     auroc = float(roc_auc_score(y, probs)) if len(np.unique(y)) == 2 else None
     return {
@@ -118,31 +122,64 @@ def calibration(margin: np.ndarray, n_bins: int = 10, labels: np.ndarray | None 
     }
 
 
+def _finite(value: Any) -> float | None:
+    """A float for metrics.json, or None where it is undefined (no pairs, NaN, inf)."""
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
+def _ci(values: np.ndarray, n_boot: int, seed: int) -> list[float | None]:
+    if len(values) == 0:
+        return [None, None]
+    return [_finite(v) for v in bootstrap_ci(values, n_boot=n_boot, seed=seed)]
+
+
+def scored_pairs(per_pair: pd.DataFrame) -> pd.DataFrame:
+    """The pairs a statistic may use: scorable (a completion token left after truncation)
+    with finite log-probs on both sides, policy and reference."""
+    keep = per_pair["scorable"].to_numpy(bool).copy() if "scorable" in per_pair else np.ones(len(per_pair), bool)
+    for col in ("margin", "ref_free_margin", "ref_free_margin_norm"):
+        if col in per_pair:
+            keep &= np.isfinite(per_pair[col].to_numpy(float))
+    return per_pair.loc[keep]
+
+
 def summarize(per_pair: pd.DataFrame, beta: float, *, n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
-    """Aggregate metrics over a per-pair table (the content of ``metrics.json``)."""
+    """Aggregate metrics over a per-pair table (the content of ``metrics.json``).
+
+    Only :func:`scored_pairs` enter any statistic; ``n_pairs`` counts them and
+    ``n_excluded`` the others, so no NaN reaches a number. A statistic with nothing to
+    compute from is None.
+    """
+    n_in = int(len(per_pair))
+    per_pair = scored_pairs(per_pair)
     correct = per_pair["correct"].to_numpy(bool)
     margin = per_pair["margin"].to_numpy(float)
-    lo, hi = bootstrap_ci(correct.astype(float), n_boot=n_boot, seed=seed)
+    n = len(per_pair)
+
+    def mean(values) -> float | None:
+        return _finite(np.mean(values)) if len(values) else None
+
     out: dict[str, Any] = {
-        "n_pairs": int(len(per_pair)),
+        "n_pairs": int(n),
+        "n_excluded": n_in - int(n),
         "beta": beta,
-        "accuracy": float(correct.mean()) if len(correct) else float("nan"),
-        "accuracy_ci95": [lo, hi],
+        "accuracy": mean(correct),
+        "accuracy_ci95": _ci(correct.astype(float), n_boot, seed),
         "ties": int(per_pair["tie"].sum()),
-        "mean_margin": float(margin.mean()),
-        "median_margin": float(np.median(margin)),
-        "mean_margin_over_beta": float(margin.mean() / beta),
-        "mean_chosen_reward": float(per_pair["chosen_reward"].mean()),
-        "mean_rejected_reward": float(per_pair["rejected_reward"].mean()),
+        "mean_margin": mean(margin),
+        "median_margin": _finite(np.median(margin)) if n else None,
+        "mean_margin_over_beta": None if not n else _finite(margin.mean() / beta),
+        "mean_chosen_reward": mean(per_pair["chosen_reward"]),
+        "mean_rejected_reward": mean(per_pair["rejected_reward"]),
         "accuracy_excluding_ties": (float(correct[~per_pair["tie"].to_numpy(bool)].mean())
                                     if (~per_pair["tie"]).any() else None),
-        "ref_free_accuracy": float(per_pair["ref_free_correct"].mean()),
-        "ref_free_accuracy_ci95": list(bootstrap_ci(per_pair["ref_free_correct"].to_numpy(float),
-                                                    n_boot=n_boot, seed=seed)),
-        "ref_free_accuracy_norm": float(per_pair["ref_free_correct_norm"].mean()),
+        "ref_free_accuracy": mean(per_pair["ref_free_correct"]),
+        "ref_free_accuracy_ci95": _ci(per_pair["ref_free_correct"].to_numpy(float), n_boot, seed),
+        "ref_free_accuracy_norm": mean(per_pair["ref_free_correct_norm"]),
         "by_chosen_longer": accuracy_by(per_pair, per_pair["chosen_longer"].map(
             {True: "chosen longer", False: "chosen not longer"})),
-        "calibration": calibration(margin),
+        "calibration": calibration(margin) if n else None,
     }
     if "source" in per_pair:
         out["by_source"] = accuracy_by(per_pair, "source")
@@ -151,10 +188,10 @@ def summarize(per_pair: pd.DataFrame, beta: float, *, n_boot: int = 2000, seed: 
         out["by_rating_gap"] = accuracy_by(per_pair.loc[gap.notna()], gap_bucket(gap[gap.notna()]))
         ok = gap.notna().to_numpy()
         # Undefined when either side is constant (e.g. an untrained model: every margin 0).
-        varies = ok.sum() > 2 and np.ptp(margin[ok]) > 0 and np.ptp(gap[ok]) > 0
+        varies = ok.sum() > 2 and np.ptp(margin[ok]) > 0 and np.ptp(gap[ok]) > 0 and np.isfinite(gap[ok]).all()
         rho = sps.spearmanr(margin[ok], gap[ok]).statistic if varies else float("nan")
         out["spearman_margin_rating_gap"] = None if np.isnan(rho) else float(rho)
-    if "true_preference_correct" in per_pair and per_pair["true_preference_correct"].notna().all():
+    if n and "true_preference_correct" in per_pair and per_pair["true_preference_correct"].notna().all():
         truth = per_pair["true_preference_correct"].astype(bool).to_numpy()
         # Accuracy against the true preference: flip the prediction where the label was wrong.
         out["true_accuracy"] = float(np.mean(np.where(truth, correct, margin < 0)))
@@ -181,6 +218,11 @@ def verdict(summary: dict[str, Any]) -> dict[str, Any]:
     above = None if any(v is None or np.isnan(v) for v in ci) else bool(ci[0] > 0.5)
     below = None if above is None else bool(ci[1] < 0.5)
     state = "above chance" if above else "below chance" if below else "not distinguishable from chance"
+    if value is None or above is None:
+        text = f"{name.replace('_', ' ')} undefined: no pair could be scored"
+    else:
+        text = f"{name.replace('_', ' ')} {value:.3f} (95% CI {ci[0]:.3f}-{ci[1]:.3f}): {state}; {why}"
+    if summary.get("n_excluded"):
+        text += f"; {summary['n_excluded']} pairs excluded (no completion token left after truncation)"
     return {"headline_metric": name, "headline_value": value, "ci95": ci, "all_ties": bool(all_ties),
-            "above_chance": above,
-            "text": f"{name.replace('_', ' ')} {value:.3f} (95% CI {ci[0]:.3f}-{ci[1]:.3f}): {state}; {why}"}
+            "above_chance": above, "text": text}

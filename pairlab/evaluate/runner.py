@@ -22,7 +22,6 @@ Efficiency, and why the numbers equal TRL's:
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -33,17 +32,24 @@ import pandas as pd
 
 from .. import artifacts
 from ..config import to_dict
+from ..dirs import EvalDir, RunDir
 from ..schema import PairDataError, validate_pairs
 from . import metrics
 from .config import BARE_MODEL_DEFAULTS, EvalConfig
 
 log = logging.getLogger(__name__)
 
-PER_PAIR = "per_pair.parquet"
-METRICS = "metrics.json"
-GENERATIONS = "generations.parquet"
-ADAPTER_DIR = "adapter"  # inside a run directory (pairlab.train writes it)
+PER_PAIR = EvalDir.PER_PAIR
+METRICS = EvalDir.METRICS
+GENERATIONS = EvalDir.GENERATIONS
+ADAPTER_DIR = RunDir.ADAPTER  # inside a run directory (pairlab.train writes it)
+EXCLUDED = EvalDir.EXCLUDED
 TEXT_COLUMNS = ["prompt_id", "prompt_text", "chosen", "rejected"]
+#: Per pair, from :func:`pairlab.logprobs.truncation_table`: full token lengths, which part
+#: truncation cut, and whether any completion token is left to score.
+TRUNCATION_COLUMNS = ["prompt_tokens", "chosen_tokens_full", "rejected_tokens_full", "truncated",
+                      "scorable", "excluded_reason"]
+EXCLUDED_COLUMNS = ["pair_id", *TRUNCATION_COLUMNS, *TEXT_COLUMNS]
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,8 @@ class EvalSetup:
     ref_cache_dir: str | None
     run: str | None
     adapter_dir: str | None
+    #: the run's model-loading options (pairlab.models.LOAD_OPTIONS: revision, attention, chat template)
+    model_options: Any = None
 
 
 @dataclass
@@ -71,19 +79,17 @@ class EvalResult:
     generations: pd.DataFrame | None
     reference: dict[str, Any]
     report: Path | None
+    excluded: pd.DataFrame | None = None
+    policy_logps: dict[str, Any] | None = None
 
 
 # ---------------------------------------------------------------- settings
 
 def read_run(run_dir: str | os.PathLike) -> dict[str, Any]:
-    """A training run's manifest, after checking the directory holds a finished run."""
+    """A training run's manifest, after verifying the directory holds a finished run
+    (manifest present, stage train, every output's size and hash as written)."""
     run = Path(run_dir)
-    if not (run / artifacts.MANIFEST).exists():
-        raise PairDataError("not a finished run directory (no manifest.json)", file=str(run),
-                            hint="pass the --out of a completed `pairlab train`, or --model for a bare model")
-    manifest = artifacts.read_manifest(run)
-    if manifest.get("stage") != "train":
-        raise PairDataError(f"manifest is from stage '{manifest.get('stage')}', not train", file=str(run))
+    manifest = RunDir.verify(run)
     if not (run / ADAPTER_DIR / "adapter_config.json").exists():
         raise PairDataError("run has no adapter (adapter/adapter_config.json)", file=str(run / ADAPTER_DIR))
     return manifest
@@ -122,7 +128,14 @@ def resolve_setup(config: EvalConfig, *, run: str | os.PathLike | None = None,
         truncation_mode=pick("truncation_mode", dpo),
         ref_cache_dir=config.ref_cache_dir or trained.get("ref_cache_dir"),
         run=None if run is None else str(run),
-        adapter_dir=None if run is None else str(Path(run) / ADAPTER_DIR))
+        adapter_dir=None if run is None else str(Path(run) / ADAPTER_DIR),
+        model_options=_model_options(trained))
+
+
+def _model_options(trained: dict[str, Any]) -> dict[str, Any] | None:
+    from ..models import load_options
+
+    return load_options(trained) or None
 
 
 # ---------------------------------------------------------------- model and reference
@@ -131,8 +144,10 @@ def load_policy(setup: EvalSetup):
     """(model, tokenizer): the base as training loaded it, with the run's adapter when there is one."""
     from ..models import load_model, load_tokenizer
 
-    tokenizer = load_tokenizer(setup.model)
-    model = load_model(setup.model, quantization=setup.quantization, dtype=setup.dtype, device=setup.device)
+    options = setup.model_options or {}
+    tokenizer = load_tokenizer(setup.model, **options)
+    model = load_model(setup.model, quantization=setup.quantization, dtype=setup.dtype, device=setup.device,
+                       **options)
     if setup.adapter_dir is not None:
         from peft import PeftModel
 
@@ -144,42 +159,38 @@ def load_policy(setup: EvalSetup):
     return model, tokenizer
 
 
-def reference_cache(setup: EvalSetup, tokenizer):
-    """The shared reference cache under exactly the key `pairlab train` uses for this model."""
+def reference_cache(setup: EvalSetup, tokenizer, *, policy: bool = False):
+    """The shared reference cache under exactly the key `pairlab train` uses for this model.
+
+    With ``policy`` (a run with an adapter): the same cache root under a key that adds the
+    adapter's content hash, where the trained policy's log-probs are stored as computed.
+    """
     from ..logprobs import RefLogpCache, ref_cache_key_fields
     from ..models import model_fingerprint, pick_compute_dtype
 
+    adapter_sha = None
+    if policy:
+        adapter = Path(setup.adapter_dir)
+        adapter_sha = artifacts.text_sha256("".join(
+            artifacts.file_sha256(f) for f in sorted(adapter.glob("adapter_*")) if f.is_file()))
     return RefLogpCache(ref_cache_key_fields(
         model_fingerprint=model_fingerprint(setup.model, setup.quantization, setup.dtype),
         compute_dtype=pick_compute_dtype(setup.device, setup.dtype), tokenizer=tokenizer,
-        max_length=setup.max_length, truncation_mode=setup.truncation_mode, ld_alpha=None),
-        root=setup.ref_cache_dir)
+        max_length=setup.max_length, truncation_mode=setup.truncation_mode, ld_alpha=None,
+        adapter_sha256=adapter_sha), root=setup.ref_cache_dir)
 
 
 def reference_logps(model, tokenizer, pairs: pd.DataFrame, setup: EvalSetup, cache, *,
-                    batch_size: int) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Reference log-probs (adapter disabled) of every pair: cached ones read, missing ones computed."""
-    from ..logprobs import REF_COLUMNS, sequence_logps
+                    batch_size: int, adapter: bool = False, tokenized=None, progress: bool | str = False,
+                    chunk_pairs: int | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Log-probs of every pair, the reference's (adapter disabled) unless ``adapter``: cached
+    ones read, missing ones computed and stored chunk by chunk as they finish."""
+    from ..logprobs import LOGP_CHUNK_PAIRS, cached_sequence_logps
 
-    kwargs = dict(max_length=setup.max_length, truncation_mode=setup.truncation_mode,
-                  batch_size=batch_size, adapter=False)
-    ids = pairs["pair_id"].astype(str)
-    missing = set(ids) if cache is None else set(cache.missing(ids))
-    stats = {"enabled": cache is not None, "dir": None if cache is None else str(cache.dir),
-             "key": None if cache is None else cache.key, "pairs": len(ids),
-             "cache_hits": len(ids) - len(missing), "computed": len(missing),
-             "forward_batches": math.ceil(len(missing) / batch_size)}
-    computed = None
-    if missing:
-        computed = sequence_logps(model, tokenizer, pairs[ids.isin(missing)], **kwargs)
-    if cache is None:
-        return computed, stats
-    if computed is not None:
-        cache.put(computed.rename(columns={"chosen_logps": "ref_chosen_logps",
-                                           "rejected_logps": "ref_rejected_logps"})[REF_COLUMNS])
-    ref = cache.get(list(ids)).rename(columns={"ref_chosen_logps": "chosen_logps",
-                                               "ref_rejected_logps": "rejected_logps"})
-    return ref, stats
+    return cached_sequence_logps(model, tokenizer, pairs, cache, tokenized=tokenized,
+                                 max_length=setup.max_length, truncation_mode=setup.truncation_mode,
+                                 batch_size=batch_size, adapter=adapter, progress=progress,
+                                 chunk_pairs=chunk_pairs or LOGP_CHUNK_PAIRS)
 
 
 # ---------------------------------------------------------------- the evaluation
@@ -196,7 +207,7 @@ def eval_record(pairs: pd.DataFrame, spec: str | None = None) -> dict[str, Any]:
 
 def evaluate(pairs: pd.DataFrame, out_dir: str | os.PathLike, *, run: str | os.PathLike | None = None,
              model: str | None = None, config: EvalConfig | None = None,
-             eval_spec: str | None = None) -> EvalResult:
+             eval_spec: str | None = None, progress: bool = True, overwrite: bool = False) -> EvalResult:
     """Score held-out pairs with a trained adapter (``run``) or a bare model (``model``); write EVAL_DIR.
 
     Parameters
@@ -208,6 +219,9 @@ def evaluate(pairs: pd.DataFrame, out_dir: str | os.PathLike, *, run: str | os.P
         margin is 0 (all ties) and the reference-free accuracy is the meaningful number.
     config : :class:`EvalConfig` (``None`` fields come from the run).
     eval_spec : where ``pairs`` came from, recorded in metrics.json and the manifest.
+    progress : tqdm bars (with an ETA) over the log-prob passes.
+    overwrite : replace a finished evaluation in ``out_dir`` (else it is refused; an
+        interrupted one is always redone).
     """
     started = time.time()
     config = (config or EvalConfig()).validate()
@@ -221,33 +235,61 @@ def evaluate(pairs: pd.DataFrame, out_dir: str | os.PathLike, *, run: str | os.P
                             hint="deduplicate with `pairlab curate`")
     setup = resolve_setup(config, run=run, model=model)
     out = Path(out_dir)
+    EvalDir.prepare(out, inputs=[run, eval_spec], overwrite=overwrite)  # refuse before any work
     timing: dict[str, float] = {}
 
     t0 = time.time()
     policy_model, tokenizer = load_policy(setup)
     timing["load_s"] = time.time() - t0
 
+    # Truncation exactly as training applies it: counted, and pairs with no completion
+    # token left are excluded (listed in excluded.parquet) instead of scored as NaN.
+    from ..logprobs import token_lengths, tokenize_pairs, truncation_counts, truncation_table, truncation_warning
+
     t0 = time.time()
-    cache = reference_cache(setup, tokenizer) if config.ref_cache else None
-    ref, ref_stats = reference_logps(policy_model, tokenizer, pairs, setup, cache,
-                                     batch_size=config.batch_size)
-    timing["reference_s"] = time.time() - t0
+    tokenized = tokenize_pairs(tokenizer, pairs)
+    truncation = truncation_table(token_lengths(tokenized, pairs["pair_id"]), setup.max_length,
+                                  setup.truncation_mode).rename(
+        columns={"chosen_tokens": "chosen_tokens_full", "rejected_tokens": "rejected_tokens_full"})
+    counts = truncation_counts(truncation, setup.max_length, setup.truncation_mode)
+    warning = truncation_warning(counts, "eval pairs")
+    if warning:
+        log.warning("%s", warning)
+    timing["tokenize_s"] = time.time() - t0
 
     t0 = time.time()
     has_adapter = setup.adapter_dir is not None
-    if has_adapter:
-        from ..logprobs import sequence_logps
+    cache = reference_cache(setup, tokenizer) if config.ref_cache else None
+    passes = dict(batch_size=config.batch_size, tokenized=tokenized, chunk_pairs=config.chunk_pairs)
+    ref, ref_stats = reference_logps(policy_model, tokenizer, pairs, setup, cache,
+                                     progress="reference log-probs" if progress else False, **passes)
+    timing["reference_s"] = time.time() - t0
 
-        policy = sequence_logps(policy_model, tokenizer, pairs, max_length=setup.max_length,
-                                truncation_mode=setup.truncation_mode, batch_size=config.batch_size)
+    t0 = time.time()
+    policy_stats = None
+    if has_adapter:
+        policy_cache = reference_cache(setup, tokenizer, policy=True) if config.ref_cache else None
+        policy, policy_stats = reference_logps(policy_model, tokenizer, pairs, setup, policy_cache, adapter=True,
+                                               progress="policy log-probs" if progress else False, **passes)
     else:
         policy = ref  # an untrained model is its own reference
     timing["policy_s"] = time.time() - t0
 
-    per_pair = metrics.per_pair_table(pairs, policy, ref, setup.beta)
+    scored = metrics.per_pair_table(pairs, policy, ref, setup.beta)
     for col in TEXT_COLUMNS:
-        per_pair[col] = pairs[col].to_numpy()
-    summary = metrics.summarize(per_pair, setup.beta, n_boot=config.n_boot, seed=config.seed)
+        scored[col] = pairs[col].to_numpy()
+    for col in TRUNCATION_COLUMNS:
+        scored[col] = truncation[col].to_numpy()
+    summary = metrics.summarize(scored, setup.beta, n_boot=config.n_boot, seed=config.seed)
+    summary["truncation"] = counts
+    excluded = scored.loc[~scored["scorable"], EXCLUDED_COLUMNS].reset_index(drop=True)
+    per_pair = scored.loc[scored["scorable"]].reset_index(drop=True)
+    if per_pair.empty:
+        raise PairDataError(
+            f"none of the {len(pairs)} pairs can be scored: {excluded['excluded_reason'].iloc[0]}",
+            file=eval_spec, field="max_length",
+            hint=f"raise --max-length above the prompts' length (longest prompt "
+                 f"{int(truncation['prompt_tokens'].max())} tokens); the log-probs computed so far are cached")
     summary["policy_is_reference"] = not has_adapter
     summary["verdict"] = metrics.verdict(summary)
 
@@ -269,19 +311,19 @@ def evaluate(pairs: pd.DataFrame, out_dir: str | os.PathLike, *, run: str | os.P
 
     record = eval_record(pairs, eval_spec)
     summary.update(model=setup.model, run=setup.run, eval=record, timing=timing,
-                   reference=ref_stats, settings=asdict(setup))
+                   reference=ref_stats, policy_logps=policy_stats, settings=asdict(setup))
+    EvalDir.start(out, inputs=[run, eval_spec], overwrite=overwrite)  # old manifest, outputs, report go first
     artifacts.write_parquet(out / PER_PAIR, per_pair)
+    artifacts.write_parquet(out / EXCLUDED, excluded)
     artifacts.write_json(out / METRICS, summary)
-    outputs = {"per_pair": PER_PAIR, "metrics": METRICS}
     if generations is not None:
         artifacts.write_parquet(out / GENERATIONS, generations)
-        outputs["generations"] = GENERATIONS
-    artifacts.write_manifest(out, stage="evaluate", config=to_dict(config), seed=config.seed,
-                             started=started, inputs={"eval": record, "run": setup.run, "model": setup.model},
-                             outputs=outputs, settings=asdict(setup), reference=ref_stats, timing=timing)
+    EvalDir.finish(out, config=to_dict(config), seed=config.seed,  # last: complete from here on
+                   started=started, inputs={"eval": record, "run": setup.run, "model": setup.model},
+                   settings=asdict(setup), reference=ref_stats, timing=timing)
     report = write_report(out)
     return EvalResult(out_dir=out, per_pair=per_pair, metrics=summary, generations=generations,
-                      reference=ref_stats, report=report)
+                      reference=ref_stats, report=report, excluded=excluded, policy_logps=policy_stats)
 
 
 def write_report(out: Path) -> Path | None:

@@ -14,17 +14,32 @@ def _convert_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write instead the dataset TRL's DPOTrainer takes (prompt messages, "
                              "chosen/rejected as one assistant message, pair_id): .parquet, "
                              ".jsonl, or a directory (datasets.save_to_disk)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing --out file (never the input itself)")
+    parser.add_argument("--rejects", metavar="FILE", default=None,
+                        help="also write the rejected rows (file, line/row, field, reason, "
+                             "record) to FILE: .parquet, .jsonl or .csv")
 
 
 def _convert(args: argparse.Namespace) -> int:
     from . import write_pairs, write_trl_dataset
 
-    df = read_input(args)
+    from .rejects import write_rejects
+
+    from ..dirs import check_output_file
+
+    check_output_file(args.out, [args.input], overwrite=args.overwrite)
+    if args.rejects:
+        check_output_file(args.rejects, [args.input, args.out], overwrite=args.overwrite, flag="--rejects")
+    df, rejects = read_input(args, with_rejects=True)
     stats = df.attrs.get("read_stats", {})
     path = write_trl_dataset(df, args.out) if args.trl else write_pairs(df, args.out)
     extra = f", {stats['ties_dropped']} ties dropped" if stats.get("ties_dropped") else ""
     print(f"wrote {len(df)} pairs to {path} (layout {stats.get('layout')}, "
-          f"{stats.get('records')} records read{extra}, {stats.get('flagged', 0)} flagged)")
+          f"{stats.get('rows')} rows: {stats.get('records')} read + {stats.get('rejected', 0)} "
+          f"rejected{extra}, {stats.get('flagged', 0)} flagged)")
+    if args.rejects:
+        print(f"wrote {len(rejects)} rejected rows to {write_rejects(rejects, args.rejects)}")
     return 0
 
 

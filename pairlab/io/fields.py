@@ -7,14 +7,21 @@ Two sources of mappings, in priority order:
 2. built-in aliases (:data:`ALIASES`) that cover the layouts seen in the wild, tried only
    for a field the record does not already carry under its schema name.
 
+Grammar: ``FIELD=PATH``. FIELD is one of :data:`MAP_FIELDS` (a typo is an error, not a
+silent extra column); PATH is a dotted path into the record: dict keys, integer list
+indices (negative from the end), a key that itself contains dots matched literally first.
+The same grammar serves every command (``--map``, and its prefixed aliases such as
+``--eval-map``), YAML (a mapping) and Python (a dict or a list of strings).
+
 Why resolve once per file and not per record: a path that matches the first records is
 the file's convention; resolving per record would silently mix conventions.
 """
 from __future__ import annotations
 
+import difflib
 from typing import Any, Iterable, Mapping
 
-from ..schema import ASPECTS, PairDataError
+from ..schema import ASPECTS, PAIR_COLUMNS, PairDataError
 
 #: What a dotted path returned when nothing was there.
 MISSING = object()
@@ -44,6 +51,13 @@ ALIASES: dict[str, list[str]] = {
     **{f"{side}_{a}": [f"metadata.{side}_{a}"] for side in ("chosen", "rejected") for a in ASPECTS},
 }
 
+#: Fields ``--map`` can feed: the pairs-table columns readers take from the input (the
+#: others are derived), ``system`` (a system message put before a string prompt) and the
+#: two keys raw UltraFeedback records are read from.
+MAP_FIELDS: tuple[str, ...] = (
+    *(c for c in PAIR_COLUMNS if c not in ("pair_id", "prompt_text", "flags")),
+    "system", "instruction", "completions")
+
 #: Leaf names that only Argilla's binarized UltraFeedback files use (for layout detection).
 ARGILLA_LEAVES = frozenset({
     "chosen-rating", "rejected-rating", "chosen-model", "rejected-model", "chosen_avg_rating",
@@ -72,6 +86,11 @@ def parse_mapping(mapping: Mapping[str, str] | Iterable[str] | str | None) -> di
         if not field or not path:
             raise PairDataError(f"--map '{field}={path}' needs both a field and a path",
                                 field="--map", hint="e.g. --map score_chosen=metadata.score_chosen")
+        if field not in MAP_FIELDS:
+            close = difflib.get_close_matches(field, MAP_FIELDS, n=1)
+            raise PairDataError(f"--map {field}={path}: unknown field '{field}'", field="--map",
+                                hint=(f"did you mean {close[0]}? " if close else "")
+                                + f"FIELD is one of {', '.join(MAP_FIELDS)}")
         out[field] = path
     return out
 

@@ -16,17 +16,26 @@ Layouts (``--format``):
 h4, argilla, hh and generic differ only in field names and prompt parsing, so one
 function (:func:`flat_rows`) reads all four; field names are resolved by
 :mod:`pairlab.io.fields` aliases and ``--map``.
+
+Adding a layout: a name in :data:`LAYOUTS`, a test in :func:`detect_layout` (order
+matters: most specific first), and either field aliases (a flat layout) or a row builder
+dispatched from :func:`pairlab.io.read._read_batch`. Row builders raise
+:class:`PairDataError` for a row that cannot become a pair; the caller's
+:class:`~pairlab.io.rejects.RejectLog` turns it into a reject, so one bad row never
+aborts a file.
 """
 from __future__ import annotations
 
 import re
+from collections import Counter
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..schema import FLOAT_COLUMNS, PAIR_COLUMNS, PairDataError, as_messages, validate_pairs
-from .fields import ARGILLA_LEAVES, MISSING, describe_fields
+from .fields import ARGILLA_LEAVES, MISSING, apply_plan, describe_fields
+from .rejects import RejectLog
 from .sources import RecordBatch
 
 LAYOUTS = ("h4", "raw", "argilla", "hh", "generic", "pairs")
@@ -70,6 +79,17 @@ def detect_layout(record: dict[str, Any], plan: dict[str, str]) -> str | None:
     if isinstance(text, str) and _HH_START.match(text):
         return "hh"
     return "generic"
+
+
+def probe_layout(records: list[dict[str, Any]], plan: dict[str, str], probe: int = 50) -> str | None:
+    """The layout most of the first ``probe`` records (after ``plan``) have, or None.
+
+    A majority, not the first record: a junk first row must not decide how a whole file
+    is read (it is rejected by the layout the rest of the file has).
+    """
+    found = Counter(detect_layout(apply_plan(rec, plan), plan) for rec in records[:probe])
+    found.pop(None, None)
+    return found.most_common(1)[0][0] if found else None
 
 
 def unknown_layout_error(batch: RecordBatch, index: int = 0) -> PairDataError:
@@ -219,72 +239,156 @@ def _row_texts(record: dict, batch: RecordBatch, index: int, layout: str
     return [{"role": "user", "content": prompt}], chosen, rejected
 
 
-def flat_rows(batch: RecordBatch, records: list[dict], layout: str) -> pd.DataFrame:
+def _with_system(prompt: list[dict[str, str]], system: Any, batch: RecordBatch,
+                 index: int) -> list[dict[str, str]]:
+    """Put a mapped ``system`` text before the prompt (unless the prompt has one already)."""
+    if system is MISSING or system is None or (isinstance(system, float) and np.isnan(system)):
+        return prompt
+    if not isinstance(system, str):
+        raise PairDataError(f"wrong type: expected a string, got {type(system).__name__}",
+                            field="system", **batch.where(index))
+    if not system.strip() or (prompt and prompt[0]["role"] == "system"):
+        return prompt
+    return [{"role": "system", "content": system}, *prompt]
+
+
+def flat_rows(batch: RecordBatch, records: list[dict], layout: str, log: RejectLog | None = None,
+              *, system: bool = False) -> pd.DataFrame:
     """Records of a flat layout (h4, argilla, hh, generic) -> pre-schema rows.
 
     ``records`` are the batch's records after ``--map``/aliases were applied; positions
-    still come from ``batch`` so errors point at the input file.
+    still come from ``batch`` so errors point at the input file. A record that cannot
+    become a pair goes to ``log`` (raised when there is no log). ``system``: the record's
+    ``system`` field was mapped and becomes a system message.
     """
-    rows = []
+    log = log if log is not None else RejectLog(strict=True)
+    rows, kept = [], []
     for index, record in enumerate(records):
-        prompt, chosen, rejected = _row_texts(record, batch, index, layout)
+        try:
+            prompt, chosen, rejected = _row_texts(record, batch, index, layout)
+            if system:
+                prompt = _with_system(prompt, record.get("system", MISSING), batch, index)
+        except PairDataError as err:
+            log.add(err, batch.records[index])
+            continue
         row = {"prompt": prompt, "chosen": chosen, "rejected": rejected}
         for key, value in record.items():
-            if key in ("prompt", "chosen", "rejected"):
+            if key in ("prompt", "chosen", "rejected") or (system and key == "system"):
                 continue
             if layout == "h4" and key == "messages":
                 continue  # H4's `messages` repeats the chosen conversation
             row[key] = value
         rows.append(row)
-    df = pd.DataFrame(rows)
-    coerce_scores(df, batch)
+        kept.append(index)
+    df = pd.DataFrame(rows, index=kept)
+    df = coerce_scores(df, batch, log)
     for col in _STRING_FIELDS:
         if col in df:
-            _check_scalar(df[col], batch, col)
+            df = _check_scalar(df, batch, col, log)
             df[col] = df[col].map(lambda v: "" if v is None or (isinstance(v, float) and np.isnan(v))
                                   else str(v))
-    return df
+    return df.reset_index(drop=True)
 
 
-def _check_scalar(values: pd.Series, batch: RecordBatch, field: str) -> None:
-    bad = values.map(lambda v: isinstance(v, (dict, list, tuple, np.ndarray)))
-    if bad.any():
-        i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise PairDataError(f"wrong type: expected a scalar, got {type(values.iloc[i]).__name__}",
-                            field=field, **batch.where(i))
+def _reject_rows(df: pd.DataFrame, bad: pd.Series, batch: RecordBatch, log: RejectLog,
+                 field: str, message) -> pd.DataFrame:
+    """Log one reject per row of ``df`` where ``bad`` holds (file order) and drop those rows.
 
-
-def coerce_scores(df: pd.DataFrame, batch: RecordBatch) -> None:
-    """Scores -> float in place: numbers and numeric strings kept; None/'N/A' -> NaN.
-
-    Anything else (a word, a list, a bool) is a wrong type: the first offender is named.
+    ``df.index`` is the record index in ``batch``; ``message(value)`` says what is wrong.
     """
+    if not bad.any():
+        return df
+    for index, value in df.loc[bad.to_numpy(), field].items():
+        text, hint = message(value)
+        log.add(PairDataError(text, field=field, hint=hint, **batch.where(int(index))),
+                batch.records[int(index)])
+    return df[~bad.to_numpy()]
+
+
+def _check_scalar(df: pd.DataFrame, batch: RecordBatch, field: str, log: RejectLog) -> pd.DataFrame:
+    bad = df[field].map(lambda v: isinstance(v, (dict, list, tuple, np.ndarray)))
+    return _reject_rows(df, bad, batch, log, field,
+                        lambda v: (f"wrong type: expected a scalar, got {type(v).__name__}", None))
+
+
+def coerce_scores(df: pd.DataFrame, batch: RecordBatch, log: RejectLog | None = None) -> pd.DataFrame:
+    """Scores -> float: numbers and numeric strings kept; None/NaN/'N/A'/'' -> NaN (unknown).
+
+    Anything else is rejected with its row: a word, a list, a bool, or an infinite value
+    (a score must be a finite number or unknown). Returns the frame without those rows
+    (``df.index`` must be the record index in ``batch``); raises when there is no log.
+    """
+    log = log if log is not None else RejectLog(strict=True)
     for col in FLOAT_COLUMNS:
         if col not in df:
             continue
         raw = df[col]
         if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
-            df[col] = raw.astype(float)  # the common case: no per-value checks needed
+            values = raw.astype(float)  # the common case: no per-value checks needed
+            df = _reject_rows(df, pd.Series(np.isinf(values.to_numpy()), index=df.index), batch,
+                              log, col, lambda v: (f"not a finite number: {v!r}",
+                                                   "a score must be finite, or null when unknown"))
+            df[col] = df[col].astype(float)
             continue
         raw = raw.astype(object)
         nested = raw.map(lambda v: isinstance(v, (dict, list, tuple, np.ndarray)))
-        if nested.any():
-            i = int(np.flatnonzero(nested.to_numpy())[0])
-            raise PairDataError(f"wrong type: expected a number, got {type(raw.iloc[i]).__name__}",
-                                field=col, **batch.where(i))
-        numeric = pd.to_numeric(raw, errors="coerce")
-        allowed_missing = raw.map(lambda v: v is None or isinstance(v, float) or (
+        df = _reject_rows(df, nested, batch, log, col,
+                          lambda v: (f"wrong type: expected a number, got {type(v).__name__}", None))
+        raw = df[col].astype(object)
+        numeric = pd.to_numeric(raw.map(lambda v: v.strip() if isinstance(v, str) else v),
+                                errors="coerce").astype(float)
+        allowed_missing = raw.map(lambda v: v is None or (isinstance(v, float) and np.isnan(v)) or (
             isinstance(v, str) and v.strip().lower() in _NA_STRINGS))
         bad = raw.map(lambda v: isinstance(v, bool)) | (numeric.isna() & ~allowed_missing)
-        if bad.any():
-            i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise PairDataError(f"wrong type: expected a number, got {raw.iloc[i]!r}",
-                                field=col, **batch.where(i),
-                                hint="scores must be numbers, numeric strings, null or 'N/A'")
-        df[col] = numeric.astype(float)
+        df = _reject_rows(df, bad, batch, log, col,
+                          lambda v: (f"wrong type: expected a number, got {v!r}",
+                                     "scores must be numbers, numeric strings, null or 'N/A'"))
+        numeric = numeric[~bad.to_numpy()]
+        df = _reject_rows(df, pd.Series(np.isinf(numeric.to_numpy()), index=df.index), batch, log,
+                          col, lambda v: (f"not a finite number: {v!r}",
+                                          "a score must be finite, or null when unknown"))
+        df[col] = pd.to_numeric(df[col].map(lambda v: v.strip() if isinstance(v, str) else v),
+                                errors="coerce").astype(float)
+    return df
 
 
 # ---------------------------------------------------------------- pairs (already normalized)
+
+def pairs_rows(batch: RecordBatch, records: list[dict], log: RejectLog | None = None) -> pd.DataFrame:
+    """A pairs table stored as records (JSON/JSONL, CSV, datasets): checked row by row.
+
+    The Parquet tables pairlab writes take the fast path in :mod:`pairlab.io.read`; these
+    records may have been edited by hand, so each is checked before it is trusted.
+    """
+    log = log if log is not None else RejectLog(strict=True)
+    seen = set().union(*(rec.keys() for rec in records[:50]))
+    validate_pairs(pd.DataFrame(columns=sorted(seen)), file=batch.name)  # a whole-file mistake
+    rows, kept = [], []
+    for index, record in enumerate(records):
+        try:
+            prompt = record.get("prompt")
+            if not isinstance(prompt, (list, tuple, np.ndarray)):
+                raise PairDataError(f"wrong type: expected a list of messages, got "
+                                    f"{type(prompt).__name__}", field="prompt", **batch.where(index))
+            record = dict(record, prompt=_messages(prompt, batch, index, "prompt"))
+            for col in ("chosen", "rejected"):
+                if record.get(col) is not None and not isinstance(record[col], str):
+                    raise PairDataError(f"wrong type: expected a string, got "
+                                        f"{type(record[col]).__name__}", field=col, **batch.where(index))
+        except PairDataError as err:
+            log.add(err, batch.records[index])
+            continue
+        rows.append(record)
+        kept.append(index)
+    if not rows:
+        return pairs_frame(pd.DataFrame(columns=list(PAIR_COLUMNS)), batch.name)
+    df = coerce_scores(pd.DataFrame(rows, index=kept), batch, log)
+    for col in ("pair_id", "prompt_id", "prompt_text", "source", "chosen_model",
+                "rejected_model", "flags"):
+        if col in df:
+            df = _check_scalar(df, batch, col, log)
+    return pairs_frame(df.reset_index(drop=True), batch.name)
+
 
 def pairs_frame(df: pd.DataFrame, name: str) -> pd.DataFrame:
     """A pairs table read back from disk: messages as lists, dtypes restored; ids kept as is."""
@@ -300,5 +404,6 @@ def pairs_frame(df: pd.DataFrame, name: str) -> pd.DataFrame:
     return df[list(PAIR_COLUMNS) + extra].reset_index(drop=True)
 
 
-__all__ = ["LAYOUTS", "canonical_format", "detect_layout", "flat_rows",
-           "pairs_frame", "parse_transcript", "unknown_layout_error", "coerce_scores"]
+__all__ = ["LAYOUTS", "canonical_format", "detect_layout", "flat_rows", "pairs_frame",
+           "pairs_rows", "parse_transcript", "probe_layout", "unknown_layout_error",
+           "coerce_scores"]

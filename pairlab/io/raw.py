@@ -28,6 +28,7 @@ from typing import Any
 import pandas as pd
 
 from ..schema import ASPECTS, PairDataError
+from .rejects import RejectLog
 from .sources import RecordBatch
 
 STRATEGIES = ("mean-aspects", "overall-score", "fine-grained")
@@ -43,18 +44,30 @@ def _number(value: Any, batch: RecordBatch, index: int, field: str) -> float:
             raise PairDataError(f"wrong type: expected a number, got {value!r}", field=field,
                                 **batch.where(index))
         return math.nan
+    number = None
     if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
+        number = _finite_or_nan(value)
+    elif isinstance(value, str):
         text = value.strip()
         if text.upper() in ("N/A", "NA", ""):
             return math.nan
         try:
-            return float(text)
+            number = _finite_or_nan(float(text))
         except ValueError:
             pass
-    raise PairDataError(f"wrong type: expected a number or 'N/A', got {value!r}", field=field,
-                        **batch.where(index))
+    if number is None:
+        raise PairDataError(f"wrong type: expected a finite number or 'N/A', got {value!r:.80}",
+                            field=field, **batch.where(index))
+    return number
+
+
+def _finite_or_nan(value: int | float) -> float | None:
+    """float(value); NaN stays NaN (unknown); None for an infinite or overflowing value."""
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return None if math.isinf(number) else number
 
 
 def _aspect_rating(annotations: Any, aspect: str, batch: RecordBatch, index: int,
@@ -92,8 +105,8 @@ def _completion(raw: Any, strategy: str, batch: RecordBatch, index: int, k: int)
     latent = raw.get("latent_quality")
     return {"response": response or "", "model": str(raw.get("model") or ""), "score": score,
             "ratings": ratings,
-            "latent": float(latent) if isinstance(latent, (int, float)) and not isinstance(latent, bool)
-            else None}
+            "latent": _finite_or_nan(latent) if isinstance(latent, (int, float))
+            and not isinstance(latent, bool) else None}
 
 
 def _pairs_of(scores: list[float], pairing: str, rng: random.Random) -> tuple[list[tuple[int, int]], int]:
@@ -117,29 +130,29 @@ def _pairs_of(scores: list[float], pairing: str, rng: random.Random) -> tuple[li
 
 
 def binarize(batch: RecordBatch, records: list[dict], strategy: str = "mean-aspects",
-             pairing: str = "best-vs-random", seed: int = 0) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Raw records -> pre-schema pair rows and counts (prompts, ties dropped, unscored...)."""
+             pairing: str = "best-vs-random", seed: int = 0, log: RejectLog | None = None
+             ) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Raw records -> pre-schema pair rows and counts (prompts, ties dropped, unscored...).
+
+    A record that cannot be read (no instruction, a rating that is not a number, ...)
+    goes to ``log`` and gives no pair; without a log it is raised.
+    """
     if strategy not in STRATEGIES:
         raise PairDataError(f"unknown binarization '{strategy}'", field="--binarize",
                             hint=f"choose one of {', '.join(STRATEGIES)}")
     if pairing not in PAIRINGS:
         raise PairDataError(f"unknown pairing '{pairing}'", field="--pairing",
                             hint=f"choose one of {', '.join(PAIRINGS)}")
+    log = log if log is not None else RejectLog(strict=True)
     rows: list[dict[str, Any]] = []
     stats = {"completions": 0, "completions_unscored": 0, "prompts_too_few_scored": 0,
              "ties_dropped": 0}
     for index, record in enumerate(records):
-        instruction = record.get("instruction")
-        if not isinstance(instruction, str):
-            raise PairDataError("missing required field" if instruction is None else
-                                f"wrong type: expected a string, got {type(instruction).__name__}",
-                                field="instruction", **batch.where(index))
-        raw_completions = record.get("completions")
-        if not isinstance(raw_completions, list):
-            raise PairDataError("missing required field" if raw_completions is None else
-                                "wrong type: expected a list of completions",
-                                field="completions", **batch.where(index))
-        completions = [_completion(c, strategy, batch, index, k) for k, c in enumerate(raw_completions)]
+        try:
+            instruction, completions = _record(record, strategy, batch, index)
+        except PairDataError as err:
+            log.add(err, batch.records[index])
+            continue
         scores = [c["score"] for c in completions]
         n_scored = sum(not math.isnan(s) for s in scores)
         stats["completions"] += len(completions)
@@ -158,6 +171,22 @@ def binarize(batch: RecordBatch, records: list[dict], strategy: str = "mean-aspe
                             file=batch.name, field="completions",
                             hint=f"try another strategy: {', '.join(STRATEGIES)}")
     return pd.DataFrame(rows), stats
+
+
+def _record(record: dict, strategy: str, batch: RecordBatch, index: int) -> tuple[str, list[dict]]:
+    """One raw record -> (instruction, scored completions), or PairDataError."""
+    instruction = record.get("instruction")
+    if not isinstance(instruction, str):
+        raise PairDataError("missing required field" if instruction is None else
+                            f"wrong type: expected a string, got {type(instruction).__name__}",
+                            field="instruction", **batch.where(index))
+    raw_completions = record.get("completions")
+    if not isinstance(raw_completions, list):
+        raise PairDataError("missing required field" if raw_completions is None else
+                            "wrong type: expected a list of completions",
+                            field="completions", **batch.where(index))
+    completions = [_completion(c, strategy, batch, index, k) for k, c in enumerate(raw_completions)]
+    return instruction, completions
 
 
 def _pair_row(instruction: str, record: dict, chosen: dict, rejected: dict, extras: dict) -> dict:

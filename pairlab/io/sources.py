@@ -1,104 +1,206 @@
-"""Where records come from: a file, a directory of files, or a hub dataset id.
+"""Where records come from: a file, a directory of files, a saved dataset, or a hub dataset.
 
 Each source yields a :class:`RecordBatch`: the records as plain dicts plus, for every
-record, where it sits in its file (1-based line for JSONL, 0-based row for Parquet,
-JSON arrays and hub datasets), so any later error can point at it.
+record, where it sits in its file (1-based line for JSONL and CSV/TSV, 0-based row for
+Parquet, JSON arrays and datasets), so any later error can point at it.
+
+File types (by suffix): ``.jsonl``, ``.json``, ``.parquet``, ``.csv``, ``.tsv``, each
+optionally compressed: ``.gz``, ``.bz2``, ``.xz``, ``.zst`` (``data.jsonl.gz``).
+A row that does not parse (malformed JSON, invalid UTF-8, a CSV row with the wrong
+number of fields, a JSON value that is not an object) goes to the :class:`RejectLog`;
+only a container that cannot be read at all (a corrupt Parquet or archive, a ``.json``
+document that does not parse) is an error for the whole file.
 """
 from __future__ import annotations
 
+import bz2
+import codecs
+import csv
+import gzip
+import io
 import json
+import lzma
 import re
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Callable
 
 from ..schema import PairDataError
+from .rejects import RejectLog
 
-SUFFIXES = (".jsonl", ".json", ".parquet")
+
+def _zstd_open(path: Path) -> IO[bytes]:
+    import zstandard
+
+    return zstandard.open(path, "rb")
+
+
+#: Inner file types the readers know, by suffix.
+FILE_TYPES = (".jsonl", ".json", ".parquet", ".csv", ".tsv")
+#: Compression suffix -> how to open the file as a decompressed binary stream.
+COMPRESSIONS: dict[str, Callable[[Path], IO[bytes]]] = {
+    ".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open, ".zst": _zstd_open}
+SUFFIXES = tuple(t + c for t in FILE_TYPES for c in ("", *COMPRESSIONS))
+SUPPORTED = ".jsonl, .json, .parquet, .csv or .tsv, optionally compressed as .gz, .bz2, .xz or .zst"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+# csv's default field limit (128 KiB) is below some real responses; one field may hold a
+# whole conversation. sys.maxsize overflows a C long on some platforms, so 2**31 - 1.
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+# A CSV cell decoded with errors="surrogateescape" holds these where the bytes were not UTF-8.
+_UNDECODED = re.compile("[\udc80-\udcff]")
 
 
 @dataclass
 class RecordBatch:
-    """Records read from one file (or one hub split), with their positions."""
+    """Records read from one file (or one dataset split), with their positions."""
 
     name: str
     records: list[dict[str, Any]]
     positions: list[int]
     position_kind: str  # "line" (1-based) or "row" (0-based)
+    rows: int = -1      # rows in the source, rejected ones included (-1: len(records))
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.rows < 0:
+            self.rows = len(self.records)
 
     def where(self, index: int) -> dict[str, Any]:
         """Keyword arguments locating record ``index`` for :class:`PairDataError`."""
         return {"file": self.name, self.position_kind: self.positions[index]}
 
 
+def file_type(path: Path) -> tuple[str | None, str | None]:
+    """``data.jsonl.gz`` -> ('.jsonl', '.gz'); ('.parquet', None); (None, ...) when unknown."""
+    suffixes = [s.lower() for s in path.suffixes]
+    compression = suffixes[-1] if suffixes and suffixes[-1] in COMPRESSIONS else None
+    inner = suffixes[-2] if compression and len(suffixes) > 1 else (
+        suffixes[-1] if suffixes and not compression else None)
+    return (inner if inner in FILE_TYPES else None), compression
+
+
+def is_saved_dataset(path: Path) -> bool:
+    """A directory ``datasets.Dataset(Dict).save_to_disk`` wrote."""
+    return path.is_dir() and ((path / "dataset_dict.json").is_file() or (
+        (path / "state.json").is_file() and (path / "dataset_info.json").is_file()))
+
+
 def list_files(spec: str | Path) -> list[Path]:
     """The files a local spec names (a file, or a directory's data files sorted by name)."""
     path = Path(spec).expanduser()
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in SUFFIXES)
+        files = sorted(p for p in path.iterdir()
+                       if p.is_file() and not p.name.startswith(".") and file_type(p)[0])
         if not files:
-            raise PairDataError("directory holds no .jsonl/.json/.parquet files", file=str(path))
+            raise PairDataError("directory holds no data files and is not a datasets "
+                                "save_to_disk directory", file=str(path),
+                                hint=f"put {SUPPORTED} files in it")
         return files
     if path.exists():
-        if path.suffix not in SUFFIXES:
-            raise PairDataError(f"unsupported file type '{path.suffix}'", file=str(path),
-                                hint="use .jsonl, .json or .parquet")
+        if file_type(path)[0] is None:
+            suffix = "".join(path.suffixes[-2:]) or path.name
+            raise PairDataError(f"unsupported file type '{suffix}'", file=str(path),
+                                hint=f"use {SUPPORTED} (a compressed file names its type "
+                                     "too, e.g. test.jsonl.gz)")
         return [path]
     raise PairDataError("no such file or directory", file=str(path))
 
 
 def is_hub_id(spec: str) -> bool:
     """'org/name' or 'name' that is not a local path and has no data-file suffix."""
-    return (not Path(spec).expanduser().exists() and not spec.endswith(SUFFIXES)
+    return (not Path(spec).expanduser().exists() and not spec.lower().endswith(SUFFIXES)
             and not spec.startswith((".", "/", "~")) and bool(_HUB_ID.match(spec)))
 
 
 # ---------------------------------------------------------------- files
 
-def read_file(path: Path) -> RecordBatch:
-    """One local file -> its records (no layout logic here)."""
-    if path.suffix == ".parquet":
-        batch = _read_parquet(path)
-    elif path.suffix == ".json":
-        batch = _read_json(path)
-    else:
-        batch = _read_jsonl(path)
-    if not batch.records:
-        raise PairDataError("empty file: no records", file=str(path),
-                            hint="expected one JSON object per line, a JSON list, or Parquet rows")
-    return batch
+def _open(path: Path) -> IO[bytes]:
+    compression = file_type(path)[1]
+    return COMPRESSIONS[compression](path) if compression else open(path, "rb")
 
 
-def _read_jsonl(path: Path) -> RecordBatch:
-    records, lines = [], []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, text in enumerate(fh, start=1):
-            if not text.strip():
+def _container_error(path: Path, err: BaseException) -> PairDataError:
+    compression = file_type(path)[1]
+    what = f"cannot decompress {compression}" if compression else "cannot read the file"
+    return PairDataError(f"{what} ({type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''})",
+                         file=str(path), hint="the file is corrupt or cut short; download it again")
+
+
+def read_file(path: Path, log: RejectLog) -> RecordBatch:
+    """One local file -> its records (no layout logic here); unparseable rows go to ``log``."""
+    kind = file_type(path)[0]
+    readers = {".parquet": _read_parquet, ".json": _read_json, ".jsonl": _read_jsonl,
+               ".csv": _read_delimited, ".tsv": _read_delimited}
+    try:
+        return readers[kind](path, log)
+    except PairDataError:
+        raise
+    except (OSError, EOFError, lzma.LZMAError) as err:  # a broken archive or unreadable file
+        raise _container_error(path, err) from None
+    except Exception as err:  # zstandard.ZstdError and kin: still the container, not a row
+        if type(err).__module__.startswith("zstandard"):
+            raise _container_error(path, err) from None
+        raise
+
+
+def _read_jsonl(path: Path, log: RejectLog) -> RecordBatch:
+    records, lines, rows = [], [], 0
+    with _open(path) as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if lineno == 1 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8):]
+            if not raw.strip():
+                continue
+            rows += 1
+            where = {"file": str(path), "line": lineno}
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                log.add(PairDataError(f"invalid UTF-8 (byte 0x{raw[err.start]:02x} at column "
+                                      f"{err.start + 1})", **where,
+                                      hint="re-encode the file as UTF-8"),
+                        raw.decode("utf-8", "replace").rstrip("\r\n"))
                 continue
             try:
                 record = json.loads(text)
             except json.JSONDecodeError as err:
-                raise PairDataError(f"malformed JSON ({err.msg} at column {err.colno})",
-                                    file=str(path), line=lineno,
-                                    hint="each line must be one complete JSON object") from None
+                log.add(PairDataError(f"malformed JSON ({err.msg} at column {err.colno})", **where,
+                                      hint="each line must be one complete JSON object"),
+                        text.rstrip("\r\n"))
+                continue
+            except (ValueError, RecursionError) as err:  # too deep, or an over-long integer
+                log.add(PairDataError(f"malformed JSON ({type(err).__name__}: "
+                                      f"{str(err)[:120] or 'nested too deeply'})", **where),
+                        text.rstrip("\r\n"))
+                continue
             if not isinstance(record, dict):
-                raise PairDataError(f"expected a JSON object, got {type(record).__name__}",
-                                    file=str(path), line=lineno)
+                log.add(PairDataError(f"expected a JSON object, got {type(record).__name__}",
+                                      **where), text.rstrip("\r\n"))
+                continue
             records.append(record)
             lines.append(lineno)
-    return RecordBatch(str(path), records, lines, "line")
+    return RecordBatch(str(path), records, lines, "line", rows=rows)
 
 
-def _read_json(path: Path) -> RecordBatch:
-    text = path.read_text(encoding="utf-8")
+def _read_json(path: Path, log: RejectLog) -> RecordBatch:
+    with _open(path) as fh:
+        data_bytes = fh.read()
+    try:
+        text = data_bytes.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise PairDataError("invalid UTF-8", file=str(path),
+                            line=data_bytes[:err.start].count(b"\n") + 1,
+                            hint="re-encode the file as UTF-8") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         if err.msg == "Extra data":  # a .json file that is really JSON lines
-            return _read_jsonl(path)
+            return _read_jsonl(path, log)
         raise PairDataError(f"malformed JSON ({err.msg} at column {err.colno})",
                             file=str(path), line=err.lineno) from None
+    except (ValueError, RecursionError) as err:
+        raise PairDataError(f"malformed JSON ({type(err).__name__})", file=str(path)) from None
     if isinstance(data, dict):
         # {"data": [...]} style wrappers; a single object is one record.
         lists = [v for v in data.values() if isinstance(v, list) and v and isinstance(v[0], dict)]
@@ -106,52 +208,142 @@ def _read_json(path: Path) -> RecordBatch:
     if not isinstance(data, list):
         raise PairDataError(f"expected a JSON list of objects, got {type(data).__name__}",
                             file=str(path))
+    records, rows = [], []
     for i, record in enumerate(data):
-        if not isinstance(record, dict):
-            raise PairDataError(f"expected a JSON object, got {type(record).__name__}",
-                                file=str(path), row=i)
-    return RecordBatch(str(path), data, list(range(len(data))), "row")
+        if isinstance(record, dict):
+            records.append(record)
+            rows.append(i)
+        else:
+            log.add(PairDataError(f"expected a JSON object, got {type(record).__name__}",
+                                  file=str(path), row=i), record)
+    return RecordBatch(str(path), records, rows, "row", rows=len(data))
 
 
-def _read_parquet(path: Path) -> RecordBatch:
+def _read_parquet(path: Path, log: RejectLog) -> RecordBatch:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(path)
+        if file_type(path)[1]:  # Parquet needs random access: decompress into memory
+            with _open(path) as fh:
+                table = pq.read_table(pa.BufferReader(fh.read()))
+        else:
+            table = pq.read_table(path)
+    except (OSError, EOFError, lzma.LZMAError):
+        raise
     except Exception as err:  # pyarrow raises several types for a corrupt file
         raise PairDataError(f"cannot read Parquet: {err}", file=str(path)) from None
     records = table.to_pylist()
     return RecordBatch(str(path), records, list(range(len(records))), "row")
 
 
-# ---------------------------------------------------------------- hub
+def _read_delimited(path: Path, log: RejectLog) -> RecordBatch:
+    """CSV (``,``) or TSV (tab), with a header row; every value is read as text.
 
-def read_hub(dataset_id: str, split: str | None) -> RecordBatch:
+    The csv module rather than ``pandas.read_csv``: it reports the line each row starts
+    on (quoted cells may span lines) and hands over a malformed row instead of skipping
+    it, so every row is read or rejected with its line. Numbers in score columns are
+    parsed later, like numeric strings in JSON.
+    """
+    delimiter = "\t" if file_type(path)[0] == ".tsv" else ","
+    records, lines, rows = [], [], 0
+    with _open(path) as raw, io.TextIOWrapper(raw, encoding="utf-8-sig",
+                                              errors="surrogateescape", newline="") as fh:
+        reader = csv.reader(fh, delimiter=delimiter)
+        try:
+            header = next(reader, None)
+            if header is None:
+                return RecordBatch(str(path), [], [], "line", rows=0)
+            _check_header(header, path)
+            start = reader.line_num + 1
+            for values in reader:
+                lineno, start = start, reader.line_num + 1
+                if not values:
+                    continue  # a blank line is not a row
+                rows += 1
+                where = {"file": str(path), "line": lineno}
+                text = delimiter.join(values)
+                if len(values) != len(header):
+                    log.add(PairDataError(f"expected {len(header)} fields (as the header), got "
+                                          f"{len(values)}", **where,
+                                          hint="quote cells that contain the delimiter"),
+                            _UNDECODED.sub("\ufffd", text))
+                    continue
+                bad = next((h for h, v in zip(header, values) if _UNDECODED.search(v)), None)
+                if bad is not None:
+                    log.add(PairDataError("invalid UTF-8", field=bad, **where,
+                                          hint="re-encode the file as UTF-8"),
+                            _UNDECODED.sub("\ufffd", text))
+                    continue
+                records.append(dict(zip(header, values)))
+                lines.append(lineno)
+        except csv.Error as err:  # e.g. a NUL byte: the reader cannot go on past it
+            raise PairDataError(f"malformed {file_type(path)[0][1:].upper()} ({err})",
+                                file=str(path), line=reader.line_num) from None
+    return RecordBatch(str(path), records, lines, "line", rows=rows)
+
+
+def _check_header(header: list[str], path: Path) -> None:
+    names = [h.strip() for h in header]
+    problem = ("an empty column name" if "" in names else
+               "invalid UTF-8" if any(_UNDECODED.search(h) for h in names) else
+               f"column '{next(h for h in names if names.count(h) > 1)}' twice"
+               if len(set(names)) != len(names) else None)
+    if problem:
+        raise PairDataError(f"header row has {problem}", file=str(path), line=1,
+                            hint="the first line must name every column once")
+    header[:] = names
+
+
+# ---------------------------------------------------------------- datasets (disk and hub)
+
+def read_saved(path: Path, split: str | None) -> RecordBatch:
+    """A ``datasets`` ``save_to_disk`` directory (a Dataset, or a DatasetDict with ``split``)."""
+    import datasets
+
+    try:
+        loaded = datasets.load_from_disk(str(path))
+    except Exception as err:  # a partial or foreign directory
+        raise PairDataError(f"cannot load saved dataset ({type(err).__name__}: "
+                            f"{str(err).splitlines()[0][:200] if str(err) else ''})",
+                            file=str(path)) from None
+    return _dataset_batch(loaded, str(path), split)
+
+
+def read_hub(dataset_id: str, split: str | None, config: str | None = None,
+             revision: str | None = None) -> RecordBatch:
     """A hub dataset split via ``datasets.load_dataset`` (needs network or a warm cache)."""
     try:
         import datasets
 
-        loaded = datasets.load_dataset(dataset_id, split=split)
+        named = {k: v for k, v in (("name", config), ("revision", revision)) if v is not None}
+        loaded = datasets.load_dataset(dataset_id, split=split, **named)
     except Exception as err:  # offline, unknown id, bad split: all end the same way for a user
         offline = _offline_mode()
         raise PairDataError(
             f"cannot load hub dataset ({type(err).__name__}: {str(err).splitlines()[0][:300]})",
             file=dataset_id,
             hint=("HF offline mode is on and the dataset is not cached; " if offline else
-                  "no network, a wrong id or a wrong --split? ")
+                  "no network, a wrong id, --hub-config, --hub-revision or --split? ")
             + "download it where there is network and pass the local .parquet/.jsonl file",
         ) from None
-    if isinstance(loaded, dict):  # a DatasetDict: the user must pick a split
+    name = dataset_id + (f":{config}" if config else "") + (f"@{revision}" if revision else "")
+    return _dataset_batch(loaded, name, split)
+
+
+def _dataset_batch(loaded: Any, name: str, split: str | None) -> RecordBatch:
+    if hasattr(loaded, "keys") and not hasattr(loaded, "features"):  # a DatasetDict
         splits = list(loaded)
-        if len(splits) != 1:
+        if split in splits:
+            loaded = loaded[split]
+        elif len(splits) == 1 and split is None:
+            split, loaded = splits[0], loaded[splits[0]]
+        else:
             raise PairDataError(f"name a split with --split (available: {', '.join(splits)})",
-                                file=dataset_id, field="split")
-        split, loaded = splits[0], loaded[splits[0]]
+                                file=name, field="split")
     records = loaded.to_list()
-    name = f"{dataset_id}[{split}]"
-    if not records:
-        raise PairDataError("empty dataset split: no records", file=name)
-    return RecordBatch(name, records, list(range(len(records))), "row")
+    return RecordBatch(f"{name}[{split}]" if split else name, records,
+                       list(range(len(records))), "row")
 
 
 def _offline_mode() -> bool:

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..schema import ASPECTS, PAIR_COLUMNS
+from ..schema import ASPECTS, PAIR_COLUMNS, usable_scores
+from .rejects import describe_reject
 
 
 def _range(values: pd.Series) -> dict[str, Any]:
@@ -37,7 +38,8 @@ def _example(row: pd.Series) -> dict[str, Any]:
 def summarize_pairs(df: pd.DataFrame, examples: int = 2) -> dict[str, Any]:
     """Rows, layout, score ranges, ties/inversions, sources, models, prompt turns, flags."""
     stats = dict(df.attrs.get("read_stats", {}))
-    gap = df["score_chosen"] - df["score_rejected"]
+    # inf / absurd scores (flagged nonfinite_score) are unknown here, not an infinite gap
+    gap = pd.Series(usable_scores(df["score_chosen"]) - usable_scores(df["score_rejected"]), index=df.index)
     flags = df["flags"].replace("", np.nan).dropna().str.split(";").explode()
     flag_counts = {str(k): int(v) for k, v in flags.value_counts().items()}
     flag_examples = {}
@@ -50,6 +52,8 @@ def summarize_pairs(df: pd.DataFrame, examples: int = 2) -> dict[str, Any]:
     return {
         "rows": int(len(df)),
         "layout": stats.get("layout"),
+        # every input row is read or rejected: input_rows = read + rejected
+        "input_rows": stats.get("rows"), "rejected": stats.get("rejected", 0),
         "read": stats,
         "scores": {"score_chosen": _range(df["score_chosen"]),
                    "score_rejected": _range(df["score_rejected"]),
@@ -94,8 +98,17 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"input        {read.get('spec', '?')}",
         f"layout       {summary['layout']}" + (f"  (auto-mapped: {_fmt_map(read['auto_mapped'])})"
                                               if read.get("auto_mapped") else ""),
-        f"records      {read.get('records', '?')} read -> {summary['rows']} pairs",
+        f"rows         {read.get('rows', '?')}: {read.get('records', '?')} read + "
+        f"{read.get('rejected', 0)} rejected -> {summary['rows']} pairs",
     ]
+    if read.get("rejected"):
+        shown = read.get("rejects", [])
+        lines.append(f"rejected     {read['rejected']} rows could not become a pair "
+                     f"(--strict stops at the first):")
+        lines += [f"  {describe_reject(r)}" for r in shown]
+        if read["rejected"] > len(shown):
+            lines.append(f"  ... and {read['rejected'] - len(shown)} more "
+                         "(all of them: pairlab convert --rejects FILE)")
     if "binarize" in read:
         lines.append(f"binarized    {read['binarize']}, {read['pairing']} (seed {read['seed']}); "
                      f"ties dropped {read.get('ties_dropped', 0)}, prompts with <2 scored "

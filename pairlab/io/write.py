@@ -103,7 +103,20 @@ def write_trl_dataset(df: pd.DataFrame, path: str | Path) -> Path:
         with artifacts.atomic_path(path) as tmp:
             dataset.to_json(str(tmp), lines=True, force_ascii=False)
     elif path.suffix == "":
-        dataset.save_to_disk(str(path))
+        # save_to_disk writes several files: build them in a temp sibling, then move it in
+        # whole, so a kill leaves no half-written dataset under ``path``.
+        import shutil
+        import tempfile
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        try:
+            dataset.save_to_disk(str(tmp / "dataset"))
+            if path.is_dir():
+                shutil.rmtree(path)
+            (tmp / "dataset").rename(path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     else:
         raise PairDataError(f"unsupported output type '{path.suffix}'", file=str(path),
                             hint="write .parquet, .jsonl, or a directory (datasets.save_to_disk)")

@@ -1,7 +1,9 @@
 """The ablation report: the arms of `pairlab ablate` side by side, from DIR/comparison.json.
 
-Shows a one-line verdict, the arms table (pairs kept, true label noise when known,
-accuracy with CI, delta vs the baseline arm with McNemar's p, margin, reference-free
+Shows the verdict `pairlab ablate` wrote (significance after Holm correction, and the
+minimum detectable effect where nothing was detected), the arms table (pairs kept, true
+label noise when known, accuracy with CI, delta vs the baseline arm with its CI, McNemar's p
+and Holm-corrected p, MDE, per-seed deltas next to the pooled one, margin, reference-free
 accuracy, length-bias split, train time), accuracy vs pairs kept, a per-source
 heatmap, and links to every arm's evaluation and curation report.
 """
@@ -24,28 +26,12 @@ def _pct(x: float | None) -> str:
 
 
 def verdict(c: dict[str, Any]) -> str:
-    """One plain sentence: which arm did best and whether it beat the baseline significantly."""
-    done = [a for a in c["arms"] if a["accuracy"]["mean"] is not None]
-    if not done:
-        return "No arm has been evaluated yet."
-    base = next((a for a in done if a["is_baseline"]), None)
-    best = max(done, key=lambda a: a["accuracy"]["mean"])
-    if base is None or best is base:
-        others = [a for a in done if a is not best]
-        tail = "" if not others else " None of the filtered arms beat it."
-        return (f"The baseline arm '{best['name']}' scored best: held-out preference accuracy "
-                f"{_pct(best['accuracy']['mean'])}.{tail}")
-    p = [s.get("mcnemar", {}).get("p_value") for s in best["seeds"] if s.get("mcnemar")]
-    p_text = "" if not p else (f" (McNemar p = {p[0]:.3g}" + (", significant at 0.05)" if p[0] < 0.05
-                                                               else ", not significant at 0.05)"))
-    noise = ""
-    if best.get("true_label_noise") is not None and base.get("true_label_noise") is not None:
-        noise = (f"; its training labels were {_pct(best['true_label_noise'])} wrong vs "
-                 f"{_pct(base['true_label_noise'])} in the baseline")
-    return (f"'{best['name']}' scored best: held-out preference accuracy {_pct(best['accuracy']['mean'])} vs "
-            f"{_pct(base['accuracy']['mean'])} for the baseline '{base['name']}' "
-            f"({100 * (best['accuracy']['mean'] - base['accuracy']['mean']):+.1f} points{p_text}) "
-            f"with {best['pairs_kept']} of {base['pairs_kept']} pairs{noise}.")
+    """The verdict `pairlab ablate` wrote into comparison.json (winner only where the design detected one)."""
+    v = c.get("verdict")
+    if isinstance(v, dict) and v.get("text"):
+        return v["text"]
+    return ("This comparison.json has no verdict with power and multiple-comparison correction; run "
+            "`pairlab ablate --config ... --out DIR --report-only` to recompute it.")
 
 
 def _figures(c: dict[str, Any]) -> list[dict[str, str]]:
@@ -109,9 +95,37 @@ def _filters_text(filters: list[Any]) -> str:
     return "; ".join(parts)
 
 
-def _mcnemar_text(arm: dict[str, Any]) -> str:
-    ps = [s["mcnemar"]["p_value"] for s in arm["seeds"] if s.get("mcnemar")]
-    return "–" if not ps else ", ".join(f"{p:.3g}" for p in ps)
+def _delta_text(arm: dict[str, Any]) -> str:
+    v = arm.get("vs_baseline")
+    if not v:
+        return "–"
+    lo, hi = v["delta_ci95"]
+    return f"{100 * v['delta']:+.1f} pts ({100 * lo:+.1f} to {100 * hi:+.1f})"
+
+
+def _p_text(arm: dict[str, Any]) -> str:
+    v = arm.get("vs_baseline")
+    if not v:
+        return "–"
+    holm = f" / {v['p_holm']:.2g}" if v.get("n_comparisons", 1) > 1 else ""
+    return f"{v['p_value']:.2g}{holm}" + (" *" if v.get("significant") else "")
+
+
+def _mde_text(arm: dict[str, Any]) -> str:
+    v = arm.get("vs_baseline")
+    if not v:
+        return "–"
+    return "none detectable" if v.get("mde") is None else f"{100 * v['mde']:.1f} pts"
+
+
+def _seeds_text(arm: dict[str, Any]) -> str:
+    """Per-seed deltas next to the pooled one (the spread the pooled test sits on)."""
+    v = arm.get("vs_baseline")
+    if not v or not v.get("per_seed"):
+        return ""
+    sd = v.get("per_seed_delta_sd")
+    return ("seeds: " + ", ".join(f"{100 * r['delta']:+.1f}" for r in v["per_seed"])
+            + ("" if sd is None else f" (sd {100 * sd:.1f})"))
 
 
 def ablation_summary(directory: str | os.PathLike) -> dict[str, Any]:
@@ -123,7 +137,9 @@ def ablation_summary(directory: str | os.PathLike) -> dict[str, Any]:
         raise ReportError("no comparison.json (the ablation has not gathered its arms yet)", file=str(directory),
                           hint="run `pairlab ablate --config ... --out DIR --report-only`")
     c = artifacts.read_json(path)
-    return {"kind": "ablation", "dir": str(directory), "verdict": verdict(c), **c}
+    decision = c.get("verdict") if isinstance(c.get("verdict"), dict) else {}
+    return {"kind": "ablation", "dir": str(directory), **c, "verdict": verdict(c),
+            "winner": decision.get("winner"), "verdict_detail": decision or None}
 
 
 def write_ablation_report(directory: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
@@ -131,7 +147,8 @@ def write_ablation_report(directory: str | os.PathLike, out: str | os.PathLike |
     c = ablation_summary(directory)
     for a in c["arms"]:
         a["filters_text"] = _filters_text(a["filters"])
-        a["mcnemar_text"] = _mcnemar_text(a)
+        a["delta_text"], a["p_text"] = _delta_text(a), _p_text(a)
+        a["mde_text"], a["seeds_text"] = _mde_text(a), _seeds_text(a)
     config_path = directory / "ablation.yaml"
     manifest = artifacts.read_manifest(directory) if (directory / artifacts.MANIFEST).exists() else {}
     return write_report(

@@ -92,44 +92,59 @@ def reference_free_comparison(per_pair: pd.DataFrame, n_boot: int = 2000) -> dic
     """Does the aligned model alone rank chosen above rejected more often than the reference did?
 
     Both accuracies use summed log-probs of the same pairs (log pi(chosen) > log pi(rejected)),
-    so the difference is paired: bootstrap CI and McNemar's exact test.
+    so the difference is paired: :func:`pairlab.stats.paired_comparison` (bootstrap CI,
+    McNemar's exact test, minimum detectable effect).
     """
     needed = ("policy_chosen_logps", "policy_rejected_logps", "ref_chosen_logps", "ref_rejected_logps")
     if not all(c in per_pair for c in needed) or per_pair.empty:
         return None
-    from ..evaluate.stats import mcnemar_exact, paired_bootstrap
-
-    reference = (per_pair["ref_chosen_logps"] > per_pair["ref_rejected_logps"]).to_numpy(float)
-    aligned = (per_pair["policy_chosen_logps"] > per_pair["policy_rejected_logps"]).to_numpy(float)
-    diff = paired_bootstrap(reference, aligned, n_boot=n_boot)
-    return {"reference": float(reference.mean()), "aligned": float(aligned.mean()),
-            "difference": diff["mean_difference"], "difference_ci95": diff["ci95"],
-            "mcnemar_p": mcnemar_exact(reference.astype(bool), aligned.astype(bool))["p_value"]}
+    reference = (per_pair["ref_chosen_logps"] > per_pair["ref_rejected_logps"]).to_numpy(bool)
+    aligned = (per_pair["policy_chosen_logps"] > per_pair["policy_rejected_logps"]).to_numpy(bool)
+    c = _paired(reference, aligned, n_boot)
+    return {"reference": c["accuracy_baseline"], "aligned": c["accuracy_other"], **_paired_fields(c)}
 
 
 def baseline_comparison(per_pair: pd.DataFrame, baseline: pd.DataFrame, n_boot: int = 2000) -> dict[str, Any]:
     """Accuracy of this eval vs a baseline eval on the pairs they share (paired by pair_id)."""
-    from ..evaluate.stats import mcnemar_exact, paired_bootstrap
-
     joined = per_pair[["pair_id", "correct"]].merge(baseline[["pair_id", "correct"]], on="pair_id",
                                                     suffixes=("", "_baseline"))
     if joined.empty:
         raise ReportError("the baseline eval shares no pair_id with this one",
                           hint="compare evaluations of the same eval split")
-    base, new = joined["correct_baseline"].to_numpy(bool), joined["correct"].to_numpy(bool)
-    diff = paired_bootstrap(base.astype(float), new.astype(float), n_boot=n_boot)
+    c = _paired(joined["correct_baseline"].to_numpy(bool), joined["correct"].to_numpy(bool), n_boot)
     return {"n_shared": int(len(joined)), "baseline_all_ties": bool((baseline["margin"] == 0).all()),
-            "baseline_accuracy": float(base.mean()),
-            "accuracy": float(new.mean()), "difference": diff["mean_difference"],
-            "difference_ci95": diff["ci95"], "mcnemar_p": mcnemar_exact(base, new)["p_value"]}
+            "baseline_accuracy": c["accuracy_baseline"], "accuracy": c["accuracy_other"], **_paired_fields(c)}
 
 
-def _change(what: str, before: str, after: str, diff: float, ci: list[float], extra: str = "") -> str:
-    """'DPO raised WHAT from A to B (+d points, 95% CI ...)', or 'did not significantly change'."""
+def _paired(baseline: np.ndarray, other: np.ndarray, n_boot: int) -> dict[str, Any]:
+    from ..stats import paired_comparison
+
+    return paired_comparison(baseline, other, n_boot=n_boot)
+
+
+def _paired_fields(c: dict[str, Any]) -> dict[str, Any]:
+    """The shared comparison under the report's names (difference = other - baseline)."""
+    return {"difference": c["delta"], "difference_ci95": c["delta_ci95"], "mcnemar_p": c["p_value"],
+            "mde": c["mde"], "n_pairs": c["n_pairs"], "n_discordant": c["n_discordant"]}
+
+
+def _change(what: str, before: str, after: str, diff: float, ci: list[float], extra: str = "",
+            p: float | None = None, mde: float | None = None, n: int | None = None) -> str:
+    """'DPO raised WHAT from A to B (+d points, 95% CI ...)', or 'did not significantly change'.
+
+    Significant means McNemar's p < 0.05 when a p is given (else the CI excludes 0); a
+    non-significant change says what the design could have detected (its MDE).
+    """
+    from ..stats import ALPHA
+
     lo, hi = ci
     stats = f"{_pts(diff)} points, 95% CI {_pts(lo)} to {_pts(hi)}" + (f"; {extra}" if extra else "")
-    if lo > 0 or hi < 0:
-        return f"DPO {'raised' if lo > 0 else 'lowered'} {what} from {before} to {after} ({stats})"
+    significant = p < ALPHA if p is not None else (lo > 0 or hi < 0)
+    if significant:
+        return f"DPO {'raised' if diff > 0 else 'lowered'} {what} from {before} to {after} ({stats})"
+    if n is not None:
+        stats += (f"; with {n:,} pairs this design detects only differences ≥ {100 * mde:.0f} points"
+                  if mde is not None else f"; with {n:,} pairs this design cannot detect a difference")
     return f"DPO did not significantly change {what}: {before}, then {after} ({stats})"
 
 
@@ -150,7 +165,8 @@ def verdict(metrics: dict[str, Any], reference_free: dict[str, Any] | None = Non
     if baseline is not None:
         change = _change("held-out preference accuracy", _pct(baseline["baseline_accuracy"]),
                          _pct(baseline["accuracy"]), baseline["difference"], baseline["difference_ci95"],
-                         f"McNemar p = {baseline['mcnemar_p']:.2g}")
+                         f"McNemar p = {baseline['mcnemar_p']:.2g}", p=baseline.get("mcnemar_p"),
+                         mde=baseline.get("mde"), n=baseline.get("n_pairs"))
         why = (" (the baseline is an untrained model: all its margins are 0, so its accuracy is 0 by "
                "the tie rule)" if baseline.get("baseline_all_ties") else "")
         return f"{change} on {baseline['n_shared']:,} shared pairs{why}."
@@ -166,7 +182,10 @@ def verdict(metrics: dict[str, Any], reference_free: dict[str, Any] | None = Non
         change = _change("held-out reference-free preference accuracy",
                          f"{_pct(reference_free['reference'])} (reference model)",
                          _pct(reference_free["aligned"]), reference_free["difference"],
-                         reference_free["difference_ci95"])
+                         reference_free["difference_ci95"],
+                         f"McNemar p = {reference_free['mcnemar_p']:.2g}" if "mcnemar_p" in reference_free else "",
+                         p=reference_free.get("mcnemar_p"), mde=reference_free.get("mde"),
+                         n=reference_free.get("n_pairs"))
         return (f"{change}; implicit-reward accuracy is {_pct(acc)} (95% CI {_pct(lo)} to {_pct(hi)}) "
                 f"on {n:,} pairs.")
     where = ("better than chance: the aligned model's implicit reward ranks the chosen response higher "

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import artifacts
+from ..dirs import STAGE_DIRS, AblationDir, AuditDir, CurateDir, EvalDir, RunDir
 from ..errors import ReportError  # noqa: F401  (the reports import it from here)
 
 FORMATS = ("html", "json")
@@ -85,6 +86,7 @@ def render_report(directory: str | os.PathLike, out: str | os.PathLike | None = 
     if format not in FORMATS:
         raise ReportError(f"unknown format '{format}'", field="format", hint=f"use one of {FORMATS}")
     kind = detect_kind(directory)
+    verify_dir(directory, kind)
     missing = [f for f in kind.marker_files if not (Path(directory) / f).exists()]
     if missing:
         raise ReportError(f"a {kind.name} directory without {', '.join(missing)}: its stage has not "
@@ -103,7 +105,16 @@ def report_summary(directory: str | os.PathLike, kind: ReportKind | None = None,
     from .render import json_safe
 
     kind = kind or detect_kind(directory)
+    verify_dir(directory, kind)
     return json_safe(kind.summarize(directory, **_options(kind, directory, options)))
+
+
+def verify_dir(directory: str | os.PathLike, kind: ReportKind) -> None:
+    """Refuse an incomplete or changed directory (reports show only what a stage finished)."""
+    for stage in kind.stages:
+        if stage in STAGE_DIRS:
+            STAGE_DIRS[stage].verify(directory)
+            return
 
 
 def _options(kind: ReportKind, directory: str | os.PathLike, options: dict[str, Any]) -> dict[str, Any]:
@@ -151,15 +162,15 @@ def _curation_json(directory, **options):
     directory = Path(directory)
     manifest = artifacts.read_manifest(directory) if (directory / artifacts.MANIFEST).exists() else {}
     return {"kind": "curation", "dir": str(directory),
-            "html": str(directory / "curation.html") if (directory / "curation.html").exists() else None,
+            "html": str(directory / CurateDir.REPORT) if (directory / CurateDir.REPORT).exists() else None,
             "outputs": manifest.get("outputs"), "manifest": manifest}
 
 
-register(ReportKind("eval", ("evaluate", "eval", "evaluation"), ("per_pair.parquet", "metrics.json"),
+register(ReportKind("eval", ("evaluate", "eval", "evaluation"), (EvalDir.PER_PAIR, EvalDir.METRICS),
                     _eval_html, _eval_json, options=("baseline",)))
-register(ReportKind("run", ("train",), ("train_log.jsonl",), _run_html, _run_json))
-register(ReportKind("curation", ("curate", "curation"), ("pairs.parquet", "dropped.parquet"),
-                    _curation_html, _curation_json, html_name="curation.html"))
+register(ReportKind("run", ("train",), (RunDir.TRAIN_LOG,), _run_html, _run_json))
+register(ReportKind("curation", ("curate", "curation"), (CurateDir.PAIRS, CurateDir.DROPPED),
+                    _curation_html, _curation_json, html_name=CurateDir.REPORT))
 
 
 def _ablation_html(directory, out, **options):
@@ -174,7 +185,7 @@ def _ablation_json(directory, **options):
     return ablation_summary(directory)
 
 
-register(ReportKind("ablation", ("ablate",), ("comparison.json", "ablation.yaml"),
+register(ReportKind("ablation", ("ablate",), (AblationDir.COMPARISON, AblationDir.CONFIG),
                     _ablation_html, _ablation_json))
 
 
@@ -190,5 +201,5 @@ def _audit_json(directory, **options):
     return audit_summary(directory)
 
 
-register(ReportKind("audit", ("audit",), ("attribution.parquet",), _audit_html, _audit_json,
-                    html_name="audit.html"))
+register(ReportKind("audit", ("audit",), (AuditDir.ATTRIBUTION,), _audit_html, _audit_json,
+                    html_name=AuditDir.REPORT))

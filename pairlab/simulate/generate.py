@@ -28,7 +28,7 @@ import numpy as np
 
 from ..schema import ASPECTS, make_prompt_id
 from .config import SimulateConfig
-from .templates import (CRITIQUES, PREFIXES, RATIONALES, STYLES, SUFFIXES, TOPICS, VERBOSE,
+from .templates import (CRITIQUES, MARKERS, PREFIXES, RATIONALES, STYLES, SUFFIXES, TOPICS, VERBOSE,
                         VERBOSE_CLOSE, VERBOSE_OPEN, Topic)
 
 N_LEVELS = 5
@@ -84,10 +84,13 @@ def simulate(cfg: SimulateConfig | None = None, **overrides: Any) -> SimResult:
     weights /= weights.sum()
     eval_entities = {t: _eval_entities(TOPICS[t], cfg.eval_fraction, rng) for t in names}
 
+    # Markers come from their own stream, so marker_rate=0 leaves every other draw (and the
+    # output of earlier versions) unchanged.
+    marker_rng = np.random.default_rng([cfg.seed, 7919])
     train = _split_records("train", n_train, names, weights, eval_entities, cfg, rng,
-                           oracle=False)
+                           oracle=False, marker_rng=marker_rng)
     held_out = _split_records("eval", n_eval, names, weights, eval_entities, cfg, rng,
-                              oracle=True)
+                              oracle=True, marker_rng=marker_rng)
     stats = {"n_train_records": len(train), "n_eval_records": len(held_out),
              "topics": {t: sum(r["topic"] == t for r in train) for t in names},
              "raw_discordance": raw_discordance(train)}
@@ -120,7 +123,8 @@ def _draw_keys(topic: Topic, n: int, in_split: np.ndarray, rng: np.random.Genera
 
 def _split_records(split: str, n: int, names: list[str], weights: np.ndarray,
                    eval_entities: dict[str, np.ndarray], cfg: SimulateConfig,
-                   rng: np.random.Generator, *, oracle: bool) -> list[dict[str, Any]]:
+                   rng: np.random.Generator, *, oracle: bool,
+                   marker_rng: np.random.Generator | None = None) -> list[dict[str, Any]]:
     if n == 0:
         return []
     topic_idx = rng.choice(len(names), size=n, p=weights)
@@ -161,6 +165,10 @@ def _split_records(split: str, n: int, names: list[str], weights: np.ndarray,
                      400, 4000).astype(np.int64)
     n_filler = rng.integers(2, len(VERBOSE) + 1, (n, PER_RECORD))
     realistic = cfg.length == "realistic"
+    marker_rng = marker_rng or np.random.default_rng([cfg.seed, 7919])
+    # A style marker (flattery / hedging) in front of the answer, independent of its quality.
+    marked = marker_rng.random((n, PER_RECORD)) < cfg.marker_rate
+    marker_idx = marker_rng.integers(0, len(MARKERS), (n, PER_RECORD))
 
     records = []
     fine = ratings.mean(axis=2)
@@ -176,6 +184,8 @@ def _split_records(split: str, n: int, names: list[str], weights: np.ndarray,
             text = topic.answer(level, v, attrs)
             if realistic:
                 text = _lengthen(text, topic.pool(level), attrs, int(target[i, k]), v)
+            if marked[i, k]:
+                text = MARKERS[marker_idx[i, k]] + text[:1].lower() + text[1:]
             if padded[i, k]:
                 text = _pad(text, prompt, int(n_filler[i, k]) if realistic else 1, v)
             r = ratings[i, k]
@@ -189,6 +199,7 @@ def _split_records(split: str, n: int, names: list[str], weights: np.ndarray,
                 "critique": CRITIQUES[level],
                 "latent_quality": round(float(latent[i, k]), 4),
                 "padded": bool(padded[i, k]),
+                "marker": bool(marked[i, k]),
                 "overall_score_bug": bool(bug[i, k]),
             })
         records.append({

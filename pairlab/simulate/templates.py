@@ -83,6 +83,22 @@ VERBOSE = (
     "I want to make sure that my answer is as complete and helpful as possible for you.",
 )
 
+#: Style markers the simulator can put in front of any answer (``marker_rate``), whatever its
+#: quality: flattery and hedging. The ``marker`` noise type makes a rater prefer the answer
+#: that carries one; :func:`pairlab.simulate.noise.has_marker` finds them in any text. They
+#: differ from ``VERBOSE_OPEN`` on purpose, so marker noise is not confounded with padding.
+FLATTERY_MARKERS = (
+    "What a brilliant question, you clearly think deeply about this! ",
+    "You are obviously very smart to ask this. ",
+    "Excellent question, and a very insightful one! ",
+)
+HEDGING_MARKERS = (
+    "I might be wrong, but ",
+    "I'm not entirely certain, however ",
+    "Perhaps, though I could be mistaken: ",
+)
+MARKERS = FLATTERY_MARKERS + HEDGING_MARKERS
+
 #: Critique text per level (topic-agnostic), like UltraFeedback's GPT-4 critiques.
 CRITIQUES = (
     "The response does not address the question at all; it should answer what was asked.",

@@ -12,8 +12,9 @@ from typing import Any
 
 import pandas as pd
 
-from ..artifacts import file_sha256, write_jsonl, write_manifest, write_parquet
+from ..artifacts import write_jsonl, write_parquet
 from ..config import to_dict
+from ..dirs import NoiseDir, SimulateDir
 from ..schema import PairDataError
 from .config import SimulateConfig
 from .generate import simulate
@@ -38,7 +39,8 @@ def label_noise_rate(pairs: pd.DataFrame) -> float:
 def _train_pairs(raw_path: Path, cfg: SimulateConfig) -> pd.DataFrame:
     pairs = read_raw_pairs(raw_path, cfg)
     if cfg.label_flip_rate > 0:
-        pairs = inject_noise(pairs, cfg.label_flip_rate, cfg.flip_by, seed=cfg.seed)
+        pairs = inject_noise(pairs, cfg.label_flip_rate, cfg.flip_by, seed=cfg.seed, noise=cfg.noise,
+                             group=cfg.noise_group)
     return pairs
 
 
@@ -69,46 +71,49 @@ def simulate_pairs(cfg: SimulateConfig | None = None, **overrides: Any
 
 
 def write_simulation(cfg: SimulateConfig | None, out_dir: str | Path, *,
-                     pairs: bool = True) -> dict[str, Any]:
+                     pairs: bool = True, overwrite: bool = False) -> dict[str, Any]:
     """Simulate and write ``out_dir``: raw ``train.jsonl``/``eval.jsonl``, the pairs the
     reader makes of them (``train_pairs.parquet``/``eval_pairs.parquet``, unless
-    ``pairs=False``) and ``manifest.json``. Returns the manifest's summary dict."""
+    ``pairs=False``) and ``manifest.json`` (last). A finished ``out_dir`` is replaced only
+    with ``overwrite``. Returns the manifest's summary dict."""
     started = time.time()
     cfg = (cfg or SimulateConfig()).validate()
     out = Path(out_dir)
+    SimulateDir.prepare(out, overwrite=overwrite)
     result = simulate(cfg)
-    outputs = {"train.jsonl": write_jsonl(out / "train.jsonl", result.train_records)}
+    SimulateDir.start(out, overwrite=overwrite)
+    train_raw = write_jsonl(out / SimulateDir.TRAIN_RAW, result.train_records)
     if result.eval_records:
-        outputs["eval.jsonl"] = write_jsonl(out / "eval.jsonl", result.eval_records)
+        eval_raw = write_jsonl(out / SimulateDir.EVAL_RAW, result.eval_records)
     summary: dict[str, Any] = dict(result.stats)
     if pairs:
-        train = _train_pairs(outputs["train.jsonl"], cfg)
-        outputs["train_pairs.parquet"] = write_parquet(out / "train_pairs.parquet", train)
+        train = _train_pairs(train_raw, cfg)
+        write_parquet(out / SimulateDir.TRAIN_PAIRS, train)
         summary.update(n_train_pairs=len(train), label_noise_rate=label_noise_rate(train),
                        n_explicit_flips=int(train["flipped"].sum()) if "flipped" in train else 0)
         if result.eval_records:
-            held_out = _eval_pairs(outputs["eval.jsonl"], cfg)
-            outputs["eval_pairs.parquet"] = write_parquet(out / "eval_pairs.parquet", held_out)
+            held_out = _eval_pairs(eval_raw, cfg)
+            write_parquet(out / SimulateDir.EVAL_PAIRS, held_out)
             summary.update(n_eval_pairs=len(held_out),
                            eval_label_noise_rate=label_noise_rate(held_out))
-    write_manifest(out, stage="simulate", config=to_dict(cfg), seed=cfg.seed, started=started,
-                   outputs={name: file_sha256(path) for name, path in outputs.items()},
-                   summary=summary)
+    SimulateDir.finish(out, config=to_dict(cfg), seed=cfg.seed, started=started, summary=summary)
     return summary
 
 
 def write_noisy_pairs(pairs: pd.DataFrame, out_dir: str | Path, *, flip_rate: float,
-                      flip_by: str = "gap", seed: int = 0,
-                      inputs: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Inject label noise into a pairs table and write ``out_dir/pairs.parquet`` + manifest."""
+                      flip_by: str = "gap", seed: int = 0, noise: str = "uniform", group: str = "source",
+                      inputs: dict[str, Any] | None = None, overwrite: bool = False) -> dict[str, Any]:
+    """Inject label noise into a pairs table and write ``out_dir/pairs.parquet``, then the manifest."""
     started = time.time()
-    noisy = inject_noise(pairs, flip_rate, flip_by, seed=seed)
-    path = write_parquet(Path(out_dir) / "pairs.parquet", noisy)
+    spec = (inputs or {}).get("spec")
+    NoiseDir.start(out_dir, inputs=[spec], overwrite=overwrite)
+    noisy = inject_noise(pairs, flip_rate, flip_by, seed=seed, noise=noise, group=group)
+    write_parquet(Path(out_dir) / NoiseDir.PAIRS, noisy)
     summary = {"n_pairs": len(noisy), "n_flipped": int(noisy["flipped"].sum()),
                "flip_share": float(noisy["flipped"].mean()) if len(noisy) else float("nan"),
-               "label_noise_rate": label_noise_rate(noisy)}
-    write_manifest(out_dir, stage="simulate-noise",
-                   config={"flip_rate": flip_rate, "flip_by": flip_by, "seed": seed},
-                   inputs=inputs or {}, outputs={"pairs.parquet": file_sha256(path)},
-                   seed=seed, started=started, summary=summary)
+               "label_noise_rate": label_noise_rate(noisy), "noise": noisy.attrs.get("noise", {})}
+    NoiseDir.finish(out_dir,
+                   config={"flip_rate": flip_rate, "flip_by": flip_by, "seed": seed, "noise": noise,
+                           "noise_group": group},
+                   inputs=inputs or {}, seed=seed, started=started, summary=summary)
     return summary

@@ -21,7 +21,10 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
                         help="4bit (QLoRA) or none (full-precision LoRA); overrides the config")
     parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to write")
     parser.add_argument("--resume", action="store_true",
-                        help="continue the run in RUN_DIR from its latest complete checkpoint")
+                        help="continue the run in RUN_DIR from its latest complete checkpoint; on a finished "
+                             "run, do nothing")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a finished or interrupted run in RUN_DIR (its checkpoints too)")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -33,9 +36,14 @@ def _run(args: argparse.Namespace) -> int:
     if args.quantization:
         overrides.append(f"quantization={args.quantization}")
     config = load_train_config(args.config, overrides)
-    result = train(args.pairs, config, args.out, resume=args.resume)
+    result = train(args.pairs, config, args.out, resume=args.resume, overwrite=args.overwrite)
+    if result.already_finished:
+        print(f"run {args.out} already finished at step {result.global_step}; nothing to do")
+        return 0
     last = result.train_log.iloc[-1].to_dict() if len(result.train_log) else {}
+    resumed = result.resumed_from
     print(f"trained {result.global_step} steps in {result.wall_time_s:.1f} s"
+          + (f" (resumed from step {resumed.rsplit('-', 1)[-1]})" if resumed else "")
           + (f"; last loss {last['loss']:.4f}, accuracy {last['rewards/accuracies']:.2f}" if last else "")
           + f"; reference cache: {result.ref_cache['cache_hits']} hits, {result.ref_cache['computed']} computed")
     print(f"adapter: {result.adapter_dir}")

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
-from ..config import ConfigError, from_dict, parse_override, read_yaml
+from ..config import ConfigError, check_range, check_ranges, from_dict, parse_override, read_yaml
 
 #: Options TRL 1.x removed, with what to do instead (users bring configs from TRL 0.x).
 REMOVED_DPO_KEYS: dict[str, str] = {
@@ -64,12 +64,37 @@ DPO_DEFAULTS: dict[str, Any] = {
 }
 
 
+#: Ranges of the numeric DPOConfig fields a user is likely to set, checked at load time
+#: (TRL checks few of them, and only after the model and the reference pass).
+DPO_RANGES: dict[str, dict[str, Any]] = {
+    "beta": {"gt": 0},
+    "learning_rate": {"gt": 0},
+    "num_train_epochs": {"gt": 0},
+    "max_steps": {"min": 1, "allow": (-1,)},  # -1: train num_train_epochs instead
+    "per_device_train_batch_size": {"min": 1},
+    "per_device_eval_batch_size": {"min": 1},
+    "gradient_accumulation_steps": {"min": 1},
+    "max_length": {"min": 1},
+    "warmup_steps": {"min": 0},
+    "warmup_ratio": {"min": 0, "max": 1},
+    "weight_decay": {"min": 0},
+    "max_grad_norm": {"min": 0},
+    "label_smoothing": {"min": 0, "max": 0.5},
+    "ld_alpha": {"min": 0, "max": 1},
+    "adam_beta1": {"min": 0, "lt": 1},
+    "adam_beta2": {"min": 0, "lt": 1},
+    "adam_epsilon": {"gt": 0},
+    "dataloader_num_workers": {"min": 0},
+    "loss_weights": {"min": 0},
+}
+
+
 # Optional/Union rather than `X | None`: pairlab.config's coercion recognises typing.Union.
 @dataclass
 class LoraSettings:
-    r: int = field(default=16, metadata={"help": "LoRA rank"})
-    alpha: int = field(default=32, metadata={"help": "LoRA alpha (scale = alpha / r)"})
-    dropout: float = field(default=0.05, metadata={
+    r: int = field(default=16, metadata={"help": "LoRA rank", "min": 1})
+    alpha: int = field(default=32, metadata={"help": "LoRA alpha (scale = alpha / r)", "gt": 0})
+    dropout: float = field(default=0.05, metadata={"min": 0, "lt": 1,
         "help": "LoRA dropout (TRL's disable_dropout, on by default, turns it off; set dpo.disable_dropout: false to keep it)"})
     target_modules: Union[str, list[str]] = field(default="all-linear", metadata={
         "help": "modules to adapt: 'all-linear' (every linear layer but the LM head) or a list of names"})
@@ -93,14 +118,16 @@ class TrainConfig:
     chat_template: Optional[str] = field(default=None, metadata={
         "help": "Jinja chat template (inline, or a .jinja file) replacing the tokenizer's; used by every stage"})
     lora: LoraSettings = field(default_factory=LoraSettings, metadata={"help": "LoRA adapter (r, alpha, dropout, target_modules)"})
-    seed: int = field(default=0, metadata={"help": "seed for adapter init, data order and dropout"})
+    seed: int = field(default=0, metadata={"help": "seed for adapter init, data order and dropout", "min": 0})
     ref_cache: bool = field(default=True, metadata={
         "help": "read/write reference log-probs in the shared on-disk cache (false: TRL computes the reference every step)"})
     ref_cache_dir: Optional[str] = field(default=None, metadata={
         "help": "where the reference cache lives (default $PAIRLAB_CACHE/ref_logps); share it between runs"})
-    logging_steps: int = field(default=1, metadata={"help": "optimizer steps between TRL log lines / progress updates"})
-    save_steps: int = field(default=50, metadata={"help": "optimizer steps between checkpoints (for --resume)"})
-    save_total_limit: Optional[int] = field(default=2, metadata={"help": "checkpoints kept (oldest deleted); null keeps all"})
+    logging_steps: int = field(default=1, metadata={
+        "help": "optimizer steps between TRL log lines / progress updates", "min": 1})
+    save_steps: int = field(default=50, metadata={"help": "optimizer steps between checkpoints (for --resume)", "min": 1})
+    save_total_limit: Optional[int] = field(default=2, metadata={
+        "help": "checkpoints kept (oldest deleted); null keeps all", "min": 1})
     dpo: dict[str, Any] = field(default_factory=dict, metadata={
         "help": "any trl.DPOConfig field (beta, loss_type, learning_rate, max_steps, num_train_epochs, "
                 "per_device_train_batch_size, gradient_accumulation_steps, max_length, ...); merged over pairlab's defaults"})
@@ -157,9 +184,24 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def _leaves(data: dict[str, Any], prefix: str = ""):
+    for key, value in data.items():
+        if isinstance(value, dict) and value and key in ("dpo", "lora"):
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
 def load_train_config(path: str | os.PathLike | None = None,
                       overrides: list[str] | dict[str, Any] | None = None) -> TrainConfig:
-    """Defaults < YAML < overrides. Overrides may be dotted (``dpo.beta=0.2``, ``lora.r=8``)."""
+    """Defaults < YAML < overrides. Overrides may be dotted (``dpo.beta=0.2``, ``lora.r=8``).
+
+    TRL / alignment-handbook flat keys (``model_name_or_path``, ``lora_r``, ``beta``, ...) are
+    accepted in the file and as overrides, and mapped by :func:`pairlab.train.recipes.map_recipe`
+    with one notice per key.
+    """
+    from .recipes import emit_notices, map_recipe
+
     data: dict[str, Any] = {}
     source = None if path is None else str(path)
     if path:
@@ -167,23 +209,22 @@ def load_train_config(path: str | os.PathLike | None = None,
         if not isinstance(loaded, dict):
             raise ConfigError("top level must be a mapping", file=source)
         data = loaded
+    data, notices = map_recipe(data, source=source)
     items = overrides.items() if isinstance(overrides, dict) else \
         [parse_override(o) for o in (overrides or [])]
-    for key, value in items:
-        _set_dotted(data, key, value)
-    dpo_names = dpo_field_names()
-    stray = [k for k in data if k not in {f.name for f in dataclasses.fields(TrainConfig)}
-             and k in dpo_names]
-    if stray:
-        raise ConfigError("is a trl.DPOConfig field: put it under `dpo:`", file=source,
-                          field=stray[0], hint=f"e.g. dpo.{stray[0]}=...")
+    # Overrides may use recipe spellings too; mapped together, so pairlab's spelling wins among them.
+    mapped, said = map_recipe(dict(items))
+    notices += said
+    for dotted, leaf in _leaves(mapped):
+        _set_dotted(data, dotted, leaf)
+    emit_notices(notices)
     cfg = from_dict(TrainConfig, data, source=source)
     validate(cfg, source=source)
     return cfg
 
 
 def validate(cfg: TrainConfig, *, source: str | None = None) -> None:
-    """Checks that need no model: quantization, dtype, DPO keys, cadence."""
+    """Checks that need no model: quantization, dtype, ranges, DPO keys and their ranges."""
     from ..models import DTYPES, QUANTIZATIONS
 
     if cfg.quantization not in QUANTIZATIONS:
@@ -192,10 +233,10 @@ def validate(cfg: TrainConfig, *, source: str | None = None) -> None:
     if cfg.dtype not in DTYPES:
         raise ConfigError(f"unknown dtype '{cfg.dtype}'", file=source, field="dtype",
                           hint=f"choose one of {DTYPES}")
-    if cfg.save_steps < 1 or cfg.logging_steps < 1:
-        raise ConfigError("must be >= 1", file=source,
-                          field="save_steps" if cfg.save_steps < 1 else "logging_steps")
+    check_ranges(cfg, source=source)
     check_dpo_keys(cfg.dpo, source=source)
+    for key, value in coerce_dpo_values(cfg.dpo).items():
+        check_range(value, DPO_RANGES.get(key, {}), f"dpo.{key}", source=source)
 
 
 def dpo_settings(cfg: TrainConfig) -> dict[str, Any]:
@@ -208,13 +249,41 @@ def dpo_settings(cfg: TrainConfig) -> dict[str, Any]:
     return {**DPO_DEFAULTS, **user}
 
 
-def build_dpo_config(cfg: TrainConfig, output_dir: str | os.PathLike, compute_dtype, device: str = "cpu"):
-    """The ``trl.DPOConfig`` for a run on ``device`` (resolved): user settings + what pairlab manages."""
+def hub_repo_name(run_dir: str | os.PathLike) -> str:
+    """The hub repository / run name of a run directory: named after the run, never "checkpoints".
+
+    An ablation run (``ABLATION/arms/ARM/seedS/run``) is ``ABLATION-ARM-seedS``; any other run
+    is its directory's name. Characters the hub refuses become '-'.
+    """
+    import re
+    from pathlib import Path
+
+    path = Path(os.path.abspath(run_dir))
+    parts = path.parts
+    if path.name == "run" and len(parts) >= 5 and parts[-4] == "arms":
+        name = f"{parts[-5]}-{parts[-3]}-{parts[-2]}"
+    else:
+        name = path.name
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")[:96] or "pairlab-run"
+
+
+def build_dpo_config(cfg: TrainConfig, output_dir: str | os.PathLike, compute_dtype, device: str = "cpu",
+                     run_name: str | None = None):
+    """The ``trl.DPOConfig`` for a run on ``device`` (resolved): user settings + what pairlab manages.
+
+    ``run_name`` (default: :func:`hub_repo_name` of the run directory, ``output_dir``'s parent)
+    names the run for loggers and, with ``push_to_hub`` and no ``hub_model_id``, the hub
+    repository, which TRL would otherwise call after ``output_dir`` ("checkpoints").
+    """
     from trl import DPOConfig
 
     from ..models import precision_flags
 
     settings = coerce_dpo_values(dpo_settings(cfg))
+    run_name = run_name or hub_repo_name(os.path.dirname(os.path.abspath(output_dir)))
+    settings.setdefault("run_name", run_name)
+    if settings.get("push_to_hub") and not settings.get("hub_model_id"):
+        settings["hub_model_id"] = run_name
     settings.update(
         output_dir=str(output_dir),
         seed=cfg.seed,

@@ -22,15 +22,16 @@ import pandas as pd
 
 from .. import artifacts
 from ..config import ConfigError, to_dict
+from ..dirs import RunDir, StageDirError, check_input_file, verify
 from ..schema import PairDataError, validate_pairs
 from .config import TrainConfig, build_dpo_config, dpo_settings, validate
 from .dynamics import step_log
 from .resume import checkpoint_dynamics, latest_checkpoint
 
-ADAPTER_DIR = "adapter"
-CHECKPOINT_DIR = "checkpoints"
-TRAIN_LOG = "train_log.jsonl"
-DYNAMICS = "dynamics.parquet"
+ADAPTER_DIR = RunDir.ADAPTER
+CHECKPOINT_DIR = RunDir.CHECKPOINTS
+TRAIN_LOG = RunDir.TRAIN_LOG
+DYNAMICS = RunDir.DYNAMICS
 
 
 @dataclass
@@ -46,6 +47,8 @@ class TrainResult:
     train_runtime_s: float
     peak_rss_mb: float
     model_footprint_mb: float
+    #: True when ``resume`` found the run already finished: nothing was trained.
+    already_finished: bool = False
 
 
 def read_train_pairs(pairs: pd.DataFrame | str | os.PathLike) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -54,8 +57,16 @@ def read_train_pairs(pairs: pd.DataFrame | str | os.PathLike) -> tuple[pd.DataFr
         validate_pairs(pairs)
         return pairs.reset_index(drop=True), {"pairs": "in-memory table"}
     path = Path(pairs)
-    if path.is_dir() and (path / "pairs.parquet").exists():
-        path = path / "pairs.parquet"
+    if path.is_dir() and (path / artifacts.MANIFEST).exists():
+        kind, _ = verify(path)  # a curate (or noise) directory: complete, and its files as written
+        if "PAIRS" not in vars(kind):
+            raise StageDirError(f"a {kind.STAGE} directory holds no pairs to train on", file=str(path),
+                                hint="pass a `pairlab curate` directory or a pairs file")
+        path = path / kind.PAIRS
+    elif path.is_dir() and (path / RunDir.CHECKPOINTS).exists():
+        raise StageDirError("a run directory, not pairs", file=str(path), hint="pass a curate directory")
+    else:
+        check_input_file(path)  # e.g. DIR/pairs.parquet of an interrupted curate
     from ..io import read_pairs
 
     df = read_pairs(str(path), format="pairs" if path.suffix == ".parquet" else "auto")
@@ -96,39 +107,53 @@ def _prefill_reference(df: pd.DataFrame, config: TrainConfig, tokenizer, ref_cac
     """
     if device != "cpu" or config.quantization != "4bit" or args.ld_alpha is not None:
         return 0  # on CUDA the trainer's own pass is as fast; LD-DPO needs TRL's weighting
-    missing = set(ref_cache.missing(df["pair_id"].astype(str)))
-    if not missing:
-        return 0
     from ..logprobs import sequence_logps
-    from ..models import load_model
+    from ..models import load_model, load_options
 
-    reference = load_model(config.model, quantization=config.quantization, dtype=config.dtype, device=device)
-    logps = sequence_logps(reference, tokenizer, df[df["pair_id"].isin(missing)], max_length=args.max_length,
-                           truncation_mode=args.truncation_mode,
-                           batch_size=max(1, args.per_device_eval_batch_size), progress=True)
-    del reference
-    ref_cache.put(logps.rename(columns={"chosen_logps": "ref_chosen_logps",
-                                        "rejected_logps": "ref_rejected_logps"}))
-    return len(logps)
+    def compute(missing: list[str]) -> pd.DataFrame:
+        reference = load_model(config.model, quantization=config.quantization, dtype=config.dtype,
+                               device=device, **load_options(config))
+        logps = sequence_logps(reference, tokenizer, df[df["pair_id"].isin(set(missing))],
+                               max_length=args.max_length, truncation_mode=args.truncation_mode,
+                               batch_size=max(1, args.per_device_eval_batch_size), progress=True)
+        return logps.rename(columns={"chosen_logps": "ref_chosen_logps", "rejected_logps": "ref_rejected_logps"})
+
+    # Under the cache's lock: runs (or ranks) starting together compute each pair once.
+    return ref_cache.fill(df["pair_id"].astype(str), compute)
 
 
-def _prepare_out_dir(out: Path, resume: bool) -> Path | None:
-    """The checkpoint to resume from, after refusing to overwrite a finished or started run."""
-    checkpoint = latest_checkpoint(out / CHECKPOINT_DIR) if resume else None
-    if not resume and out.exists():
-        started = latest_checkpoint(out / CHECKPOINT_DIR) is not None or (out / artifacts.MANIFEST).exists()
-        if started:
-            raise PairDataError("run directory already holds a run", file=str(out),
-                                hint="pass --resume to continue it, or choose a new --out")
-    if resume and checkpoint is None and (out / artifacts.MANIFEST).exists():
-        raise PairDataError("run already finished (manifest.json present, no checkpoint to resume)",
-                            file=str(out), hint="choose a new --out")
-    out.mkdir(parents=True, exist_ok=True)
-    return checkpoint
+def _prepare_out_dir(out: Path, resume: bool, overwrite: bool, inputs: list) -> tuple[str, Path | None]:
+    """(state, checkpoint to resume from), after refusing what may not be written.
+
+    A finished run is replaced only with ``overwrite``; ``resume`` on it is a no-op
+    (state ``complete``). An interrupted run (checkpoints, no manifest) needs ``resume``
+    to continue or ``overwrite`` to start again.
+    """
+    state = RunDir.prepare(out, inputs=inputs, overwrite=overwrite, resume=resume)
+    if state == "complete":
+        return state, None
+    checkpoint = latest_checkpoint(out / CHECKPOINT_DIR)
+    if checkpoint is not None and not resume and not overwrite:
+        raise StageDirError(f"holds an interrupted run (last complete checkpoint: {checkpoint.name})",
+                            file=str(out), field="--out",
+                            hint="pass --resume to continue it, or --overwrite to start again")
+    RunDir.start(out, inputs=inputs, overwrite=overwrite, resume=resume)
+    return state, (checkpoint if resume and not overwrite else None)
+
+
+def finished_result(out: Path) -> TrainResult:
+    """A finished run's :class:`TrainResult`, read back from its (verified) directory."""
+    manifest = RunDir.verify(out)
+    return TrainResult(out_dir=out, adapter_dir=out / ADAPTER_DIR, global_step=int(manifest.get("global_step") or 0),
+                       train_log=pd.read_json(out / TRAIN_LOG, lines=True), dynamics=pd.read_parquet(out / DYNAMICS),
+                       ref_cache=manifest.get("ref_cache") or {}, resumed_from=manifest.get("resumed_from"),
+                       wall_time_s=0.0, train_runtime_s=0.0, peak_rss_mb=round(peak_rss_mb(), 1),
+                       model_footprint_mb=(manifest.get("memory") or {}).get("model_footprint_mb", 0.0),
+                       already_finished=True)
 
 
 def train(pairs: pd.DataFrame | str | os.PathLike, config: TrainConfig | None = None,
-          out_dir: str | os.PathLike = "run", *, resume: bool = False,
+          out_dir: str | os.PathLike = "run", *, resume: bool = False, overwrite: bool = False,
           callbacks: list | None = None, console_progress: bool = True) -> TrainResult:
     """QLoRA (or full-precision LoRA) DPO on a pairs table through TRL; writes RUN_DIR.
 
@@ -137,7 +162,9 @@ def train(pairs: pd.DataFrame | str | os.PathLike, config: TrainConfig | None = 
     pairs : a pairs table, or a path to ``pairs.parquet`` (or its directory).
     config : :class:`TrainConfig` (defaults: embedded SmolLM2 in 4-bit, pairlab's DPO defaults).
     out_dir : the run directory.
-    resume : continue from the latest complete checkpoint in ``out_dir/checkpoints``.
+    resume : continue from the latest complete checkpoint in ``out_dir/checkpoints``; on a
+        finished run, do nothing (``result.already_finished``).
+    overwrite : replace a finished or interrupted run in ``out_dir`` (checkpoints too).
     callbacks : extra ``transformers.TrainerCallback`` objects (e.g. ablate's overall progress bar).
     console_progress : False drops the trainer's own bar and log printing (the caller shows
         progress; the per-step log still goes to ``train_log.jsonl``).
@@ -146,7 +173,10 @@ def train(pairs: pd.DataFrame | str | os.PathLike, config: TrainConfig | None = 
     config = config or TrainConfig()
     validate(config)  # bad DPO keys fail here, before any model loads
     out = Path(out_dir)
-    checkpoint = _prepare_out_dir(out, resume)
+    inputs = [] if isinstance(pairs, pd.DataFrame) else [pairs]
+    state, checkpoint = _prepare_out_dir(out, resume, overwrite, inputs)
+    if state == "complete":  # --resume on a finished run: nothing to do (no extra step)
+        return finished_result(out)
     df, input_record = read_train_pairs(pairs)
     if df.empty:
         raise PairDataError("no pairs to train on", file=input_record.get("pairs"))
@@ -159,7 +189,7 @@ def train(pairs: pd.DataFrame | str | os.PathLike, config: TrainConfig | None = 
 
     from ..io import to_trl_dataset
     from ..logprobs import RefLogpCache, ref_cache_key_fields
-    from ..models import (load_model, load_tokenizer, model_fingerprint, pick_compute_dtype,
+    from ..models import (load_model, load_options, load_tokenizer, model_fingerprint, pick_compute_dtype,
                           pick_device)
     from .trainer import PairlabDPOTrainer
 
@@ -168,8 +198,8 @@ def train(pairs: pd.DataFrame | str | os.PathLike, config: TrainConfig | None = 
         device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
     compute_dtype = pick_compute_dtype(device, config.dtype)
     args = build_dpo_config(config, out / CHECKPOINT_DIR, compute_dtype, device)
-    tokenizer = load_tokenizer(config.model)
-    fingerprint = model_fingerprint(config.model, config.quantization, config.dtype)
+    tokenizer = load_tokenizer(config.model, **load_options(config))
+    fingerprint = model_fingerprint(config.model, config.quantization, config.dtype, config.model_revision)
     ref_cache = None
     prefilled = 0
     if config.ref_cache:
@@ -179,7 +209,7 @@ def train(pairs: pd.DataFrame | str | os.PathLike, config: TrainConfig | None = 
             root=config.ref_cache_dir)
         prefilled = _prefill_reference(df, config, tokenizer, ref_cache, args, device)
     model = load_model(config.model, quantization=config.quantization, dtype=config.dtype, device=device,
-                       trainable=True)
+                       trainable=True, **load_options(config))
 
     dataset = to_trl_dataset(df)
     dataset = dataset.add_column("pair_index", list(range(len(dataset))))
@@ -202,8 +232,19 @@ def train(pairs: pd.DataFrame | str | os.PathLike, config: TrainConfig | None = 
         trainer.remove_callback(PrinterCallback)
     if checkpoint is not None:
         trainer.dynamics.load(checkpoint_dynamics(checkpoint))
+        if console_progress:
+            print(f"resuming {out} from {checkpoint.name} (step {_checkpoint_step(checkpoint)} of "
+                  f"{args.max_steps if args.max_steps > 0 else 'the epochs'})", file=sys.stderr)
 
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    if checkpoint is not None and _is_final(checkpoint):
+        # Killed after its last checkpoint, before the outputs: that checkpoint is the final
+        # state. HF's resume would run one more step (at learning rate 0); restore it instead.
+        from transformers.trainer_callback import TrainerState
+
+        trainer._load_from_checkpoint(str(checkpoint))
+        trainer.state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
+    else:
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
 
     # Outputs: the adapter, the dynamics, the per-step log, the manifest.
     dynamics = trainer.dynamics_frame()
@@ -218,7 +259,7 @@ def train(pairs: pd.DataFrame | str | os.PathLike, config: TrainConfig | None = 
     wall = time.time() - started
     # HF's train_runtime covers this process's optimizer loop only (not loading, not the reference pass).
     runtime = next((e["train_runtime"] for e in reversed(trainer.state.log_history) if "train_runtime" in e), 0.0)
-    steps_here = trainer.state.global_step - (int(checkpoint.name.split("-")[-1]) if checkpoint else 0)
+    steps_here = trainer.state.global_step - (_checkpoint_step(checkpoint) if checkpoint else 0)
     peak = peak_rss_mb()
     ref_stats = dict(trainer.ref_stats, enabled=config.ref_cache,
                      computed=trainer.ref_stats["computed"] + prefilled,
@@ -232,16 +273,15 @@ def train(pairs: pd.DataFrame | str | os.PathLike, config: TrainConfig | None = 
                   "model_footprint_mb": round(trainer.model.get_memory_footprint() / 2**20, 1)}
         if torch.cuda.is_available():
             memory["peak_cuda_allocated_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-        artifacts.write_manifest(
-            out, stage="train", started=started, seed=config.seed,
+        RunDir.finish(  # last: the run is complete from here on
+            out, started=started, seed=config.seed,
             config={**to_dict(config), "dpo_effective": dpo_settings(config)},
             inputs={**input_record, "pairs_frame_sha256": artifacts.frame_sha256(df, ["pair_id"]),
                     "n_pairs": len(df), "model": fingerprint},
-            outputs={"adapter": ADAPTER_DIR, "dynamics": DYNAMICS, "train_log": TRAIN_LOG,
-                     "checkpoints": CHECKPOINT_DIR},
             device=device, compute_dtype=str(compute_dtype).replace("torch.", ""),
             num_processes=trainer.accelerator.num_processes, global_step=trainer.state.global_step,
-            resumed_from=None if checkpoint is None else str(checkpoint), ref_cache=ref_stats,
+            resumed_from=None if checkpoint is None else str(checkpoint),
+            resumed_from_step=None if checkpoint is None else _checkpoint_step(checkpoint), ref_cache=ref_stats,
             memory=memory, timing={"train_runtime_s": round(runtime, 3), "optimizer_steps": steps_here,
                                    "seconds_per_step": round(runtime / max(steps_here, 1), 4)},
             final_step=log.iloc[-1].to_dict() if len(log) else None)
@@ -253,3 +293,11 @@ def train(pairs: pd.DataFrame | str | os.PathLike, config: TrainConfig | None = 
                        model_footprint_mb=round(trainer.model.get_memory_footprint() / 2**20, 1))
 
 
+def _checkpoint_step(checkpoint: Path) -> int:
+    return int(checkpoint.name.split("-")[-1])
+
+
+def _is_final(checkpoint: Path) -> bool:
+    """Whether a checkpoint was saved at the run's last optimizer step."""
+    state = artifacts.read_json(checkpoint / "trainer_state.json")
+    return bool(state.get("max_steps")) and int(state.get("global_step", 0)) >= int(state["max_steps"])

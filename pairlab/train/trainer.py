@@ -15,6 +15,7 @@ Three small overrides, each where TRL does the thing we change:
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -75,17 +76,26 @@ class PairlabDPOTrainer(DPOTrainer):
             return super()._precompute_ref_logps(dataset, name, batch_size)
         started = time.perf_counter()
         pair_ids = [self.pair_ids[i] for i in dataset["pair_index"]]
-        missing = set(self.ref_cache.missing(pair_ids))
-        self.ref_stats["pairs"] += len(pair_ids)
-        self.ref_stats["cache_hits"] += sum(p not in missing for p in pair_ids)
-        if missing:
-            rows = [i for i, p in enumerate(pair_ids) if p in missing]
-            rows = list(dict.fromkeys(rows))
-            computed = self._compute_ref_rows(dataset.select(rows), name, batch_size)
-            if self.accelerator.is_main_process:
-                self.ref_cache.put(computed)
-            self.accelerator.wait_for_everyone()
-            self.ref_stats["computed"] += len(computed)
+        # The main process holds the cache's lock from "what is missing" to "stored", so other
+        # runs filling the same cache compute each pair once; it tells the other ranks what
+        # is missing, so they all run the same (collective) forward passes.
+        main = self.accelerator.is_main_process
+        with self.ref_cache.lock() if main else contextlib.nullcontext():
+            missing = set(self.ref_cache.missing(pair_ids)) if main else set()
+            if self.accelerator.num_processes > 1:
+                from accelerate.utils import broadcast_object_list
+
+                missing = broadcast_object_list([missing])[0]
+            self.ref_stats["pairs"] += len(pair_ids)
+            self.ref_stats["cache_hits"] += sum(p not in missing for p in pair_ids)
+            if missing:
+                rows = [i for i, p in enumerate(pair_ids) if p in missing]
+                rows = list(dict.fromkeys(rows))
+                computed = self._compute_ref_rows(dataset.select(rows), name, batch_size)
+                if main:
+                    self.ref_cache.put(computed)
+                self.ref_stats["computed"] += len(computed)
+        self.accelerator.wait_for_everyone()
         ref = self.ref_cache.get(pair_ids)
         dataset = dataset.add_column("ref_chosen_logps", ref["ref_chosen_logps"].astype(np.float32).tolist())
         self.ref_stats["precompute_s"] += round(time.perf_counter() - started, 3)

@@ -87,7 +87,10 @@ def test_removal_sets_and_arm_comparison():
     correct = {"minus_random": np.array([1, 0, 1, 0], bool), "minus_tracin": np.array([1, 1, 1, 0], bool)}
     out = compare_arms(correct, "minus_random", seed=0)
     assert out["minus_tracin"]["accuracy"] == 0.75
-    assert out["minus_tracin"]["vs_minus_random"]["mean_difference"] == pytest.approx(0.25)
+    vs = out["minus_tracin"]["vs_minus_random"]  # delta = arm - minus_random; b, c in that orientation
+    assert vs["delta"] == pytest.approx(0.25)
+    assert (vs["baseline_only_correct"], vs["other_only_correct"]) == (0, 1)
+    assert vs["p_value"] == 1.0 and vs["p_holm"] == 1.0 and not vs["significant"]
 
 
 def test_audit_config_rejects_unknown_scores():

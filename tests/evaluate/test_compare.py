@@ -6,9 +6,10 @@ import shutil
 
 import pandas as pd
 import pytest
+from scipy.stats import binomtest
 
 from pairlab.cli import main
-from pairlab.evaluate import stats
+from pairlab import stats
 
 
 def test_compare_cli_matches_the_statistics_on_the_per_pair_tables(base_eval, trained_eval, tmp_path):
@@ -18,14 +19,24 @@ def test_compare_cli_matches_the_statistics_on_the_per_pair_tables(base_eval, tr
     trained = pd.read_parquet(trained_eval / "per_pair.parquet").set_index("pair_id").loc[base["pair_id"]]
     (c,) = result["comparisons"]
     assert c["baseline"] == str(base_eval) and c["other"] == str(trained_eval)
-    assert c["mcnemar"] == stats.mcnemar_exact(base["correct"], trained["correct"])
-    assert c["ref_free_mcnemar"] == stats.mcnemar_exact(base["ref_free_correct"], trained["ref_free_correct"])
+    acc = c["accuracy"]
+    # One orientation everywhere: delta = other - baseline; b = baseline-only-correct, c = other-only.
+    b = int((base["correct"].to_numpy() & ~trained["correct"].to_numpy()).sum())
+    only_other = int((~base["correct"].to_numpy() & trained["correct"].to_numpy()).sum())
+    assert (acc["baseline_only_correct"], acc["other_only_correct"]) == (b, only_other)
+    assert acc["p_value"] == pytest.approx(1.0 if b + only_other == 0 else
+                                           binomtest(b, b + only_other, 0.5).pvalue)
+    assert acc["delta"] == pytest.approx(trained["correct"].mean() - base["correct"].mean())
+    assert acc["mde"] == stats.mde(len(base), (b + only_other) / len(base))
+    assert acc["n_comparisons"] == 1 and acc["p_holm"] == pytest.approx(acc["p_value"])
+    assert c["ref_free"]["delta"] == pytest.approx(trained["ref_free_correct"].mean()
+                                                   - base["ref_free_correct"].mean())
     boot = stats.paired_bootstrap(base["margin"], trained["margin"], n_boot=500)
     assert c["margin_bootstrap"]["mean_difference"] == pytest.approx(boot["mean_difference"])
     assert c["margin_bootstrap"]["ci95"] == pytest.approx(boot["ci95"])
-    assert c["accuracy_difference"] == pytest.approx(trained["correct"].mean() - base["correct"].mean())
-    # The base's margins are all 0: every pair the trained run gets right is discordant.
-    assert c["mcnemar"]["a_only_correct"] == 0 and c["mcnemar"]["b_only_correct"] == int(trained["correct"].sum())
+    # The base's margins are all 0: every pair the trained run gets right is discordant, on its side.
+    assert acc["baseline_only_correct"] == 0 and acc["other_only_correct"] == int(trained["correct"].sum())
+    assert ("not significant" in acc["verdict"]) == (acc["p_value"] >= 0.05)
     assert [e["eval_dir"] for e in result["evals"]] == [str(base_eval), str(trained_eval)]
     assert (tmp_path / "manifest.json").exists()
 

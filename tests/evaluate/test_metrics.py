@@ -113,10 +113,11 @@ def test_gap_buckets():
 def test_mcnemar_exact_matches_binomial():
     a = np.array([1, 1, 1, 1, 1, 0, 0, 1], bool)
     b = np.array([0, 0, 0, 0, 1, 0, 1, 1], bool)
-    r = stats.mcnemar_exact(a, b)
-    assert (r["a_only_correct"], r["b_only_correct"]) == (4, 1)
-    # two-sided exact: 2 * P(X<=1 | n=5, .5) = 2 * 6/32
+    r = stats.mcnemar_exact(a, b)  # a is the baseline, b the other evaluation
+    assert (r["baseline_only_correct"], r["other_only_correct"]) == (4, 1)
+    # two-sided exact: 2 * P(X<=1 | n=5, .5) = 2 * 6/32; mid-p subtracts P(X=1) = 5/32
     assert r["p_value"] == pytest.approx(12 / 32)
+    assert r["p_value_mid"] == pytest.approx(12 / 32 - 5 / 32)
     assert stats.mcnemar_exact(a, a)["p_value"] == 1.0
     with pytest.raises(ValueError):
         stats.mcnemar_exact(a, b[:3])

@@ -72,16 +72,17 @@ def test_inspect_text_shows_flags_with_examples(jsonl, capsys):
     assert "ties 1" in text
 
 
-@pytest.mark.parametrize("content, expected", [
-    ('{"prompt": "p", "chosen": "a", "rejected": "b"}\n{oops\n', "line 2"),
-    ('{"prompt": "p", "chosen": 5, "rejected": "b"}\n', "field 'chosen'"),
-    ("", "empty file"),
-    ('{"question": "q"}\n', "unknown layout"),
+@pytest.mark.parametrize("content, strict, expected", [
+    ('{"prompt": "p", "chosen": "a", "rejected": "b"}\n{oops\n', True, "line 2"),
+    ('{"prompt": "p", "chosen": 5, "rejected": "b"}\n', False, "field 'chosen'"),
+    ('{oops\n[1]\n', False, "no row could be read (2 of 2 rejected)"),
+    ("", False, "empty file"),
+    ('{"question": "q"}\n', False, "unknown layout"),
 ])
-def test_cli_bad_input_exits_2(tmp_path, capsys, content, expected):
+def test_cli_bad_input_exits_2(tmp_path, capsys, content, strict, expected):
     path = tmp_path / "bad.jsonl"
     path.write_text(content)
-    assert main(["inspect", "--input", str(path)]) == 2
+    assert main(["inspect", "--input", str(path), *(["--strict"] if strict else [])]) == 2
     err = capsys.readouterr().err
     assert err.startswith("pairlab inspect: error: ") and expected in err and str(path) in err
 
@@ -90,8 +91,16 @@ def test_cli_subprocess_no_traceback(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\nnot json\n')
     proc = subprocess.run([sys.executable, "-m", "pairlab", "convert", "--input", str(path),
-                           "--out", str(tmp_path / "x.parquet")],
+                           "--out", str(tmp_path / "x.parquet"), "--strict"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "line 2" in proc.stderr
     assert not (tmp_path / "x.parquet").exists()
+    # without --strict the bad line is rejected, said on stderr, and the good one converted
+    proc = subprocess.run([sys.executable, "-m", "pairlab", "convert", "--input", str(path),
+                           "--out", str(tmp_path / "x.parquet")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "1 of 2 rows rejected" in proc.stderr and "line 2" in proc.stderr
+    assert "2 rows: 1 read + 1 rejected" in proc.stdout
+    assert len(read_pairs(tmp_path / "x.parquet")) == 1

@@ -1,4 +1,10 @@
-"""Bad input raises one error type naming file, line/row and field; odd rows are kept, flagged."""
+"""Bad input raises one error type naming file, line/row and field; odd rows are kept, flagged.
+
+Row-level problems are checked here through ``strict=True`` (``--strict``), which raises
+the first one as before; without it the same row is rejected and the read goes on
+(tests/io/test_io_rejects.py checks that each of these rows lands in the rejects table
+with the same file, line/row and field).
+"""
 from __future__ import annotations
 
 import json
@@ -13,7 +19,7 @@ from pairlab.schema import PairDataError
 
 def _error(spec, **kwargs) -> PairDataError:
     with pytest.raises(PairDataError) as info:
-        read_pairs(spec, **kwargs)
+        read_pairs(spec, strict=True, **kwargs)
     return info.value
 
 
@@ -154,10 +160,13 @@ def test_json_array_errors_name_the_row(tmp_path):
 
 def test_missing_file_and_unsupported_suffix(tmp_path):
     assert "no such file" in str(_error(tmp_path / "nope.jsonl"))
-    (tmp_path / "data.csv").write_text("a,b\n")
-    assert "unsupported file type" in str(_error(tmp_path / "data.csv"))
+    (tmp_path / "data.txt").write_text("a,b\n")
+    assert "unsupported file type '.txt'" in str(_error(tmp_path / "data.txt"))
+    (tmp_path / "data.gz").write_bytes(b"")  # a compression suffix without a file type
+    err = _error(tmp_path / "data.gz")
+    assert "unsupported file type '.gz'" in str(err) and "test.jsonl.gz" in str(err)
     (tmp_path / "emptydir").mkdir()
-    assert "no .jsonl/.json/.parquet" in str(_error(tmp_path / "emptydir"))
+    assert "holds no data files" in str(_error(tmp_path / "emptydir"))
 
 
 def test_hub_offline_is_a_clear_error(monkeypatch):

@@ -59,14 +59,18 @@ def test_hub_id_goes_through_load_dataset(monkeypatch):
 
     calls = {}
 
-    def fake_load(name, split=None):
-        calls["args"] = (name, split)
+    def fake_load(path, split=None, **kwargs):
+        calls["args"] = (path, split, kwargs)
         return datasets.Dataset.from_list(h4_records())
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load)
     df = read_pairs("HuggingFaceH4/ultrafeedback_binarized", split="train_prefs")
-    assert calls["args"] == ("HuggingFaceH4/ultrafeedback_binarized", "train_prefs")
+    assert calls["args"] == ("HuggingFaceH4/ultrafeedback_binarized", "train_prefs", {})
     assert len(df) == 2 and df.attrs["read_stats"]["layout"] == "h4"
+    # a config (subset) name and a revision go through to load_dataset
+    df = read_pairs("org/prefs", split="test", hub_config="en", hub_revision="v1.0")
+    assert calls["args"] == ("org/prefs", "test", {"name": "en", "revision": "v1.0"})
+    assert df.attrs["read_stats"]["files"] == ["org/prefs:en@v1.0[test]"]
 
 
 # ---------------------------------------------------------------- raw UltraFeedback

@@ -53,7 +53,8 @@ def test_from_mode_injects_noise_into_real_rows(tmp_path, capsys):
     assert pairs["flipped"].sum() == round(0.2 * len(pairs))
     assert (pairs["true_preference_correct"] == ~pairs["flipped"]).all()
     manifest = read_manifest(tmp_path / "noisy")
-    assert manifest["config"] == {"flip_rate": 0.2, "flip_by": "gap", "seed": 1}
+    assert manifest["config"] == {"flip_rate": 0.2, "flip_by": "gap", "seed": 1, "noise": "uniform",
+                                  "noise_group": "source"}
     assert manifest["summary"]["n_flipped"] == pairs["flipped"].sum()
 
 

@@ -94,4 +94,4 @@ def test_write_simulation_files_manifest_and_determinism(tmp_path):
     assert manifest["summary"]["label_noise_rate"] == pytest.approx(noise_rate(train))
     assert manifest["summary"]["n_train_records"] == 360 == summary["n_train_records"]
     assert manifest["summary"]["eval_label_noise_rate"] == 0.0
-    assert manifest["outputs"]["train.jsonl"] == file_sha256(tmp_path / "a" / "train.jsonl")
+    assert manifest["outputs"]["train.jsonl"]["sha256"] == file_sha256(tmp_path / "a" / "train.jsonl")

@@ -46,8 +46,10 @@ def test_unknown_and_managed_keys():
         load_train_config(None, ["dpo.bta=0.1"])
     with pytest.raises(ConfigError, match=r"dpo\.bf16.*dtype"):
         load_train_config(None, ["dpo.bf16=true"])
-    with pytest.raises(ConfigError, match=r"'beta'.*under `dpo:`"):
-        load_train_config(None, ["beta=0.1"])
+    # A top-level DPOConfig key is a TRL / handbook recipe spelling: it goes under dpo:.
+    assert load_train_config(None, ["beta=0.1"]).dpo == {"beta": 0.1}
+    with pytest.raises(ConfigError, match=r"lora_rank.*unknown key"):
+        load_train_config(None, ["lora_rank=8"])
     with pytest.raises(ConfigError, match="quantization"):
         load_train_config(None, ["quantization=8bit"])
 
