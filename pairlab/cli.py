@@ -137,15 +137,10 @@ def read_input(args: argparse.Namespace, dest: str = "input", *, with_rejects: b
 # ---------------------------------------------------------------- dispatcher
 
 def _commands() -> list[Command]:
+    # Every stage is part of pairlab: one that fails to import is a bug, never a missing command.
     commands: list[Command] = []
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as err:
-            if err.name and name.startswith(err.name):  # stage not built yet
-                continue
-            raise
-        commands.extend(getattr(module, "COMMANDS", []))
+        commands.extend(importlib.import_module(name).COMMANDS)
     return commands
 
 

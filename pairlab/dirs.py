@@ -416,10 +416,11 @@ class AblationDir(StageDir):
     POOL_PAIRS = "pool/pool.parquet"
     EVAL_PAIRS = "pool/eval.parquet"
     COMPARISON = "comparison.json"
+    COMPARISON_TABLE = "comparison.parquet"  # one flat row per arm x seed (pairlab.ablate.table)
     REPORT = "report.html"
     ARMS = "arms"
     BASE = "base"
-    OUTPUTS = (CONFIG, POOL, COMPARISON)
+    OUTPUTS = (CONFIG, POOL, COMPARISON, COMPARISON_TABLE)
     REQUIRED = (CONFIG, COMPARISON)
     #: Every arm is its own stage directories (verified by themselves); the plan files follow the config.
     SCRATCH = (ARMS, BASE, "eval.yaml", "eval-base.yaml")

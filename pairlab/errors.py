@@ -64,7 +64,17 @@ class ReportError(PairlabError):
 
 
 def os_error_message(err: OSError) -> str:
-    """One line for an OSError on a user's path: ``PATH: reason``, naming both paths of a rename."""
+    """One line for an OSError on a user's path: ``PATH: reason``, naming both paths of a rename.
+
+    ``--out a_file/sub`` fails in ``mkdir`` with "File exists" or "Not a directory"; the
+    message then says which part of the path is a file.
+    """
+    from pathlib import Path
+
     reason = err.strerror or type(err).__name__
     paths = [p for p in (err.filename, getattr(err, "filename2", None)) if p is not None]
+    if isinstance(err, (FileExistsError, NotADirectoryError)) and paths:
+        for part in [Path(paths[0]), *Path(paths[0]).parents]:
+            if part.is_file():
+                return f"{paths[0]}: {part} is a file, not a directory"
     return f"{' -> '.join(map(str, paths))}: {reason}" if paths else str(err) or reason

@@ -358,31 +358,38 @@ def sequence_logps(model, tokenizer, pairs: pd.DataFrame, *, max_length: int | N
                          "rejected_tokens": rejected_tokens})
 
 
+def _as_ref_rows(logps: pd.DataFrame) -> pd.DataFrame:
+    return logps.rename(columns={"chosen_logps": "ref_chosen_logps", "rejected_logps": "ref_rejected_logps"})
+
+
 def cached_sequence_logps(model, tokenizer, pairs: pd.DataFrame, cache: "RefLogpCache | None", *,
                           tokenized: list[dict[str, list[int]]] | None = None,
                           **kwargs) -> tuple[pd.DataFrame, dict[str, Any]]:
     """:func:`sequence_logps` through an on-disk cache: stored pairs are read, missing ones
-    computed and stored chunk by chunk as they finish (a rerun after a failure or an
-    interrupt recomputes none of them). Returns (:data:`LOGP_COLUMNS` table in the order of
-    ``pairs``, stats: pairs, cache_hits, computed, forward_batches)."""
+    computed (under the cache's lock, see :meth:`RefLogpCache.fill`) and stored chunk by
+    chunk as they finish, so a rerun after a failure or an interrupt recomputes none of
+    them. Returns (:data:`LOGP_COLUMNS` table in the order of ``pairs``, stats: pairs,
+    cache_hits, computed, forward_batches)."""
     ids = pairs["pair_id"].astype(str)
-    missing = set(ids) if cache is None else set(cache.missing(ids))
     batch_size = kwargs.get("batch_size", 8)
     stats: dict[str, Any] = {"enabled": cache is not None, "dir": None if cache is None else str(cache.dir),
                              "key": None if cache is None else cache.key, "pairs": len(ids),
-                             "cache_hits": len(ids) - len(missing), "computed": len(missing),
-                             "forward_batches": 0}
-    computed = None
-    if missing:
-        rows = ids.isin(missing).to_numpy()
+                             "cache_hits": len(ids), "computed": 0, "forward_batches": 0}
+
+    def compute(missing: list[str]) -> pd.DataFrame:
+        rows = ids.isin(set(missing)).to_numpy()
         subset = None if tokenized is None else [t for t, keep in zip(tokenized, rows) if keep]
-        store = None if cache is None else (
-            lambda chunk: cache.put(chunk.rename(columns={"chosen_logps": "ref_chosen_logps",
-                                                          "rejected_logps": "ref_rejected_logps"})))
-        computed = sequence_logps(model, tokenizer, pairs[rows], tokenized=subset, on_chunk=store, **kwargs)
-        stats["forward_batches"] = int(math.ceil(int((computed["chosen_tokens"] > 0).sum()) / batch_size))
+        store = None if cache is None else (lambda chunk: cache.put(_as_ref_rows(chunk)))
+        logps = sequence_logps(model, tokenizer, pairs[rows], tokenized=subset, on_chunk=store, **kwargs)
+        stats["computed"] = len(logps)
+        stats["cache_hits"] = len(ids) - len(logps)
+        stats["forward_batches"] = int(math.ceil(int((logps["chosen_tokens"] > 0).sum()) / batch_size))
+        return logps
+
     if cache is None:
-        return computed.set_index("pair_id").loc[list(ids)].reset_index(), stats
+        table = compute(list(ids))
+        return table.set_index("pair_id").loc[list(ids)].reset_index()[LOGP_COLUMNS], stats
+    cache.fill(ids, lambda missing: _as_ref_rows(compute(missing)))
     table = cache.get(list(ids)).rename(columns={"ref_chosen_logps": "chosen_logps",
                                                  "ref_rejected_logps": "rejected_logps"})
     return table[LOGP_COLUMNS], stats

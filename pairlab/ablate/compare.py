@@ -176,6 +176,7 @@ def verdict(arms: list[dict[str, Any]], baseline: str) -> dict[str, Any]:
         v = a["vs_baseline"]
         return f"'{a['name']}' {_pct(v['accuracy_other'])}: {describe(v)}"
 
+    unclear = [a for a in tested if not a["vs_baseline"]["significant"]]
     if better:
         win = max(better, key=lambda a: a["vs_baseline"]["delta"])
         out["winner"] = win["name"]
@@ -185,16 +186,17 @@ def verdict(arms: list[dict[str, Any]], baseline: str) -> dict[str, Any]:
         if rest:
             text += " Also better than the baseline (not tested against each other): " + "; ".join(
                 line(a) for a in rest) + "."
+        if unclear:
+            text += " Not detectably different from the baseline: " + "; ".join(line(a) for a in unclear) + "."
     elif len(worse) == len(tested):
         out["winner"] = baseline
         text = (f"The baseline '{baseline}' ({base_acc}) beats every other arm: "
                 + "; ".join(line(a) for a in worse) + ".")
     else:
-        text = (f"No arm differs detectably from the baseline '{baseline}' ({base_acc}): "
-                + "; ".join(line(a) for a in tested if a not in worse) + ".")
-        if worse:
-            text += " Significantly worse than the baseline: " + "; ".join(line(a) for a in worse) + "."
-    if better and worse:
+        text = (f"No arm {'is detectably better than' if worse else 'differs detectably from'} the baseline "
+                f"'{baseline}' ({base_acc}): "
+                + "; ".join(line(a) for a in unclear) + ".")
+    if worse and out["winner"] != baseline:
         text += " Significantly worse than the baseline: " + "; ".join(line(a) for a in worse) + "."
     return {**out, "text": f"{text} ({correction}.)"}
 

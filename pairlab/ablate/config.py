@@ -108,7 +108,7 @@ class AblationConfig:
         from_dict(CurateConfig, self.curate, prefix="curate.").validate()
         from_dict(EvalConfig, self.eval, prefix="eval.").validate()
         for arm in self.arms:
-            validate_train(train_config(self, arm, self.seeds[0]))
+            validate_train(train_config(self, arm, self.seeds[0]), prefix=f"arms.{arm.name}.train.")
         _ = TrainConfig  # the dataclass train_config() builds
         return self
 

@@ -163,7 +163,10 @@ def run_log(path: Path) -> Iterator[None]:
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     # pairlab's own records at INFO; the libraries' at their configured level (warnings),
     # so their console output is unchanged and their warnings also land in the file.
-    loggers = [logging.getLogger(n) for n in ("pairlab", "transformers", "trl", "peft")]
+    # bitsandbytes' notices and Python warnings (py.warnings, when the CLI routes them to
+    # logging) are kept off the console by pairlab.console, and kept here.
+    loggers = [logging.getLogger(n) for n in ("pairlab", "transformers", "trl", "peft", "bitsandbytes",
+                                              "py.warnings")]
     own, level = loggers[0], loggers[0].level
     own.setLevel(logging.INFO)
     for lg in loggers:
@@ -303,14 +306,14 @@ def ablate(cfg: AblationConfig, out_dir: str | Path, *, report_only: bool = Fals
     started = time.time()
     cfg.validate()
     if progress:  # one overall bar instead of the libraries' per-load bars and notices
-        import warnings
-
         import transformers
         from datasets.utils.logging import disable_progress_bar
 
+        from ..console import quiet_console
+
         transformers.utils.logging.disable_progress_bar()
         disable_progress_bar()
-        warnings.filterwarnings("ignore", category=FutureWarning)  # library deprecation notices
+        quiet_console()  # library deprecation notices: off the console, into each run's log.txt
     layout, pool, eval_pairs = prepare(cfg, out_dir, overwrite=overwrite)
     events: list[dict[str, Any]] = []
     if not report_only:
@@ -337,6 +340,9 @@ def ablate(cfg: AblationConfig, out_dir: str | Path, *, report_only: bool = Fals
     comparison = compare_arms(cfg, layout, pool)
     comparison["events"] = events
     report = write_comparison(comparison, layout)
+    from .table import write_comparison_table
+
+    write_comparison_table(comparison, layout.root)  # the same figures, one flat row per arm x seed
     AblationDir.finish(layout.root, config=asdict(cfg), seed=cfg.seeds[0], started=started,  # last
                        inputs={"pool": {"rows": len(pool), "sha256": artifacts.file_sha256(layout.pool)},
                                "eval": {"rows": len(eval_pairs), "sha256": artifacts.file_sha256(layout.eval)}},

@@ -18,6 +18,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--validate", action="store_true",
                         help="simulate -> curate -> train -> audit -> counterfactual retraining; "
                              "writes validation.json")
+    parser.add_argument("--suite", action="store_true",
+                        help="--validate: every noise type x seeds, detection metrics per score, the goal per "
+                             "noise type, counterfactual arms pooled across seeds; writes suite.json (resumable)")
+    parser.add_argument("--quick", action="store_true",
+                        help="--validate --suite: the CI size on tiny-random-llama (checks the machinery, "
+                             "not the figures)")
+    parser.add_argument("--noise", default=None, choices=("uniform", "length", "source", "marker"),
+                        help="--validate: noise type of the flips")
     parser.add_argument("--model", default=None, help="--validate: model spec")
     parser.add_argument("--n", type=int, default=None, help="--validate: training pairs")
     parser.add_argument("--flip-rate", type=float, default=None, help="--validate: share of labels flipped")
@@ -29,12 +37,14 @@ def run(args: argparse.Namespace) -> int:
     from ..config import load_config
     from ..schema import PairDataError
 
+    if args.validate and (args.suite or args.quick):
+        return _run_suite(args)
     if args.validate:
         from .validate import ValidateConfig, run_validation
 
         overrides = list(args.overrides)
         for key, value in (("model", args.model), ("n", args.n), ("flip_rate", args.flip_rate),
-                           ("seed", args.seed)):
+                           ("seed", args.seed), ("noise", args.noise)):
             if value is not None:
                 overrides.append(f"{key}={value}")
         result = run_validation(load_config(ValidateConfig, args.config, overrides), args.out)
@@ -65,6 +75,40 @@ def run(args: argparse.Namespace) -> int:
     print(f"most harmful by {config.harmful_score}: {', '.join(harmful['pair_id'])}")
     print(f"-> {args.out}/attribution.parquet" + (f", {result.report}" if result.report else ""))
     return 0
+
+
+def _run_suite(args: argparse.Namespace) -> int:
+    from ..config import load_config
+    from .suite import QUICK, SuiteConfig, run_suite
+
+    overrides = {**(QUICK if args.quick else {})}
+    for key, value in (("model", args.model), ("n", args.n), ("flip_rate", args.flip_rate)):
+        if value is not None:
+            overrides[key] = value
+    if args.seed is not None:
+        overrides["seeds"] = [args.seed]
+    if args.noise is not None:
+        overrides["noise_types"] = [args.noise]
+    from ..config import parse_override
+
+    overrides.update(dict(parse_override(o) for o in args.overrides))
+    result = run_suite(load_config(SuiteConfig, args.config, overrides), args.out)
+    default = result["default_score"]
+    for noise, table in result["detection"].items():
+        goal = result["goal"]["auroc"][noise]
+        best = ", ".join(f"{v['best_free']} {_fmt(v['best_free_auroc'])}" for v in goal["per_seed"].values())
+        met_by = ", ".join(goal["met_by"]) or "none"
+        print(f"{noise:8s} AUROC {default} {_fmt(table[default]['auroc'])}, best free per seed {best}; "
+              f"goal {goal['status']} (met by: {met_by})")
+    cf = result.get("goal", {}).get("counterfactual")
+    if cf:
+        print(f"counterfactual ({result['counterfactual']['noise']}): {cf['status']}")
+    print(f"-> {args.out}/suite.json")
+    return 0
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 COMMANDS = [Command("audit", "which training pairs helped or hurt held-out preference (TracIn + baselines)",

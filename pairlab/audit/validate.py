@@ -39,7 +39,16 @@ class ValidateConfig:
     model: str = field(default="smollm2-135m-instruct", metadata={"help": "model spec to train and audit"})
     n: int = field(default=64, metadata={"min": 1, "help": "training pairs to simulate (arithmetic, checkable answers)"})
     n_eval: int = field(default=24, metadata={"min": 1, "help": "held-out clean pairs (eval split)"})
+    n_val: int = field(default=24, metadata={"min": 1, "help": (
+        "clean validation pairs the audit attributes against (influence, TracIn, LossDiff), drawn "
+        "apart from the eval split the counterfactual arms are measured on")})
     flip_rate: float = field(default=0.2, metadata={"min": 0, "lt": 1, "help": "share of training labels flipped"})
+    noise: str = field(default="uniform", metadata={
+        "help": "noise type of the flips: uniform | length | source | marker (pairlab.simulate.NOISE_TYPES)"})
+    marker_rate: float = field(default=0.4, metadata={"min": 0, "max": 1, "help": (
+        "noise=marker: share of simulated completions carrying a flattery / hedging marker (other types: 0)")})
+    lossdiff: bool = field(default=True, metadata={"help": (
+        "train an auxiliary policy on the validation pairs for the LossDiff / LossDiff-IRM baselines")})
     seed: int = field(default=0, metadata={"min": 0, "help": "seed of simulation, training and projections"})
     topics: dict[str, float] = field(default_factory=lambda: {"arithmetic": 1.0}, metadata={"min": 0,
         "help": "simulator topic mix"})
@@ -65,6 +74,10 @@ class ValidateConfig:
 
     def validate(self) -> "ValidateConfig":
         check_ranges(self)  # numeric fields: the ranges in their metadata
+        from ..simulate.noise import NOISE_TYPES
+
+        if self.noise not in NOISE_TYPES:
+            raise ConfigError(f"must be one of {list(NOISE_TYPES)}, got {self.noise!r}", field="noise")
         unknown = [r for r in self.rankings if r not in (*SCORES, *_SYMBOLIC)]
         if unknown:
             raise ConfigError(f"unknown ranking '{unknown[0]}'", field="rankings",
@@ -198,15 +211,29 @@ def counterfactual_goal(arms: dict[str, Any], gradient: str | None, baseline: st
 
 # ---------------------------------------------------------------- the run
 
-def simulate_data(cfg: ValidateConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(train, eval): ``n`` training pairs with ``flip_rate`` flipped, ``n_eval`` clean held-out."""
+def simulate_data(cfg: ValidateConfig, *, flip_rate: float | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, held-out): ``n`` training pairs with ``flip_rate`` flipped by ``noise``, and
+    ``n_val + n_eval`` clean held-out pairs (:func:`split_held_out` separates them).
+    ``flip_rate=0`` gives the same pairs with no flips (the clean pool)."""
     from ..simulate import simulate_pairs
 
-    share = cfg.n_eval / (cfg.n + cfg.n_eval)
-    records = int(np.ceil((cfg.n + cfg.n_eval) * 1.15))  # a few records yield no pair (ties)
+    held = cfg.n_val + cfg.n_eval
+    share = held / (cfg.n + held)
+    records = int(np.ceil((cfg.n + held) * 1.15))  # a few records yield no pair (ties)
     train, held_out = simulate_pairs(n=records, seed=cfg.seed, topics=cfg.topics, length="short",
-                                     label_flip_rate=cfg.flip_rate, eval_fraction=share)
-    return train.head(cfg.n).reset_index(drop=True), held_out.head(cfg.n_eval).reset_index(drop=True)
+                                     label_flip_rate=cfg.flip_rate if flip_rate is None else flip_rate,
+                                     eval_fraction=share, noise=cfg.noise,
+                                     marker_rate=cfg.marker_rate if cfg.noise == "marker" else 0.0)
+    return train.head(cfg.n).reset_index(drop=True), held_out.head(held).reset_index(drop=True)
+
+
+def split_held_out(held_out: pd.DataFrame, n_val: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(validation, eval): the held-out pairs split by prompt, so no prompt is in both."""
+    prompts = held_out["prompt_id"].astype(str)
+    val_prompts = set(prompts.drop_duplicates().head(n_val))
+    in_val = prompts.isin(val_prompts).to_numpy()
+    val = held_out[in_val].head(n_val).reset_index(drop=True)
+    return val, held_out[~in_val].reset_index(drop=True)
 
 
 def train_config(cfg: ValidateConfig, **overrides: Any):
@@ -220,6 +247,15 @@ def train_config(cfg: ValidateConfig, **overrides: Any):
         values["ref_cache_dir"] = cfg.ref_cache_dir
     values.update(overrides)
     return load_train_config(None, values)
+
+
+def _train_once(pairs: pd.DataFrame, out: Path, tcfg) -> Path:
+    """Train OUT/run on ``pairs`` (a finished run is kept, an interrupted one resumed); OUT/run."""
+    from ..train import train
+
+    artifacts.write_parquet(out / "pairs.parquet", pairs)
+    train(out / "pairs.parquet", tcfg, out / "run", resume=True)
+    return out / "run"
 
 
 def _train_and_eval(pairs: pd.DataFrame, eval_pairs: pd.DataFrame, out: Path, tcfg) -> pd.DataFrame:
@@ -254,16 +290,18 @@ def run_validation(cfg: ValidateConfig | None, out_dir: str | Path) -> dict[str,
     from ..curate import curate
     from ..curate.config import CurateConfig
 
-    train_pairs, eval_pairs = simulate_data(cfg)
+    train_pairs, held_out = simulate_data(cfg)
+    val_pairs, eval_pairs = split_held_out(held_out, cfg.n_val)
     curated = curate(train_pairs, ["drop_empty", "drop_identical"],
                      CurateConfig(seed=cfg.seed, max_length=cfg.max_length, eval_fraction=0.0, cache=False),
                      out_dir=out / "curate", overwrite=True)
     pairs_path = out / "curate" / "pairs.parquet"
     mislabeled = ~curated.train["true_preference_correct"].astype(bool).to_numpy()
-    result["data"] = {"n_train": len(curated.train), "n_eval": len(eval_pairs),
+    result["data"] = {"n_train": len(curated.train), "n_val": len(val_pairs), "n_eval": len(eval_pairs),
                       "n_mislabeled": int(mislabeled.sum()),
-                      "n_flipped": int(curated.train["flipped"].sum())}
+                      "n_flipped": int(curated.train["flipped"].sum()), "noise": cfg.noise}
     artifacts.write_parquet(out / "eval_pairs.parquet", eval_pairs)
+    artifacts.write_parquet(out / "val_pairs.parquet", val_pairs)
 
     # Train the audited run, keeping every checkpoint.
     from ..train import train
@@ -279,13 +317,21 @@ def run_validation(cfg: ValidateConfig | None, out_dir: str | Path) -> dict[str,
     audit_cfg = AuditConfig(proj_dim=cfg.proj_dim, seed=cfg.seed, report=False, max_checkpoints=cfg.max_checkpoints)
     if cfg.combine:
         audit_cfg.combine = list(cfg.combine)
-    audited = audit(out / "run", eval_pairs, out / "audit", config=audit_cfg, overwrite=True)
+    if cfg.lossdiff:  # LossDiff's auxiliary policy: the same recipe on the clean validation pairs
+        val_steps = max(1, int(np.ceil(len(val_pairs) / cfg.batch_size)))
+        _train_once(val_pairs, out / "val-run", train_config(cfg, **{"dpo.max_steps": val_steps,
+                                                                       "save_steps": val_steps}))
+        audit_cfg.validation_run = str(out / "val-run" / "run")
+    audited = audit(out / "run", val_pairs, out / "audit", config=audit_cfg, overwrite=True)
     result["timing"]["audit_s"] = round(time.time() - t0, 1)
     result["throughput"] = audited.throughput
     scores = audited.scores.set_index("pair_id").loc[curated.train["pair_id"].astype(str)].reset_index()
     flipped = curated.train["flipped"].astype(bool).to_numpy()
     result["auroc_mislabeled"] = auroc_table(scores, mislabeled, SCORES)
     result["auroc_flipped"] = auroc_table(scores, flipped, SCORES)
+    from .detection import detection_table
+
+    result["detection"] = detection_table(scores, mislabeled, SCORES)
     chosen = choose_scores(result["auroc_mislabeled"])
     result["best_score"] = chosen["best"]
     result["best_gradient_score"] = chosen.get("best_gradient")

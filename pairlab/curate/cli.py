@@ -58,19 +58,29 @@ def run(args: argparse.Namespace) -> int:
     CurateDir.prepare(args.out, overwrite=args.overwrite,
                       inputs=[args.input, args.eval_from, config.contamination_file, args.filters])
 
-    pairs = read_input(args)
-    eval_pairs = read_input(args, dest="eval_from") if args.eval_from else None
-    inputs = {"spec": args.input, "format": args.input_format}
+    import pandas as pd
+
+    pairs, rejects = read_input(args, with_rejects=True)
+    eval_pairs = None
+    if args.eval_from:  # its unreadable rows are accounted for in dropped.parquet too
+        eval_pairs, eval_rejects = read_input(args, dest="eval_from", with_rejects=True)
+        rejects = pd.concat([rejects, eval_rejects], ignore_index=True) if len(eval_rejects) else rejects
+    read = pairs.attrs.get("read_stats", {})
+    inputs = {"spec": args.input, "format": args.input_format,
+              "rows_in_input": read.get("rows"), "records_read": read.get("records"),
+              "rejected": read.get("rejected", 0)}
     try:
         inputs["file_sha256"] = file_sha256(args.input)
     except (IsADirectoryError, FileNotFoundError, PermissionError):
         pass
     result = curate(pairs, filters, config, out_dir=args.out, eval_pairs=eval_pairs, inputs=inputs,
-                    overwrite=args.overwrite)
+                    overwrite=args.overwrite, rejects=rejects)
 
     counts = result.manifest["counts"]
+    unreadable = (f"; {counts['unreadable']} unreadable input rows in dropped.parquet"
+                  if counts.get("unreadable") else "")
     print(f"curated {counts['input']} pairs -> train {counts['train']}, eval {counts['eval']}, "
-          f"dropped {counts['dropped']}  (scores {'cached' if result.manifest['score_cache']['hit'] else 'computed'}, "
+          f"dropped {counts['dropped']}{unreadable}  (scores {'cached' if result.manifest['score_cache']['hit'] else 'computed'}, "
           f"{time.time() - started:.1f} s)")
     for step in result.steps:
         print(f"  {step['label']:<22} -{step['dropped']:>7}  -> {step['rows_out']:>7}"

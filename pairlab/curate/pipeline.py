@@ -39,6 +39,8 @@ from .split import eval_mask, overlap_mask
 
 #: The pseudo-filter that drops pool rows whose prompt is in the ``eval_pairs`` split.
 EVAL_OVERLAP = "eval_overlap"
+#: ``dropped_by`` of input rows the reader rejected (they never became pairs).
+UNREADABLE = "unreadable"
 
 #: Columns the scores depend on: their content hash keys the score cache.
 _CONTENT_COLUMNS = ["pair_id", "prompt_text", "chosen", "rejected", "source", *FLOAT_COLUMNS]
@@ -156,7 +158,7 @@ def _check_requirements(filters: list[Filter], cfg: CurateConfig) -> None:
 def curate(pairs: pd.DataFrame, filters: Any = None, config: CurateConfig | None = None, *,
            out_dir: str | Path | None = None, eval_pairs: pd.DataFrame | None = None,
            tokenizer=None, inputs: dict[str, Any] | None = None,
-           overwrite: bool = False) -> CurateResult:
+           overwrite: bool = False, rejects: pd.DataFrame | None = None) -> CurateResult:
     """Score, split and filter a pool of pairs; optionally write the audit trail.
 
     Parameters
@@ -172,6 +174,9 @@ def curate(pairs: pd.DataFrame, filters: Any = None, config: CurateConfig | None
     inputs : what to record about the input in the manifest (spec, file hash).
     overwrite : replace a finished curation in ``out_dir`` (else it is refused; an
         interrupted one is always redone). Checked before any work.
+    rejects : the input rows the reader rejected (``pairlab.io.read_pairs_with_rejects``);
+        they go to ``dropped.parquet`` with ``dropped_by = unreadable`` and the reason,
+        and are counted as ``counts["unreadable"]``, so every input row is accounted for.
 
     Returns
     -------
@@ -222,9 +227,13 @@ def curate(pairs: pd.DataFrame, filters: Any = None, config: CurateConfig | None
     dropped["drop_reason"] = pd.Series(dropped_by[is_dropped]).map(reasons).to_numpy()
     dropped["would_drop"] = would[is_dropped]
     dropped = dropped.reset_index(drop=True)
+    n_unreadable = 0 if rejects is None else len(rejects)
+    if n_unreadable:
+        dropped = pd.concat([dropped, unreadable_rows(rejects)], ignore_index=True)
 
+    # counts are pairs; unreadable rows never became pairs and are counted beside them
     counts = {"input": n, "train": int(kept.sum()), "eval": int(in_eval.sum()),
-              "dropped": int(is_dropped.sum())}
+              "dropped": int(is_dropped.sum()), "unreadable": n_unreadable}
     if counts["train"] + counts["eval"] + counts["dropped"] != n:  # pragma: no cover
         raise AssertionError(f"accounting broken: {counts}")
     manifest = {
@@ -232,7 +241,8 @@ def curate(pairs: pd.DataFrame, filters: Any = None, config: CurateConfig | None
         "seed": cfg.seed,
         "config": dataclasses.asdict(cfg),
         "filters": [f.spec() for f in parsed],
-        "inputs": {"pool": {"rows": n, "content_sha256": content_hash, **(inputs or {})},
+        "inputs": {"pool": {"rows": n, "unreadable": n_unreadable, "content_sha256": content_hash,
+                            **(inputs or {})},
                    **({"eval_from": {"rows": len(eval_pairs)}} if eval_pairs is not None else {})},
         "counts": counts,
         "steps": steps,
@@ -247,6 +257,39 @@ def curate(pairs: pd.DataFrame, filters: Any = None, config: CurateConfig | None
         timings["write_s"] = time.time() - t0
     timings["total_s"] = time.time() - started
     return result
+
+
+def unreadable_rows(rejects: pd.DataFrame) -> pd.DataFrame:
+    """Rejected input rows as ``dropped.parquet`` rows.
+
+    They have no prompt or answers to show (the row did not parse into a pair), so the
+    pair columns are empty and the rejects table's columns follow as ``reject_*`` (file,
+    line, row, field, reason, record). ``pair_id`` is ``unreadable-`` + a hash of where
+    the row sits, unique and stable across reruns.
+    """
+    where = [f"{f}\x00{line}\x00{row}" for f, line, row in
+             zip(rejects["file"], rejects["line"], rejects["row"])]
+    n = len(rejects)
+    out = pd.DataFrame({
+        "pair_id": ["unreadable-" + artifacts.text_sha256(w)[:16] for w in where],
+        "prompt_id": "", "prompt": [[] for _ in range(n)], "prompt_text": "",
+        "chosen": "", "rejected": "", **{col: np.nan for col in FLOAT_COLUMNS},
+        "source": "", "chosen_model": "", "rejected_model": "", "flags": UNREADABLE,
+        "dropped_by": UNREADABLE,
+        "drop_reason": [f"{UNREADABLE}: {_where(r)}{r['reason']}" for r in rejects.to_dict("records")],
+        "would_drop": UNREADABLE,
+    }, index=range(n))
+    for col in rejects.columns:
+        out[f"reject_{col}"] = rejects[col].reset_index(drop=True)  # keeps Int64 line/row
+    return out
+
+
+def _where(reject: dict[str, Any]) -> str:
+    parts = [str(reject["file"])]
+    for key, label in (("line", "line {}"), ("row", "row {}"), ("field", "field '{}'")):
+        if not pd.isna(reject[key]):
+            parts.append(label.format(reject[key]))
+    return ", ".join(parts) + ": "
 
 
 def _apply_filters(pairs: pd.DataFrame, scores: pd.DataFrame, filters: list[Filter],
@@ -333,5 +376,5 @@ def write_result(result: CurateResult, out_dir: str | Path, *, started: float | 
     return out
 
 
-__all__ = ["CurateResult", "EVAL_OVERLAP", "cached_scores", "curate", "load_filter_file",
-           "pool_hash", "write_result"]
+__all__ = ["CurateResult", "EVAL_OVERLAP", "UNREADABLE", "cached_scores", "curate",
+           "load_filter_file", "pool_hash", "unreadable_rows", "write_result"]

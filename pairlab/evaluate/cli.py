@@ -31,6 +31,11 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     for flag, (name, kind) in _FLAGS.items():
         parser.add_argument(flag, dest=name, type=kind, default=None, help=helps[name])
     parser.add_argument("--no-generate", action="store_true", help="skip generations.parquet")
+    parser.add_argument("--benchmark", choices=("auto", "rewardbench", "best-of-n", "none"), default=None,
+                        help="RewardBench-style per-subset/section accuracy (a file with prompt, chosen, "
+                             "rejected, subset; rejected a list: best-of-n). auto: when the file has `subset`")
+    parser.add_argument("--reference-free", dest="benchmark_reference_free", choices=("none", "sum", "norm"),
+                        default=None, help=helps["benchmark_reference_free"])
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a finished evaluation in EVAL_DIR (else refused)")
 
@@ -46,8 +51,17 @@ def _evaluate(args: argparse.Namespace) -> int:
             overrides.append(f"{name}={value}")
     if args.no_generate:
         overrides.append("generate=false")
+    for name in ("benchmark", "benchmark_reference_free"):
+        if getattr(args, name) is not None:
+            overrides.append(f"{name}={getattr(args, name)}")
     config = load_eval_config(args.config, overrides)
-    pairs = read_input(args, "eval")
+    from . import benchmarks
+
+    if config.benchmark in benchmarks.KINDS or (config.benchmark == "auto" and args.eval_format == "auto"
+                                                 and benchmarks.is_benchmark_file(args.eval)):
+        pairs, _ = benchmarks.read_benchmark(args.eval)  # one pair per (example, rejected completion)
+    else:
+        pairs = read_input(args, "eval")
     result = evaluate(pairs, args.out, run=args.run, model=args.model, config=config, eval_spec=args.eval,
                       overwrite=args.overwrite)
     m, ref, t = result.metrics, result.reference, result.metrics["truncation"]
@@ -59,7 +73,15 @@ def _evaluate(args: argparse.Namespace) -> int:
           f"{t['pairs']} pairs truncated (prompt {t['by_kind']['prompt']}, completion "
           f"{t['by_kind']['completion']}, both {t['by_kind']['both']}); {t['excluded']} excluded "
           f"(no completion token left, listed in excluded.parquet)")
+    if "benchmark" in m:
+        b = m["benchmark"]
+        parts = [f"{k} {v['accuracy']:.3f}" for k, v in (b.get("sections") or b["subsets"]).items()]
+        print(f"{b['kind']} score {b['score']:.3f} over {b['n_examples']} examples ({b['score_is']}): "
+              + ", ".join(parts) + f"; {b['rule']}")
     print(f"wrote {result.out_dir}" + (f" (report: {result.report})" if result.report else ""))
+    if result.report_error:  # the evaluation is complete; only its HTML page is missing
+        print(f"warning: report NOT written ({result.report_error}); the evaluation's files are complete: "
+              f"retry with `pairlab report {result.out_dir}`", file=sys.stderr)
     return 0
 
 
@@ -102,9 +124,11 @@ COMMANDS = [
                         "accuracy, length bias, calibration, and base-vs-aligned generations. Writes "
                         "EVAL_DIR/{per_pair.parquet,metrics.json,generations.parquet,manifest.json} and "
                         "the report."),
-    Command("compare", "McNemar and paired bootstrap between evaluations on the same pairs",
+    Command("compare", "paired comparison (McNemar, CI, MDE, Holm) of evaluations on the same pairs",
             _compare_arguments, _compare,
             description="Compare evaluation directories of runs evaluated on the same pairs, each against "
-                        "the first: accuracy difference with McNemar's exact test, a paired bootstrap on "
-                        "margins, and McNemar on reference-free correctness."),
+                        "the first: accuracy difference (other - first) with a bootstrap CI, McNemar's exact "
+                        "test, Holm's correction across the runs and the minimum detectable effect (80% "
+                        "power at alpha = 0.05), a paired bootstrap on margins, and the same comparison on "
+                        "reference-free correctness."),
 ]

@@ -57,6 +57,12 @@ class EvalConfig:
         "help": "decoding modes: greedy and/or sample"})
     sample_seeds: list[int] = field(default_factory=lambda: [0], metadata={"min": 0,
         "help": "one sampled generation per seed (torch seeded per prompt, so reruns are identical)"})
+    benchmark: str = field(default="auto", metadata={
+        "help": "RewardBench-style figures in metrics.json['benchmark']: auto (when the eval file has a "
+                "`subset` column or its sources are RewardBench subsets), rewardbench, best-of-n, none"})
+    benchmark_reference_free: str = field(default="none", metadata={
+        "help": "benchmark ranking: none (implicit reward, reference = the base), sum or norm "
+                "(reference-free: policy log-prob summed, or per token)"})
     temperature: float = field(default=0.7, metadata={"help": "sampling temperature", "gt": 0})
     top_p: float = field(default=0.95, metadata={"help": "sampling nucleus", "gt": 0, "max": 1})
 
@@ -72,6 +78,12 @@ class EvalConfig:
             raise ConfigError(f"unknown truncation_mode '{self.truncation_mode}'", field="truncation_mode",
                               hint="keep_start or keep_end")
         check_ranges(self)  # the numeric fields' ranges, from their metadata
+        if self.benchmark not in ("auto", "rewardbench", "best-of-n", "none"):
+            raise ConfigError(f"unknown benchmark '{self.benchmark}'", field="benchmark",
+                              hint="auto, rewardbench, best-of-n or none")
+        if self.benchmark_reference_free not in ("none", "sum", "norm"):
+            raise ConfigError(f"unknown benchmark_reference_free '{self.benchmark_reference_free}'",
+                              field="benchmark_reference_free", hint="none, sum or norm")
         bad = [m for m in self.modes if m not in MODES]
         if bad:
             raise ConfigError(f"unknown mode '{bad[0]}'", field="modes", hint=f"choose from {MODES}")

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,8 +34,9 @@ import pandas as pd
 from .. import artifacts
 from ..config import to_dict
 from ..dirs import EvalDir, RunDir
+from ..errors import PairlabError
 from ..schema import PairDataError, validate_pairs
-from . import metrics
+from . import benchmarks, metrics
 from .config import BARE_MODEL_DEFAULTS, EvalConfig
 
 log = logging.getLogger(__name__)
@@ -81,6 +83,9 @@ class EvalResult:
     report: Path | None
     excluded: pd.DataFrame | None = None
     policy_logps: dict[str, Any] | None = None
+    #: Why ``report`` is None: the report failed to render ("ReportError: ..."); the
+    #: evaluation's files are complete regardless. The CLI summary states it.
+    report_error: str | None = None
 
 
 # ---------------------------------------------------------------- settings
@@ -254,7 +259,7 @@ def evaluate(pairs: pd.DataFrame, out_dir: str | os.PathLike, *, run: str | os.P
     counts = truncation_counts(truncation, setup.max_length, setup.truncation_mode)
     warning = truncation_warning(counts, "eval pairs")
     if warning:
-        log.warning("%s", warning)
+        print(f"warning: {warning}", file=sys.stderr)
     timing["tokenize_s"] = time.time() - t0
 
     t0 = time.time()
@@ -280,6 +285,9 @@ def evaluate(pairs: pd.DataFrame, out_dir: str | os.PathLike, *, run: str | os.P
         scored[col] = pairs[col].to_numpy()
     for col in TRUNCATION_COLUMNS:
         scored[col] = truncation[col].to_numpy()
+    for col in benchmarks.BENCH_COLUMNS:  # a RewardBench-style set: which example each pair belongs to
+        if col in pairs:
+            scored[col] = pairs[col].to_numpy()
     summary = metrics.summarize(scored, setup.beta, n_boot=config.n_boot, seed=config.seed)
     summary["truncation"] = counts
     excluded = scored.loc[~scored["scorable"], EXCLUDED_COLUMNS].reset_index(drop=True)
@@ -292,6 +300,9 @@ def evaluate(pairs: pd.DataFrame, out_dir: str | os.PathLike, *, run: str | os.P
                  f"{int(truncation['prompt_tokens'].max())} tokens); the log-probs computed so far are cached")
     summary["policy_is_reference"] = not has_adapter
     summary["verdict"] = metrics.verdict(summary)
+    bench = benchmarks.for_eval(scored, config)
+    if bench is not None:
+        summary["benchmark"] = bench
 
     generations = None
     if config.generate and config.n_prompts > 0:
@@ -321,20 +332,24 @@ def evaluate(pairs: pd.DataFrame, out_dir: str | os.PathLike, *, run: str | os.P
     EvalDir.finish(out, config=to_dict(config), seed=config.seed,  # last: complete from here on
                    started=started, inputs={"eval": record, "run": setup.run, "model": setup.model},
                    settings=asdict(setup), reference=ref_stats, timing=timing)
-    report = write_report(out)
+    report, report_error = write_report(out)
     return EvalResult(out_dir=out, per_pair=per_pair, metrics=summary, generations=generations,
-                      reference=ref_stats, report=report, excluded=excluded, policy_logps=policy_stats)
+                      reference=ref_stats, report=report, excluded=excluded, policy_logps=policy_stats,
+                      report_error=report_error)
 
 
-def write_report(out: Path) -> Path | None:
-    """``pairlab.reports.render_report(EVAL_DIR)`` when the reports stage provides it."""
+def write_report(out: Path) -> tuple[Path | None, str | None]:
+    """(report path, None), or (None, why) when the report fails to render.
+
+    The evaluation's files are complete and valid at this point, so a report failure does
+    not undo them: it is a warning (logged with its traceback) that the command's summary
+    states, with how to retry (``pairlab report EVAL_DIR``).
+    """
+    from ..reports import render_report
+
     try:
-        from ..reports import render_report
-    except ImportError:
-        return None
-    try:
-        path = render_report(out)
-    except Exception as err:  # the evaluation's files are written and valid; say why no report
-        log.warning("report not written: %s: %s", type(err).__name__, err)
-        return None
-    return None if path is None else Path(path)
+        return Path(render_report(out)), None
+    except Exception as err:
+        why = f"{type(err).__name__}: {err}"
+        log.warning("report not written: %s", why, exc_info=not isinstance(err, PairlabError))
+        return None, why

@@ -191,9 +191,7 @@ def export(source: str | os.PathLike, out_dir: str | os.PathLike, *, arm: str | 
     train = pd.read_parquet(pairs_file)
     test = pd.read_parquet(src.curate / CurateDir.EVAL) if src.curate else None
     metrics = artifacts.read_json(src.eval / EvalDir.METRICS) if src.eval else None
-    benchmark = None
-    if src.eval and (src.eval / "benchmark.json").exists():
-        benchmark = artifacts.read_json(src.eval / "benchmark.json")
+    benchmark = (metrics or {}).get("benchmark")  # a RewardBench-style evaluation's figures
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))

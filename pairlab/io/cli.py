@@ -48,13 +48,26 @@ def _inspect_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--examples", type=int, default=2, metavar="N",
                         help="example rows shown per flag")
+    parser.add_argument("--model", metavar="SPEC", default=None,
+                        help="also tokenize every pair with this model's tokenizer and chat template "
+                             "(exactly as DPO training does) and print token-length percentiles "
+                             "(p50/p90/p99/max) of prompt, chosen and rejected, and the share of pairs "
+                             "truncated (and excluded: prompt alone reaches max_length) at max_length "
+                             "256, 512, 1024, 2048 and 4096")
 
 
 def _inspect(args: argparse.Namespace) -> int:
     from ..artifacts import to_json
     from .summary import format_summary, summarize_pairs
 
-    summary = summarize_pairs(read_input(args), examples=args.examples)
+    df = read_input(args)
+    lengths = None
+    if args.model:
+        from ..logprobs import token_lengths, tokenize_pairs
+        from ..models import load_tokenizer
+
+        lengths = token_lengths(tokenize_pairs(load_tokenizer(args.model), df), df["pair_id"])
+    summary = summarize_pairs(df, examples=args.examples, token_lengths=lengths, model=args.model)
     print(to_json(summary) if args.json else format_summary(summary))
     return 0
 

@@ -314,9 +314,10 @@ def _check_scalar(df: pd.DataFrame, batch: RecordBatch, field: str, log: RejectL
 def coerce_scores(df: pd.DataFrame, batch: RecordBatch, log: RejectLog | None = None) -> pd.DataFrame:
     """Scores -> float: numbers and numeric strings kept; None/NaN/'N/A'/'' -> NaN (unknown).
 
-    Anything else is rejected with its row: a word, a list, a bool, or an infinite value
-    (a score must be a finite number or unknown). Returns the frame without those rows
-    (``df.index`` must be the record index in ``batch``); raises when there is no log.
+    Anything else is not a score and its row is rejected: a word, a list, a bool. (An
+    infinite value is a number: it is kept and flagged by :func:`schema.finalize_pairs`.)
+    Returns the frame without the rejected rows (``df.index`` must be the record index
+    in ``batch``); raises the first one when there is no log.
     """
     log = log if log is not None else RejectLog(strict=True)
     for col in FLOAT_COLUMNS:
@@ -324,35 +325,46 @@ def coerce_scores(df: pd.DataFrame, batch: RecordBatch, log: RejectLog | None = 
             continue
         raw = df[col]
         if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
-            values = raw.astype(float)  # the common case: no per-value checks needed
-            df = _reject_rows(df, pd.Series(np.isinf(values.to_numpy()), index=df.index), batch,
-                              log, col, lambda v: (f"not a finite number: {v!r}",
-                                                   "a score must be finite, or null when unknown"))
-            df[col] = df[col].astype(float)
+            df[col] = raw.astype(float)  # the common case: no per-value checks needed
             continue
-        raw = raw.astype(object)
-        nested = raw.map(lambda v: isinstance(v, (dict, list, tuple, np.ndarray)))
-        df = _reject_rows(df, nested, batch, log, col,
-                          lambda v: (f"wrong type: expected a number, got {type(v).__name__}", None))
-        raw = df[col].astype(object)
-        numeric = pd.to_numeric(raw.map(lambda v: v.strip() if isinstance(v, str) else v),
-                                errors="coerce").astype(float)
-        allowed_missing = raw.map(lambda v: v is None or (isinstance(v, float) and np.isnan(v)) or (
-            isinstance(v, str) and v.strip().lower() in _NA_STRINGS))
-        bad = raw.map(lambda v: isinstance(v, bool)) | (numeric.isna() & ~allowed_missing)
-        df = _reject_rows(df, bad, batch, log, col,
-                          lambda v: (f"wrong type: expected a number, got {v!r}",
-                                     "scores must be numbers, numeric strings, null or 'N/A'"))
-        numeric = numeric[~bad.to_numpy()]
-        df = _reject_rows(df, pd.Series(np.isinf(numeric.to_numpy()), index=df.index), batch, log,
-                          col, lambda v: (f"not a finite number: {v!r}",
-                                          "a score must be finite, or null when unknown"))
-        df[col] = pd.to_numeric(df[col].map(lambda v: v.strip() if isinstance(v, str) else v),
-                                errors="coerce").astype(float)
+        values = pd.Series([_score_value(v) for v in raw.astype(object)], index=df.index,
+                           dtype=object)
+        bad = values.map(lambda v: v is _NOT_A_SCORE)
+        df = _reject_rows(df, bad, batch, log, col, _not_a_score)
+        df[col] = values[~bad.to_numpy()].astype(float)
     return df
 
 
-# ---------------------------------------------------------------- pairs (already normalized)
+def _not_a_score(value: Any) -> tuple[str, str]:
+    nested = isinstance(value, (dict, list, tuple, np.ndarray))
+    return (f"wrong type: expected a number, got {type(value).__name__ if nested else repr(value)[:80]}",
+            "scores must be numbers, numeric strings, null or 'N/A'")
+
+
+_NOT_A_SCORE = object()
+
+
+def _score_value(value: Any) -> Any:
+    """A score as float (NaN when unknown: None, NaN, 'N/A', ''), or :data:`_NOT_A_SCORE`."""
+    if value is None:
+        return np.nan
+    if isinstance(value, (bool, np.bool_)):
+        return _NOT_A_SCORE
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        try:
+            return float(value)
+        except OverflowError:  # an integer beyond float range is still a (huge) number
+            return float("inf") if value > 0 else float("-inf")
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lower() in _NA_STRINGS:
+            return np.nan
+        try:
+            return float(text)
+        except ValueError:
+            return _NOT_A_SCORE
+    return _NOT_A_SCORE
+
 
 def pairs_rows(batch: RecordBatch, records: list[dict], log: RejectLog | None = None) -> pd.DataFrame:
     """A pairs table stored as records (JSON/JSONL, CSV, datasets): checked row by row.

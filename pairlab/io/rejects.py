@@ -52,12 +52,10 @@ class RejectLog:
                           "record": record_text(record)})
 
     def frame(self) -> pd.DataFrame:
-        df = pd.DataFrame(self.rows, columns=list(REJECT_COLUMNS))
-        for col in ("line", "row"):
-            df[col] = df[col].astype("Int64")
-        for col in ("file", "field", "reason", "hint", "record"):
-            df[col] = df[col].astype(object)
-        return df
+        # object text columns keep None for "no field" (pandas 3 would infer str with NaN)
+        return pd.DataFrame({col: pd.Series([r[col] for r in self.rows],
+                                            dtype="Int64" if col in ("line", "row") else object)
+                             for col in REJECT_COLUMNS})
 
     def head(self, start: int = 0, n: int = HEAD) -> list[dict[str, Any]]:
         """The first ``n`` rejects from ``start`` on, without the record (for read_stats)."""

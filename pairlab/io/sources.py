@@ -33,7 +33,9 @@ from .rejects import RejectLog
 def _zstd_open(path: Path) -> IO[bytes]:
     import zstandard
 
-    return zstandard.open(path, "rb")
+    # The decompressing reader has no readline: buffer it so lines can be iterated.
+    reader = zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True)
+    return io.BufferedReader(reader)
 
 
 #: Inner file types the readers know, by suffix.
@@ -313,6 +315,16 @@ def read_saved(path: Path, split: str | None) -> RecordBatch:
 def read_hub(dataset_id: str, split: str | None, config: str | None = None,
              revision: str | None = None) -> RecordBatch:
     """A hub dataset split via ``datasets.load_dataset`` (needs network or a warm cache)."""
+    # A spec that is neither a local path nor in the hub cache, with no hub to ask: most
+    # likely a mistyped path. Say so at once (datasets would retry the network for ~25 s).
+    offline = _offline_mode() or _env_offline()
+    if not _in_hub_cache(dataset_id) and (offline or not _hub_reachable()):
+        raise PairDataError(
+            "no such file or directory, and not looked up on the hub: "
+            + ("HF offline mode is on" if offline else "the hub is unreachable (no network)"),
+            file=dataset_id,
+            hint="check the path; a hub dataset must be downloaded where there is network "
+                 "(or passed as a local .parquet/.jsonl file)")
     try:
         import datasets
 
@@ -344,6 +356,51 @@ def _dataset_batch(loaded: Any, name: str, split: str | None) -> RecordBatch:
     records = loaded.to_list()
     return RecordBatch(f"{name}[{split}]" if split else name, records,
                        list(range(len(records))), "row")
+
+
+def _env_offline() -> bool:
+    """HF_HUB_OFFLINE / HF_DATASETS_OFFLINE as set now (huggingface_hub reads them at import)."""
+    import os
+
+    return any(os.environ.get(k, "").strip().lower() in ("1", "true", "yes", "on")
+               for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+
+
+def _in_hub_cache(dataset_id: str) -> bool:
+    """Whether ``datasets`` may find the dataset without network (hub or datasets cache)."""
+    import os
+
+    try:
+        from huggingface_hub import constants
+    except Exception:  # pragma: no cover - huggingface_hub always ships with datasets
+        return False
+    datasets_cache = os.environ.get("HF_DATASETS_CACHE") or os.path.join(constants.HF_HOME, "datasets")
+    return (Path(constants.HF_HUB_CACHE, "datasets--" + dataset_id.replace("/", "--")).exists()
+            or Path(datasets_cache, dataset_id.replace("/", "___")).exists())
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """One TCP connect to the hub endpoint (seconds at most, once per process)."""
+    global _REACHABLE
+    if _REACHABLE is None:
+        import socket
+        from urllib.parse import urlparse
+
+        try:
+            from huggingface_hub import constants
+
+            url = urlparse(constants.ENDPOINT)
+        except Exception:  # pragma: no cover
+            url = urlparse("https://huggingface.co")
+        try:
+            socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
+            _REACHABLE = True
+        except OSError:
+            _REACHABLE = False
+    return _REACHABLE
+
+
+_REACHABLE: bool | None = None
 
 
 def _offline_mode() -> bool:

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..logprobs import length_profile
 from ..schema import ASPECTS, PAIR_COLUMNS, usable_scores
 from .rejects import describe_reject
 
@@ -35,8 +36,11 @@ def _example(row: pd.Series) -> dict[str, Any]:
             "score_rejected": None if pd.isna(row["score_rejected"]) else float(row["score_rejected"])}
 
 
-def summarize_pairs(df: pd.DataFrame, examples: int = 2) -> dict[str, Any]:
-    """Rows, layout, score ranges, ties/inversions, sources, models, prompt turns, flags."""
+def summarize_pairs(df: pd.DataFrame, examples: int = 2, token_lengths: pd.DataFrame | None = None,
+                    model: str | None = None) -> dict[str, Any]:
+    """Rows, layout, score ranges, ties/inversions, sources, models, prompt turns, flags; with
+    ``token_lengths`` (:func:`pairlab.logprobs.token_lengths` under ``model``'s tokenizer) also
+    token-length percentiles and the share truncated at common max_length values."""
     stats = dict(df.attrs.get("read_stats", {}))
     # inf / absurd scores (flagged nonfinite_score) are unknown here, not an infinite gap
     gap = pd.Series(usable_scores(df["score_chosen"]) - usable_scores(df["score_rejected"]), index=df.index)
@@ -76,6 +80,9 @@ def summarize_pairs(df: pd.DataFrame, examples: int = 2) -> dict[str, Any]:
         "extra_columns": [c for c in df.columns if c not in PAIR_COLUMNS],
         "flags": flag_counts,
         "flag_examples": flag_examples,
+        # token lengths under a model's tokenizer + chat template (inspect --model): what
+        # max_length truncates, the way DPO training and evaluate do
+        "tokens": None if token_lengths is None else {"model": model, **length_profile(token_lengths)},
     }
 
 
@@ -137,7 +144,25 @@ def format_summary(summary: dict[str, Any]) -> str:
         for ex in rows:
             lines.append(f"  [{flag}] {ex['pair_id']}  prompt: {ex['prompt']!r}")
             lines.append(f"      chosen: {ex['chosen']!r}  rejected: {ex['rejected']!r}")
+    if summary.get("tokens"):
+        lines += _fmt_tokens(summary["tokens"])
     return "\n".join(lines)
+
+
+def _fmt_tokens(tokens: dict[str, Any]) -> list[str]:
+    """Token-length percentiles and truncated shares (``inspect --model``) as table lines."""
+    lines = [f"tokens       {tokens['model']} tokenizer + chat template, {tokens['pairs']} pairs "
+             f"(as DPO training tokenizes them)",
+             f"  {'':<26}{'p50':>8}{'p90':>8}{'p99':>8}{'max':>8}"]
+    for name, row in tokens["percentiles"].items():
+        cells = "".join(f"{'-' if row[k] is None else format(row[k], 'g'):>8}" for k in ("p50", "p90", "p99", "max"))
+        lines.append(f"  {name:<26}{cells}")
+    lines.append(f"  truncated ({tokens['truncation_mode']}) at max_length / of which excluded "
+                 f"(prompt alone reaches it: no completion token left):")
+    for max_length, at in tokens["at_max_length"].items():
+        lines.append(f"  {max_length:>6}: {100 * at['truncated_share']:5.1f}% truncated ({at['truncated']}), "
+                     f"{100 * at['excluded_share']:5.1f}% excluded ({at['excluded']})")
+    return lines
 
 
 def _fmt_map(mapping: dict[str, str]) -> str:

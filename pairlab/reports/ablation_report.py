@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__, artifacts
-from .render import content_security_policy, figure_to_data_uri, pyplot, write_report
+from .render import figure_to_data_uri, pyplot, write_report
 
 COMPARISON = "comparison.json"
 
@@ -158,5 +158,5 @@ def write_ablation_report(directory: str | os.PathLike, out: str | os.PathLike |
         has_truth=any(a.get("true_label_noise") is not None for a in c["arms"]),
         config_text=config_path.read_text(encoding="utf-8") if config_path.exists() else "",
         comparison_text=artifacts.to_json({k: v for k, v in c.items() if k != "events"}),
-        csp=content_security_policy(), version=__version__)
+        version=__version__)
 

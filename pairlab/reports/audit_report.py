@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__, artifacts
-from .render import content_security_policy, figure_to_data_uri, pyplot, write_report
+from .render import figure_to_data_uri, pyplot, write_report
 
 ATTRIBUTION = "attribution.parquet"
 VALIDATION = "validation.json"
@@ -134,7 +134,7 @@ def audit_context(directory: str | os.PathLike) -> dict[str, Any]:
         "harmful": _pair_rows(scores.nsmallest(top_k, harmful_score), harmful_score),
         "figures": {k: v for k, v in figures.items() if v},
         "correlation": {"columns": columns, "rows": [[c, [corr.loc[c, d] for d in columns]] for c in columns]},
-        "validation": validation, "csp": content_security_policy(),
+        "validation": validation,
     }
 
 

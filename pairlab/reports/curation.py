@@ -147,6 +147,7 @@ def curation_context(result) -> dict[str, Any]:
               "kept": int(kept[name].sum())} for name, label in FLAG_SCORES.items()
              if name in scores]
     cfg = manifest["config"]
+    pool = manifest.get("inputs", {}).get("pool", {})
     return {
         "version": __version__,
         "counts": counts,
@@ -159,6 +160,9 @@ def curation_context(result) -> dict[str, Any]:
                                            "contamination_file", "near_dup_threshold",
                                            "near_identical_threshold")},
         "split": manifest.get("split", {}),
+        # rows in the input file(s) = read + unreadable (when the CLI recorded them)
+        "read": {"rows": pool.get("rows_in_input"), "records": pool.get("records_read"),
+                 "rejected": pool.get("rejected", 0)},
         "pool_hash": manifest.get("inputs", {}).get("pool", {}).get("content_sha256", ""),
         "score_cache": manifest.get("score_cache", {}),
         "length_bias": {

@@ -25,7 +25,7 @@ import pandas as pd
 from .. import __version__, artifacts
 from .explorer import EXPLORER_JS, explorer_data, explorer_texts
 from .kinds import ReportError
-from .render import content_security_policy, figure_to_data_uri, json_safe, pyplot, script_json, write_report
+from .render import figure_to_data_uri, json_safe, pyplot, script_json, write_report
 from .run_report import RunInputs, load_run, training_context
 
 PER_PAIR = "per_pair.parquet"
@@ -403,7 +403,6 @@ def render_eval_report(eval_dir: str | os.PathLike, out: str | os.PathLike | Non
     context = {
         "version": __version__,
         "title": f"pairlab eval report: {inputs.dir.name}",
-        "csp": content_security_policy(EXPLORER_JS),
         "dir": str(inputs.dir), "model": metrics.get("model"), "run_dir": metrics.get("run"),
         "created": inputs.manifest.get("created"),
         "verdict": verdict(metrics, reference_free, base),
@@ -426,4 +425,4 @@ def render_eval_report(eval_dir: str | os.PathLike, out: str | os.PathLike | Non
         "timing": artifacts.to_json(metrics["timing"]) if metrics.get("timing") else None,
         "eval_settings": artifacts.to_json(metrics["eval"]) if metrics.get("eval") else None,
     }
-    return write_report(out, "eval.html", **context)
+    return write_report(out, "eval.html", scripts=(EXPLORER_JS,), **context)

@@ -86,13 +86,13 @@ def render_report(directory: str | os.PathLike, out: str | os.PathLike | None = 
     if format not in FORMATS:
         raise ReportError(f"unknown format '{format}'", field="format", hint=f"use one of {FORMATS}")
     kind = detect_kind(directory)
-    verify_dir(directory, kind)
     missing = [f for f in kind.marker_files if not (Path(directory) / f).exists()]
     if missing:
         raise ReportError(f"a {kind.name} directory without {', '.join(missing)}: its stage has not "
                           "finished (or wrote elsewhere)", file=str(directory),
                           hint="re-run the stage into this directory, then report")
     options = _options(kind, directory, options)
+    verify_dir(directory, kind)
     if format == "json":
         path = Path(out) if out is not None else Path(directory) / "report.json"
         return artifacts.write_json(path, report_summary(directory, kind=kind, **options))

@@ -44,14 +44,23 @@ def _num(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
-def render(template: str, **context: Any) -> str:
-    """Render a template from ``pairlab/reports/templates`` to a string."""
-    return environment().get_template(template).render(**context)
+def render(template: str, *, scripts: tuple[str, ...] = (), **context: Any) -> str:
+    """Render a template from ``pairlab/reports/templates`` to a string.
+
+    Every report page extends ``base.html``, which always emits the Content-Security-Policy
+    built here: :func:`content_security_policy` allowing exactly ``scripts`` (the page's
+    inline scripts, verbatim). A renderer cannot pass its own policy, so all reports share
+    one.
+    """
+    if "csp" in context:
+        raise TypeError("the CSP is built by render(): pass the page's inline scripts as scripts=")
+    return environment().get_template(template).render(csp=content_security_policy(*scripts), **context)
 
 
-def write_report(path: str | os.PathLike, template: str, **context: Any) -> Path:
-    """Render and write atomically."""
-    return artifacts.write_text(path, render(template, **context))
+def write_report(path: str | os.PathLike, template: str, *, scripts: tuple[str, ...] = (),
+                 **context: Any) -> Path:
+    """Render (with the shared CSP, see :func:`render`) and write atomically."""
+    return artifacts.write_text(path, render(template, scripts=scripts, **context))
 
 
 def pyplot():

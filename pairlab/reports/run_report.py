@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__, artifacts
-from .render import content_security_policy, figure_to_data_uri, pyplot, write_report
+from .render import figure_to_data_uri, pyplot, write_report
 
 TRAIN_LOG = "train_log.jsonl"
 DYNAMICS = "dynamics.parquet"
@@ -221,5 +221,4 @@ def render_run_report(run_dir: str | os.PathLike, out: str | os.PathLike | None 
     run = load_run(run_dir)
     out = Path(out) if out is not None else run.dir / "report.html"
     return write_report(out, "run.html", version=__version__, title=f"pairlab run report: {run.dir.name}",
-                        csp=content_security_policy(),  # no scripts at all
                         training=training_context(run), created=run.manifest.get("created"))

@@ -22,7 +22,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from ..schema import ASPECTS, PairDataError, finalize_pairs
+from ..schema import ASPECTS, PairDataError, finalize_pairs, usable_scores
 from .templates import MARKERS
 
 FLIP_BY = ("gap", "uniform")
@@ -47,9 +47,11 @@ def has_marker(texts: pd.Series) -> np.ndarray:
 def rating_gap(pairs: pd.DataFrame) -> pd.Series:
     """|score_chosen - score_rejected| per pair; where a score is missing, the gap of the
     mean aspect ratings; NaN where neither is known."""
-    gap = (pairs["score_chosen"] - pairs["score_rejected"]).abs()
-    chosen = pairs[[f"chosen_{a}" for a in ASPECTS]].mean(axis=1)
-    rejected = pairs[[f"rejected_{a}" for a in ASPECTS]].mean(axis=1)
+    # inf / absurd scores (flagged nonfinite_score) count as unknown, not as an infinite gap
+    gap = pd.Series(np.abs(usable_scores(pairs["score_chosen"]) - usable_scores(pairs["score_rejected"])),
+                    index=pairs.index)
+    chosen = pd.DataFrame(usable_scores(pairs[[f"chosen_{a}" for a in ASPECTS]]), index=pairs.index).mean(axis=1)
+    rejected = pd.DataFrame(usable_scores(pairs[[f"rejected_{a}" for a in ASPECTS]]), index=pairs.index).mean(axis=1)
     return gap.fillna((chosen - rejected).abs()).astype(float)
 
 

@@ -46,6 +46,10 @@ def _run(args: argparse.Namespace) -> int:
           + (f" (resumed from step {resumed.rsplit('-', 1)[-1]})" if resumed else "")
           + (f"; last loss {last['loss']:.4f}, accuracy {last['rewards/accuracies']:.2f}" if last else "")
           + f"; reference cache: {result.ref_cache['cache_hits']} hits, {result.ref_cache['computed']} computed")
+    t = result.truncation
+    if t:
+        print(f"truncation at max_length {t['max_length']}: {t['truncated']} of {t['pairs']} pairs truncated; "
+              f"{t.get('trl_dropped', t['excluded'])} dropped by TRL (prompt alone reaches max_length)")
     print(f"adapter: {result.adapter_dir}")
     return 0
 

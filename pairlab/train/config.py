@@ -223,8 +223,11 @@ def load_train_config(path: str | os.PathLike | None = None,
     return cfg
 
 
-def validate(cfg: TrainConfig, *, source: str | None = None) -> None:
-    """Checks that need no model: quantization, dtype, ranges, DPO keys and their ranges."""
+def validate(cfg: TrainConfig, *, source: str | None = None, prefix: str = "") -> None:
+    """Checks that need no model: quantization, dtype, ranges, DPO keys and their ranges.
+
+    ``prefix`` leads the field names in messages (``arms.gap.train.`` inside an ablation).
+    """
     from ..models import DTYPES, QUANTIZATIONS
 
     if cfg.quantization not in QUANTIZATIONS:
@@ -233,10 +236,10 @@ def validate(cfg: TrainConfig, *, source: str | None = None) -> None:
     if cfg.dtype not in DTYPES:
         raise ConfigError(f"unknown dtype '{cfg.dtype}'", file=source, field="dtype",
                           hint=f"choose one of {DTYPES}")
-    check_ranges(cfg, source=source)
+    check_ranges(cfg, source=source, prefix=prefix)
     check_dpo_keys(cfg.dpo, source=source)
     for key, value in coerce_dpo_values(cfg.dpo).items():
-        check_range(value, DPO_RANGES.get(key, {}), f"dpo.{key}", source=source)
+        check_range(value, DPO_RANGES.get(key, {}), f"{prefix}dpo.{key}", source=source)
 
 
 def dpo_settings(cfg: TrainConfig) -> dict[str, Any]:

@@ -49,6 +49,9 @@ class TrainResult:
     model_footprint_mb: float
     #: True when ``resume`` found the run already finished: nothing was trained.
     already_finished: bool = False
+    #: Truncation at dpo.max_length (:func:`pairlab.logprobs.truncation_counts`), with TRL's
+    #: own count of the pairs it dropped (``trl_dropped``: prompt alone reaches max_length).
+    truncation: dict[str, Any] | None = None
 
 
 def read_train_pairs(pairs: pd.DataFrame | str | os.PathLike) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -95,7 +98,8 @@ def _trainable_to(model, dtype) -> None:
             param.data = param.data.float()
 
 
-def _prefill_reference(df: pd.DataFrame, config: TrainConfig, tokenizer, ref_cache, args, device: str) -> int:
+def _prefill_reference(df: pd.DataFrame, config: TrainConfig, tokenizer, ref_cache, args, device: str,
+                       tokenized: list[dict[str, list[int]]]) -> int:
     """CPU + 4-bit: compute the reference log-probs the cache lacks with an inference-only
     copy of the base, before the trainable model is loaded. Returns how many it computed.
 
@@ -107,19 +111,44 @@ def _prefill_reference(df: pd.DataFrame, config: TrainConfig, tokenizer, ref_cac
     """
     if device != "cpu" or config.quantization != "4bit" or args.ld_alpha is not None:
         return 0  # on CUDA the trainer's own pass is as fast; LD-DPO needs TRL's weighting
-    from ..logprobs import sequence_logps
+    from ..logprobs import _as_ref_rows, sequence_logps
     from ..models import load_model, load_options
 
     def compute(missing: list[str]) -> pd.DataFrame:
         reference = load_model(config.model, quantization=config.quantization, dtype=config.dtype,
                                device=device, **load_options(config))
-        logps = sequence_logps(reference, tokenizer, df[df["pair_id"].isin(set(missing))],
-                               max_length=args.max_length, truncation_mode=args.truncation_mode,
-                               batch_size=max(1, args.per_device_eval_batch_size), progress=True)
-        return logps.rename(columns={"chosen_logps": "ref_chosen_logps", "rejected_logps": "ref_rejected_logps"})
+        rows = df["pair_id"].isin(set(missing)).to_numpy()
+        # Stored chunk by chunk as computed: an interrupted prefill keeps what it did.
+        logps = sequence_logps(reference, tokenizer, df[rows], max_length=args.max_length,
+                               truncation_mode=args.truncation_mode,
+                               batch_size=max(1, args.per_device_eval_batch_size),
+                               progress="reference log-probs (missing from cache)",
+                               tokenized=[t for t, keep in zip(tokenized, rows) if keep],
+                               on_chunk=lambda chunk: ref_cache.put(_as_ref_rows(chunk)))
+        return _as_ref_rows(logps)
 
     # Under the cache's lock: runs (or ranks) starting together compute each pair once.
     return ref_cache.fill(df["pair_id"].astype(str), compute)
+
+
+def truncation_before_training(df: pd.DataFrame, tokenizer, args) -> tuple[list, dict[str, Any]]:
+    """(TRL's tokenization of every pair, truncation counts at args.max_length), with a warning
+    when more than 5% of pairs are truncated. Shown before any model loads, so a user can stop
+    and pick a max_length (`pairlab inspect --model`) instead of training on cut pairs."""
+    from ..logprobs import token_lengths, tokenize_pairs, truncation_counts, truncation_table, truncation_warning
+
+    tokenized = tokenize_pairs(tokenizer, df)
+    table = truncation_table(token_lengths(tokenized, df["pair_id"]), args.max_length, args.truncation_mode)
+    counts = truncation_counts(table, args.max_length, args.truncation_mode)
+    warning = truncation_warning(counts, "training pairs")
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    if counts["scored"] == 0:
+        raise PairDataError(f"every one of the {len(df)} pairs has a prompt of max_length "
+                            f"{args.max_length} tokens or more: TRL would drop them all", field="dpo.max_length",
+                            hint=f"raise dpo.max_length above the prompts' length (longest prompt "
+                                 f"{int(table['prompt_tokens'].max())} tokens)")
+    return tokenized, counts
 
 
 def _prepare_out_dir(out: Path, resume: bool, overwrite: bool, inputs: list) -> tuple[str, Path | None]:
@@ -200,6 +229,7 @@ def train(pairs: pd.DataFrame | str | os.PathLike, config: TrainConfig | None = 
     args = build_dpo_config(config, out / CHECKPOINT_DIR, compute_dtype, device)
     tokenizer = load_tokenizer(config.model, **load_options(config))
     fingerprint = model_fingerprint(config.model, config.quantization, config.dtype, config.model_revision)
+    tokenized, truncation = truncation_before_training(df, tokenizer, args)
     ref_cache = None
     prefilled = 0
     if config.ref_cache:
@@ -207,7 +237,7 @@ def train(pairs: pd.DataFrame | str | os.PathLike, config: TrainConfig | None = 
             model_fingerprint=fingerprint, compute_dtype=compute_dtype, tokenizer=tokenizer,
             max_length=args.max_length, truncation_mode=args.truncation_mode, ld_alpha=args.ld_alpha),
             root=config.ref_cache_dir)
-        prefilled = _prefill_reference(df, config, tokenizer, ref_cache, args, device)
+        prefilled = _prefill_reference(df, config, tokenizer, ref_cache, args, device, tokenized)
     model = load_model(config.model, quantization=config.quantization, dtype=config.dtype, device=device,
                        trainable=True, **load_options(config))
 
@@ -224,6 +254,13 @@ def train(pairs: pd.DataFrame | str | os.PathLike, config: TrainConfig | None = 
                                     callbacks=callbacks)
     except ValueError as err:  # TRL's own config checks (e.g. exo_pair without label_smoothing)
         raise ConfigError(str(err), field="dpo") from None
+    # TRL dropped the pairs whose prompt alone reaches max_length while preparing its dataset:
+    # record its own count next to ours (they agree unless TRL changes the rule).
+    truncation["trl_trained_pairs"] = len(trainer.train_dataset)
+    truncation["trl_dropped"] = len(df) - len(trainer.train_dataset)
+    if truncation["trl_dropped"] != truncation["excluded"]:
+        print(f"warning: TRL dropped {truncation['trl_dropped']} pairs, pairlab predicted "
+              f"{truncation['excluded']} (prompt >= max_length)", file=sys.stderr)
     _trainable_to(trainer.model, compute_dtype)
     if not console_progress:
         from transformers.trainer_callback import PrinterCallback, ProgressCallback
@@ -282,6 +319,7 @@ def train(pairs: pd.DataFrame | str | os.PathLike, config: TrainConfig | None = 
             num_processes=trainer.accelerator.num_processes, global_step=trainer.state.global_step,
             resumed_from=None if checkpoint is None else str(checkpoint),
             resumed_from_step=None if checkpoint is None else _checkpoint_step(checkpoint), ref_cache=ref_stats,
+            truncation=truncation,
             memory=memory, timing={"train_runtime_s": round(runtime, 3), "optimizer_steps": steps_here,
                                    "seconds_per_step": round(runtime / max(steps_here, 1), 4)},
             final_step=log.iloc[-1].to_dict() if len(log) else None)
@@ -290,7 +328,8 @@ def train(pairs: pd.DataFrame | str | os.PathLike, config: TrainConfig | None = 
                        resumed_from=None if checkpoint is None else str(checkpoint),
                        wall_time_s=round(wall, 3), train_runtime_s=round(runtime, 3),
                        peak_rss_mb=round(peak, 1),
-                       model_footprint_mb=round(trainer.model.get_memory_footprint() / 2**20, 1))
+                       model_footprint_mb=round(trainer.model.get_memory_footprint() / 2**20, 1),
+                       truncation=truncation)
 
 
 def _checkpoint_step(checkpoint: Path) -> int:

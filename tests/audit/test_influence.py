@@ -50,7 +50,7 @@ def test_projected_influence_equals_the_dense_lora_reference(tiny_peft, sim_pair
     full LoRA gradients + dense damped inverses (the reference on the tiny model)."""
     model, tokenizer = tiny_peft
     train, held_out = sim_pairs
-    train, val = train.iloc[:10], held_out.iloc[:4]
+    train, val = train.iloc[:6], held_out.iloc[:3]
     rng = np.random.default_rng(3)
     ref_t = rng.normal(-60, 5, size=(len(train), 2)).astype(np.float32)
     ref_v = rng.normal(-60, 5, size=(len(val), 2)).astype(np.float32)
@@ -62,17 +62,19 @@ def test_projected_influence_equals_the_dense_lora_reference(tiny_peft, sim_pair
     dense_g = naive_pair_gradients(model, tokenizer, train, ref_t, projections, loss).astype(np.float64)
     dense_v = naive_pair_gradients(model, tokenizer, val, ref_v, projections, loss).astype(np.float64).mean(0)
     assert g.shape[1] == sum(p.module.weight.numel() for p in projections) == sum(blocks)
-    fisher = fisher_influence(g, e)
-    reference = _dense_fisher(dense_g, dense_v, 0.1)
-    assert np.abs(reference).max() > 0
-    np.testing.assert_allclose(fisher, reference, rtol=2e-3, atol=2e-3 * np.abs(reference).max())
-    small = [i for i, b in enumerate(blocks) if b <= 512][:6]  # dense per-pair inverses stay cheap
+    # dense d x d inverses stay cheap on six LoRA factors (about 1,500 of the 8,192 parameters)
+    small = [i for i, b in enumerate(blocks) if b <= 512][:6]
     cols = np.concatenate([np.arange(sum(blocks[:i]), sum(blocks[:i + 1])) for i in small])
     sub = [blocks[i] for i in small]
+    fisher = fisher_influence(g[:, cols], e[:, cols])
+    reference = _dense_fisher(dense_g[:, cols], dense_v[cols], 0.1)
+    assert np.abs(reference).max() > 0
+    np.testing.assert_allclose(fisher, reference, rtol=2e-3, atol=2e-3 * np.abs(reference).max())
     ours = datainf(g[:, cols], e[:, cols], sub)
     want = _dense_datainf(dense_g[:, cols], dense_v[cols], sub, 0.1)
     np.testing.assert_allclose(ours, want, rtol=2e-3, atol=2e-3 * np.abs(want).max())
-    assert np.corrcoef(fisher, g.astype(np.float64) @ e.mean(0))[0, 1] < 0.9999  # curvature did something
+    tracin = g[:, cols].astype(np.float64) @ e[:, cols].mean(0)
+    assert np.corrcoef(fisher, tracin)[0, 1] < 0.9999  # curvature did something
 
 
 def test_registry_names_every_score_with_help_and_kind():

@@ -9,6 +9,7 @@ import pytest
 from scipy.stats import binomtest
 
 from pairlab.cli import main
+from pairlab.dirs import EvalDir
 from pairlab import stats
 
 
@@ -52,6 +53,9 @@ def test_compare_refuses_different_pairs(base_eval, trained_eval, tmp_path, caps
     shutil.copytree(trained_eval, other)
     per_pair = pd.read_parquet(other / "per_pair.parquet")
     per_pair.iloc[1:].to_parquet(other / "per_pair.parquet")
+    assert main(["compare", str(base_eval), str(other)]) == 2  # changed after evaluate finished
+    assert "per_pair.parquet" in capsys.readouterr().err
+    EvalDir.finish(other, config={})  # an evaluation that really had one pair fewer
     assert main(["compare", str(base_eval), str(other)]) == 2
     err = capsys.readouterr().err
     assert "different pairs" in err and "1 only in" in err and per_pair["pair_id"].iloc[0] in err

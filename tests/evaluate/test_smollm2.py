@@ -25,4 +25,5 @@ def test_base_smollm2_on_simulator_held_out_pairs(tmp_path):
     assert per_pair["policy_chosen_logps"].lt(0).all() and per_pair["true_preference_correct"].all()
     gens = pd.read_parquet(tmp_path / "eval" / "generations.parquet")
     assert len(gens) == 1 and gens["text"].str.len().iloc[0] > 0
-    assert result.report is None or result.report.exists()
+    assert result.report_error is None and result.report == tmp_path / "eval" / "report.html"
+    assert "Content-Security-Policy" in result.report.read_text(encoding="utf-8")

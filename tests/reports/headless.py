@@ -2,6 +2,7 @@
 and collect console messages (Chromium logs them to stderr as ``...:CONSOLE...`` lines)."""
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -36,7 +37,12 @@ window.addEventListener("load", function () {
 
 
 def need_chromium() -> str:
+    """Chromium's path. Missing: skip on a developer machine, but fail in CI (``CI=true``),
+    where a skipped browser test would pass the run without checking the reports."""
     if CHROMIUM is None:
+        if os.environ.get("CI", "").strip().lower() in ("1", "true", "yes"):
+            pytest.fail("chromium not installed, and CI is set: the browser tests must run in CI "
+                        "(.ci/run installs it)")
         pytest.skip("chromium not installed (.ci/run installs it)")
     return CHROMIUM
 

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from pairlab import artifacts
+from pairlab.dirs import EvalDir, RunDir
 from pairlab.evaluate import metrics
 from pairlab.simulate import simulate_pairs
 
@@ -84,9 +85,8 @@ def write_eval_dir(out: Path, n: int = 120, *, seed: int = 0, trained: bool = Tr
         gens = pd.DataFrame(rows)
         gens["seed"] = gens["seed"].astype("Int64")
         artifacts.write_parquet(out / "generations.parquet", gens)
-    artifacts.write_manifest(out, stage="evaluate", config={"n_boot": 200, "seed": 0},
-                             inputs={"run": None if run_dir is None else str(run_dir)},
-                             outputs={"per_pair": "per_pair.parquet"})
+    EvalDir.finish(out, config={"n_boot": 200, "seed": 0},  # manifest last, as `pairlab evaluate` writes it
+                   inputs={"run": None if run_dir is None else str(run_dir)})
     return out
 
 
@@ -119,13 +119,13 @@ def write_run_dir(out: Path, n_pairs: int = 64, steps: int = 16, *, seed: int = 
     artifacts.write_parquet(out / "dynamics.parquet", dynamics)
     artifacts.write_jsonl(out / "train_log.jsonl", log)
     (out / "adapter").mkdir(exist_ok=True)
-    artifacts.write_manifest(
-        out, stage="train", seed=seed, started=None,
+    RunDir.finish(
+        out, seed=seed, started=None,
         config={"model": "smollm2-135m-instruct", "quantization": "4bit", "lora": {"r": 16, "alpha": 32},
                 "dpo": {"beta": BETA}, "dpo_effective": {"beta": BETA, "learning_rate": 5e-5,
                                                         "loss_type": ["sigmoid"], "num_train_epochs": 2,
                                                         "max_steps": -1}},
-        inputs={"pairs": "cur/pairs.parquet", "n_pairs": n_pairs}, outputs={"adapter": "adapter"},
+        inputs={"pairs": "cur/pairs.parquet", "n_pairs": n_pairs},
         device="cpu", global_step=steps, memory={"peak_rss_mb": 1234.5},
         final_step=log.iloc[-1].to_dict())
     return out

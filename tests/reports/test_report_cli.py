@@ -61,7 +61,7 @@ def test_kind_detection_without_manifest_and_bad_options(tmp_path):
 
 
 def test_curation_directory_uses_the_curation_report(tmp_path, monkeypatch):
-    curate_mod = pytest.importorskip("pairlab.curate")
+    import pairlab.curate as curate_mod
     monkeypatch.setenv("PAIRLAB_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "cur"
     curate_mod.curate(fx.pairs(60), ["drop_ties"], curate_mod.CurateConfig(tokenizer="none", eval_fraction=0.0),

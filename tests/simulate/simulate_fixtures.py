@@ -4,20 +4,10 @@ from __future__ import annotations
 import re
 
 import numpy as np
-import pytest
 
 from pairlab.simulate.templates import PREFIXES, SUFFIXES
 
 from realdata import REPO, SHARED_DATA, shared_file  # noqa: F401
-
-
-def needs_reader():
-    """pairlab.io.read_pairs, or skip (it is another module's work)."""
-    try:
-        from pairlab.io import read_pairs
-    except ImportError as err:  # pragma: no cover - only before pairlab.io lands
-        pytest.skip(f"pairlab.io.read_pairs not available yet: {err}")
-    return read_pairs
 
 
 def latents(records) -> np.ndarray:

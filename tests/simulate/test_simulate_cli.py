@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 import yaml
-from simulate_fixtures import REPO, needs_reader, shared_file
+from simulate_fixtures import REPO, shared_file
 
 from pairlab.artifacts import read_manifest
 from pairlab.cli import main
@@ -19,7 +19,6 @@ def test_example_yaml_loads_and_names_every_field():
 
 
 def test_simulate_command_writes_raw_pairs_and_manifest(tmp_path, capsys):
-    needs_reader()
     config = tmp_path / "sim.yaml"
     config.write_text("n: 300\nrater_noise: 0.2\ntopics: {arithmetic: 1, facts: 1}\n")
     code = main(["simulate", "--config", str(config), "--n", "200", "--seed", "3",
@@ -43,7 +42,6 @@ def test_bad_config_exits_2_naming_the_field(tmp_path, capsys):
 
 
 def test_from_mode_injects_noise_into_real_rows(tmp_path, capsys):
-    needs_reader()
     # argilla's nested metadata.rating_* scores are found without --map
     path = shared_file("ultrafeedback/argilla-cleaned_sample1000.jsonl")
     code = main(["simulate", "--from", str(path), "--flip-rate", "0.2", "--flip-by", "gap", "--seed", "1",

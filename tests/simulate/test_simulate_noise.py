@@ -4,8 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from simulate_fixtures import needs_reader, shared_file
+from simulate_fixtures import shared_file
 
+from pairlab.io import read_pairs
 from pairlab.schema import ASPECTS, PairDataError, build_pairs
 from pairlab.simulate import inject_noise, rating_gap
 
@@ -115,7 +116,7 @@ def test_zero_rate_changes_no_label():
 ])
 def test_noise_injection_on_real_rows(name, mapping):
     path = shared_file(UF + name)
-    pairs = needs_reader()(str(path), mapping=mapping)
+    pairs = read_pairs(str(path), mapping=mapping)
     assert rating_gap(pairs).notna().mean() > 0.9, "scores should be read"
     noisy = inject_noise(pairs, 0.2, flip_by="gap", seed=0)
     n_flip = round(0.2 * len(pairs))
@@ -133,7 +134,7 @@ def test_noise_injection_on_real_rows(name, mapping):
 
 def test_real_rows_without_scores_need_uniform_flips():
     path = shared_file("hh-rlhf/hh-rlhf_test_prompt-split_1000.jsonl")
-    pairs = needs_reader()(str(path))
+    pairs = read_pairs(str(path))
     with pytest.raises(PairDataError, match="uniform"):
         inject_noise(pairs, 0.1, flip_by="gap")
     noisy = inject_noise(pairs, 0.1, flip_by="uniform", seed=1)

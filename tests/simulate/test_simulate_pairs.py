@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from simulate_fixtures import needs_reader
 
 from pairlab.artifacts import file_sha256, read_manifest
 from pairlab.simulate import SimulateConfig, rating_gap, simulate_pairs, write_simulation
 
 CLEAN = dict(rater_noise=0.0, length_bias=0.0, tie_rate=0.0, overall_score_bug_rate=0.0)
-
-
-@pytest.fixture(autouse=True)
-def _reader():
-    needs_reader()
 
 
 def noise_rate(pairs: pd.DataFrame) -> float:
