@@ -449,13 +449,18 @@ def verify(path: str | os.PathLike) -> tuple[type[StageDir], dict[str, Any]]:
     raise StageDirError(f"not a pairlab stage directory (no {MANIFEST})", file=str(path))
 
 
-def check_input_file(path: str | os.PathLike) -> None:
-    """A file read as input from inside a stage directory: refuse it unless that directory is
+def check_input_file(path: str | os.PathLike) -> type[StageDir] | None:
+    """An input path inside (or being) a stage directory: refuse it unless that directory is
     complete and the file is one of its verified outputs (``cur/pairs.parquet`` of a killed
-    curate is debris). Files elsewhere, and directories, are left to their readers."""
+    curate is debris). Returns the directory type of a stage directory given as a whole;
+    other paths (plain files and folders, hub ids) are left to their readers."""
     path = Path(path)
+    if path.is_dir():
+        if (path / MANIFEST).exists() or any(k.has_debris(path) for k in STAGE_DIRS.values()):
+            return verify(path)[0]
+        return None
     if not path.is_file():
-        return
+        return None
     parent = path.parent
     if (parent / MANIFEST).exists():
         try:
@@ -465,10 +470,11 @@ def check_input_file(path: str | os.PathLike) -> None:
         kind = STAGE_DIRS.get(stage)
         if kind is not None and path.name in kind.OUTPUTS:
             kind.verify(parent)
-        return
+        return None
     for kind in STAGE_DIRS.values():
         if path.name in kind.OUTPUTS and kind.has_debris(parent):
             kind.verify(parent)  # raises: incomplete
+    return None
 
 
 __all__ = ["AblationDir", "AuditDir", "CompareDir", "CurateDir", "EvalDir", "GENERIC_REPORTS", "MANIFEST",

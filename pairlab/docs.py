@@ -91,10 +91,33 @@ def _config_rows(cls: type, prefix: str = "") -> list[str]:
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
         rows.append(f"| `{prefix}{f.name}` | {_cell(_type_name(tp))} | {_cell(_default(f))} | "
-                    f"{_cell(f.metadata.get('help', ''))} |")
+                    f"{_cell(_range(f.metadata, tp))} | {_cell(f.metadata.get('help', ''))} |")
         if dataclasses.is_dataclass(tp):
             rows += _config_rows(tp, prefix=f"{prefix}{f.name}.")
     return rows
+
+
+def _range(metadata: typing.Mapping[str, Any], tp: Any) -> str:
+    """The range the loader enforces (pairlab.config.check_range): '' for non-numbers."""
+    from .config import range_text
+
+    text = range_text(metadata)
+    allowed = "".join(f" or {a}" for a in metadata.get("allow", ()))
+    numeric = "float" in _type_name(tp) and metadata.get("finite", True)
+    return (f"{text}{allowed}" if text else "") + (", finite" if numeric and text else "finite" if numeric else "")
+
+
+def _dpo_range_rows() -> list[str]:
+    from .config import range_text
+    from .train.config import DPO_RANGES
+
+    rows = ["Ranges checked under `dpo:` when the config loads (TRL checks few of them, and only "
+            "after the model and the reference pass); NaN and infinity are refused everywhere:", "",
+            "| `dpo.` key | range |", "|---|---|"]
+    for key, rule in DPO_RANGES.items():
+        allowed = "".join(f" or {a}" for a in rule.get("allow", ()))
+        rows.append(f"| `dpo.{key}` | {_cell(range_text(rule) + allowed)} |")
+    return rows + [""]
 
 
 def config_page() -> str:
@@ -104,8 +127,10 @@ def config_page() -> str:
              "before any work starts, naming the field.", ""]
     for title, ref in CONFIGS:
         cls = _load(ref)
-        lines += [f"## `{title}`: `{cls.__name__}`", "", "| field | type | default | meaning |",
-                  "|---|---|---|---|", *_config_rows(cls), ""]
+        lines += [f"## `{title}`: `{cls.__name__}`", "", "| field | type | default | range | meaning |",
+                  "|---|---|---|---|---|", *_config_rows(cls), ""]
+        if cls.__name__ == "TrainConfig":
+            lines += _dpo_range_rows()
     return "\n".join(lines)
 
 
@@ -194,6 +219,16 @@ def _flatten(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
     return [(prefix.rstrip("."), obj)]
 
 
+def recipe_keys_page() -> str:
+    from .train.recipes import recipe_table
+
+    return "\n".join(["# TRL / alignment-handbook recipe keys", "", GENERATED, "",
+                      "`pairlab train --config` and an ablation's `train:` section take these flat keys "
+                      "of a `trl dpo` YAML or an alignment-handbook recipe, each mapped to pairlab's field "
+                      "with a one-line notice (`pairlab.train.recipes.RECIPE_KEYS`).", "",
+                      recipe_table()])
+
+
 #: docs page -> generator (None from a generator: leave the committed page as it is).
 PAGES: dict[str, Callable[[], str | None]] = {
     "reference/cli.md": cli_page,
@@ -201,6 +236,7 @@ PAGES: dict[str, Callable[[], str | None]] = {
     "reference/filters.md": filters_page,
     "reference/scores.md": scores_page,
     "reference/layouts.md": layouts_page,
+    "reference/recipe-keys.md": recipe_keys_page,
     "results/benchmarks.md": benchmarks_page,
 }
 

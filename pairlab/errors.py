@@ -76,5 +76,6 @@ def os_error_message(err: OSError) -> str:
     if isinstance(err, (FileExistsError, NotADirectoryError)) and paths:
         for part in [Path(paths[0]), *Path(paths[0]).parents]:
             if part.is_file():
-                return f"{paths[0]}: {part} is a file, not a directory"
+                which = "" if part == Path(paths[0]) else f"{part} "
+                return f"{paths[0]}: {which}is a file, not a directory"
     return f"{' -> '.join(map(str, paths))}: {reason}" if paths else str(err) or reason

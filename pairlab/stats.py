@@ -250,8 +250,8 @@ def describe(c: dict[str, Any]) -> str:
     if significant:
         return f"{delta}, significant ({p_text})"
     if c.get("mde") is None:
-        return (f"{delta}, not significant ({p_text}); with {design_text(c)}, of which only "
-                f"{c['n_discordant']} differ between the two, this design cannot detect a difference")
+        return (f"{delta}, not significant ({p_text}); with {design_text(c)} ({c['n_discordant']} discordant) "
+                f"this design cannot detect any difference with {100 * c.get('power', POWER):.0f}% power")
     return (f"{delta}, not significant ({p_text}); with {design_text(c)} this design detects only "
             f"differences ≥ {100 * c['mde']:.0f} points")
 

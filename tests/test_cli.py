@@ -4,7 +4,7 @@ import sys
 from pairlab.cli import build_parser, main
 
 EXPECTED = {"convert", "inspect", "simulate", "curate", "train", "evaluate", "compare", "report", "ablate",
-            "audit"}
+            "audit", "export"}
 
 
 def test_help_lists_every_command():

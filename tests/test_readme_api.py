@@ -11,10 +11,13 @@ from realdata import REPO
 
 
 def api_blocks() -> list[str]:
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    section = re.search(r"<!-- section:api -->(.*?)<!-- /section:api -->", readme, re.S)
-    assert section, "README has no Python API section"
-    return re.findall(r"```python\n(.*?)```", section.group(1), re.S)
+    # The README's section, or the docs page it moved to (the markers travel with it).
+    for page in [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]:
+        section = re.search(r"<!-- section:api -->(.*?)<!-- /section:api -->", page.read_text(encoding="utf-8"),
+                            re.S)
+        if section:
+            return re.findall(r"```python\n(.*?)```", section.group(1), re.S)
+    raise AssertionError("no Python API section (<!-- section:api -->) in the README or docs/")
 
 
 def test_api_section_has_examples():

@@ -122,4 +122,5 @@ def test_verdict_wording_states_power_and_correction():
     assert "significant (p = 0.001" in stats.describe({**c, "p_value": 0.001, "p_holm": 0.002, "significant": True})
     pooled = {**c, "n_seeds": 3, "n_pairs_per_seed": 48, "n_pairs": 144}
     assert "with 48 pairs × 3 seeds this design" in stats.describe(pooled)
-    assert "cannot detect a difference" in stats.describe({**c, "mde": None, "n_discordant": 2})
+    assert "with 48 pairs (2 discordant) this design cannot detect any difference with 80% power" in \
+        stats.describe({**c, "mde": None, "n_discordant": 2})

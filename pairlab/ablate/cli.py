@@ -22,6 +22,21 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     mode.add_argument("--report-only", action="store_true",
                       help="gather the outputs already in DIR into comparison.json and report.html")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--executor", choices=["local", "ray", "slurm"], default=None,
+                        help="where the arm x seed runs go (default: the config's executor.name, local): local "
+                             "runs them here one after the other; ray runs each as a Ray task with the config's "
+                             "executor.num_gpus/num_cpus; slurm submits prefill -> array of arms -> report jobs "
+                             "chained with afterok (executor.slurm settings). ray and slurm need "
+                             "pip install 'pairlab[cluster]'")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="with --executor slurm: write the sbatch scripts and submit.sh under DIR/slurm "
+                             "(or executor.folder) instead of submitting")
+    parser.add_argument("--step", choices=["prefill", "arm", "report"], default=None,
+                        help="run one step of the graph (what the --dry-run sbatch scripts call): prefill "
+                             "(pool, curation, reference cache), arm (one arm x seed, see --task), report")
+    parser.add_argument("--task", type=int, default=None, metavar="N",
+                        help="with --step arm: the arm x seed's index in the grid (arms in order, seeds "
+                             "inside each arm; default $SLURM_ARRAY_TASK_ID)")
     parser.add_argument("--overwrite", action="store_true",
                         help="delete an earlier ablation in DIR and start again (by default re-using DIR "
                              "resumes it: finished runs are skipped)")
@@ -62,13 +77,20 @@ def _run(args: argparse.Namespace) -> int:
     from .pipeline import ablate, print_plan
 
     cfg = load_ablation_config(args.config, args.overrides)
-    if args.plan:
+    if args.step or (args.executor or cfg.executor.name) != "local" or args.dry_run:
+        from ..executors.cli import run_executor
+
+        result = run_executor(cfg, args)
+        if result is None:
+            return 0
+    elif args.plan:
         if not 0 < args.target_diff < 1:
             raise ConfigError("must be between 0 and 1 (0.05 = 5 points)", field="--target-diff")
         print_plan(cfg, args.out, args.config, target_diff=args.target_diff)
         return 0
-    result = ablate(cfg, args.out, report_only=args.report_only, progress=not args.no_progress,
-                    overwrite=args.overwrite)
+    else:
+        result = ablate(cfg, args.out, report_only=args.report_only, progress=not args.no_progress,
+                        overwrite=args.overwrite)
     for arm in result["arms"]:
         acc = arm["accuracy"]["mean"]
         noise = arm["true_label_noise"]

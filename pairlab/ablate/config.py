@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from ..config import ConfigError, check_ranges, from_dict, load_config
+from ..executors.config import ExecutorSettings
 
 _ARM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 BUDGET_UNITS = ("steps", "epochs")
@@ -68,6 +69,10 @@ class AblationConfig:
     eval: dict[str, Any] = field(default_factory=dict, metadata={"help": "EvalConfig fields"})
     evaluate_base: bool = field(default=True, metadata={
         "help": "also evaluate the untrained base model (reference-free baseline)"})
+    executor: ExecutorSettings = field(default_factory=ExecutorSettings, metadata={
+        "help": "where the arm x seed runs go: local, ray or slurm, and their resources (--executor)"})
+    report_to: list[str] = field(default_factory=list, metadata={
+        "help": "trackers that get one run per arm x seed, grouped by `name`: tensorboard, wandb"})
 
     def validate(self) -> "AblationConfig":
         """Check everything that can be checked without loading data or models."""
@@ -101,6 +106,15 @@ class AblationConfig:
         check_ranges(self)  # numeric fields: the ranges in their metadata
         if not self.seeds:
             raise ConfigError("at least one seed", field="seeds")
+        from ..executors import EXECUTORS
+        from ..tracking import TRACKERS
+
+        if self.executor.name not in EXECUTORS:
+            raise ConfigError(f"unknown executor '{self.executor.name}'", field="executor.name",
+                              hint=f"one of {sorted(EXECUTORS)}")
+        for tracker in self.report_to:
+            if tracker not in TRACKERS:
+                raise ConfigError(f"unknown tracker '{tracker}'", field="report_to", hint=f"one of {sorted(TRACKERS)}")
         if self.pool.simulate is not None:
             from ..simulate.config import SimulateConfig
 

@@ -36,7 +36,7 @@ import yaml
 
 from .. import artifacts
 from ..config import from_dict
-from ..dirs import AblationDir, CurateDir, EvalDir, RunDir
+from ..dirs import AblationDir, AuditDir, CurateDir, EvalDir, RunDir
 from .config import AblationConfig, Arm, train_config, train_settings
 
 log = logging.getLogger("pairlab.ablate")
@@ -141,6 +141,50 @@ def curate_arm(cfg: AblationConfig, arm: Arm, pool: pd.DataFrame, eval_pairs: pd
     return out
 
 
+def flagged_spec(arm: Arm) -> dict[str, Any] | None:
+    """The arm's ``drop_flagged`` parameters when it drops what an audit flags, else None."""
+    for item in arm.filters:
+        if isinstance(item, dict) and "drop_flagged" in item:
+            return dict(item["drop_flagged"] or {})
+    return None
+
+
+def curate_flagged_arm(cfg: AblationConfig, arm: Arm, layout: Layout) -> Path:
+    """Curate an arm with ``drop_flagged``: train (first seed) and audit its ``from_arm`` first.
+
+    The audit attributes against the ablation's eval split (the only clean held-out set an
+    ablation has), so the selection has seen the eval pairs' gradients: say so when reading
+    that arm's figures.
+    """
+    out = layout.curate(arm.name)
+    if CurateDir.is_complete(out):
+        return out
+    spec = flagged_spec(arm) or {}
+    source_name = spec.get("from_arm", "all")
+    source = next((a for a in cfg.arms if a.name == source_name), None)
+    if source is None or flagged_spec(source) is not None:
+        from ..config import ConfigError
+
+        raise ConfigError(f"from_arm {source_name!r} is not an arm without drop_flagged",
+                          field=f"arms.{arm.name}.drop_flagged.from_arm", hint=f"arms: {[a.name for a in cfg.arms]}")
+    seed = cfg.seeds[0]
+    train_arm(cfg, source, seed, layout)
+    audit_dir = layout.root / "audit" / source_name
+    eval_pairs = pd.read_parquet(layout.eval)
+    if not AuditDir.is_complete(audit_dir):
+        from ..audit import AuditConfig, audit
+
+        with run_log(layout.log(source_name, seed)):
+            log.info("arm %s: auditing %s seed %d for drop_flagged", arm.name, source_name, seed)
+            audit(layout.run(source_name, seed), eval_pairs, audit_dir, config=AuditConfig(report=False),
+                  eval_spec=str(layout.eval), overwrite=True)
+    filters = [{"drop_flagged": {**spec, "attribution": str(audit_dir)}}
+               if isinstance(item, dict) and "drop_flagged" in item else item for item in arm.filters]
+    from dataclasses import replace
+
+    return curate_arm(cfg, replace(arm, filters=filters), pd.read_parquet(layout.pool), eval_pairs, layout)
+
+
 def run_state(run_dir: Path) -> str:
     """'done' (complete and verified), 'partial' (a checkpoint to resume), or 'new'.
 
@@ -187,6 +231,8 @@ def train_arm(cfg: AblationConfig, arm: Arm, seed: int, layout: Layout, progress
     state = run_state(run_dir)
     if state == "done":
         return {"state": "skipped (finished)"}
+    if flagged_spec(arm) is not None:  # its pairs depend on another arm's audit
+        curate_flagged_arm(cfg, arm, layout)
     tcfg = train_config(cfg, arm, seed)
     with run_log(layout.log(arm.name, seed)):
         log.info("arm %s seed %d: training (%s)", arm.name, seed, state)
@@ -197,18 +243,19 @@ def train_arm(cfg: AblationConfig, arm: Arm, seed: int, layout: Layout, progress
             "wall_time_s": result.wall_time_s}
 
 
-def eval_settings(cfg: AblationConfig, *, bare: bool) -> dict[str, Any]:
+def eval_settings(cfg: AblationConfig, *, bare: bool, arm: Arm | None = None) -> dict[str, Any]:
     """EvalConfig fields for a run's evaluation, or for the bare base model's.
 
     The bare base model is scored with the arms' training settings (quantization, dtype,
     beta, max_length, truncation), so it shares their reference-cache key: one reference
-    pass over the eval pairs serves every evaluation.
+    pass over the eval pairs serves every evaluation. ``arm``: whose training settings
+    (default: the first arm's; the reference prefill asks per arm).
     """
     settings = dict(cfg.eval)
     if bare:
         from ..train.config import dpo_settings
 
-        tcfg = train_config(cfg, cfg.arms[0], cfg.seeds[0])
+        tcfg = train_config(cfg, arm or cfg.arms[0], cfg.seeds[0])
         dpo = dpo_settings(tcfg)
         for key, value in (("quantization", tcfg.quantization), ("dtype", tcfg.dtype),
                            ("beta", dpo.get("beta")), ("max_length", dpo.get("max_length")),
@@ -280,7 +327,8 @@ def prepare(cfg: AblationConfig, out_dir: str | Path, *, overwrite: bool = False
     cfg.curate.setdefault("tokenizer", tokenizer_spec)
     tokenizer = None if tokenizer_spec == "none" else load_tokenizer(tokenizer_spec)
     for arm in cfg.arms:
-        curate_arm(cfg, arm, pool, eval_pairs, layout, tokenizer)
+        if flagged_spec(arm) is None:  # drop_flagged arms are curated once their source arm is audited
+            curate_arm(cfg, arm, pool, eval_pairs, layout, tokenizer)
     write_plan_files(cfg, layout)
     return layout, pool, eval_pairs
 
@@ -298,8 +346,13 @@ def start_dir(root: Path, cfg: AblationConfig, *, overwrite: bool = False) -> No
 
 
 def ablate(cfg: AblationConfig, out_dir: str | Path, *, report_only: bool = False,
-           progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
-    """Run (or resume) the whole ablation and write comparison.json + report.html."""
+           progress: bool = True, overwrite: bool = False,
+           executed: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Run (or resume) the whole ablation and write comparison.json + report.html.
+
+    ``executed``: the task records of an executor (Ray, Slurm) that already ran the
+    prefill and the arms (see :mod:`pairlab.ablate.steps`); this call then skips them.
+    """
     from .compare import compare_arms, write_comparison
     from .progress import OverallProgress
 
@@ -315,7 +368,11 @@ def ablate(cfg: AblationConfig, out_dir: str | Path, *, report_only: bool = Fals
         disable_progress_bar()
         quiet_console()  # library deprecation notices: off the console, into each run's log.txt
     layout, pool, eval_pairs = prepare(cfg, out_dir, overwrite=overwrite)
-    events: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = list(executed or [])
+    if not report_only and executed is None:
+        from .steps import prefill_reference
+
+        prefill_reference(cfg, layout, eval_pairs)  # one reference pass for every run, before any
     if not report_only:
         budget_steps = _expected_steps(cfg, layout)
         bar = OverallProgress(budget_steps, enabled=progress)
@@ -326,7 +383,7 @@ def ablate(cfg: AblationConfig, out_dir: str | Path, *, report_only: bool = Fals
                 state = evaluate_dir(cfg, eval_pairs, layout.base_eval, eval_spec=str(layout.eval), model=model,
                                      log_path=layout.base_eval.parent / "log.txt")
                 events.append({"arm": "base", "evaluate": state})
-            for arm in cfg.arms:
+            for arm in cfg.arms if executed is None else []:  # else an executor ran them
                 for seed in cfg.seeds:
                     bar.start_run(f"{arm.name}/seed{seed}", layout.run(arm.name, seed))
                     trained = train_arm(cfg, arm, seed, layout, progress=bar.callback())
@@ -339,10 +396,17 @@ def ablate(cfg: AblationConfig, out_dir: str | Path, *, report_only: bool = Fals
             bar.close()
     comparison = compare_arms(cfg, layout, pool)
     comparison["events"] = events
+    from .steps import prefill_record
+
+    comparison["reference_prefill"] = prefill_record(layout)
     report = write_comparison(comparison, layout)
     from .table import write_comparison_table
 
     write_comparison_table(comparison, layout.root)  # the same figures, one flat row per arm x seed
+    if cfg.report_to:  # each arm x seed a tracker run in a group named after the ablation
+        from ..tracking import log_ablation
+
+        log_ablation(cfg, layout, comparison)
     AblationDir.finish(layout.root, config=asdict(cfg), seed=cfg.seeds[0], started=started,  # last
                        inputs={"pool": {"rows": len(pool), "sha256": artifacts.file_sha256(layout.pool)},
                                "eval": {"rows": len(eval_pairs), "sha256": artifacts.file_sha256(layout.eval)}},
@@ -364,8 +428,9 @@ def print_plan(cfg: AblationConfig, out_dir: str | Path, config_path: str | None
     from .plan import plan_lines
 
     cfg.validate()
-    layout, _, eval_pairs = prepare(cfg, out_dir)
-    kept = [len(pd.read_parquet(layout.curate(a.name) / "pairs.parquet", columns=["pair_id"])) for a in cfg.arms]
+    layout, pool, eval_pairs = prepare(cfg, out_dir)
+    kept = [len(pd.read_parquet(layout.curate(a.name) / "pairs.parquet", columns=["pair_id"]))
+            if CurateDir.is_complete(layout.curate(a.name)) else len(pool) for a in cfg.arms]
     for line in plan_lines(cfg, target_diff=target_diff, eval_pairs=len(eval_pairs), root=layout.root,
                            kept=kept, prefix="# "):
         print(line, file=stream)

@@ -34,8 +34,12 @@ from ..stats import ALPHA, POWER, mde, pairs_needed
 #: (a guess; measure yours with `pairlab power --from DIR` after a first small ablation).
 DEFAULT_DISCORDANCE = 0.3
 
-#: Per-step and per-pair costs when no manifest of this machine says better: SmolLM2-135M in
-#: 4-bit, batch 4, max_length 160, on the slow 2-core AVX2-only CPU (examples/ablation-demo.yaml).
+#: Per-step and per-pair costs when no manifest of this machine says better, for SmolLM2-135M
+#: in 4-bit, batch 4, max_length 160 on the slow 2-core AVX2-only CPU: 11 s per optimizer step
+#: is the figure examples/ablation-demo.yaml was sized with; the per-run overhead (model load,
+#: GGUF conversion, adapter save), the per-pair cost (policy + reference forward of one short
+#: pair) and the per-evaluation overhead (model load, two greedy generations, report) are
+#: rough guesses. They are labelled as defaults wherever printed; `--timings DIR` replaces them.
 DEFAULT_TIMINGS = {"seconds_per_step": 11.0, "run_overhead_s": 40.0, "seconds_per_pair": 0.5,
                    "eval_overhead_s": 30.0}
 SEED_OPTIONS = (1, 2, 3, 5)

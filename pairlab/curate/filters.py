@@ -512,6 +512,61 @@ def _score_range(scores, params, ctx):
     return (values >= params.min) & (values <= params.max)
 
 
+@dataclass(frozen=True)
+class FlaggedParams:
+    score: str
+    top: float              # < 1: a share of the audited pairs; >= 1: a count
+    from_arm: str = "all"   # the ablation arm whose run was audited (pairlab ablate fills `attribution`)
+    attribution: str | None = None  # an audit directory or its attribution.parquet
+
+
+def _parse_flagged(value: Any, key: str) -> FlaggedParams:
+    data = _mapping(value, key, {"score": "tracin_cosine", "top": 0.1, "from_arm": "all", "attribution": None})
+    if not isinstance(data["score"], str) or not data["score"]:
+        raise ConfigError(f"expected an attribution score name, got {data['score']!r}", field=f"{key}.score",
+                          hint="see `pairlab audit` scores (ATTRIBUTION_SCORES), e.g. tracin_cosine")
+    top = _number(data["top"], f"{key}.top", low=0)
+    if top <= 0 or (top >= 1 and not float(top).is_integer()):
+        raise ConfigError(f"expected a share in (0, 1) or a count >= 1, got {top:g}", field=f"{key}.top")
+    for name in ("from_arm", "attribution"):
+        if data[name] is not None and not isinstance(data[name], str):
+            raise ConfigError(f"expected a string, got {data[name]!r}", field=f"{key}.{name}")
+    return FlaggedParams(data["score"], top, data["from_arm"], data["attribution"])
+
+
+def _flagged_reason(p: FlaggedParams) -> str:
+    top = f"top {p.top:g} share" if p.top < 1 else f"top {int(p.top)}"
+    return f"flagged by audit score {p.score}: harmful rank in the {top} (arm {p.from_arm})"
+
+
+@register("drop_flagged", parse=_parse_flagged, reason=_flagged_reason,
+          example="drop_flagged: {score: tracin_cosine, top: 0.1, from_arm: all}")
+def _drop_flagged(scores, params, ctx):
+    """Drop the pairs an audit flags: the lowest `top` (share or count) by an attribution score.
+
+    Ranks are over the audited pairs (``harmful_rank`` order: most negative first); pairs the
+    audit did not score are kept. In ``pairlab ablate`` the audit of ``from_arm``'s first-seed
+    run fills ``attribution``; in ``pairlab curate`` give it (an audit directory).
+    """
+    if not params.attribution:
+        raise ConfigError("drop_flagged needs an audit: use it in a `pairlab ablate` arm (from_arm), "
+                          "or give attribution: AUDIT_DIR", field="drop_flagged.attribution")
+    path = params.attribution
+    if os.path.isdir(path):
+        path = os.path.join(path, "attribution.parquet")
+    if not os.path.exists(path):
+        raise ConfigError(f"no attribution table at {path}", field="drop_flagged.attribution",
+                          hint="run `pairlab audit` first")
+    table = pd.read_parquet(path)
+    if params.score not in table:
+        raise ConfigError(f"the audit has no score {params.score!r}", file=path, field="drop_flagged.score",
+                          hint=f"scores there: {[c for c in table.columns if table[c].dtype.kind == 'f'][:12]}")
+    values = table[["pair_id", params.score]].dropna()
+    top = int(round(params.top * len(values))) if params.top < 1 else int(params.top)
+    flagged = set(values.sort_values(params.score, kind="stable")["pair_id"].astype(str).head(top))
+    return ~scores["pair_id"].astype(str).isin(flagged).to_numpy()
+
+
 # ---------------------------------------------------------------- parsing a spec
 
 def parse_filters(spec: Any, *, source: str | None = None) -> list[Filter]:

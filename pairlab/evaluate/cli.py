@@ -55,6 +55,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         if getattr(args, name) is not None:
             overrides.append(f"{name}={getattr(args, name)}")
     config = load_eval_config(args.config, overrides)
+    from ..dirs import EvalDir
+
+    EvalDir.prepare(args.out, inputs=[args.run, args.eval], overwrite=args.overwrite)  # before any reading
     from . import benchmarks
 
     if config.benchmark in benchmarks.KINDS or (config.benchmark == "auto" and args.eval_format == "auto"

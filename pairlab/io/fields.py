@@ -46,7 +46,7 @@ ALIASES: dict[str, list[str]] = {
                          ["{side}-model", "model_{side}", "metadata.{side}_model",
                           "metadata.{side}-model", "metadata.model_{side}"]]
        for side in ("chosen", "rejected")},
-    "source": ["metadata.source", "dataset"],
+    "source": ["metadata.source", "dataset", "subset"],  # subset: RewardBench's
     "prompt_id": ["metadata.prompt_id"],
     **{f"{side}_{a}": [f"metadata.{side}_{a}"] for side in ("chosen", "rejected") for a in ASPECTS},
 }

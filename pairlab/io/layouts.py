@@ -5,7 +5,8 @@ Layouts (``--format``):
 * ``h4``      HuggingFaceH4/ultrafeedback_binarized: string ``prompt``, ``chosen``/``rejected``
               as full conversations (prompt turns + the assistant answer), ``score_*`` 1-10.
 * ``raw``     openbmb/UltraFeedback: ``instruction`` + ``completions[]`` with per-aspect
-              annotations; binarized into pairs by :mod:`pairlab.io.raw`.
+              annotations; binarized into pairs by :mod:`pairlab.io.raw`. distilabel's raw
+              output (``instruction``, ``generations[]``, ``ratings[]``, ``rationales[]``) too.
 * ``argilla`` argilla/ultrafeedback-binarized-preferences(-cleaned): ``chosen-rating``,
               ``chosen-model``... (ratings are 1-5 means of the aspects).
 * ``hh``      Anthropic hh-rlhf: "Human: ... Assistant: ..." transcripts parsed into messages.
@@ -66,6 +67,9 @@ def detect_layout(record: dict[str, Any], plan: dict[str, str]) -> str | None:
         return "pairs"
     if isinstance(record.get("completions"), list) and "instruction" in record:
         return "raw"
+    if "instruction" in record and "ratings" in record and isinstance(record.get("generations"),
+                                                                      (list, np.ndarray)):
+        return "raw"  # distilabel's raw output: binarized like raw UltraFeedback (pairlab.io.raw)
     chosen, rejected = record.get("chosen", MISSING), record.get("rejected", MISSING)
     if chosen is MISSING or rejected is MISSING:
         return None

@@ -18,6 +18,12 @@ Pairing (``--pairing``), over the completions that have a score:
 
 A prompt whose candidates all tie gives no pair: it is counted in ``ties_dropped``
 (ties carry no preference signal for DPO). The first completion wins a tie for best.
+
+distilabel's raw output (``instruction``, ``generations[]``, ``ratings[]``, optional
+``rationales[]`` and ``model_names[]`` / ``generation_models[]``) is read the same way:
+each generation is a completion scored by its rating (whatever ``--binarize`` says: there
+are no aspect ratings), paired by ``--pairing``; rationales become ``chosen_rationale`` /
+``rejected_rationale``.
 """
 from __future__ import annotations
 
@@ -34,7 +40,8 @@ from .sources import RecordBatch
 STRATEGIES = ("mean-aspects", "overall-score", "fine-grained")
 PAIRINGS = ("best-vs-random", "best-vs-worst", "all-pairs")
 #: Record keys the raw layout consumes; every other record-level key is carried through.
-RAW_KEYS = ("instruction", "completions", "models", "source")
+RAW_KEYS = ("instruction", "completions", "models", "source",
+            *("generations", "ratings", "rationales", "model_names", "generation_models"))  # distilabel
 
 
 def _number(value: Any, batch: RecordBatch, index: int, field: str) -> float:
@@ -95,7 +102,9 @@ def _completion(raw: Any, strategy: str, batch: RecordBatch, index: int, k: int)
         raise PairDataError("missing required field", field=f"{field}.response",
                             **batch.where(index))
     ratings = {a: _aspect_rating(raw.get("annotations"), a, batch, index, field) for a in ASPECTS}
-    if strategy == "mean-aspects":
+    if "rating" in raw:  # a distilabel generation: one rating, no aspects
+        score = _number(raw["rating"], batch, index, f"ratings[{k}]")
+    elif strategy == "mean-aspects":
         known = [r for r in ratings.values() if not math.isnan(r)]
         score = sum(known) / len(known) if known else math.nan
     elif strategy == "overall-score":
@@ -104,7 +113,7 @@ def _completion(raw: Any, strategy: str, batch: RecordBatch, index: int, k: int)
         score = _number(raw.get("fine-grained_score"), batch, index, f"{field}.fine-grained_score")
     latent = raw.get("latent_quality")
     return {"response": response or "", "model": str(raw.get("model") or ""), "score": score,
-            "ratings": ratings,
+            "ratings": ratings, "rationale": raw.get("rationale"),
             "latent": _finite_or_nan(latent) if isinstance(latent, (int, float))
             and not isinstance(latent, bool) else None}
 
@@ -181,12 +190,38 @@ def _record(record: dict, strategy: str, batch: RecordBatch, index: int) -> tupl
                             f"wrong type: expected a string, got {type(instruction).__name__}",
                             field="instruction", **batch.where(index))
     raw_completions = record.get("completions")
+    if raw_completions is None and "generations" in record:
+        raw_completions = _distilabel_completions(record, batch, index)
     if not isinstance(raw_completions, list):
         raise PairDataError("missing required field" if raw_completions is None else
                             "wrong type: expected a list of completions",
                             field="completions", **batch.where(index))
     completions = [_completion(c, strategy, batch, index, k) for k, c in enumerate(raw_completions)]
     return instruction, completions
+
+
+def _as_list(value: Any) -> Any:
+    return value.tolist() if hasattr(value, "tolist") and not isinstance(value, (str, bytes)) else value
+
+
+def _distilabel_completions(record: dict, batch: RecordBatch, index: int) -> list[dict]:
+    """distilabel's parallel lists (generations, ratings, rationales, models) -> raw-style completions."""
+    generations = _as_list(record.get("generations"))
+    ratings = _as_list(record.get("ratings"))
+    if not isinstance(generations, list):
+        raise PairDataError("wrong type: expected a list of generations", field="generations",
+                            **batch.where(index))
+    if not isinstance(ratings, list) or len(ratings) != len(generations):
+        raise PairDataError("missing required field" if ratings is None else
+                            f"expected one rating per generation ({len(generations)}), got "
+                            f"{len(ratings) if isinstance(ratings, list) else type(ratings).__name__}",
+                            field="ratings", **batch.where(index))
+    rationales = _as_list(record.get("rationales"))
+    rationales = rationales if isinstance(rationales, list) and len(rationales) == len(generations) else None
+    models = _as_list(record.get("model_names", record.get("generation_models")))
+    models = models if isinstance(models, list) and len(models) == len(generations) else [""] * len(generations)
+    return [{"response": g, "model": m, "rating": r, **({"rationale": rationales[k]} if rationales else {})}
+            for k, (g, r, m) in enumerate(zip(generations, ratings, models))]
 
 
 def _pair_row(instruction: str, record: dict, chosen: dict, rejected: dict, extras: dict) -> dict:
@@ -200,6 +235,9 @@ def _pair_row(instruction: str, record: dict, chosen: dict, rejected: dict, extr
     for aspect in ASPECTS:
         row[f"chosen_{aspect}"] = chosen["ratings"][aspect]
         row[f"rejected_{aspect}"] = rejected["ratings"][aspect]
+    if chosen.get("rationale") is not None or rejected.get("rationale") is not None:  # distilabel
+        row["chosen_rationale"] = str(chosen.get("rationale") or "")
+        row["rejected_rationale"] = str(rejected.get("rationale") or "")
     if chosen["latent"] is not None or rejected["latent"] is not None:
         # Simulator ground truth: is the pair oriented the way the hidden quality says?
         both = chosen["latent"] is not None and rejected["latent"] is not None

@@ -211,6 +211,11 @@ def headline(metrics: dict[str, Any], reference_free: dict[str, Any] | None) -> 
         {"label": "pairs", "value": f"{int(metrics.get('n_pairs', 0)):,}",
          "detail": f"{int(metrics.get('ties', 0)):,} ties (margin 0)"},
     ]
+    truncation = metrics.get("truncation")
+    if truncation:
+        cards.append({"label": "truncated pairs", "value": f"{truncation['truncated']:,}",
+                      "detail": f"of {truncation['pairs']:,} at max_length {truncation['max_length']}; "
+                                f"{truncation['excluded']:,} excluded (no completion token left)"})
     cal = metrics.get("calibration") or {}
     if cal:
         auroc = cal.get("auroc")
@@ -245,6 +250,7 @@ def rewards_figure(per_pair: pd.DataFrame):
     left.set_title("implicit reward β·(log π − log π_ref)", fontsize=9)
     left.set_ylabel("pairs", fontsize=8)
     margin = per_pair["margin"].to_numpy(float)
+    margin = margin[np.isfinite(margin)]  # evaluate writes scored pairs only; stay safe on older dirs
     if len(margin) and np.ptp(margin) > 0:
         right.hist(margin, bins=40, color="#4a5568")
         right.axvline(float(np.mean(margin)), color=_CHOSEN, lw=1.2, label=f"mean {np.mean(margin):.3g}")
@@ -358,6 +364,21 @@ def length_bias(metrics: dict[str, Any], per_pair: pd.DataFrame) -> dict[str, An
     return {"share_chosen_longer": share, "gap": gap, "sentence": sentence}
 
 
+def truncation_context(metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """metrics.json's truncation counts, with the sentence the report shows."""
+    t = metrics.get("truncation")
+    if not t:
+        return None
+    kinds = t.get("by_kind", {})
+    sentence = (f"At max_length {t['max_length']} ({t['truncation_mode']}: the {'first' if t['truncation_mode'] == 'keep_start' else 'last'} max_length tokens of "
+                f"prompt + response are kept, as in training), {t['truncated']:,} of {t['pairs']:,} pairs were "
+                f"truncated ({kinds.get('completion', 0):,} lost the end of a response, "
+                f"{kinds.get('both', 0) + kinds.get('prompt', 0):,} lost part of the prompt). "
+                f"{t['excluded']:,} had no response token left and are excluded from every number "
+                f"in this report; {t['scored']:,} pairs were scored.")
+    return {**t, "sentence": sentence}
+
+
 # ---------------------------------------------------------------- context, summary, render
 
 def _comparisons(inputs: EvalInputs, baseline_dir: str | os.PathLike | None):
@@ -384,6 +405,7 @@ def eval_summary(eval_dir: str | os.PathLike, baseline: str | os.PathLike | None
                      for c in headline(inputs.metrics, reference_free)},
         "reference_free": reference_free, "baseline": base,
         "length_bias": length_bias(inputs.metrics, inputs.per_pair),
+        "truncation": truncation_context(inputs.metrics),
         "best_pairs": [p["pair_id"] for p in ext["best"]],
         "worst_pairs": [p["pair_id"] for p in ext["worst"]], "ranked_by": ext["rank_by"],
         "generations": None if gens is None else {"mode": gens["mode"], "summary": gens["summary"],
@@ -416,6 +438,7 @@ def render_eval_report(eval_dir: str | os.PathLike, out: str | os.PathLike | Non
                                if metrics.get("calibration") else None),
         "tables": tables, "spearman": metrics.get("spearman_margin_rating_gap"),
         "length_bias": length_bias(metrics, per_pair),
+        "truncation": truncation_context(metrics),
         "extremes": extremes(per_pair),
         "generations": generations_context(inputs.generations),
         "explorer_json": script_json(explorer_data(per_pair)),

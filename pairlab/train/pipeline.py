@@ -22,7 +22,7 @@ import pandas as pd
 
 from .. import artifacts
 from ..config import ConfigError, to_dict
-from ..dirs import RunDir, StageDirError, check_input_file, verify
+from ..dirs import RunDir, StageDirError, check_input_file
 from ..schema import PairDataError, validate_pairs
 from .config import TrainConfig, build_dpo_config, dpo_settings, validate
 from .dynamics import step_log
@@ -60,16 +60,14 @@ def read_train_pairs(pairs: pd.DataFrame | str | os.PathLike) -> tuple[pd.DataFr
         validate_pairs(pairs)
         return pairs.reset_index(drop=True), {"pairs": "in-memory table"}
     path = Path(pairs)
-    if path.is_dir() and (path / artifacts.MANIFEST).exists():
-        kind, _ = verify(path)  # a curate (or noise) directory: complete, and its files as written
+    # A stage directory (or a file in one) must be complete, its files as written: the
+    # pairs.parquet of an interrupted or re-run curate is refused here.
+    kind = check_input_file(path)
+    if kind is not None:
         if "PAIRS" not in vars(kind):
             raise StageDirError(f"a {kind.STAGE} directory holds no pairs to train on", file=str(path),
                                 hint="pass a `pairlab curate` directory or a pairs file")
         path = path / kind.PAIRS
-    elif path.is_dir() and (path / RunDir.CHECKPOINTS).exists():
-        raise StageDirError("a run directory, not pairs", file=str(path), hint="pass a curate directory")
-    else:
-        check_input_file(path)  # e.g. DIR/pairs.parquet of an interrupted curate
     from ..io import read_pairs
 
     df = read_pairs(str(path), format="pairs" if path.suffix == ".parquet" else "auto")
@@ -152,7 +150,7 @@ def truncation_before_training(df: pd.DataFrame, tokenizer, args) -> tuple[list,
 
 
 def _prepare_out_dir(out: Path, resume: bool, overwrite: bool, inputs: list) -> tuple[str, Path | None]:
-    """(state, checkpoint to resume from), after refusing what may not be written.
+    """(state, checkpoint to resume from), after refusing what may not be written (no side effects).
 
     A finished run is replaced only with ``overwrite``; ``resume`` on it is a no-op
     (state ``complete``). An interrupted run (checkpoints, no manifest) needs ``resume``
@@ -166,7 +164,6 @@ def _prepare_out_dir(out: Path, resume: bool, overwrite: bool, inputs: list) -> 
         raise StageDirError(f"holds an interrupted run (last complete checkpoint: {checkpoint.name})",
                             file=str(out), field="--out",
                             hint="pass --resume to continue it, or --overwrite to start again")
-    RunDir.start(out, inputs=inputs, overwrite=overwrite, resume=resume)
     return state, (checkpoint if resume and not overwrite else None)
 
 
@@ -213,6 +210,8 @@ def train(pairs: pd.DataFrame | str | os.PathLike, config: TrainConfig | None = 
         dup = df.loc[df["pair_id"].duplicated(), "pair_id"].iloc[0]
         raise PairDataError(f"pair_id '{dup}' appears twice", file=input_record.get("pairs"),
                             field="pair_id", hint="deduplicate with `pairlab curate`")
+    # Inputs read and checked: now clear the old outputs (checkpoints too with overwrite).
+    RunDir.start(out, inputs=inputs, overwrite=overwrite, resume=resume)
 
     from peft import LoraConfig
 

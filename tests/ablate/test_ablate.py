@@ -127,6 +127,7 @@ def test_comparison_report_in_headless_chromium(killed_then_resumed, tmp_path):
     for section in ('id="verdict"', 'id="arms"', 'id="plots"', 'id="sources"', 'id="runs"'):
         assert section in dom
     assert "gap1" in dom and "true label noise" in dom
+    assert "MDE" in dom and "Holm" in dom  # power and the correction, in the arms table
     shot = tmp_path / "shot.png"
     chromium(page.as_uri(), tmp_path / "profile2", f"--screenshot={shot}", width=390, height=844)
     assert shot.exists() and shot.stat().st_size > 5000
@@ -175,3 +176,32 @@ def test_bad_configs_fail_before_any_work_naming_the_key(tmp_path, change, field
 def test_example_configs_validate(name):
     cfg = load_ablation_config(str(Path(__file__).resolve().parents[2] / "examples" / name))
     assert len(cfg.arms) >= 3 and cfg.budget.unit == "steps"
+
+
+def test_comparison_parquet_and_load(killed_then_resumed):
+    """comparison.parquet: one row per arm x seed, the same figures as comparison.json; pairlab.load reads it all."""
+    import pairlab
+    from pairlab.dirs import StageDirError
+
+    out = killed_then_resumed["out"]
+    comparison = json.loads((out / "comparison.json").read_text())
+    table = pd.read_parquet(out / "comparison.parquet")
+    assert list(zip(table["arm"], table["seed"])) == [(a["name"], s["seed"]) for a in comparison["arms"]
+                                                      for s in a["seeds"]]
+    for arm in comparison["arms"]:
+        row = table[table["arm"] == arm["name"]].iloc[0]
+        assert row["accuracy"] == pytest.approx(arm["seeds"][0]["accuracy"])
+        assert row["pairs_kept"] == arm["pairs_kept"]
+    abl = pairlab.load(out)
+    assert type(abl).__name__ == "Ablation" and abl.arms == ["all", "gap1"]
+    assert abl.table.equals(table) and len(abl.eval_pairs) == len(pd.read_parquet(out / "pool" / "eval.parquet"))
+    ev = abl.evaluation("gap1", 0)
+    assert type(ev).__name__ == "Evaluation"
+    assert ev.metrics["accuracy"] == pytest.approx(ev.per_pair["correct"].mean())
+    run = abl.run("gap1", 0)
+    assert run.train_log["step"].max() == 2 and run.adapter.is_dir()
+    assert abl.curation("gap1").counts["train"] == len(abl.curation("gap1").pairs)
+    with pytest.raises(AttributeError, match="has no 'nope'"):
+        ev.nope
+    with pytest.raises(StageDirError):
+        pairlab.load(out / "arms")  # not a stage directory

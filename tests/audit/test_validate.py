@@ -41,7 +41,13 @@ def test_validate_pipeline_with_counterfactual_on_tiny_model(tmp_path):
     gradient = result["best_gradient_score"]
     assert gradient in ("tracin", "tracin_cosine", "self_influence", "rank_average")
     assert {"full", f"minus_{gradient}", "minus_random", f"minus_{result['best_baseline']}"} <= set(cf["arms"])
-    assert "vs_minus_random" in cf["arms"][f"minus_{gradient}"]
+    vs = cf["arms"][f"minus_{gradient}"]["vs_minus_random"]
+    # one paired comparison per arm against minus_random, Holm-corrected across the arms, with its MDE
+    compared = [a for a in cf["arms"].values() if "vs_minus_random" in a]
+    assert all(a["vs_minus_random"]["n_comparisons"] == len(compared) for a in compared)
+    assert vs["delta"] == pytest.approx(cf["arms"][f"minus_{gradient}"]["accuracy"]
+                                        - cf["arms"]["minus_random"]["accuracy"])  # arm - minus_random
+    assert vs["p_holm"] >= vs["p_value"] and "mde" in vs
     goal = result["goal"]["counterfactual"]
     assert goal["score"] == gradient
     mine, rand = cf["arms"][f"minus_{gradient}"], cf["arms"]["minus_random"]

@@ -1,0 +1,185 @@
+"""Long sequences never break a number: truncation follows TRL's collator, pairs with no
+completion token left are excluded and counted, no NaN reaches metrics.json, and an
+interrupted evaluation keeps the log-probs it computed."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pairlab.evaluate import metrics
+from pairlab.logprobs import kept_tokens, length_profile, truncation_counts, truncation_table
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _strict_json(path: Path):
+    """metrics.json parsed with NaN / Infinity refused (json.loads accepts them by default)."""
+    def refuse(constant):
+        raise AssertionError(f"{constant} in {path}")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+# ---------------------------------------------------------------- pure: TRL's rule
+
+@pytest.mark.parametrize("mode", ["keep_start", "keep_end"])
+def test_kept_tokens_equal_trls_collator(mode):
+    """What kept_tokens predicts is what TRL's own collator keeps and scores, length by length."""
+    from trl.trainer.dpo_trainer import DataCollatorForPreference
+
+    rng = np.random.default_rng(0)
+    prompts, completions = rng.integers(1, 40, 60), rng.integers(1, 40, 60)
+    collate = DataCollatorForPreference(pad_token_id=0, max_length=32, truncation_mode=mode)
+    examples = [{"prompt_ids": [5] * p, "chosen_ids": [7] * c, "rejected_ids": [9] * c}
+                for p, c in zip(prompts, completions)]
+    batch = collate(examples)
+    scored = batch["completion_mask"][: len(examples), 1:].sum(dim=1).numpy()
+    kept = batch["completion_mask"][: len(examples)].sum(dim=1).numpy()
+    predicted = kept_tokens(prompts, completions, 32, mode)
+    np.testing.assert_array_equal(predicted["completion_scored"], scored)
+    np.testing.assert_array_equal(predicted["completion_kept"], kept)
+    np.testing.assert_array_equal(predicted["prompt_kept"], batch["attention_mask"][: len(examples)].sum(dim=1).numpy() - kept)
+
+
+def test_truncation_table_kinds_reasons_and_counts():
+    lengths = pd.DataFrame({"pair_id": list("abcde"), "prompt_tokens": [10, 10, 40, 31, 5],
+                            "chosen_tokens": [5, 30, 5, 5, 5], "rejected_tokens": [5, 5, 5, 5, 40]})
+    table = truncation_table(lengths, 32, "keep_start")
+    assert list(table["truncated"]) == ["none", "completion", "both", "completion", "completion"]
+    # keep_start: a prompt reaching max_length leaves no completion token (TRL drops it in training)
+    assert list(table["scorable"]) == [True, True, False, True, True]
+    assert "prompt has 40 tokens >= max_length 32" in table.loc[2, "excluded_reason"]
+    assert table.loc[3, "chosen_scored"] == 1  # one token fits after a 31-token prompt
+    counts = truncation_counts(table, 32)
+    assert counts["truncated"] == 4 and counts["excluded"] == 1 and counts["scored"] == 4
+    assert counts["by_kind"] == {"none": 1, "prompt": 0, "completion": 3, "both": 1}
+    assert sum(counts["excluded_reasons"].values()) == counts["excluded"]
+    assert truncation_table(lengths, None)["truncated"].eq("none").all()
+    profile = length_profile(lengths, [32, 64])
+    assert profile["percentiles"]["prompt"]["max"] == 40 and profile["at_max_length"]["32"]["excluded"] == 1
+    assert profile["at_max_length"]["64"] == {"truncated": 0, "truncated_share": 0.0, "excluded": 0,
+                                              "excluded_share": 0.0}
+
+
+def test_summarize_uses_scored_pairs_only_and_never_nan():
+    """Unscorable rows (NaN log-probs) are excluded from every statistic, counted, and no NaN leaks."""
+    rng = np.random.default_rng(1)
+    n = 12
+    policy = pd.DataFrame({"pair_id": [f"p{i}" for i in range(n)], "chosen_logps": rng.normal(-20, 3, n),
+                           "rejected_logps": rng.normal(-22, 3, n), "chosen_tokens": 5, "rejected_tokens": 6})
+    policy.loc[[2, 7], ["chosen_logps", "rejected_logps"]] = np.nan
+    policy.loc[[2, 7], ["chosen_tokens", "rejected_tokens"]] = 0
+    ref = policy.assign(chosen_logps=policy["chosen_logps"] + 0.5)
+    pairs = pd.DataFrame({"pair_id": policy["pair_id"], "score_chosen": 5.0, "score_rejected": 3.0})
+    per_pair = metrics.per_pair_table(pairs, policy, ref, beta=0.1)
+    per_pair["scorable"] = policy["chosen_tokens"].to_numpy() > 0
+    summary = metrics.summarize(per_pair, 0.1, n_boot=200)
+    assert summary["n_pairs"] == 10 and summary["n_excluded"] == 2
+    scored = per_pair[per_pair["scorable"]]
+    assert summary["accuracy"] == pytest.approx(scored["correct"].mean())
+    assert summary["mean_margin"] == pytest.approx(scored["margin"].mean())
+    assert summary["calibration"]["auroc"] is not None
+    text = json.dumps(summary, default=str)
+    assert "NaN" not in text and "Infinity" not in text
+    # nothing scorable at all: every statistic is None, still no NaN
+    empty = metrics.summarize(per_pair.assign(scorable=False), 0.1, n_boot=200)
+    assert empty["n_pairs"] == 0 and empty["accuracy"] is None and empty["calibration"] is None
+    assert "NaN" not in json.dumps(empty, default=str)
+    assert "undefined" in metrics.verdict({**empty, "policy_is_reference": True})["text"]
+
+
+def test_calibration_ignores_nan_margins():
+    cal = metrics.calibration(np.array([1.0, -0.5, np.nan, 2.0]))
+    assert cal["auroc"] is not None and np.isfinite(cal["ece"]) and np.isfinite(cal["brier"])
+    assert sum(b["n"] for b in cal["reliability"]) == 6  # 3 finite margins, scored twice
+
+
+# ---------------------------------------------------------------- end to end, tiny model
+
+def long_prompt_pairs(sim_split, n: int = 6, long_every: int = 3, repeat: int = 30) -> pd.DataFrame:
+    """Simulator eval pairs; every ``long_every``-th prompt made far longer than max_length."""
+    from pairlab.schema import prompt_to_text
+
+    pairs = sim_split[1].head(n).copy().reset_index(drop=True)
+    for i in range(0, n, long_every):
+        text = " ".join([pairs.loc[i, "prompt_text"]] * repeat)
+        pairs.at[i, "prompt"] = [{"role": "user", "content": text}]
+        pairs.loc[i, "prompt_text"] = prompt_to_text(pairs.loc[i, "prompt"])
+    return pairs
+
+
+def test_prompts_far_longer_than_max_length_tiny_model(tmp_path, sim_split):
+    """The reported bug: a prompt over max_length gave NaN log-probs and a roc_auc traceback."""
+    from pairlab.cli import main
+    from pairlab.io import write_pairs
+
+    pairs = long_prompt_pairs(sim_split)
+    path = write_pairs(pairs, tmp_path / "long.parquet")
+    out = tmp_path / "eval"
+    code = main(["evaluate", "--model", "tiny-random-llama", "--eval", str(path), "--out", str(out),
+                 "--max-length", "64", "--set", f"ref_cache_dir={tmp_path / 'cache'}", "--n-prompts", "1",
+                 "--max-new-tokens", "2"])
+    assert code == 0
+    m = _strict_json(out / "metrics.json")
+    t = m["truncation"]
+    assert t["pairs"] == len(pairs) and t["excluded"] == 2 and t["scored"] == len(pairs) - 2
+    assert m["n_pairs"] == t["scored"] and m["n_excluded"] == t["excluded"]
+    assert t["truncated"] == sum(v for k, v in t["by_kind"].items() if k != "none") >= t["excluded"]
+    per_pair = pd.read_parquet(out / "per_pair.parquet")
+    excluded = pd.read_parquet(out / "excluded.parquet")
+    assert len(per_pair) + len(excluded) == len(pairs)
+    assert set(excluded["pair_id"]) == set(pairs["pair_id"].iloc[[0, 3]])
+    assert excluded["excluded_reason"].str.contains("max_length 64").all() and not excluded["scorable"].any()
+    assert per_pair["scorable"].all() and np.isfinite(per_pair["margin"]).all()
+    assert set(per_pair["truncated"]) <= {"none", "completion"} and (per_pair["chosen_tokens"] > 0).all()
+    # the tokens actually scored are the ones TRL's rule leaves
+    predicted = kept_tokens(per_pair["prompt_tokens"], per_pair["chosen_tokens_full"], 64)["completion_scored"]
+    np.testing.assert_array_equal(per_pair["chosen_tokens"], predicted)
+    assert m["calibration"]["auroc"] is not None and 0 <= m["ref_free_accuracy"] <= 1
+    html = (out / "report.html").read_text()
+    assert f"{t['truncated']} of {len(pairs)} pairs were truncated" in html and "excluded.parquet" in html
+
+
+def test_interrupted_evaluation_resumes_without_recomputing(tmp_path, sim_split):
+    """SIGINT after a few saved chunks; the rerun reads them and computes only the rest."""
+    from pairlab.io import write_pairs
+
+    pairs = sim_split[1].head(12)
+    path = write_pairs(pairs, tmp_path / "pairs.parquet")
+    cache = tmp_path / "cache"
+    args = ["evaluate", "--model", "tiny-random-llama", "--eval", str(path), "--max-length", "96",
+            "--batch-size", "2", "--set", "chunk_pairs=2", "--set", f"ref_cache_dir={cache}", "--no-generate"]
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "pairlab", *args, "--out", str(tmp_path / "first")],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None and len(list(cache.glob("*/shard-*.parquet"))) < 2:
+        time.sleep(0.05)
+    assert proc.poll() is None, f"finished before it could be interrupted: {proc.communicate()}"
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert not (tmp_path / "first" / "metrics.json").exists()
+    saved = pd.concat([pd.read_parquet(p) for p in cache.glob("*/shard-*.parquet")])
+    assert 2 <= len(saved) < len(pairs)
+
+    from pairlab.cli import main
+
+    assert main([*args, "--out", str(tmp_path / "second")]) == 0
+    ref = _strict_json(tmp_path / "second" / "metrics.json")["reference"]
+    assert ref["cache_hits"] == len(saved) and ref["computed"] == len(pairs) - len(saved)
+    assert ref["forward_batches"] == math.ceil(ref["computed"] / 2)
+    # what the interrupted run stored is what the rerun used
+    per_pair = pd.read_parquet(tmp_path / "second" / "per_pair.parquet").set_index("pair_id")
+    stored = saved.set_index("pair_id")
+    np.testing.assert_array_equal(per_pair.loc[stored.index, "ref_chosen_logps"], stored["ref_chosen_logps"])

@@ -1,0 +1,221 @@
+"""Outputs you can trust (issue 16): complete-or-absent stage directories, verified readers,
+and the overwrite rules, through the real writers and the CLI (no model: fast)."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from pairlab import dirs
+from pairlab.cli import main
+from pairlab.dirs import CurateDir, EvalDir, RunDir, StageDirError
+
+
+@pytest.fixture(scope="module")
+def pool():
+    from pairlab.simulate import simulate_pairs
+
+    train, _ = simulate_pairs(n=160, seed=1, topics={"facts": 1.0, "definitions": 1.0})
+    return train.reset_index(drop=True)
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("PAIRLAB_CACHE", str(tmp_path / "cache"))
+
+
+def _pool_file(tmp_path, pool):
+    from pairlab.io import write_pairs
+
+    return write_pairs(pool, tmp_path / "pool.parquet")
+
+
+def _curate(src, out, *extra):
+    return main(["curate", "--input", str(src), "--out", str(out), "--tokenizer", "none", *extra])
+
+
+# ---------------------------------------------------------------- the module itself
+
+def test_finish_then_verify_then_any_change_is_refused(tmp_path):
+    out = tmp_path / "e"
+    EvalDir.start(out)
+    pd.DataFrame({"pair_id": ["a", "b"], "correct": [True, False]}).to_parquet(out / EvalDir.PER_PAIR)
+    (out / EvalDir.METRICS).write_text("{}")
+    EvalDir.finish(out, config={})
+    manifest = EvalDir.verify(out)
+    assert manifest["complete"] is True and manifest["stage"] == "evaluate"
+    assert set(manifest["outputs"]) == {EvalDir.PER_PAIR, EvalDir.METRICS}
+    assert manifest["outputs"][EvalDir.METRICS] == {"bytes": 2, "sha256": dirs.artifacts.text_sha256("{}")}
+    (out / EvalDir.METRICS).write_text("[]")  # same size, other content
+    with pytest.raises(StageDirError, match="metrics.json differs from the sha256"):
+        EvalDir.verify(out)
+    (out / EvalDir.METRICS).write_text("{ }")
+    with pytest.raises(StageDirError, match="has 3 bytes, the manifest says 2"):
+        EvalDir.verify(out)
+    with pytest.raises(StageDirError, match="a 'evaluate' directory, not a train one"):
+        RunDir.verify(out)
+    (out / dirs.MANIFEST).unlink()
+    with pytest.raises(StageDirError, match="incomplete evaluate directory.*interrupted.*rerun `pairlab evaluate"):
+        EvalDir.verify(out)
+    with pytest.raises(StageDirError, match="no manifest.json"):
+        EvalDir.verify(tmp_path)
+
+
+def test_a_manifest_without_hashes_is_refused(tmp_path):
+    dirs.artifacts.write_manifest(tmp_path, stage="train", config={})  # an older pairlab, or by hand
+    with pytest.raises(StageDirError, match="does not list its outputs' hashes"):
+        RunDir.verify(tmp_path)
+
+
+def test_an_interrupted_run_says_resume(tmp_path):
+    (tmp_path / "checkpoints" / "checkpoint-2").mkdir(parents=True)
+    with pytest.raises(StageDirError, match=r"incomplete train directory.*--resume"):
+        RunDir.verify(tmp_path)
+    assert RunDir.prepare(tmp_path) == "incomplete"
+
+
+def test_prepare_rules(tmp_path):
+    src = tmp_path / "in" / "pairs.parquet"
+    src.parent.mkdir()
+    src.write_bytes(b"x")
+    with pytest.raises(StageDirError, match="--out is the input"):
+        CurateDir.prepare(src, inputs=[src])
+    with pytest.raises(StageDirError, match="--out contains the input"):
+        CurateDir.prepare(src.parent, inputs=[src])
+    with pytest.raises(StageDirError, match="exists and is not a directory"):
+        CurateDir.prepare(src)
+    assert CurateDir.prepare(tmp_path / "new") == "new"
+    run = tmp_path / "run"
+    RunDir.start(run)
+    (run / RunDir.TRAIN_LOG).write_text("")
+    (run / RunDir.DYNAMICS).write_text("")
+    RunDir.finish(run, config={})
+    with pytest.raises(StageDirError, match="holds a 'train' directory"):
+        CurateDir.prepare(run, overwrite=True)
+    with pytest.raises(StageDirError, match="already holds a finished train directory.*--overwrite"):
+        RunDir.prepare(run)
+    assert RunDir.prepare(run, resume=True) == "complete"
+    (run / dirs.MANIFEST).unlink()
+    with pytest.raises(StageDirError, match=r"interrupted `pairlab train` \(train_log.jsonl\)"):
+        EvalDir.prepare(run)
+
+
+def test_clean_removes_only_what_the_stage_owns(tmp_path):
+    out = tmp_path / "cur"
+    out.mkdir()
+    for name in (*CurateDir.OUTPUTS, CurateDir.REPORT, "report.json", "notes.txt", ".pairs.parquet.x1.tmp"):
+        (out / name).write_text("old")
+    (out / "mine").mkdir()
+    assert CurateDir.prepare(out) == "incomplete"
+    CurateDir.start(out)
+    assert sorted(p.name for p in out.iterdir()) == ["mine", "notes.txt"]
+
+
+# ---------------------------------------------------------------- the reproductions of issue 16
+
+def test_convert_refuses_its_own_input_and_an_existing_file(tmp_path, capsys):
+    from pairlab.simulate import SimulateConfig, write_simulation
+
+    write_simulation(SimulateConfig(n=12, seed=0), tmp_path / "sim")
+    raw = tmp_path / "raw.jsonl"
+    raw.write_bytes((tmp_path / "sim" / "train.jsonl").read_bytes())
+    before = raw.read_bytes()
+    assert main(["convert", "--input", str(raw), "--out", str(raw)]) == 2
+    err = capsys.readouterr().err
+    assert "--out is the input" in err and "Traceback" not in err
+    assert raw.read_bytes() == before
+    out = tmp_path / "pairs.parquet"
+    assert main(["convert", "--input", str(raw), "--out", str(out)]) == 0
+    assert main(["convert", "--input", str(raw), "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(["convert", "--input", str(raw), "--out", str(out), "--overwrite"]) == 0
+    assert main(["convert", "--input", str(raw), "--out", str(tmp_path / "sim"), "--overwrite"]) == 2
+    assert "stage directory" in capsys.readouterr().err
+
+
+def test_curate_refuses_an_out_holding_its_input(tmp_path, pool, capsys):
+    src = _pool_file(tmp_path / "pool", pool)
+    before = src.read_bytes()
+    assert _curate(src, src.parent, "--filters", "/dev/null") == 2
+    assert "--out contains the input" in capsys.readouterr().err
+    assert src.read_bytes() == before
+
+
+def test_evaluate_refuses_writing_into_its_run(tmp_path, capsys):
+    run = tmp_path / "run"  # the files evaluate checks, as `pairlab train` finishes them
+    (run / RunDir.ADAPTER).mkdir(parents=True)
+    (run / RunDir.ADAPTER / "adapter_config.json").write_text("{}")
+    (run / RunDir.TRAIN_LOG).write_text("")
+    (run / RunDir.DYNAMICS).write_text("")
+    RunDir.finish(run, config={"model": "tiny-random-llama"})
+    before = (run / dirs.MANIFEST).read_bytes()
+    assert main(["evaluate", "--run", str(run), "--eval", str(tmp_path / "e.jsonl"), "--out", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "--out is the input" in err and "Traceback" not in err
+    assert (run / dirs.MANIFEST).read_bytes() == before
+    assert main(["evaluate", "--run", str(run), "--eval", str(tmp_path / "e.jsonl"),
+                 "--out", str(tmp_path)]) == 2  # contains the run
+    assert "--out contains the input" in capsys.readouterr().err
+
+
+def test_recurate_needs_overwrite_and_leaves_no_stale_report(tmp_path, pool, capsys):
+    src = _pool_file(tmp_path, pool)
+    out = tmp_path / "cur"
+    assert _curate(src, out) == 0
+    assert (out / CurateDir.REPORT).exists()
+    first = json.loads((out / dirs.MANIFEST).read_text())
+    assert set(first["outputs"]) == set(CurateDir.OUTPUTS) and first["report"] == CurateDir.REPORT
+    assert _curate(src, out, "--no-report") == 2
+    assert "already holds a finished curate directory" in capsys.readouterr().err
+    assert _curate(src, out, "--no-report", "--overwrite") == 0
+    assert not (out / CurateDir.REPORT).exists()  # the previous run's report does not survive
+    assert json.loads((out / dirs.MANIFEST).read_text())["report"] is None
+    CurateDir.verify(out)
+
+
+def test_train_and_reports_refuse_a_curation_without_manifest(tmp_path, pool, capsys):
+    from pairlab.reports import render_report
+    from pairlab.train.pipeline import read_train_pairs
+
+    src = _pool_file(tmp_path, pool)
+    out = tmp_path / "cur"
+    assert _curate(src, out) == 0
+    (out / dirs.MANIFEST).unlink()  # what a kill before the manifest leaves
+    for reader in (lambda: read_train_pairs(out), lambda: read_train_pairs(out / CurateDir.PAIRS),
+                   lambda: render_report(out)):
+        with pytest.raises(StageDirError, match="incomplete curate directory"):
+            reader()
+    assert main(["train", "--pairs", str(out / CurateDir.PAIRS), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "incomplete curate directory" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+    assert main(["curate", "--input", str(out / CurateDir.EVAL), "--out", str(tmp_path / "c2"),
+                 "--tokenizer", "none"]) == 2
+    assert "incomplete curate directory" in capsys.readouterr().err
+    assert _curate(src, out) == 0  # a rerun cleans the debris and completes without --overwrite
+    assert len(read_train_pairs(out)[0]) == json.loads((out / dirs.MANIFEST).read_text())["counts"]["train"]
+
+
+def test_a_curation_changed_after_it_finished_is_refused(tmp_path, pool):
+    from pairlab.train.pipeline import read_train_pairs
+
+    src = _pool_file(tmp_path, pool)
+    out = tmp_path / "cur"
+    assert _curate(src, out) == 0
+    pairs = pd.read_parquet(out / CurateDir.PAIRS)
+    pairs.head(3).to_parquet(out / CurateDir.PAIRS)  # the new pairs beside the old manifest
+    with pytest.raises(StageDirError, match="pairs.parquet has .* bytes, the manifest says"):
+        read_train_pairs(out)
+
+
+def test_simulate_refuses_another_stage_and_a_finished_one(tmp_path, pool, capsys):
+    src = _pool_file(tmp_path, pool)
+    assert _curate(src, tmp_path / "cur") == 0
+    assert main(["simulate", "--n", "12", "--out", str(tmp_path / "cur")]) == 2
+    assert "holds a 'curate' directory" in capsys.readouterr().err
+    assert main(["simulate", "--n", "12", "--out", str(tmp_path / "sim")]) == 0
+    assert main(["simulate", "--n", "12", "--out", str(tmp_path / "sim")]) == 2
+    assert main(["simulate", "--n", "12", "--seed", "1", "--out", str(tmp_path / "sim"), "--overwrite"]) == 0
+    assert json.loads((tmp_path / "sim" / dirs.MANIFEST).read_text())["seed"] == 1
+    dirs.SimulateDir.verify(tmp_path / "sim")
