@@ -143,8 +143,12 @@ class StageDir:
 
     @classmethod
     def has_debris(cls, path: str | os.PathLike) -> bool:
+        """Whether ``path`` holds this stage's files (or their temp files) without being complete."""
         path = Path(path)
-        return any((path / m).exists() for m in cls.MARKERS)
+        if any((path / m).exists() for m in cls.MARKERS):
+            return True
+        own = tuple(f".{n}." for n in (*cls.OUTPUTS, *cls.REPORTS) if "/" not in n)
+        return path.is_dir() and any(p.name.startswith(own) and _is_temp(p.name) for p in path.iterdir())
 
     @classmethod
     def _redo(cls, path: Path) -> str:
@@ -213,7 +217,8 @@ class StageDir:
         ``"new"`` (absent or empty of this stage's files), ``"incomplete"`` (this stage's
         debris, no manifest: the writer cleans and redoes it), ``"overwrite"`` (a finished
         or changed directory that ``overwrite`` allows replacing) or ``"complete"`` (finished
-        and verified, only with ``resume``: the caller has nothing to redo).
+        and verified, only with ``resume``: the caller has nothing to redo). A manifest that
+        does not verify is never discarded without ``overwrite``.
         """
         out = Path(out)
         check_not_input(out, inputs)
@@ -236,6 +241,9 @@ class StageDir:
         except StageDirError:
             raise StageDirError("holds an unreadable manifest.json; not overwriting it", file=str(out),
                                 field="--out", hint="choose another --out") from None
+        if stage is None:
+            raise StageDirError("holds a manifest.json with no stage (not written by pairlab); not overwriting it",
+                                file=str(out), field="--out", hint="choose another --out")
         if stage != cls.STAGE:
             raise StageDirError(f"holds a '{stage}' directory; `{cls.COMMAND}` does not overwrite another "
                                 "stage's output", file=str(out), field="--out", hint="choose another --out")
@@ -243,8 +251,10 @@ class StageDir:
             return "overwrite"
         try:
             cls.verify(out)
-        except StageDirError:
-            return "incomplete"  # ours, changed or half-replaced: redo it
+        except StageDirError as err:  # changed by hand, or an older pairlab's: not ours to discard
+            raise StageDirError(f"holds a {cls.STAGE} directory that does not verify ({err.message})",
+                                file=str(out), field="--out",
+                                hint="pass --overwrite to replace it, or choose another --out") from None
         if resume:
             return "complete"
         raise StageDirError(f"already holds a finished {cls.STAGE} directory", file=str(out), field="--out",

@@ -62,7 +62,10 @@ class StageResult:
     def files(self) -> dict[str, str]:
         kind = dirs.STAGE_DIRS.get(self.stage)
         names = list(kind.OUTPUTS) if kind else []
-        out = {Path(n).name.split(".")[0]: n for n in names if (self.path / n).exists()}
+        out: dict[str, str] = {}
+        for n in names:  # the first file of a stem wins (comparison.json before comparison.parquet)
+            if (self.path / n).exists():
+                out.setdefault(Path(n).name.split(".")[0], n)
         out.update({k: v for k, v in self.ALIASES.items() if (self.path / v).exists()})
         return out
 
@@ -125,7 +128,8 @@ class Ablation(StageResult):
     """``pairlab ablate``: ``table`` (comparison.parquet), ``comparison`` (dict), ``pool``, ``eval_pairs``,
     and every arm's stage directories through :meth:`curation`, :meth:`run`, :meth:`evaluation`."""
 
-    ALIASES = {"table": dirs.AblationDir.COMPARISON_TABLE, "pool": dirs.AblationDir.POOL_PAIRS,
+    ALIASES = {"table": dirs.AblationDir.COMPARISON_TABLE, "comparison": dirs.AblationDir.COMPARISON,
+               "pool": dirs.AblationDir.POOL_PAIRS,
                "eval_pairs": dirs.AblationDir.EVAL_PAIRS}
 
     @property

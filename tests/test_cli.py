@@ -29,10 +29,19 @@ def test_every_subcommand_has_help(capsys):
 def test_bad_input_exits_2_without_traceback(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "hi", "chosen": "a", "rejected": "b"}\n{not json\n')
-    out = subprocess.run([sys.executable, "-m", "pairlab", "inspect", "--input", str(bad)],
+    # a bad row is rejected and the read goes on; --strict makes it the error (exit 2)
+    out = subprocess.run([sys.executable, "-m", "pairlab", "inspect", "--input", str(bad), "--strict"],
                          capture_output=True, text=True)
     assert out.returncode == 2
     assert "Traceback" not in out.stderr and "line 2" in out.stderr and str(bad) in out.stderr
+    out = subprocess.run([sys.executable, "-m", "pairlab", "inspect", "--input", str(bad)],
+                         capture_output=True, text=True)
+    assert out.returncode == 0 and "1 of 2 rows rejected" in out.stderr and "line 2" in out.stderr
+    # a file with no readable row is still an error
+    bad.write_text("{not json\n")
+    out = subprocess.run([sys.executable, "-m", "pairlab", "inspect", "--input", str(bad)],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and "no row could be read" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_test_modules_have_unique_basenames():

@@ -56,7 +56,7 @@ def pool_file(tmp_path_factory):
     from pairlab.io import write_pairs
     from pairlab.simulate import simulate_pairs
 
-    train, _ = simulate_pairs(n=3000, seed=2, topics={"facts": 1.0, "definitions": 1.0, "arithmetic": 1.0})
+    train, _ = simulate_pairs(n=700, seed=2, topics={"facts": 1.0, "definitions": 1.0, "arithmetic": 1.0})
     return write_pairs(train, tmp_path_factory.mktemp("pool") / "pool.parquet")
 
 

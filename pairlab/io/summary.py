@@ -110,8 +110,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     ]
     if read.get("rejected"):
         shown = read.get("rejects", [])
-        lines.append(f"rejected     {read['rejected']} rows could not become a pair "
-                     f"(--strict stops at the first):")
+        lines.append(f"rejected     {read['rejected']} row{'s' if read['rejected'] != 1 else ''} "
+                     "could not become a pair (--strict stops at the first):")
         lines += [f"  {describe_reject(r)}" for r in shown]
         if read["rejected"] > len(shown):
             lines.append(f"  ... and {read['rejected'] - len(shown)} more "

@@ -16,14 +16,14 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__, artifacts
+from ..audit.registry import ATTRIBUTION_SCORES
 from .render import figure_to_data_uri, pyplot, write_report
 
 ATTRIBUTION = "attribution.parquet"
 VALIDATION = "validation.json"
 HTML = "audit.html"
-#: Scores shown, in order (those absent from the table are skipped).
-SCORES = ["tracin_cosine", "tracin", "self_influence", "rank_average", "rating_gap", "implicit_margin",
-          "policy_margin", "base_margin", "loss_difference", "confidence"]
+#: Scores shown, in the audit's registry order (those absent from the table, or all NaN, are skipped).
+SCORES = list(ATTRIBUTION_SCORES)
 _REGION_COLORS = {"easy": "#2b6cb0", "ambiguous": "#805ad5", "hard-to-learn": "#dd6b20"}
 
 

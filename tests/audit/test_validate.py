@@ -39,7 +39,7 @@ def test_validate_pipeline_with_counterfactual_on_tiny_model(tmp_path):
     cf = result["counterfactual"]
     assert cf["k"] == result["data"]["n_mislabeled"]
     gradient = result["best_gradient_score"]
-    assert gradient in ("tracin", "tracin_cosine", "self_influence", "rank_average")
+    assert gradient in ("tracin", "tracin_cosine", "self_influence", "datainf", "influence_fisher", "rank_average")
     assert {"full", f"minus_{gradient}", "minus_random", f"minus_{result['best_baseline']}"} <= set(cf["arms"])
     vs = cf["arms"][f"minus_{gradient}"]["vs_minus_random"]
     # one paired comparison per arm against minus_random, Holm-corrected across the arms, with its MDE

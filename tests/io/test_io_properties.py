@@ -35,11 +35,12 @@ junk_line = st.text(min_size=1, max_size=60).filter(
     lambda s: "\n" not in s and "\r" not in s and s.encode().strip())
 
 
-def _check(path: Path, n_rows: int) -> None:
+def _check(path: Path, n_rows: int, anchored: bool) -> None:
     try:
         df, rejects = read_pairs_with_rejects(path)
-    except PairDataError as err:  # documented: whole-file problems, named
-        assert str(path) in str(err)
+    except PairDataError as err:  # documented: a whole-file problem, named
+        assert not anchored, err  # one good row is enough for a file to read
+        assert str(path) in str(err) and "no row could be read" in str(err)
         return
     stats = df.attrs["read_stats"]
     assert stats["rows"] == n_rows
@@ -49,15 +50,22 @@ def _check(path: Path, n_rows: int) -> None:
     positions = rejects["line"].tolist()
     assert len(set(positions)) == len(positions) and all(1 <= p <= n_rows for p in positions)
     assert df["pair_id"].is_unique and df["chosen"].map(type).eq(str).all()
+    assert df["prompt"].map(lambda m: all(isinstance(t["content"], str) for t in m)).all()
+
+
+GOOD = json.dumps({"prompt": "p", "chosen": "a", "rejected": "b"})
 
 
 @SETTINGS
-@given(st.lists(st.one_of(json_line, json_line, junk_line), min_size=1, max_size=8))
-def test_jsonl_rows_are_read_or_rejected(lines):
+@given(st.lists(st.one_of(json_line, json_line, junk_line), min_size=1, max_size=8),
+       st.integers(min_value=0, max_value=8), st.booleans())
+def test_jsonl_rows_are_read_or_rejected(lines, at, anchored):
+    if anchored:  # a known-good row somewhere: the file must read, whatever the rest holds
+        lines = lines[:at] + [GOOD] + lines[at:]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "data.jsonl"
         path.write_bytes("".join(line + "\n" for line in lines).encode("utf-8"))
-        _check(path, len(lines))
+        _check(path, len(lines), anchored)
 
 
 @SETTINGS

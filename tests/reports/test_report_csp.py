@@ -21,6 +21,9 @@ from pairlab.reports import REPORT_KINDS, render_report
 from pairlab.reports.render import content_security_policy, render
 
 
+_SCRIPT_TYPES = ("", "text/javascript", "application/javascript", "module")
+
+
 class _Page(HTMLParser):
     """CSP metas (and where they sit) and the text of every inline script."""
 
@@ -37,7 +40,8 @@ class _Page(HTMLParser):
             self._head = True
         if tag == "meta" and (attrs.get("http-equiv") or "").lower() == "content-security-policy":
             self.csp.append((attrs.get("content") or "", self._head))
-        if tag == "script" and attrs.get("type") not in ("application/json",):
+        # data blocks (application/json, octet-stream) never run; only script types do
+        if tag == "script" and attrs.get("type", "text/javascript") in _SCRIPT_TYPES:
             self._script = []
 
     def handle_endtag(self, tag):

@@ -86,7 +86,16 @@ def test_refuses_to_overwrite_a_run_and_bad_pairs(tmp_path, sim_pairs, tiny_conf
 
     (tmp_path / "done").mkdir()
     (tmp_path / "done" / "manifest.json").write_text("{}")
-    with pytest.raises(PairDataError, match="--resume"):
+    with pytest.raises(PairDataError, match="manifest.json with no stage"):
         train(sim_pairs.head(2), tiny_config(tmp_path), tmp_path / "done")
+    (tmp_path / "done" / "manifest.json").write_text('{"stage": "train"}')  # not verifiable: kept
+    with pytest.raises(PairDataError, match="does not verify.*--overwrite"):
+        train(sim_pairs.head(2), tiny_config(tmp_path), tmp_path / "done", resume=True)
+    checkpoint = tmp_path / "killed" / "checkpoints" / "checkpoint-1"  # an interrupted run
+    checkpoint.mkdir(parents=True)
+    for name in ("trainer_state.json", "dynamics.parquet"):
+        (checkpoint / name).write_text("{}")
+    with pytest.raises(PairDataError, match="interrupted run.*--resume"):
+        train(sim_pairs.head(2), tiny_config(tmp_path), tmp_path / "killed")
     with pytest.raises(PairDataError, match="twice"):
         train(pd.concat([sim_pairs.head(2)] * 2), tiny_config(tmp_path), tmp_path / "dup")

@@ -150,6 +150,7 @@ def test_prompts_far_longer_than_max_length_tiny_model(tmp_path, sim_split):
     assert f"{t['truncated']} of {len(pairs)} pairs were truncated" in html and "excluded.parquet" in html
 
 
+@pytest.mark.slow
 def test_interrupted_evaluation_resumes_without_recomputing(tmp_path, sim_split):
     """SIGINT after a few saved chunks; the rerun reads them and computes only the rest."""
     from pairlab.io import write_pairs
@@ -183,3 +184,18 @@ def test_interrupted_evaluation_resumes_without_recomputing(tmp_path, sim_split)
     per_pair = pd.read_parquet(tmp_path / "second" / "per_pair.parquet").set_index("pair_id")
     stored = saved.set_index("pair_id")
     np.testing.assert_array_equal(per_pair.loc[stored.index, "ref_chosen_logps"], stored["ref_chosen_logps"])
+
+
+@pytest.mark.slow
+def test_prompts_far_longer_than_max_length_smollm2(tmp_path, sim_split):
+    """The same on the embedded SmolLM2 in 4-bit (the default model), through the API."""
+    from pairlab.evaluate import evaluate, load_eval_config
+
+    pairs = long_prompt_pairs(sim_split, n=4, long_every=2)
+    config = load_eval_config(None, [f"ref_cache_dir={tmp_path / 'cache'}", "max_length=64", "generate=false"])
+    result = evaluate(pairs, tmp_path / "eval", model="smollm2-135m-instruct", config=config, progress=False)
+    m = _strict_json(tmp_path / "eval" / "metrics.json")
+    assert m["truncation"]["excluded"] == 2 and m["n_pairs"] == 2 and m["n_excluded"] == 2
+    assert set(result.excluded["pair_id"]) == set(pairs["pair_id"].iloc[[0, 2]])
+    assert np.isfinite(result.per_pair[["policy_chosen_logps", "policy_rejected_logps"]]).all().all()
+    assert m["calibration"]["auroc"] is not None and m["ref_free_accuracy"] is not None

@@ -1,0 +1,124 @@
+"""`pairlab audit --validate --suite`: detection metrics, the goal per noise type, pooled
+counterfactual arms (pure, by hand), and the --quick suite end to end through the CLI (slow)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pairlab import artifacts
+from pairlab.audit.detection import detection_metrics
+from pairlab.audit.suite import counterfactual_goal, noise_goal, pooled_arms
+
+
+def test_detection_metrics_by_hand():
+    flag = np.array([True, True, False, False, False])
+    score = np.array([-2.0, 0.5, -1.0, 1.0, 2.0])  # ranking by -score: f, c, F, c, c
+    m = detection_metrics(flag, score)
+    assert m["k"] == 2
+    assert m["auroc"] == pytest.approx(5 / 6)            # 5 of 6 (mislabeled, clean) pairs ordered right
+    assert m["auprc"] == pytest.approx((1 + 2 / 3) / 2)  # precision at each mislabeled hit: 1, 2/3
+    assert m["precision_at_k"] == pytest.approx(0.5)     # the 2 lowest: one mislabeled
+    assert detection_metrics(flag, np.full(5, np.nan))["auroc"] is None
+    assert detection_metrics(np.zeros(5, bool), score)["precision_at_k"] is None
+
+
+def _det(**aurocs):
+    return {s: {"auroc": a, "auprc": None, "precision_at_k": None, "k": 3} for s, a in aurocs.items()}
+
+
+def test_goal_per_noise_type_needs_every_seed():
+    runs = {0: _det(tracin_cosine=0.90, datainf=0.95, confidence=0.80, rating_gap=0.6),
+            1: _det(tracin_cosine=0.86, datainf=0.92, confidence=0.83, implicit_margin=0.85)}
+    goal = noise_goal("length", runs, "tracin_cosine", 0.05)
+    assert goal["per_seed"][1]["best_free"] == "implicit_margin"
+    assert goal["per_seed"][0]["lead"] == pytest.approx(0.10) and goal["per_seed"][1]["lead"] == pytest.approx(0.01)
+    assert goal["status"] == "not met" and not goal["met"]     # seed 1 leads by only 0.01
+    assert goal["met_by"] == ["datainf"]                        # +0.15 and +0.07: on every seed
+    tie = noise_goal("uniform", runs, "tracin_cosine", 0.05)
+    assert tie["status"] == "not met"                           # 0.10 is no tie either
+    even = {0: _det(tracin_cosine=0.90, confidence=0.89), 1: _det(tracin_cosine=0.85, confidence=0.87)}
+    assert noise_goal("uniform", even, "tracin_cosine", 0.05)["status"].startswith("tie")
+    assert noise_goal("marker", even, "tracin_cosine", 0.05)["status"] == "not met"
+
+
+def _frame(margins, correct):
+    return pd.DataFrame({"pair_id": [f"e{i}" for i in range(len(margins))], "margin": margins, "correct": correct})
+
+
+def test_pooled_arms_and_counterfactual_goal():
+    rng = np.random.default_rng(0)
+    per_seed = {}
+    for seed in (0, 1, 2):
+        base = rng.normal(0.5, 1.0, 60)
+        per_seed[seed] = {"minus_random": _frame(base, base > 0),
+                          "minus_default_x": _frame(base + 1.0, base + 1.0 > 0),
+                          "minus_baseline_y": _frame(base + 0.2, base + 0.2 > 0)}
+    pooled = pooled_arms(per_seed, "minus_random")
+    assert pooled["seeds"] == [0, 1, 2] and pooled["n_pairs"] == 180
+    arm = pooled["arms"]["minus_default_x"]
+    low, high = arm["heldout_loss_ci95"]
+    assert low <= arm["heldout_loss"] <= high and set(arm["per_seed"]) == {0, 1, 2}
+    assert arm["vs_minus_random"]["heldout_loss"]["ci95"][1] < 0   # a larger margin: a lower loss
+    frames = {a: pd.concat([per_seed[s][a] for s in (0, 1, 2)], ignore_index=True) for a in per_seed[0]}
+    goal = counterfactual_goal({"frames": frames}, "minus_default_x", "minus_baseline_y")
+    assert goal["met"] and goal["heldout_loss_difference"]["mean_difference"] < 0
+    assert not counterfactual_goal({"frames": frames}, "minus_baseline_y", "minus_default_x")["met"]
+
+
+@pytest.fixture(scope="module")
+def quick_suite(tmp_path_factory):
+    from pairlab.cli import main
+
+    out = tmp_path_factory.mktemp("suite") / "quick"
+    ref = out.parent / "ref"
+    code = main(["audit", "--validate", "--suite", "--quick", "--out", str(out), f"ref_cache_dir={ref}"])
+    assert code == 0
+    return out, ref
+
+
+@pytest.mark.slow
+def test_quick_suite_writes_every_metric_and_the_goal(quick_suite):
+    from pairlab.audit import ATTRIBUTION_SCORES
+
+    out, _ = quick_suite
+    result = artifacts.read_json(out / "validation.json")
+    assert result == artifacts.read_json(out / "suite.json") and result["status"] == "done"
+    assert len(result["detection"]) >= 3
+    free = [n for n, s in ATTRIBUTION_SCORES.items() if s.free]
+    influence = [n for n, s in ATTRIBUTION_SCORES.items() if s.kind == "influence"]
+    assert len(influence) >= 2 and {"lossdiff", "lossdiff_irm", "confidence"} <= set(free)
+    for noise, table in result["detection"].items():
+        for score in [*free, *influence, "tracin", "tracin_cosine"]:
+            assert {"auroc", "auprc", "precision_at_k"} <= set(table[score]), (noise, score)
+        assert table["datainf"]["auroc"] is not None and table["lossdiff_irm"]["auroc"] is not None
+        goal = result["goal"]["auroc"][noise]
+        assert goal["status"] in ("met", "not met", "tie (acceptable on uniform flips)")
+        assert result["goal"]["met_by"][noise] == goal["met_by"]
+        run = result["runs"][f"{noise}-seed0"]["data"]
+        assert run["noise"] == noise and run["n_mislabeled"] >= 1
+    flagged = pd.read_parquet(out / "runs" / "marker-seed0" / "curate" / "pairs.parquet")
+    assert (flagged.loc[flagged["flipped"], "noise_type"] == "marker").all()
+
+
+@pytest.mark.slow
+def test_suite_counterfactual_resumes_the_quick_runs(quick_suite):
+    """The counterfactual arms on top of the finished quick runs (they are reused, not redone)."""
+    from pairlab.audit.suite import QUICK, SuiteConfig, run_suite
+
+    out, ref = quick_suite
+    before = artifacts.read_json(out / "suite.json")
+    cfg = SuiteConfig(**{**QUICK, "noise_types": ["length"], "counterfactual": True, "ref_cache_dir": str(ref)})
+    result = run_suite(cfg, out)
+    assert result["runs"]["length-seed0"]["wall_time_s"] < 5  # reused
+    assert result["detection"]["length"] == before["detection"]["length"]
+    cf = result["counterfactual"]
+    assert cf["noise"] == "length" and cf["seeds"] == [0]
+    default, baseline = cf["default_score"], cf["best_free_baseline"]
+    assert {"full", "clean", "minus_random", f"minus_default_{default}", f"minus_baseline_{baseline}"} == set(cf["arms"])
+    for arm in cf["arms"].values():
+        low, high = arm["heldout_loss_ci95"]
+        assert low <= arm["heldout_loss"] <= high and 0 <= arm["accuracy"] <= 1
+    assert "vs_minus_random" in cf["arms"]["clean"]
+    assert set(cf["base_effect"]) >= {"accuracy_noisy", "accuracy_clean", "measurable"}
+    assert result["goal"]["counterfactual"]["status"] in ("met", "not met")
