@@ -121,7 +121,7 @@ def work(tmp_path_factory):
     train_pairs, held_out = simulate_pairs(n=80, seed=0, eval_fraction=0.2,
                                            topics={"facts": 1.0, "definitions": 1.0})
     write_pairs(train_pairs.head(16), root / "pairs.parquet")
-    write_pairs(held_out.head(12), root / "eval.parquet")
+    write_pairs(held_out.head(6), root / "eval.parquet")
     return root
 
 

@@ -4,8 +4,8 @@ otherwise (skipped cleanly when the folder is absent).
 
 Affordable on a 2-core CPU: the first 40 rows of each file; one SmolLM2 4-bit QLoRA run
 (2 optimizer steps, on the smallest file's curated pairs) shared by every evaluation;
-generations cut to one prompt of 8 tokens. Everything else (max_length, beta, curation
-filters, eval fraction) is the default.
+generations cut to one prompt of 8 tokens; a fifth of each file held out for evaluation.
+Everything else (max_length, beta, curation filters) is the default.
 """
 from __future__ import annotations
 
@@ -67,8 +67,10 @@ def curated(tmp_path_factory):
         head.write_text("\n".join(lines) + "\n", encoding="utf-8")
         converted = work / f"{stem}.parquet"
         assert main(["convert", "--input", str(head), *maps, "--out", str(converted)]) == 0
+        # A fifth held out (default 5%: 0-2 pairs of 40 rows, none of H4's 16) so each
+        # evaluation has pairs to score and to truncate.
         assert main(["curate", "--input", str(converted), "--out", str(work / f"cur-{stem}"),
-                     "--no-report"]) == 0
+                     "--eval-fraction", "0.2", "--no-report"]) == 0
         out[name] = (len(lines), work / f"cur-{stem}")
     return work, out
 

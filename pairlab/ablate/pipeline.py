@@ -8,6 +8,7 @@ DIR/
   arms/<arm>/seed<S>/run/    `pairlab train` run (adapter, dynamics, checkpoints)
   arms/<arm>/seed<S>/eval/   `pairlab evaluate` output on the shared eval split
   arms/<arm>/seed<S>/log.txt the run's log
+  audit/<arm>/            `pairlab audit` of <arm>'s first seed, when a drop_flagged arm names it
   comparison.json        the arms table + statistics; report.html renders it
   manifest.json
 

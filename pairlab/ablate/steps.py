@@ -58,7 +58,6 @@ def quiet_libraries() -> None:
 
     transformers.utils.logging.disable_progress_bar()
     disable_progress_bar()
-    os.environ.setdefault("TQDM_DISABLE", "1")
 
 
 # ---------------------------------------------------------------- the reference prefill

@@ -2,8 +2,12 @@
 
 * :func:`audit` - run + held-out pairs -> attribution.parquet (TracIn over checkpoints with
   projected per-pair LoRA gradients, cheap baselines, cartography) + audit.html.
-* :func:`run_validation` - simulate -> curate -> train -> audit -> counterfactual retraining.
-* :func:`cartography`, :func:`baseline_scores`, :func:`tracin` - the pure parts.
+* :func:`run_validation` - simulate (a noise type) -> curate -> train -> audit against a clean
+  validation set -> detection metrics -> counterfactual retraining.
+* :func:`run_suite` - every noise type x seeds, the goal per noise type, pooled counterfactual arms.
+* :data:`ATTRIBUTION_SCORES` - the registry of every score (name -> help, kind).
+* :func:`cartography`, :func:`baseline_scores`, :func:`tracin`, :func:`datainf`,
+  :func:`fisher_influence` - the pure parts.
 
 Heavy imports happen when a function runs.
 """

@@ -1,6 +1,8 @@
 """`validate()`: the audit checked where the truth is known. Read top to bottom.
 
-simulate (20 % of labels flipped; truth known) -> curate -> train (checkpoints kept) -> audit
+simulate (20 % of labels flipped by a noise type; truth known) -> curate -> train (checkpoints
+  kept) -> audit against ``n_val`` clean validation pairs (an auxiliary policy trained on them
+  gives the LossDiff baselines), apart from the ``n_eval`` eval pairs the arms are measured on
   (1) AUROC of every score for flagging the mislabeled training pairs;
   (2) counterfactual retraining with the same seed and step budget, without the k most
       harmful pairs by the best score, by the best cheap baseline, by TracIn, and without k

@@ -217,7 +217,8 @@ def export(source: str | os.PathLike, out_dir: str | os.PathLike, *, arm: str | 
         os.chmod(tmp / LAUNCH, 0o755)
         merged = merge_adapter(config["model"], tmp / "adapter", tmp / "merged", options) if merge else None
         artifacts.write_text(tmp / "README.md", model_card(
-            name=name, base_model=hub_base_model(config["model"]), run=run, curate=curate, metrics=metrics, benchmark=benchmark, counts=counts, merged=merge,
+            name=name, base_model=hub_base_model(config["model"]), run=run, curate=curate, metrics=metrics,
+            benchmark=benchmark, counts=counts, merged=merge,
             launch=f"cd {shlex.quote(str(out))} && {launch}"))
         artifacts.write_manifest(
             tmp, stage="export", config={"merge": merge, "hub_model_id": name}, started=started,

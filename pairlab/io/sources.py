@@ -22,7 +22,7 @@ import json
 import lzma
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Callable
 
@@ -62,7 +62,6 @@ class RecordBatch:
     positions: list[int]
     position_kind: str  # "line" (1-based) or "row" (0-based)
     rows: int = -1      # rows in the source, rejected ones included (-1: len(records))
-    notes: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.rows < 0:
@@ -315,16 +314,15 @@ def read_saved(path: Path, split: str | None) -> RecordBatch:
 def read_hub(dataset_id: str, split: str | None, config: str | None = None,
              revision: str | None = None) -> RecordBatch:
     """A hub dataset split via ``datasets.load_dataset`` (needs network or a warm cache)."""
-    # A spec that is neither a local path nor in the hub cache, with no hub to ask: most
-    # likely a mistyped path. Say so at once (datasets would retry the network for ~25 s).
-    offline = _offline_mode() or _env_offline()
-    if not _in_hub_cache(dataset_id) and (offline or not _hub_reachable()):
+    # Not a local path, no network and not in the hub cache: most likely a mistyped path.
+    # Say so at once (datasets would retry the network for ~25 s). In HF offline mode
+    # datasets itself only looks in the cache, which is quick.
+    if not (_offline_mode() or _env_offline()) and not _in_hub_cache(dataset_id) and not _hub_reachable():
         raise PairDataError(
-            "no such file or directory, and not looked up on the hub: "
-            + ("HF offline mode is on" if offline else "the hub is unreachable (no network)"),
-            file=dataset_id,
-            hint="check the path; a hub dataset must be downloaded where there is network "
-                 "(or passed as a local .parquet/.jsonl file)")
+            "cannot load hub dataset: no such local file or directory, and the hub is unreachable "
+            "(no network)", file=dataset_id,
+            hint="check the path; download a hub dataset where there is network and pass the local "
+                 ".parquet/.jsonl file")
     try:
         import datasets
 

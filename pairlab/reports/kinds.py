@@ -64,6 +64,9 @@ def detect_kind(directory: str | os.PathLike) -> ReportKind:
     for kind in REPORT_KINDS.values():
         if kind.marker_files and all((directory / f).exists() for f in kind.marker_files):
             return kind
+    for stage_dir in STAGE_DIRS.values():  # a stage killed while writing: say so
+        if stage is None and stage_dir.has_debris(directory):
+            stage_dir.verify(directory)  # raises: incomplete, and how to redo it
     what = f"manifest stage '{stage}'" if stage is not None else "no manifest.json and no known files"
     raise ReportError(f"cannot tell what kind of directory this is ({what}); report kind not supported yet",
                       file=str(directory),

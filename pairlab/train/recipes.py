@@ -128,7 +128,8 @@ RECIPE_KEYS: dict[str, RecipeKey] = {
     "precompute_ref_log_probs": RecipeKey("ref_cache", "pairlab's shared reference cache"),
     "warmup_ratio": RecipeKey("dpo.warmup_steps", "transformers 5 takes a ratio in [0, 1) as warmup_steps"),
     "output_dir": RecipeKey(None, "pairlab writes to --out (checkpoints under OUT/checkpoints)", _drop),
-    "overwrite_output_dir": RecipeKey(None, "pairlab never overwrites a run: a new --out, or --resume", _drop),
+    "overwrite_output_dir": RecipeKey(None, "pairlab never overwrites a finished run unless `--overwrite` is given "
+                                     "(or `--resume`: nothing to do)", _drop),
     "hub_model_revision": RecipeKey(None, "a handbook bookkeeping key; pairlab records the run in its manifest",
                                     _drop),
     "remove_unused_columns": RecipeKey(None, "pairlab keeps pair_index in the batch for per-pair dynamics", _drop),

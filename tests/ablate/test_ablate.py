@@ -205,3 +205,18 @@ def test_comparison_parquet_and_load(killed_then_resumed):
         ev.nope
     with pytest.raises(StageDirError):
         pairlab.load(out / "arms")  # not a stage directory
+
+
+def test_export_an_ablation_arm(killed_then_resumed, tmp_path):
+    """`pairlab export ABLATION --arm NAME`: the arm's run, its curated data and its evaluation in the card."""
+    from pairlab.cli import main
+
+    out = killed_then_resumed["out"]
+    assert main(["export", str(out), "--arm", "gap1", "--out", str(tmp_path / "gap1")]) == 0
+    trl = yaml.safe_load((tmp_path / "gap1" / "trl_dpo.yaml").read_text())
+    assert trl["hub_model_id"] == "out-gap1-seed0" and trl["max_steps"] == 2
+    kept = pd.read_parquet(out / "arms" / "gap1" / "curate" / "pairs.parquet")
+    assert len(pd.read_parquet(tmp_path / "gap1" / "data" / "train.parquet")) == len(kept)
+    metrics = json.loads((out / "arms" / "gap1" / "seed0" / "eval" / "metrics.json").read_text())
+    card = (tmp_path / "gap1" / "README.md").read_text()
+    assert f"implicit-reward accuracy | {100 * metrics['accuracy']:.1f}%" in card and "min_rating_gap" in card

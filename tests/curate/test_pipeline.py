@@ -100,7 +100,8 @@ def test_outputs_and_manifest(make_pool, tmp_path):
     assert len(scores) == len(pool) and scores["status"].value_counts().sum() == len(pool)
     m = json.loads((out / "manifest.json").read_text())
     assert m["stage"] == "curate" and m["seed"] == 0
-    assert m["counts"] == {"input": 120, "train": len(kept), "eval": len(r.eval), "dropped": len(dropped)}
+    assert m["counts"] == {"input": 120, "train": len(kept), "eval": len(r.eval), "dropped": len(dropped),
+                           "unreadable": 0}  # rows the reader rejected (none: a built pool)
     assert [s["label"] for s in m["steps"]] == [f.split(":")[0] if isinstance(f, str) else next(iter(f))
                                                for f in SPEC]
     assert m["inputs"]["pool"]["content_sha256"] and m["filters"][1] == {"min_rating_gap": 1.0}

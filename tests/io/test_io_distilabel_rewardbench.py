@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 
 import pandas as pd
-import pytest
 
 from pairlab.io import read_pairs
 from pairlab.io.read import read_pairs_with_rejects

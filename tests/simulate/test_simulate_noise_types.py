@@ -112,3 +112,19 @@ def test_simulator_writes_markers_and_marker_noise_finds_them():
     assert train["flipped"].sum() > 0 and (train.loc[train["flipped"], "noise_type"] == "marker").all()
     assert has_marker(train.loc[train["flipped"], "chosen"]).all()
     assert held_out["true_preference_correct"].all() and has_marker(held_out["chosen"]).any()
+
+
+def test_simulate_command_takes_the_noise_type(tmp_path):
+    from pairlab.artifacts import read_manifest
+    from pairlab.cli import main
+
+    out = tmp_path / "sim"
+    code = main(["simulate", "--n", "40", "--seed", "1", "--out", str(out), "--flip-rate", "0.2",
+                 "--noise", "marker", "--marker-rate", "0.5", "--set", "topics={arithmetic: 1}"])
+    assert code == 0
+    train = pd.read_parquet(out / "train_pairs.parquet")
+    assert train["flipped"].sum() > 0 and (train.loc[train["flipped"], "noise_type"] == "marker").all()
+    assert has_marker(train.loc[train["flipped"], "chosen"]).all()
+    config = read_manifest(out)["config"]
+    assert config["noise"] == "marker" and config["marker_rate"] == 0.5
+    assert main(["simulate", "--n", "10", "--out", str(tmp_path / "bad"), "--set", "noise=sycophancy"]) == 2
