@@ -32,7 +32,7 @@ def w(tmp_path_factory) -> dict[str, Path]:
         "good": good,
         # line 2 holds a Latin-1 byte: invalid UTF-8
         "bad_utf8": root / "bad_utf8.jsonl", "all_bad_utf8": root / "all_bad_utf8.jsonl",
-        "bad_utf8_yaml": root / "bad_utf8.yaml", "bad_yaml": root / "bad.yaml",
+        "bad_utf8_yaml": root / "bad_utf8.yaml", "bad_yaml": root / "bad.yaml", "bad_utf8_txt": root / "bad_utf8.txt",
         "afile": root / "afile", "adir": root / "adir", "missing": root / "missing.jsonl",
         "nan_filters": root / "nan_filters.yaml", "ablation_bad_beta": root / "ablation_bad_beta.yaml",
         "ablation": root / "ablation.yaml", "out": root / "out",
@@ -42,6 +42,7 @@ def w(tmp_path_factory) -> dict[str, Path]:
     files["all_bad_utf8"].write_bytes(b'{"prompt": "caf\xe9", "chosen": "a", "rejected": "b"}\n')
     files["bad_utf8_yaml"].write_bytes(b"n: 10\nlength: caf\xe9\n")
     files["bad_yaml"].write_text("n: [10\nlength: short\n")
+    files["bad_utf8_txt"].write_bytes(b"What is 2 + 2?\nCaf\xe9 au lait?\n")
     files["afile"].write_text("a regular file\n")
     files["adir"].mkdir()
     files["nan_filters"].write_text("- drop_ties\n- min_rating_gap: .nan\n")
@@ -88,6 +89,8 @@ CASES = [
     ("curate-nan-threshold", "curate --input {good} --tokenizer none --out {out} --set near_dup_threshold=.nan",
      ["near_dup_threshold", "finite"]),
     ("curate-bad-utf8-input", "curate --input {bad_utf8} --strict --tokenizer none --out {out}", ["{bad_utf8}", "line 2"]),
+    ("curate-contamination-file-bad-utf8", "curate --input {good} --tokenizer none --out {out} --contamination-file {bad_utf8_txt}",
+     ["{bad_utf8_txt}", "line 2", "UTF-8"]),
     ("curate-missing-contamination-file", "curate --input {good} --tokenizer none --out {out} --contamination-file {missing}",
      ["{missing}", "contamination_file"]),
     # train (all refused before any model loads)
@@ -105,6 +108,8 @@ CASES = [
     ("evaluate-negative-beta", "evaluate --model tiny-random-llama --eval {good} --out {out} --set beta=-1", ["beta", "> 0"]),
     ("evaluate-top-p-out-of-range", "evaluate --model tiny-random-llama --eval {good} --out {out} --set top_p=1.5", ["top_p"]),
     ("evaluate-malformed-set", "evaluate --model tiny-random-llama --eval {good} --out {out} --set beta=[1", ["beta", "cannot parse"]),
+    ("evaluate-prompts-bad-utf8", "evaluate --model tiny-random-llama --eval {good} --out {out} --prompts {bad_utf8_txt}",
+     ["{bad_utf8_txt}", "line 2", "prompts_file"]),
     ("evaluate-config-is-a-directory", "evaluate --model tiny-random-llama --eval {good} --out {out} --config {adir}", ["{adir}"]),
     # compare
     ("compare-missing", "compare {missing} {adir}", ["{missing}"]),
@@ -168,7 +173,7 @@ def test_user_error_is_one_line_and_exit_2(case_id, argv, expected, w, capsys):
 
 def test_nothing_but_the_message_reaches_the_real_stderr(w):
     """Subprocesses: the real interpreter's stderr holds exactly the one line."""
-    for case_id in ("convert-bad-utf8", "curate-out-under-a-file", "simulate-malformed-set", "report-missing"):
+    for case_id in ("convert-bad-utf8", "simulate-malformed-set", "report-missing"):
         _, argv, expected = next(c for c in CASES if c[0] == case_id)
         args, out = _argv(case_id, argv, w)
         proc = subprocess.run([sys.executable, "-m", "pairlab", *args], capture_output=True, text=True,

@@ -112,6 +112,12 @@ class AblationConfig:
         if self.executor.name not in EXECUTORS:
             raise ConfigError(f"unknown executor '{self.executor.name}'", field="executor.name",
                               hint=f"one of {sorted(EXECUTORS)}")
+        if self.executor.slurm.cluster not in ("slurm", "local", "debug"):
+            raise ConfigError(f"unknown cluster '{self.executor.slurm.cluster}'", field="executor.slurm.cluster",
+                              hint="slurm, or local / debug to run the jobs on this machine")
+        if self.executor.num_gpus < 0 or self.executor.num_cpus < 0:
+            raise ConfigError("must be >= 0", field="executor.num_gpus" if self.executor.num_gpus < 0
+                              else "executor.num_cpus")
         for tracker in self.report_to:
             if tracker not in TRACKERS:
                 raise ConfigError(f"unknown tracker '{tracker}'", field="report_to", hint=f"one of {sorted(TRACKERS)}")

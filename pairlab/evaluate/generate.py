@@ -38,8 +38,16 @@ def read_prompts_file(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise PairDataError("prompts file not found", file=str(path), field="prompts_file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        line = path.read_bytes()[:err.start].count(b"\n") + 1
+        raise PairDataError(f"not valid UTF-8 ({err.reason})", file=str(path), line=line,
+                            field="prompts_file", hint="re-encode the file as UTF-8") from None
+    except IsADirectoryError:
+        raise PairDataError("is a directory, not a prompts file", file=str(path), field="prompts_file") from None
     messages: list[list[dict[str, str]]] = []
-    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for line_no, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         if path.suffix != ".jsonl":

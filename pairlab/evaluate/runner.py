@@ -240,6 +240,11 @@ def evaluate(pairs: pd.DataFrame, out_dir: str | os.PathLike, *, run: str | os.P
                             hint="deduplicate with `pairlab curate`")
     setup = resolve_setup(config, run=run, model=model)
     out = Path(out_dir)
+    prompts = None
+    if config.generate and config.n_prompts > 0:  # a bad prompts_file fails before the model loads
+        from .generate import select_prompts
+
+        prompts = select_prompts(pairs, config.n_prompts, config.prompts_file)
     EvalDir.prepare(out, inputs=[run, eval_spec], overwrite=overwrite)  # refuse before any work
     timing: dict[str, float] = {}
 
@@ -305,12 +310,12 @@ def evaluate(pairs: pd.DataFrame, out_dir: str | os.PathLike, *, run: str | os.P
         summary["benchmark"] = bench
 
     generations = None
-    if config.generate and config.n_prompts > 0:
-        from .generate import generate_table, select_prompts
+    if prompts is not None:
+        from .generate import generate_table
 
         t0 = time.time()
         generations = generate_table(
-            policy_model, tokenizer, select_prompts(pairs, config.n_prompts, config.prompts_file),
+            policy_model, tokenizer, prompts,
             has_adapter=has_adapter, modes=config.modes, sample_seeds=config.sample_seeds,
             max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p,
             beta=setup.beta, max_length=setup.max_length, truncation_mode=setup.truncation_mode,

@@ -333,7 +333,8 @@ def read_hub(dataset_id: str, split: str | None, config: str | None = None,
         raise PairDataError(
             f"cannot load hub dataset ({type(err).__name__}: {str(err).splitlines()[0][:300]})",
             file=dataset_id,
-            hint=("HF offline mode is on and the dataset is not cached; " if offline else
+            hint=("not a local file or directory, HF offline mode is on and the dataset is not cached; "
+                  if offline else
                   "no network, a wrong id, --hub-config, --hub-revision or --split? ")
             + "download it where there is network and pass the local .parquet/.jsonl file",
         ) from None

@@ -91,7 +91,9 @@ def test_pool_input_eval_from_and_flip_rate(ran, branches):
     assert set(eval_pairs["pair_id"]) == set(branches["eval"]["pair_id"])  # eval_from, as given
     assert set(pool["original_pair_id"]) == set(branches["pool"]["pair_id"])  # pool.input, every row
     assert int(pool["flipped"].sum()) == round(FLIP_RATE * len(branches["pool"]))  # flip_rate
-    assert (pool["true_preference_correct"] == ~pool["flipped"]).all()
+    truth_before = branches["pool"].set_index("pair_id")["true_preference_correct"].astype(bool)
+    expected = truth_before.loc[pool["original_pair_id"]].to_numpy() ^ pool["flipped"].to_numpy(bool)
+    assert (pool["true_preference_correct"].to_numpy(bool) == expected).all()  # a flip makes a label wrong
     overlap = branches["eval"]["prompt"].iloc[0]
     for arm in ("all", "gap1"):
         kept = pd.read_parquet(ran / "arms" / arm / "curate" / "pairs.parquet")

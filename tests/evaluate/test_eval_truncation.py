@@ -199,3 +199,26 @@ def test_prompts_far_longer_than_max_length_smollm2(tmp_path, sim_split):
     assert set(result.excluded["pair_id"]) == set(pairs["pair_id"].iloc[[0, 2]])
     assert np.isfinite(result.per_pair[["policy_chosen_logps", "policy_rejected_logps"]]).all().all()
     assert m["calibration"]["auroc"] is not None and m["ref_free_accuracy"] is not None
+
+
+def test_bare_model_on_real_ultrafeedback_rows_with_default_settings(tmp_path):
+    """The issue's acceptance case: real trl-lib UltraFeedback rows (one prompt of 3,708
+    characters among the first 8), a bare model, default max_length: exit 0, finite metrics,
+    truncated pairs counted (generations off: they are not the subject here)."""
+    from pairlab.cli import main
+    from realdata import shared_file
+
+    lines = shared_file("ultrafeedback/trl-lib-binarized_train_slice1000.jsonl").read_text().splitlines()[:8]
+    path = tmp_path / "uf8.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "e"
+    code = main(["evaluate", "--model", "tiny-random-llama", "--eval", str(path),
+                 "--eval-map", "score_chosen=metadata.score_chosen",
+                 "--eval-map", "score_rejected=metadata.score_rejected",
+                 "--set", f"ref_cache_dir={tmp_path / 'cache'}", "--no-generate", "--out", str(out)])
+    assert code == 0
+    m = _strict_json(out / "metrics.json")
+    t = m["truncation"]
+    assert t["max_length"] == 256 and t["pairs"] == 8 and t["excluded"] >= 1 and t["truncated"] > t["excluded"]
+    assert m["n_pairs"] + m["n_excluded"] == 8 and m["calibration"]["auroc"] is not None
+    assert m["spearman_margin_rating_gap"] is None  # all margins 0 (bare model): undefined, not NaN

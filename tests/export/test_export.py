@@ -20,8 +20,8 @@ def exported(tmp_path_factory):
 
     work = tmp_path_factory.mktemp("export")
     pool, held_out = simulate_pairs(n=60, seed=1, eval_fraction=0.2, topics={"facts": 1.0, "definitions": 1.0})
-    write_pairs(pool.head(24), work / "pool.parquet")
-    write_pairs(held_out.head(8), work / "held_out.parquet")
+    write_pairs(pool.head(12), work / "pool.parquet")
+    write_pairs(held_out.head(6), work / "held_out.parquet")
     (work / "filters.yaml").write_text("- min_rating_gap: 0.5\n")
     assert main(["curate", "--input", str(work / "pool.parquet"), "--filters", str(work / "filters.yaml"),
                  "--set", "tokenizer=none", "--set", "report=false", "--out", str(work / "curated")]) == 0

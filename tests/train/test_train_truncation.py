@@ -52,3 +52,25 @@ def test_refuses_when_every_prompt_fills_max_length(tmp_path, sim_pairs, tiny_co
     pairs = _lengthen(sim_pairs.head(2), [0, 1])
     with pytest.raises(PairDataError, match="max_length"):
         train(pairs, tiny_config(tmp_path), tmp_path / "run")
+
+
+@pytest.mark.parametrize("config, data, max_share", [
+    ("train-ultrafeedback.yaml", "ultrafeedback/trl-lib-binarized_train_slice1000.jsonl", 0.05),
+    ("train-hh-rlhf.yaml", "hh-rlhf/hh-rlhf_test_prompt-split_1000.jsonl", 0.05),
+])
+def test_real_data_examples_choose_a_max_length_that_truncates_little(config, data, max_share, smollm2_tokenizer):
+    """The real-data example configs load, and their max_length truncates under 5% of the real
+    rows (the share at which train and evaluate warn), as the README's figures say."""
+    from pairlab.io import read_pairs
+    from pairlab.logprobs import token_lengths, tokenize_pairs, truncation_counts, truncation_table
+    from pairlab.train import load_train_config
+    from realdata import REPO, shared_file
+
+    cfg = load_train_config(REPO / "examples" / config)
+    max_length = cfg.dpo["max_length"]
+    pairs = read_pairs(str(shared_file(data))).head(200)
+    lengths = token_lengths(tokenize_pairs(smollm2_tokenizer, pairs), pairs["pair_id"])
+    counts = truncation_counts(truncation_table(lengths, max_length), max_length)
+    assert counts["truncated_share"] <= max_share
+    # and the default would not do: most real pairs are cut at 256
+    assert truncation_counts(truncation_table(lengths, 256), 256)["truncated_share"] > max_share
