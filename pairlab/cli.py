@@ -202,8 +202,8 @@ def _on_user_path(err: OSError, args: argparse.Namespace) -> bool:
     return False
 
 
-def _undecodable_file(args: argparse.Namespace) -> str:
-    """``FILE, line N`` of the first text file the user gave that is not valid UTF-8."""
+def _undecodable_file(args: argparse.Namespace) -> str | None:
+    """``FILE, line N`` of the first text file the user gave that is not valid UTF-8 (None: none is)."""
     for path in _user_paths(args):
         if not path.is_file() or path.suffix in (".parquet", ".gz", ".zst", ".bz2", ".xz"):
             continue
@@ -213,7 +213,7 @@ def _undecodable_file(args: argparse.Namespace) -> str:
         except UnicodeDecodeError as err:
             line = data[:err.start].count(b"\n") + 1
             return f"{path}, line {line}"
-    return "an input file"
+    return None
 
 
 def _internal_error(args: argparse.Namespace) -> int:
@@ -255,8 +255,11 @@ def main(argv: list[str] | None = None) -> int:
             return _internal_error(args)
         return _error(args, os_error_message(err))
     except UnicodeDecodeError as err:
-        return _error(args, f"{_undecodable_file(args)}: not valid UTF-8 ({err.reason}: byte "
-                            f"{err.object[err.start:err.start + 1]!r})")
+        where = _undecodable_file(args)
+        if where is None:  # not about a file the user gave
+            return _internal_error(args)
+        byte = err.object[err.start:err.start + 1]
+        return _error(args, f"{where}: not valid UTF-8 ({err.reason}: byte {byte!r})")
     except Exception:
         return _internal_error(args)
     return int(code or 0)

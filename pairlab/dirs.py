@@ -235,7 +235,14 @@ class StageDir:
                     raise StageDirError(f"holds files of an interrupted `{other.COMMAND}` ({foreign[0]})",
                                         file=str(out), field="--out",
                                         hint="choose another --out; pairlab does not delete another stage's files")
-            return "incomplete" if any((out / n).exists() for n in cls.owned()) else "new"
+            if cls.has_debris(out):
+                return "incomplete"
+            present = [n for n in cls.owned() if (out / n).exists()]
+            if present:  # same names, but nothing says this stage wrote them: not ours to delete
+                raise StageDirError(f"holds {present[0]} and no {MANIFEST}: not written by `{cls.COMMAND}`, "
+                                    "so not overwriting it", file=str(out), field="--out",
+                                    hint="choose another --out (or delete it if it is your own debris)")
+            return "new"
         try:
             stage = read_manifest(out).get("stage")
         except StageDirError:

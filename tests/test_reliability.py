@@ -86,6 +86,8 @@ def test_prepare_rules(tmp_path):
     with pytest.raises(StageDirError, match="exists and is not a directory"):
         CurateDir.prepare(src)
     assert CurateDir.prepare(tmp_path / "new") == "new"
+    with pytest.raises(StageDirError, match="holds pairs.parquet and no manifest.json: not written by"):
+        CurateDir.prepare(src.parent)  # a user's own pairs.parquet is never deleted
     run = tmp_path / "run"
     RunDir.start(run)
     (run / RunDir.TRAIN_LOG).write_text("")

@@ -303,7 +303,7 @@ def plan_commands(cfg: AblationConfig, layout: Layout, config_path: str | None) 
     for arm in cfg.arms:
         for seed in cfg.seeds:
             run = layout.run(arm.name, seed)
-            cmds.append(f"pairlab train --pairs {q(str(layout.curate(arm.name) / 'pairs.parquet'))} "
+            cmds.append(f"pairlab train --pairs {q(str(layout.curate(arm.name) / CurateDir.PAIRS))} "
                         f"--config {q(str(layout.train_yaml(arm.name, seed)))} --out {q(str(run))} --resume"
                         f" && pairlab evaluate --run {q(str(run))} --eval {q(str(layout.eval))} --eval-format pairs "
                         f"--config {q(str(layout.eval_yaml))} --out {q(str(layout.arm_eval(arm.name, seed)))}")

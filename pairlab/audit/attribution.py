@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..dirs import RunDir
+
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
@@ -37,7 +39,7 @@ def learning_rates(run_dir: str | Path) -> pd.Series:
     """Learning rate per optimizer step: train_log.jsonl, else the checkpoints' trainer_state.json."""
     run = Path(run_dir)
     rates: dict[int, float] = {}
-    log = run / "train_log.jsonl"
+    log = run / RunDir.TRAIN_LOG
     if log.exists():
         for line in log.read_text(encoding="utf-8").splitlines():
             entry = json.loads(line)
@@ -69,14 +71,14 @@ def run_checkpoints(run_dir: str | Path, *, final_step: int, default_lr: float,
     """
     run = Path(run_dir)
     found = []
-    for path in (run / "checkpoints").glob("checkpoint-*"):
+    for path in (run / RunDir.CHECKPOINTS).glob("checkpoint-*"):
         match = _CHECKPOINT.match(path.name)
         if match and (path / "adapter_model.safetensors").exists():
             found.append((int(match.group(1)), path))
     found.sort()
-    if (run / "adapter" / "adapter_model.safetensors").exists() and \
+    if (run / RunDir.ADAPTER / "adapter_model.safetensors").exists() and \
             (not found or final_step > found[-1][0]):
-        found.append((final_step, run / "adapter"))
+        found.append((final_step, run / RunDir.ADAPTER))
     if limit is not None and len(found) > limit:
         keep = np.unique(np.round(np.linspace(len(found) - 1, 0, limit)).astype(int))
         found = [found[i] for i in sorted(keep)]

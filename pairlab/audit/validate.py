@@ -26,7 +26,7 @@ import pandas as pd
 
 from .. import artifacts
 from ..config import ConfigError, check_ranges, to_dict
-from ..dirs import MANIFEST, EvalDir, ValidationDir
+from ..dirs import MANIFEST, CurateDir, EvalDir, ValidationDir
 from .baselines import BASELINES, _logsigmoid
 from .pipeline import SCORES, AuditConfig, audit
 
@@ -297,7 +297,7 @@ def run_validation(cfg: ValidateConfig | None, out_dir: str | Path) -> dict[str,
     curated = curate(train_pairs, ["drop_empty", "drop_identical"],
                      CurateConfig(seed=cfg.seed, max_length=cfg.max_length, eval_fraction=0.0, cache=False),
                      out_dir=out / "curate", overwrite=True)
-    pairs_path = out / "curate" / "pairs.parquet"
+    pairs_path = out / "curate" / CurateDir.PAIRS
     mislabeled = ~curated.train["true_preference_correct"].astype(bool).to_numpy()
     result["data"] = {"n_train": len(curated.train), "n_val": len(val_pairs), "n_eval": len(eval_pairs),
                       "n_mislabeled": int(mislabeled.sum()),

@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 
 from .. import __version__, artifacts
+from ..dirs import AblationDir
 from .render import figure_to_data_uri, pyplot, write_report
 
-COMPARISON = "comparison.json"
+COMPARISON = AblationDir.COMPARISON
 
 
 def _pct(x: float | None) -> str:

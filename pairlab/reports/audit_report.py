@@ -16,10 +16,11 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__, artifacts
+from ..dirs import AuditDir
 from ..audit.registry import ATTRIBUTION_SCORES
 from .render import figure_to_data_uri, pyplot, write_report
 
-ATTRIBUTION = "attribution.parquet"
+ATTRIBUTION = AuditDir.ATTRIBUTION
 VALIDATION = "validation.json"
 HTML = "audit.html"
 #: Scores shown, in the audit's registry order (those absent from the table, or all NaN, are skipped).

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__, artifacts
+from ..dirs import CurateDir
 from .render import figure_to_data_uri, pyplot, write_report
 
 #: Boolean scores summarized as pool-level counts, with their table labels.
@@ -181,7 +182,7 @@ def report_from_dir(out_dir: str | os.PathLike, path: str | os.PathLike | None =
     """Rebuild ``curation.html`` from a curate output directory."""
     out = Path(out_dir)
     manifest = artifacts.read_manifest(out)
-    result = SimpleNamespace(scores=pd.read_parquet(out / "scores.parquet"),
-                             dropped=pd.read_parquet(out / "dropped.parquet"),
+    result = SimpleNamespace(scores=pd.read_parquet(out / CurateDir.SCORES),
+                             dropped=pd.read_parquet(out / CurateDir.DROPPED),
                              steps=manifest.get("steps", []), manifest=manifest)
-    return write_curation_report(result, path or out / "curation.html")
+    return write_curation_report(result, path or out / CurateDir.REPORT)

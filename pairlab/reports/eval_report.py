@@ -23,13 +23,14 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__, artifacts
+from ..dirs import EvalDir
 from .explorer import EXPLORER_JS, explorer_data, explorer_texts
 from .kinds import ReportError
 from .render import figure_to_data_uri, json_safe, pyplot, script_json, write_report
 from .run_report import RunInputs, load_run, training_context
 
-PER_PAIR = "per_pair.parquet"
-METRICS = "metrics.json"
+PER_PAIR = EvalDir.PER_PAIR
+METRICS = EvalDir.METRICS
 GENERATIONS = "generations.parquet"
 #: Pairs listed at each end of the margin ranking.
 EXTREMES = 5

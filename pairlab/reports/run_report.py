@@ -19,10 +19,11 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__, artifacts
+from ..dirs import RunDir
 from .render import figure_to_data_uri, pyplot, write_report
 
-TRAIN_LOG = "train_log.jsonl"
-DYNAMICS = "dynamics.parquet"
+TRAIN_LOG = RunDir.TRAIN_LOG
+DYNAMICS = RunDir.DYNAMICS
 
 #: train_log.jsonl keys plotted, one panel each (keys absent from the log are skipped).
 CURVES: list[tuple[str, tuple[str, ...], str]] = [

@@ -68,7 +68,7 @@ def test_real_data_examples_choose_a_max_length_that_truncates_little(config, da
 
     cfg = load_train_config(REPO / "examples" / config)
     max_length = cfg.dpo["max_length"]
-    pairs = read_pairs(str(shared_file(data))).head(200)
+    pairs = read_pairs(str(shared_file(data))).head(120)
     lengths = token_lengths(tokenize_pairs(smollm2_tokenizer, pairs), pairs["pair_id"])
     counts = truncation_counts(truncation_table(lengths, max_length), max_length)
     assert counts["truncated_share"] <= max_share
