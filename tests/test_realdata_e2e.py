@@ -2,9 +2,9 @@
 in ../shared/data, with only the --map flags its layout needs and default settings
 otherwise (skipped cleanly when the folder is absent).
 
-Affordable on a 2-core CPU: the first 40 rows of each file; one SmolLM2 4-bit QLoRA run
+Affordable on a 2-core CPU: the first 20 rows of each file; one SmolLM2 4-bit QLoRA run
 (2 optimizer steps, on the smallest file's curated pairs) shared by every evaluation;
-generations cut to one prompt of 8 tokens; a fifth of each file held out for evaluation.
+generations cut to one prompt of 8 tokens; 30% of each file held out for evaluation.
 Everything else (max_length, beta, curation filters) is the default.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from reports.headless import chromium, need_chromium  # tests/reports/headless.p
 from pairlab.cli import main
 from realdata import SHARED_DATA
 
-ROWS = 40
+ROWS = 20
 #: file -> the --map flags its layout needs (nothing else).
 FILES = {
     "ultrafeedback/h4-binarized_train_prefs_head16.jsonl": [],
@@ -67,10 +67,10 @@ def curated(tmp_path_factory):
         head.write_text("\n".join(lines) + "\n", encoding="utf-8")
         converted = work / f"{stem}.parquet"
         assert main(["convert", "--input", str(head), *maps, "--out", str(converted)]) == 0
-        # A fifth held out (default 5%: 0-2 pairs of 40 rows, none of H4's 16) so each
+        # 30% held out (the default 5% holds out 0-1 pairs of 20 rows, none of H4's 16) so each
         # evaluation has pairs to score and to truncate.
         assert main(["curate", "--input", str(converted), "--out", str(work / f"cur-{stem}"),
-                     "--eval-fraction", "0.2", "--no-report"]) == 0
+                     "--eval-fraction", "0.3", "--no-report"]) == 0
         out[name] = (len(lines), work / f"cur-{stem}")
     return work, out
 

@@ -95,6 +95,12 @@ class AblationConfig:
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ConfigError(f"arm names repeat: {sorted(dup)}", field="arms.name")
+        for arm in self.arms:  # drop_flagged audits another arm: it must exist and not flag itself
+            for f in parse_filters(arm.filters):
+                source = getattr(f.params, "from_arm", None) if f.name == "drop_flagged" else None
+                if source is not None and (source not in names or source == arm.name):
+                    raise ConfigError(f"arm '{arm.name}': drop_flagged from_arm '{source}' is not another arm",
+                                      field=f"arms.{arm.name}.filters.drop_flagged.from_arm", hint=f"one of {names}")
         if self.baseline is not None and self.baseline not in names:
             raise ConfigError(f"baseline '{self.baseline}' is not an arm", field="baseline",
                               hint=f"one of {names}")

@@ -423,11 +423,12 @@ def _expected_steps(cfg: AblationConfig, layout: Layout) -> int | None:
     return int(cfg.budget.value) * len(cfg.arms) * len(cfg.seeds)
 
 
-def print_plan(cfg: AblationConfig, out_dir: str | Path, config_path: str | None, stream=sys.stdout,
+def print_plan(cfg: AblationConfig, out_dir: str | Path, config_path: str | None, stream=None,
                target_diff: float = 0.05) -> list[str]:
     """The power plan as '# ' comment lines (a shell skips them), then one command per line."""
     from .plan import plan_lines
 
+    stream = stream or sys.stdout  # looked up at call time, so a redirected stdout is honoured
     cfg.validate()
     layout, pool, eval_pairs = prepare(cfg, out_dir)
     kept = [len(pd.read_parquet(layout.curate(a.name) / "pairs.parquet", columns=["pair_id"]))

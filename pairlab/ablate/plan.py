@@ -189,8 +189,9 @@ def format_plan(table: dict[str, Any], *, timings: Timings, discordance_source: 
     if current is not None:
         cur = current
         found = mde(cur["pairs"] * cur["seeds"], t["discordance"], alpha=t["alpha"], power=t["power"])
-        lines.append(f"this config: {cur['pairs']:,} eval pairs × {_seeds(cur['seeds'])} detects only differences ≥ "
-                     + ("(none: too few pairs)" if found is None else f"{100 * found:.1f} points")
+        lines.append(f"this config: {cur['pairs']:,} eval pairs × {_seeds(cur['seeds'])} "
+                     + (f"cannot detect any difference with {100 * t['power']:.0f}% power at this discordance"
+                        if found is None else f"detects only differences ≥ {100 * found:.1f} points")
                      + (f" (at α = {t['alpha']}, before Holm)" if t["n_comparisons"] > 1 else ""))
     if t["observations_needed"] is None:
         lines.append(f"no design detects {100 * t['target_diff']:.1f} points at this discordance: two arms that "

@@ -371,7 +371,8 @@ def truncation_context(metrics: dict[str, Any]) -> dict[str, Any] | None:
     if not t:
         return None
     kinds = t.get("by_kind", {})
-    sentence = (f"At max_length {t['max_length']} ({t['truncation_mode']}: the {'first' if t['truncation_mode'] == 'keep_start' else 'last'} max_length tokens of "
+    kept = "first" if t["truncation_mode"] == "keep_start" else "last"
+    sentence = (f"At max_length {t['max_length']} ({t['truncation_mode']}: the {kept} max_length tokens of "
                 f"prompt + response are kept, as in training), {t['truncated']:,} of {t['pairs']:,} pairs were "
                 f"truncated ({kinds.get('completion', 0):,} lost the end of a response, "
                 f"{kinds.get('both', 0) + kinds.get('prompt', 0):,} lost part of the prompt). "

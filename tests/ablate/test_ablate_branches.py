@@ -76,7 +76,7 @@ def test_plan_prints_power_and_cost_then_commands_without_a_base_evaluation(plan
     comments = [ln for ln in lines if ln.startswith("# ")]
     commands = [ln for ln in lines if not ln.startswith("#")]
     assert comments[0].startswith("# power: detect a 10.0-point accuracy difference with 80% power")
-    assert any("this config: 6 eval pairs × 2 seeds detects" in ln for ln in comments)
+    assert any("this config: 6 eval pairs × 2 seeds" in ln for ln in comments)  # its own MDE
     assert any("assumed default" in ln for ln in comments)  # nothing evaluated yet
     assert any("documented defaults" in ln for ln in comments)  # no manifest of a run yet
     table = [ln for ln in comments if ln[2:].split() and ln[2:].split()[0] in {"1", "2", "3", "5"}]
