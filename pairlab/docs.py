@@ -192,7 +192,7 @@ def layouts_page() -> str:
 def benchmarks_page(results: Path = BENCH_RESULTS) -> str | None:
     """The benchmark figures of the last ``make bench`` run, or None when there is none."""
     if not results.exists():
-        return None
+        return _benchmarks_index()
     summary = json.loads(results.read_text(encoding="utf-8"))
     env = summary.get("environment", {})
     lines = ["# Benchmarks", "", GENERATED.replace("`python -m pairlab.docs`",
@@ -205,6 +205,22 @@ def benchmarks_page(results: Path = BENCH_RESULTS) -> str | None:
         for key, value in _flatten(result):
             lines.append(f"| `{key}` | {_cell(value)} |")
         lines.append("")
+    return "\n".join(lines)
+
+
+def _benchmarks_index() -> str:
+    """Without a local ``make bench`` run: what each benchmark measures (its docstring)."""
+    import ast
+
+    lines = ["# Benchmarks", "", GENERATED, "",
+             "No `make bench` results were found when this page was generated. `make bench` "
+             "writes `bench_results/<name>.json` and `bench_results/summary.json`; "
+             "`python -m pairlab.docs` then fills this page with their figures. Speed and "
+             "memory goals are compared against a baseline measured in the same run, as "
+             "ratios. The benchmarks:", ""]
+    for path in sorted((ROOT / "benchmarks").glob("bench_*.py")):
+        doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+        lines += [f"## `{path.stem.removeprefix('bench_')}`", "", doc.strip(), ""]
     return "\n".join(lines)
 
 

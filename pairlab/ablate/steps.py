@@ -98,7 +98,10 @@ def prefill_reference(cfg: AblationConfig, layout: Layout, eval_pairs: pd.DataFr
     started = time.time()
     out: dict[str, Any] = {"step": "prefill", "groups": []}
     for model, settings, arms in reference_groups(cfg):
-        kept = [pd.read_parquet(layout.curate(a) / "pairs.parquet") for a in arms]
+        # a drop_flagged arm is curated later (after its source arm's audit); its pairs are a
+        # subset of the source arm's, which are prefilled here
+        kept = [pd.read_parquet(layout.curate(a) / "pairs.parquet") for a in arms
+                if (layout.curate(a) / "pairs.parquet").exists()]
         pairs = pd.concat([*kept, eval_pairs], ignore_index=True).drop_duplicates("pair_id", ignore_index=True)
         ecfg = from_dict(EvalConfig, settings).validate()
         setup = resolve_setup(ecfg, model=model)
