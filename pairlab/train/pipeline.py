@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .. import artifacts
@@ -129,8 +130,9 @@ def _prefill_reference(df: pd.DataFrame, config: TrainConfig, tokenizer, ref_cac
     return ref_cache.fill(df["pair_id"].astype(str), compute)
 
 
-def truncation_before_training(df: pd.DataFrame, tokenizer, args) -> tuple[list, dict[str, Any]]:
-    """(TRL's tokenization of every pair, truncation counts at args.max_length), with a warning
+def truncation_before_training(df: pd.DataFrame, tokenizer, args) -> tuple[list, dict[str, Any], np.ndarray]:
+    """(TRL's tokenization of every pair, truncation counts at args.max_length, mask of the
+    pairs TRL keeps: a completion token left), with a warning
     when more than 5% of pairs are truncated. Shown before any model loads, so a user can stop
     and pick a max_length (`pairlab inspect --model`) instead of training on cut pairs."""
     from ..logprobs import token_lengths, tokenize_pairs, truncation_counts, truncation_table, truncation_warning
@@ -146,7 +148,7 @@ def truncation_before_training(df: pd.DataFrame, tokenizer, args) -> tuple[list,
                             f"{args.max_length} tokens or more: TRL would drop them all", field="dpo.max_length",
                             hint=f"raise dpo.max_length above the prompts' length (longest prompt "
                                  f"{int(table['prompt_tokens'].max())} tokens)")
-    return tokenized, counts
+    return tokenized, counts, table["scorable"].to_numpy(bool)
 
 
 def _prepare_out_dir(out: Path, resume: bool, overwrite: bool, inputs: list) -> tuple[str, Path | None]:
@@ -228,7 +230,7 @@ def train(pairs: pd.DataFrame | str | os.PathLike, config: TrainConfig | None = 
     args = build_dpo_config(config, out / CHECKPOINT_DIR, compute_dtype, device)
     tokenizer = load_tokenizer(config.model, **load_options(config))
     fingerprint = model_fingerprint(config.model, config.quantization, config.dtype, config.model_revision)
-    tokenized, truncation = truncation_before_training(df, tokenizer, args)
+    tokenized, truncation, trained = truncation_before_training(df, tokenizer, args)
     ref_cache = None
     prefilled = 0
     if config.ref_cache:
@@ -236,7 +238,9 @@ def train(pairs: pd.DataFrame | str | os.PathLike, config: TrainConfig | None = 
             model_fingerprint=fingerprint, compute_dtype=compute_dtype, tokenizer=tokenizer,
             max_length=args.max_length, truncation_mode=args.truncation_mode, ld_alpha=args.ld_alpha),
             root=config.ref_cache_dir)
-        prefilled = _prefill_reference(df, config, tokenizer, ref_cache, args, device, tokenized)
+        # only the pairs TRL keeps (it drops those with no completion token left)
+        prefilled = _prefill_reference(df[trained], config, tokenizer, ref_cache, args, device,
+                                       [t for t, keep in zip(tokenized, trained) if keep])
     model = load_model(config.model, quantization=config.quantization, dtype=config.dtype, device=device,
                        trainable=True, **load_options(config))
 

@@ -101,7 +101,7 @@ def test_rerun_reuses_cached_gradients_and_a_new_projection_recomputes(tiny_run)
     args = ["audit", "--run", str(tiny_run / "run"), "--eval", str(tiny_run / "eval.parquet"),
             "--out", str(tiny_run / "audit"), "batch_size=3", "harmful_score=tracin", "report=false"]
     assert main([*args, "proj_dim=1000"]) == 2  # a finished audit is replaced only with --overwrite
-    args.append("--overwrite")  # which keeps the content-keyed gradient cache
+    args.insert(1, "--overwrite")  # which keeps the content-keyed gradient cache
     assert main([*args, "proj_dim=1000"]) == 0
     again = pd.read_parquet(tiny_run / "audit" / "attribution.parquet")
     assert all(c["reused"] for c in artifacts.read_manifest(tiny_run / "audit")["checkpoints"])

@@ -32,6 +32,8 @@ def test_trl_drops_what_evaluate_excludes_and_both_count_it(tmp_path, sim_pairs,
     assert set(t["excluded_pair_ids"]) == set(pairs["pair_id"].iloc[[1, 4]])
     assert json.loads((tmp_path / "run" / "manifest.json").read_text())["truncation"] == t
     assert "training pairs" in capfd.readouterr().err  # > 5% truncated: warned
+    # the reference is computed for the pairs TRL trains on only
+    assert result.ref_cache["computed"] == 4 and result.ref_cache["cache_hits"] == 0
     trained = set(result.dynamics["pair_id"])
     assert trained == set(pairs["pair_id"]) - set(t["excluded_pair_ids"])
 
