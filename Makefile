@@ -9,7 +9,7 @@ STAMP := $(VENV)/.pairlab-installed
 # machine the registry's default build is taken instead.
 TORCH_SPEC := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo "torch" || echo "torch==2.13.0")
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo test test-fast bench docs clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -32,6 +32,13 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m pairlab.docs
+
+# The documentation site: reference pages regenerated from the code, then built strictly
+# (tests/test_docs.py runs the same build inside `make test`).
+docs: $(STAMP)
+	$(BIN)/python -m pairlab.docs
+	$(BIN)/mkdocs build --strict
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build site *.egg-info
