@@ -166,7 +166,7 @@ def _read_jsonl(path: Path, log: RejectLog) -> RecordBatch:
             try:
                 record = json.loads(text)
             except json.JSONDecodeError as err:
-                log.add(PairDataError(f"malformed JSON ({err.msg} at column {err.colno})", **where,
+                log.add(PairDataError(f"malformed JSON ({err.msg.removesuffix(' at')} at column {err.colno})", **where,
                                       hint="each line must be one complete JSON object"),
                         text.rstrip("\r\n"))
                 continue
@@ -198,7 +198,7 @@ def _read_json(path: Path, log: RejectLog) -> RecordBatch:
     except json.JSONDecodeError as err:
         if err.msg == "Extra data":  # a .json file that is really JSON lines
             return _read_jsonl(path, log)
-        raise PairDataError(f"malformed JSON ({err.msg} at column {err.colno})",
+        raise PairDataError(f"malformed JSON ({err.msg.removesuffix(' at')} at column {err.colno})",
                             file=str(path), line=err.lineno) from None
     except (ValueError, RecursionError) as err:
         raise PairDataError(f"malformed JSON ({type(err).__name__})", file=str(path)) from None

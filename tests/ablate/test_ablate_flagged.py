@@ -25,6 +25,7 @@ FLAGGED = {
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_drop_flagged_arm_trains_on_what_the_audit_leaves(tmp_path):
     from pairlab.cli import main
 

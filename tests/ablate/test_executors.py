@@ -81,6 +81,7 @@ def _figures(comparison: dict) -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_every_executor_gives_the_same_comparison(grids):
     local = _figures(grids["local"])
     assert all(grids[name]["complete"] for name in EXECUTORS)
@@ -91,6 +92,7 @@ def test_every_executor_gives_the_same_comparison(grids):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_reference_is_computed_once_by_the_prefill_under_every_executor(grids):
     for name in EXECUTORS:
         layout = Layout(grids["root"] / name)
@@ -106,6 +108,7 @@ def test_reference_is_computed_once_by_the_prefill_under_every_executor(grids):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_ray_ran_each_run_as_a_task_in_its_own_worker(grids):
     events = [e for e in grids["ray"]["events"] if "seed" in e]
     assert [(e["arm"], e["seed"]) for e in events] == [("all", 0), ("gap1", 0)]
@@ -115,6 +118,7 @@ def test_ray_ran_each_run_as_a_task_in_its_own_worker(grids):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_ray_rerun_skips_finished_runs(grids):
     from pairlab.executors import run_ablation
 
@@ -155,6 +159,7 @@ def read_wandb(path: Path) -> list:
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_tensorboard_log_reads_back_one_run_per_arm_and_seed(grids):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import plugin_data_pb2
@@ -177,6 +182,7 @@ def test_tensorboard_log_reads_back_one_run_per_arm_and_seed(grids):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_wandb_offline_runs_grouped_by_ablation_with_table_and_artifacts(grids):
     runs = sorted((grids["root"] / "local" / "tracking" / "wandb").glob("offline-run-*/run-*.wandb"))
     seen = {}

@@ -78,6 +78,7 @@ def quick_suite(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_quick_suite_writes_every_metric_and_the_goal(quick_suite):
     from pairlab.audit import ATTRIBUTION_SCORES
 
@@ -102,6 +103,7 @@ def test_quick_suite_writes_every_metric_and_the_goal(quick_suite):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_suite_counterfactual_resumes_the_quick_runs(quick_suite):
     """The counterfactual arms on top of the finished quick runs (they are reused, not redone)."""
     from pairlab.audit.suite import QUICK, SuiteConfig, run_suite
