@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..config import ConfigError
+from .config import _set_dotted
 
 log = logging.getLogger("pairlab.recipe")
 
@@ -152,18 +153,6 @@ def _get(data: dict[str, Any], dotted: str) -> Any:
     return node
 
 
-def _set(data: dict[str, Any], dotted: str, value: Any) -> None:
-    parts = dotted.split(".")
-    node = data
-    for part in parts[:-1]:
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = {}
-            node[part] = child
-        node = child
-    node[parts[-1]] = value
-
-
 def is_recipe_key(key: str, pairlab_fields: set[str], dpo_fields: set[str]) -> bool:
     return key not in pairlab_fields and (key in RECIPE_KEYS or key in dpo_fields or key in _removed())
 
@@ -215,7 +204,7 @@ def map_recipe(data: dict[str, Any], *, source: str | None = None,
             notices.append(f"recipe key {where} ignored: {prefix}{rule.target} is already set "
                            f"to {_get(out, rule.target)!r}")
             continue
-        _set(out, rule.target, value)
+        _set_dotted(out, rule.target, value)
         shown = f"{data[key]!r}" if value is data[key] else f"{data[key]!r} ({value!r})"
         notices.append(f"recipe key {where}: {shown} -> {prefix}{rule.target}")
     return out, notices
