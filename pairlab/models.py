@@ -24,6 +24,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -120,13 +121,22 @@ def _models_cache() -> Path:
     return path
 
 
+#: What :func:`_build_once` did in this process, in order: ``{"target", "built", "seconds"}``
+#: per call (``built`` False = the on-disk cache was hit). `pairlab ablate` reads it to
+#: report the conversion's share of the wall time; a test checks the cache is hit.
+CONVERSIONS: list[dict[str, Any]] = []
+
+
 def _build_once(target: Path, build) -> Path:
     """Build a model directory into a temp dir and rename it into place (atomic, race-safe)."""
     if (target / "config.json").exists():
+        CONVERSIONS.append({"target": target.name, "built": False, "seconds": 0.0})
         return target
+    started = time.time()
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         build(tmp)
+        CONVERSIONS.append({"target": target.name, "built": True, "seconds": round(time.time() - started, 3)})
         try:
             os.rename(tmp, target)
         except OSError:  # another process finished first: keep theirs

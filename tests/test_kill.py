@@ -160,7 +160,7 @@ def whole_run(work):
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_killed_train_is_refused_then_resumes_bit_for_bit(work, whole_run, tmp_path, capsys):
-    from pairlab.evaluate.runner import read_run
+    from pairlab.policy import read_run
 
     out = tmp_path / "run"
     proc = _pairlab(*_train_args(work, out), log=tmp_path / "train.log")

@@ -104,13 +104,13 @@ def _pairs(scores):
 
 def test_absurd_scores_are_flagged_and_never_give_an_infinite_gap():
     from pairlab.curate.scores import rating_scores
-    from pairlab.simulate import rating_gap
+    from pairlab.preference import rating_gap
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no numpy overflow RuntimeWarning either
         df = _pairs([(1e308, -1e308), (float("inf"), 1.0), (5.0, 1.0), (float("nan"), 1.0)])
         gaps = rating_scores(df)["rating_gap"]
-        abs_gaps = rating_gap(df).to_numpy()
+        abs_gaps = rating_gap(df, aspect_fallback=True).abs().to_numpy()
     assert df["flags"].tolist() == ["nonfinite_score", "nonfinite_score", "", "missing_score"]
     assert np.isnan(gaps[:2]).all() and gaps[2] == 4.0 and np.isnan(gaps[3])
     assert np.isfinite(abs_gaps[2]) and not np.isinf(abs_gaps).any()

@@ -368,12 +368,22 @@ def ablate(cfg: AblationConfig, out_dir: str | Path, *, report_only: bool = Fals
         transformers.utils.logging.disable_progress_bar()
         disable_progress_bar()
         quiet_console()  # library deprecation notices: off the console, into each run's log.txt
-    layout, pool, eval_pairs = prepare(cfg, out_dir, overwrite=overwrite)
+    from .. import models
+
+    phases: dict[str, float] = {}  # wall seconds of each phase, in order (comparison.json, manifest)
+    conversions_before = len(models.CONVERSIONS)
+    with _phase(phases, "pool_and_curation"):
+        layout, pool, eval_pairs = prepare(cfg, out_dir, overwrite=overwrite)
+    # a fresh cache converts the embedded model on its first load (inside prepare's tokenizer load)
+    converted = sum(c["seconds"] for c in models.CONVERSIONS[conversions_before:] if c["built"])
+    phases["model_conversion"] = round(converted, 3)
+    phases["pool_and_curation"] = round(phases["pool_and_curation"] - converted, 3)
     events: list[dict[str, Any]] = list(executed or [])
     if not report_only and executed is None:
         from .steps import prefill_reference
 
-        prefill_reference(cfg, layout, eval_pairs)  # one reference pass for every run, before any
+        with _phase(phases, "reference_pass"):
+            prefill_reference(cfg, layout, eval_pairs)  # one reference pass for every run, before any
     if not report_only:
         budget_steps = _expected_steps(cfg, layout)
         bar = OverallProgress(budget_steps, enabled=progress)
@@ -381,20 +391,25 @@ def ablate(cfg: AblationConfig, out_dir: str | Path, *, report_only: bool = Fals
             if cfg.evaluate_base:
                 model = train_config(cfg, cfg.arms[0], cfg.seeds[0]).model
                 bar.describe("base model: evaluate")
-                state = evaluate_dir(cfg, eval_pairs, layout.base_eval, eval_spec=str(layout.eval), model=model,
+                with _phase(phases, "evaluate/base"):
+                    state = evaluate_dir(cfg, eval_pairs, layout.base_eval, eval_spec=str(layout.eval), model=model,
                                      log_path=layout.base_eval.parent / "log.txt")
                 events.append({"arm": "base", "evaluate": state})
             for arm in cfg.arms if executed is None else []:  # else an executor ran them
                 for seed in cfg.seeds:
                     bar.start_run(f"{arm.name}/seed{seed}", layout.run(arm.name, seed))
-                    trained = train_arm(cfg, arm, seed, layout, progress=bar.callback())
+                    with _phase(phases, f"train/{arm.name}/seed{seed}"):
+                        trained = train_arm(cfg, arm, seed, layout, progress=bar.callback())
                     bar.finish_run(int(cfg.budget.value) if cfg.budget.unit == "steps" else None)
                     bar.describe(f"{arm.name}/seed{seed}: evaluate")
-                    state = evaluate_dir(cfg, eval_pairs, layout.arm_eval(arm.name, seed),
-                                         eval_spec=str(layout.eval), run=layout.run(arm.name, seed), log_path=layout.log(arm.name, seed))
+                    with _phase(phases, f"evaluate/{arm.name}/seed{seed}"):
+                        state = evaluate_dir(cfg, eval_pairs, layout.arm_eval(arm.name, seed),
+                                             eval_spec=str(layout.eval), run=layout.run(arm.name, seed),
+                                             log_path=layout.log(arm.name, seed))
                     events.append({"arm": arm.name, "seed": seed, "train": trained, "evaluate": state})
         finally:
             bar.close()
+    reports_started = time.time()
     comparison = compare_arms(cfg, layout, pool)
     comparison["events"] = events
     from .steps import prefill_record
@@ -408,12 +423,41 @@ def ablate(cfg: AblationConfig, out_dir: str | Path, *, report_only: bool = Fals
         from ..tracking import log_ablation
 
         log_ablation(cfg, layout, comparison)
+    phases["reports"] = round(time.time() - reports_started, 3)
+    timings = phase_timings(phases, time.time() - started)
+    comparison["phase_timings"] = timings
+    artifacts.write_json(layout.root / AblationDir.COMPARISON, comparison)  # again, with the timings
     AblationDir.finish(layout.root, config=asdict(cfg), seed=cfg.seeds[0], started=started,  # last
                        inputs={"pool": {"rows": len(pool), "sha256": artifacts.file_sha256(layout.pool)},
                                "eval": {"rows": len(eval_pairs), "sha256": artifacts.file_sha256(layout.eval)}},
-                       report=report.name if report else None)
+                       report=report.name if report else None, phase_timings=timings)
     comparison["report"] = None if report is None else str(report)
     return comparison
+
+
+@contextlib.contextmanager
+def _phase(phases: dict[str, float], name: str) -> Iterator[None]:
+    """Add the wall seconds of the block to ``phases[name]``."""
+    t0 = time.time()
+    try:
+        yield
+    finally:
+        phases[name] = round(phases.get(name, 0.0) + time.time() - t0, 3)
+
+
+def phase_timings(phases: dict[str, float], wall_s: float) -> dict[str, Any]:
+    """Each phase's wall seconds and share of the ablation's wall time (``make bench`` reads it).
+
+    Phases: ``model_conversion`` (the embedded model's one-time GGUF conversion, 0 when
+    cached), ``pool_and_curation``, ``reference_pass`` (the shared prefill),
+    ``evaluate/base``, ``train/<arm>/seed<S>`` and ``evaluate/<arm>/seed<S>`` per run, and
+    ``reports`` (comparison, report, table). A skipped (finished) step counts its check only.
+    """
+    wall = max(float(wall_s), 1e-9)
+    other = max(wall - sum(phases.values()), 0.0)
+    return {"wall_s": round(wall, 3),
+            "seconds": {**phases, "other": round(other, 3)},
+            "share": {k: round(v / wall, 4) for k, v in {**phases, "other": other}.items()}}
 
 
 def _expected_steps(cfg: AblationConfig, layout: Layout) -> int | None:

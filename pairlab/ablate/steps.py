@@ -92,8 +92,8 @@ def prefill_reference(cfg: AblationConfig, layout: Layout, eval_pairs: pd.DataFr
     so a second prefill running at once computes nothing.
     """
     from ..evaluate.config import EvalConfig
-    from ..evaluate.runner import load_policy, reference_cache, reference_logps, resolve_setup
     from ..models import load_tokenizer
+    from ..policy import load_policy, reference_cache, reference_logps, resolve_setup
 
     started = time.time()
     out: dict[str, Any] = {"step": "prefill", "groups": []}

@@ -7,7 +7,7 @@
 * :func:`run_suite` - every noise type x seeds, the goal per noise type, pooled counterfactual arms.
 * :data:`ATTRIBUTION_SCORES` - the registry of every score (name -> help, kind).
 * :func:`cartography`, :func:`baseline_scores`, :func:`tracin`, :func:`datainf`,
-  :func:`fisher_influence` - the pure parts.
+  :func:`fisher_influence`, :func:`ekfac_influence` - the pure parts.
 
 Heavy imports happen when a function runs.
 """
@@ -16,12 +16,12 @@ from __future__ import annotations
 from .attribution import GRADIENT_SCORES, INFLUENCE_SCORES, checkpoint_terms, tracin, tracin_terms
 from .baselines import BASELINES, baseline_scores, rank_average
 from .cartography import cartography
-from .influence import datainf, fisher_influence
+from .influence import datainf, ekfac_influence, fisher_influence
 from .registry import ATTRIBUTION_SCORES, AttributionScore
 
 __all__ = ["ATTRIBUTION_SCORES", "AttributionScore", "AuditConfig", "BASELINES", "GRADIENT_SCORES",
            "INFLUENCE_SCORES", "ValidateConfig", "audit", "baseline_scores", "cartography", "checkpoint_terms",
-           "datainf", "fisher_influence", "rank_average", "run_validation", "run_suite", "tracin",
+           "datainf", "ekfac_influence", "fisher_influence", "rank_average", "run_validation", "run_suite", "tracin",
            "tracin_terms"]
 
 

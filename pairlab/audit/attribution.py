@@ -99,9 +99,13 @@ GRADIENT_SCORES: dict[str, str] = {
     "influence_fisher": "influence on the clean validation set's DPO loss with the damped empirical Fisher "
                         "(Gauss-Newton) of the projected gradients inverted exactly (Woodbury), summed over "
                         "checkpoints with lr weights",
+    "ekfac": "EK-FAC influence on the clean validation set's DPO loss: <H^-1 g_val, g_i> with H the "
+             "eigenvalue-corrected Kronecker-factored curvature of each LoRA factor in the projected space "
+             "(Grosse et al. 2023, LoGra), damping 0.1 x mean eigenvalue as in kronfluence, summed over "
+             "checkpoints with lr weights",
 }
 #: The curvature-aware members of :data:`GRADIENT_SCORES` (the rest are TracIn's family).
-INFLUENCE_SCORES = ("datainf", "influence_fisher")
+INFLUENCE_SCORES = ("datainf", "influence_fisher", "ekfac")
 
 
 def tracin_terms(train_grads: np.ndarray, eval_grads: np.ndarray) -> np.ndarray:
@@ -110,12 +114,14 @@ def tracin_terms(train_grads: np.ndarray, eval_grads: np.ndarray) -> np.ndarray:
     return np.asarray(train_grads, dtype=np.float64) @ g_eval
 
 
-def checkpoint_terms(train_grads: np.ndarray, eval_grads: np.ndarray,
-                     blocks: list[int] | None = None) -> dict[str, np.ndarray]:
+def checkpoint_terms(train_grads: np.ndarray, eval_grads: np.ndarray, blocks: list[int] | None = None,
+                     shapes: list[tuple[int, int]] | None = None,
+                     factors: list[tuple[np.ndarray, np.ndarray]] | None = None) -> dict[str, np.ndarray]:
     """Every :data:`GRADIENT_SCORES` term of one checkpoint (before the learning-rate weights).
 
     ``blocks``: the column count of each LoRA factor in the gradients (DataInf inverts per
-    factor; ``None``: one block).
+    factor; ``None``: one block). ``shapes`` / ``factors``: each factor's projected
+    (k_out, k_in) and K-FAC factors (A, S) from the training pass, for EK-FAC (NaN without them).
 
     ``tracin_cosine`` = mean_j cos(g_i, e_j) = <g_i / |g_i|, mean_j e_j / |e_j|> (zero gradients,
     e.g. a pair whose two completions are identical after truncation, have no direction: 0).
@@ -129,10 +135,11 @@ def checkpoint_terms(train_grads: np.ndarray, eval_grads: np.ndarray,
     mean_dir = e_dirs.sum(axis=0) / max(len(e), 1)
     with np.errstate(invalid="ignore", divide="ignore"):
         cosine = np.where(norms > 0, (g @ mean_dir) / norms, 0.0)
-    from .influence import datainf, fisher_influence
+    from .influence import datainf, ekfac_influence, fisher_influence
 
+    ekfac = ekfac_influence(g, e, shapes, factors) if factors is not None else np.full(len(g), np.nan)
     return {"tracin": dots, "tracin_cosine": cosine, "self_influence": -(norms ** 2),
-            "datainf": datainf(g, e, blocks), "influence_fisher": fisher_influence(g, e)}
+            "datainf": datainf(g, e, blocks), "influence_fisher": fisher_influence(g, e), "ekfac": ekfac}
 
 
 def tracin(terms: list[np.ndarray], weights: list[float]) -> np.ndarray:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..simulate.noise import rating_gap
+from ..preference import rating_gap, reward_margin, sigmoid_loss
 
 #: score -> one-line meaning (report and README reuse these).
 BASELINES: dict[str, str] = {
@@ -44,15 +44,10 @@ BASELINES: dict[str, str] = {
 NEEDS_VALIDATION_RUN = ("lossdiff", "lossdiff_irm")
 
 
-def _logsigmoid(x: np.ndarray) -> np.ndarray:
-    return -np.logaddexp(0.0, -x)
-
-
 def dpo_loss(policy: pd.DataFrame, reference: pd.DataFrame, beta: float) -> np.ndarray:
     """Per-pair sigmoid DPO loss -log sigmoid(beta * ((pc - rc) - (pr - rr)))."""
-    margin = beta * ((policy["chosen_logps"].to_numpy(float) - reference["chosen_logps"].to_numpy(float))
-                     - (policy["rejected_logps"].to_numpy(float) - reference["rejected_logps"].to_numpy(float)))
-    return -_logsigmoid(margin)
+    return sigmoid_loss(reward_margin(policy["chosen_logps"], policy["rejected_logps"],
+                                      reference["chosen_logps"], reference["rejected_logps"], beta))
 
 
 def baseline_scores(pairs: pd.DataFrame, policy: pd.DataFrame, reference: pd.DataFrame,
@@ -70,7 +65,7 @@ def baseline_scores(pairs: pd.DataFrame, policy: pd.DataFrame, reference: pd.Dat
     policy_margin = pc - pr
     base_margin = rc - rr
     conf = carto.set_index("pair_id")["confidence"] if len(carto) else pd.Series(dtype=float)
-    implicit = beta * ((pc - rc) - (pr - rr))
+    implicit = reward_margin(pc, pr, rc, rr, beta)
     if validation_policy is not None:
         lossdiff = dpo_loss(policy, reference, beta) - dpo_loss(validation_policy, reference, beta)
         ranks = pd.DataFrame({"a": lossdiff, "b": implicit}).rank(pct=True).mean(axis=1).to_numpy()
@@ -78,11 +73,12 @@ def baseline_scores(pairs: pd.DataFrame, policy: pd.DataFrame, reference: pd.Dat
         lossdiff = ranks = np.full(len(pairs), np.nan)
     return pd.DataFrame({
         "pair_id": pairs["pair_id"].astype(str).to_numpy(),
-        "rating_gap": rating_gap(pairs).to_numpy(float),
+        # absolute: see the module docstring (a signed gap would leak the injected flips)
+        "rating_gap": rating_gap(pairs, aspect_fallback=True).abs().to_numpy(float),
         "implicit_margin": implicit,
         "policy_margin": policy_margin,
         "base_margin": base_margin,
-        "loss_difference": -_logsigmoid(beta * base_margin) + _logsigmoid(beta * policy_margin),
+        "loss_difference": sigmoid_loss(beta * base_margin) - sigmoid_loss(beta * policy_margin),
         "confidence": pairs["pair_id"].astype(str).map(conf).to_numpy(float),
         "lossdiff": lossdiff,
         "lossdiff_irm": ranks,

@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..preference import dpo_losses
+
 #: Loss types whose per-pair loss this module can differentiate (TRL 1.16 formulas).
 SUPPORTED_LOSSES = ("sigmoid", "hinge", "ipo", "robust")
 
@@ -43,23 +45,13 @@ def dpo_pair_loss(chosen_logps: torch.Tensor, rejected_logps: torch.Tensor,
                   loss_type: str = "sigmoid", label_smoothing: float = 0.0,
                   chosen_tokens: torch.Tensor | None = None,
                   rejected_tokens: torch.Tensor | None = None) -> torch.Tensor:
-    """Each pair's DPO loss (a vector), as TRL 1.16 computes it before the batch mean."""
-    chosen_ratio = chosen_logps - ref_chosen
-    rejected_ratio = rejected_logps - ref_rejected
-    delta = beta * (chosen_ratio - rejected_ratio)
-    if loss_type == "sigmoid":
-        return -torch.nn.functional.logsigmoid(delta)
-    if loss_type == "hinge":
-        return torch.relu(1 - delta)
-    if loss_type == "robust":
-        eps = label_smoothing
-        return (-(1 - eps) * torch.nn.functional.logsigmoid(delta)
-                + eps * torch.nn.functional.logsigmoid(-delta)) / (1 - 2 * eps)
-    if loss_type == "ipo":
-        ct = chosen_tokens.clamp(min=1) if chosen_tokens is not None else 1
-        rt = rejected_tokens.clamp(min=1) if rejected_tokens is not None else 1
-        return (chosen_ratio / ct - rejected_ratio / rt - 1 / (2 * beta)) ** 2
-    raise ValueError(f"audit supports loss_type in {SUPPORTED_LOSSES}, not {loss_type!r}")
+    """Each pair's DPO loss (a vector), as TRL 1.16 computes it before the batch mean
+    (:func:`pairlab.preference.dpo_losses` of the log-ratios; differentiable)."""
+    if loss_type not in SUPPORTED_LOSSES:
+        raise ValueError(f"audit supports loss_type in {SUPPORTED_LOSSES}, not {loss_type!r}")
+    return dpo_losses(chosen_logps - ref_chosen, rejected_logps - ref_rejected, loss_type=loss_type,
+                      beta=beta, label_smoothing=label_smoothing, chosen_tokens=chosen_tokens,
+                      rejected_tokens=rejected_tokens)
 
 
 # ---------------------------------------------------------------- LoRA layers and projections
@@ -130,14 +122,24 @@ class ProjectedGradientCapture:
 
     Use as a context manager around the forward and backward of a batch of ``rows``
     sequences; ``row_gradients()`` then returns a (rows, d) tensor.
+
+    With ``covariances=True`` it also sums, per layer, the token-level second moments of the
+    projected inputs (``A``, k_i x k_i; tokens where :attr:`token_mask` is 0, i.e. padding, are
+    left out) and of the projected output gradients (``S``, k_o x k_o): K-FAC's Kronecker
+    factors in the projected space, for EK-FAC (:func:`pairlab.audit.influence.ekfac_influence`).
     """
 
-    def __init__(self, projections: list[LayerProjection]):
+    def __init__(self, projections: list[LayerProjection], covariances: bool = False):
         self.projections = projections
         self.dim = sum(p.k_out * p.k_in for p in projections)
         self._handles: list[Any] = []
         self._inputs: dict[int, torch.Tensor] = {}
         self._grads: dict[int, torch.Tensor] = {}
+        self.covariances = covariances
+        self.token_mask: torch.Tensor | None = None   # (rows, T) of the next forward; None: every token
+        self.act_cov: dict[int, torch.Tensor] = {}
+        self.grad_cov: dict[int, torch.Tensor] = {}
+        self.tokens = 0
 
     def __enter__(self):
         for i, proj in enumerate(self.projections):
@@ -155,10 +157,18 @@ class ProjectedGradientCapture:
             if not torch.is_grad_enabled() or not output.requires_grad:
                 return
             # Project the input now (rows, T, k_i): the full activations are not kept.
-            self._inputs[i] = _project(args[0].detach(), proj.p_in)
+            self._inputs[i] = x = _project(args[0].detach(), proj.p_in)
+            if self.covariances:
+                flat = x.reshape(-1, x.shape[-1]).double()
+                if self.token_mask is not None:
+                    flat = flat[self.token_mask.reshape(-1).to(flat.device) > 0]
+                self.act_cov[i] = self.act_cov.get(i, 0) + flat.T @ flat
 
             def grad_hook(grad):
                 g = _project(grad.detach(), proj.p_out)                      # (rows, T, k_o)
+                if self.covariances:  # padding has zero output gradient: no mask needed
+                    flat = g.reshape(-1, g.shape[-1]).double()
+                    self.grad_cov[i] = self.grad_cov.get(i, 0) + flat.T @ flat
                 per_row = torch.einsum("nto,nti->noi", g, self._inputs.pop(i))
                 self._grads[i] = self._grads.get(i, 0) + per_row.reshape(per_row.shape[0], -1)
             output.register_hook(grad_hook)
@@ -173,6 +183,12 @@ class ProjectedGradientCapture:
         self._grads = {}
         self._inputs = {}
         return out
+
+    def factors(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per layer (A, S), each divided by the number of (unmasked) tokens seen (float64)."""
+        n = max(self.tokens, 1)
+        return [((self.act_cov[i] / n).numpy(), (self.grad_cov[i] / n).numpy())
+                for i in range(len(self.projections))]
 
 
 # ---------------------------------------------------------------- the batched pass
@@ -207,8 +223,8 @@ class LossSettings:
 
 
 def pair_gradients(model, tokenizer, pairs, ref: np.ndarray, projections: list[LayerProjection],
-                   loss: LossSettings, *, batch_size: int = 8,
-                   progress: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   loss: LossSettings, *, batch_size: int = 8, progress: str | None = None,
+                   factors: list | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Projected per-pair DPO-loss gradients w.r.t. the active LoRA adapter.
 
     Parameters
@@ -217,6 +233,8 @@ def pair_gradients(model, tokenizer, pairs, ref: np.ndarray, projections: list[L
     pairs : a pairs table; ``ref`` its reference log-probs, shape (n, 2): chosen, rejected.
     projections : from :func:`build_projections` on this model.
     progress : a label for a progress bar on stderr (None: silent).
+    factors : a list to receive each LoRA factor's projected K-FAC factors (A, S) over these
+        pairs (see :class:`ProjectedGradientCapture`); None: not computed.
 
     Returns
     -------
@@ -230,7 +248,7 @@ def pair_gradients(model, tokenizer, pairs, ref: np.ndarray, projections: list[L
     collate = preference_collator(tokenizer, loss.max_length, loss.truncation_mode)
     ensure_fused_lm_head(model)
     order = length_order(tokenized)
-    capture = ProjectedGradientCapture(projections)
+    capture = ProjectedGradientCapture(projections, covariances=factors is not None)
     grads = np.zeros((len(tokenized), capture.dim), dtype=np.float32)
     losses = np.full(len(tokenized), np.nan)
     logps = np.full((len(tokenized), 2), np.nan)
@@ -247,6 +265,8 @@ def pair_gradients(model, tokenizer, pairs, ref: np.ndarray, projections: list[L
             for start in starts:
                 idx = order[start:start + batch_size]
                 batch = collate([tokenized[i] for i in idx])
+                capture.token_mask = batch["attention_mask"]
+                capture.tokens += int(batch["attention_mask"].sum())
                 chosen, rejected, ct, rt = policy_logps_with_grad(model, batch)
                 r = ref[idx].to(chosen.device)
                 per_pair = dpo_pair_loss(chosen, rejected, r[:, 0], r[:, 1], beta=loss.beta,
@@ -261,6 +281,8 @@ def pair_gradients(model, tokenizer, pairs, ref: np.ndarray, projections: list[L
                 model.zero_grad(set_to_none=True)
     finally:
         model.train(was_training)
+    if factors is not None:
+        factors.extend(capture.factors())
     return grads, losses, logps
 
 

@@ -78,3 +78,34 @@ def datainf(train_grads: np.ndarray, val_grads: np.ndarray, blocks: list[int] | 
         hv = (v - coef @ gb / n) / lam
         out += gb @ hv
     return out
+
+
+def ekfac_influence(train_grads: np.ndarray, val_grads: np.ndarray, shapes: list[tuple[int, int]],
+                    factors: list[tuple[np.ndarray, np.ndarray]], *, damping: float = DAMPING) -> np.ndarray:
+    """EK-FAC influence per training pair (float64): per LoRA factor, <H^-1 v, g_i> with H the
+    eigenvalue-corrected Kronecker-factored curvature (George et al. 2018; Grosse et al. 2023).
+
+    ``shapes``: (k_out, k_in) of each block (the projected gradient of a block is the row-major
+    k_out x k_in matrix ``G``); ``factors``: per block (A, S), the token-level second moments of
+    the (projected) layer inputs (k_in x k_in) and output gradients (k_out x k_out). K-FAC takes
+    H ≈ S ⊗ A; EK-FAC keeps its eigenbases Q_S, Q_A and refits the eigenvalues to the training
+    gradients themselves, Λ = mean_i (Q_Sᵀ G_i Q_A)² (elementwise), so the scale of A and S does
+    not matter. H^-1 v = Q_S [(Q_Sᵀ V Q_A) / (Λ + λ)] Q_Aᵀ with λ = ``damping`` x mean(Λ), the
+    heuristic of ``kronfluence`` (``damping_factor=None``), which ``tests/audit/test_influence.py``
+    checks this against on tiny-random-llama.
+    """
+    g = np.asarray(train_grads, dtype=np.float64)
+    v_all = np.asarray(val_grads, dtype=np.float64).mean(axis=0)
+    n = len(g)
+    out = np.zeros(n)
+    sizes = [k_o * k_i for k_o, k_i in shapes]
+    for sl, (k_o, k_i), (act, grad) in zip(_blocks(g.shape[1], sizes), shapes, factors):
+        _, q_a = np.linalg.eigh(np.asarray(act, dtype=np.float64))
+        _, q_s = np.linalg.eigh(np.asarray(grad, dtype=np.float64))
+        gb = g[:, sl].reshape(n, k_o, k_i)
+        rotated = np.einsum("ao,nab,bi->noi", q_s, gb, q_a)          # Q_Sᵀ G_i Q_A
+        lam = np.mean(rotated ** 2, axis=0)
+        lam = lam + damping * float(lam.mean()) if lam.mean() > 0 else lam + 1e-12
+        v = q_s.T @ v_all[sl].reshape(k_o, k_i) @ q_a / lam
+        out += np.einsum("noi,oi->n", rotated, v)                    # <rotated G_i, rotated H^-1 v>
+    return out

@@ -166,8 +166,7 @@ def audit(run_dir: str | os.PathLike, eval_pairs: pd.DataFrame, out_dir: str | o
     """
     started = time.time()
     config = (config or AuditConfig()).validate()
-    from ..evaluate.config import EvalConfig
-    from ..evaluate.runner import read_run, reference_cache, reference_logps, resolve_setup
+    from ..policy import SetupOverrides, read_run, reference_cache, reference_logps, resolve_setup
 
     run = Path(run_dir)
     AuditDir.prepare(out_dir, inputs=[run, eval_spec], overwrite=overwrite)  # refuse before any work
@@ -185,7 +184,7 @@ def audit(run_dir: str | os.PathLike, eval_pairs: pd.DataFrame, out_dir: str | o
         raise PairDataError("the validation run has no adapter", file=str(config.validation_run),
                             field="validation_run", hint="train it with `pairlab train` on the --eval pairs")
     dpo = {**manifest["config"].get("dpo", {}), **manifest["config"].get("dpo_effective", {})}
-    setup = resolve_setup(EvalConfig(device=config.device), run=run)
+    setup = resolve_setup(SetupOverrides(device=config.device), run=run)
     from .gradients import SUPPORTED_LOSSES, LossSettings
 
     loss_type = dpo.get("loss_type", "sigmoid")
@@ -223,37 +222,44 @@ def audit(run_dir: str | os.PathLike, eval_pairs: pd.DataFrame, out_dir: str | o
     ref_eval_arr = ref_eval[["chosen_logps", "rejected_logps"]].to_numpy(np.float32)
     terms: dict[str, list[np.ndarray]] = {name: [] for name in GRADIENT_SCORES}
     blocks = [p.k_out * p.k_in for p in projections]  # one block per LoRA factor (DataInf)
+    shapes = [(p.k_out, p.k_in) for p in projections]
     records = []
     grad_s = 0.0
     policy_train = None  # the final policy's log-probs, from the last checkpoint's forward
     final_step = int(manifest.get("global_step") or 0)
     out = Path(out_dir)
     pairs_key = {"train": _pairs_sha256(train_pairs), "eval": _pairs_sha256(eval_pairs),
-                 "proj_dim": config.proj_dim, "seed": config.seed, "loss": vars(loss)}
+                 "proj_dim": config.proj_dim, "seed": config.seed, "loss": vars(loss),
+                 "kfac_factors": 1}  # caches written before EK-FAC lack the factors: recompute
     for ckpt in checkpoints:
         t0 = time.time()
         key = {**pairs_key, "adapter": artifacts.file_sha256(ckpt.path / "adapter_model.safetensors")}
         cached = _read_gradients(out / GRADIENTS / f"step-{ckpt.step}.npz", key)
         if cached is None:
             load_adapter_weights(model, ckpt.path)
+            factors: list = []  # EK-FAC's Kronecker factors of the training loss, from the same pass
             g_train, l_train, logps = pair_gradients(model, tokenizer, train_pairs, ref_train_arr, projections,
                                                      loss, batch_size=config.batch_size,
-                                                     progress=f"gradients step {ckpt.step}: train")
+                                                     progress=f"gradients step {ckpt.step}: train",
+                                                     factors=factors)
             t_train = time.time() - t0
             g_eval, l_eval, _ = pair_gradients(model, tokenizer, eval_pairs, ref_eval_arr, projections, loss,
                                                batch_size=config.batch_size,
                                                progress=f"gradients step {ckpt.step}: held-out")
             elapsed = time.time() - t0
             _write_gradients(out / GRADIENTS / f"step-{ckpt.step}.npz", key, g_train=g_train, g_eval=g_eval,
-                             l_train=l_train, l_eval=l_eval, logps=logps, seconds=[elapsed, t_train])
+                             l_train=l_train, l_eval=l_eval, logps=logps, seconds=[elapsed, t_train],
+                             kfac_a=np.concatenate([a.ravel() for a, _ in factors]),
+                             kfac_s=np.concatenate([s.ravel() for _, s in factors]))
         else:
             g_train, g_eval, l_train, l_eval, logps = (cached[k] for k in ("g_train", "g_eval", "l_train",
                                                                           "l_eval", "logps"))
+            factors = _split_factors(cached["kfac_a"], cached["kfac_s"], shapes)
             elapsed, t_train = (float(v) for v in cached["seconds"])  # timings of the run that computed them
         if ckpt.step == final_step:
             policy_train = pd.DataFrame({"chosen_logps": logps[:, 0], "rejected_logps": logps[:, 1]})
         grad_s += elapsed
-        for name, term in checkpoint_terms(g_train, g_eval, blocks).items():
+        for name, term in checkpoint_terms(g_train, g_eval, blocks, shapes, factors).items():
             terms[name].append(term)
         records.append({"step": ckpt.step, "path": str(ckpt.path), "lr_weight": ckpt.lr_weight,
                         "train_loss": float(np.nanmean(l_train)), "eval_loss": float(np.nanmean(l_eval)),
@@ -327,6 +333,14 @@ def _read_gradients(path: Path, key: dict[str, Any]) -> dict[str, np.ndarray] | 
         return {k: data[k] for k in data.files}
 
 
+def _split_factors(flat_a: np.ndarray, flat_s: np.ndarray, shapes: list[tuple[int, int]]) -> list:
+    """The per-layer (A, S) K-FAC factors back from their flat concatenations in the cache."""
+    ends_a = np.cumsum([k_i * k_i for _, k_i in shapes])[:-1]
+    ends_s = np.cumsum([k_o * k_o for k_o, _ in shapes])[:-1]
+    return [(a.reshape(k_i, k_i), s.reshape(k_o, k_o))
+            for a, s, (k_o, k_i) in zip(np.split(flat_a, ends_a), np.split(flat_s, ends_s), shapes)]
+
+
 def _write_gradients(path: Path, key: dict[str, Any], **arrays: Any) -> None:
     import io
 
@@ -337,6 +351,6 @@ def _write_gradients(path: Path, key: dict[str, Any], **arrays: Any) -> None:
 
 def write_report(out: Path) -> Path | None:
     """Render OUT/audit.html from the files above (and validation.json when present)."""
-    from ..reports.audit_report import render_audit
+    from ..rendering import render
 
-    return render_audit(out)
+    return render("audit", out)

@@ -84,9 +84,11 @@ class SuiteConfig:
 
 #: ``--quick``: tiny-random-llama, three noise types, one seed, two steps, no counterfactual: the
 #: CI check that every phase runs and validation.json has every field (the counterfactual
-#: machinery has its own test, resuming the quick suite's directory).
+#: machinery has its own test, resuming the quick suite's directory). Sized for CI: on the tiny
+#: model the LM head over its 49k-token vocabulary is nearly all the cost, so tokens (pairs x
+#: max_length) set the time; 16 pairs of <= 64 tokens keep 3 - 4 mislabeled pairs per run.
 QUICK: dict[str, Any] = {"model": "tiny-random-llama", "noise_types": ["uniform", "length", "marker"], "seeds": [0],
-                         "n": 24, "n_val": 8, "n_eval": 16, "max_length": 96, "max_steps": 2, "save_steps": 2,
+                         "n": 16, "n_val": 4, "n_eval": 4, "max_length": 64, "max_steps": 2, "save_steps": 2,
                          "proj_dim": 8, "counterfactual": False}
 
 
@@ -138,6 +140,34 @@ def noise_goal(noise: str, runs: dict[int, dict[str, Any]], default: str, margin
     return {"score": default, "margin": margin, "per_seed": per_seed, "met": status.startswith(("met", "tie")),
             "status": status, "met_by": met_by,
             "mean_lead": float(np.mean(leads)) if complete else None, "seeds": len(runs)}
+
+
+def choose_default(detections: dict[str, dict[int, dict[str, Any]]], margin: float) -> dict[str, Any]:
+    """The audit score to make the default ``harmful_score``, chosen across every seed, never one.
+
+    Per non-free score: its AUROC lead over the best free baseline of the same run, on every run
+    of a systematic noise type (all types when none ran). The choice is the score with the
+    largest *minimum* lead over those runs (the goal needs the lead on every seed); ties go to
+    the larger mean lead. ``wins`` counts the runs where the lead reaches ``margin``.
+    """
+    runs = [(n, s, d) for n, by_seed in detections.items() for s, d in by_seed.items() if n in SYSTEMATIC]
+    runs = runs or [(n, s, d) for n, by_seed in detections.items() for s, d in by_seed.items()]
+    table: dict[str, dict[str, Any]] = {}
+    for score, spec in ATTRIBUTION_SCORES.items():
+        if spec.free:
+            continue
+        leads = []
+        for _, _, detection in runs:
+            _, bar = best_free(detection)
+            a = detection.get(score, {}).get("auroc")
+            leads.append(None if a is None or bar is None else a - bar)
+        if leads and all(v is not None for v in leads):
+            table[score] = {"min_lead": float(min(leads)), "mean_lead": float(np.mean(leads)),
+                            "wins": int(sum(v >= margin for v in leads)), "runs": len(leads)}
+    best = max(table, key=lambda k: (table[k]["min_lead"], table[k]["mean_lead"])) if table else None
+    return {"score": best, "rule": "largest minimum AUROC lead over the best free baseline across every run "
+                                   "(noise type x seed) of the systematic noise types; ties: mean lead",
+            "runs": [f"{n}-seed{s}" for n, s, _ in runs], "table": table}
 
 
 def summarize_detection(runs: dict[int, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -232,6 +262,7 @@ def run_suite(cfg: SuiteConfig | None, out_dir: str | Path) -> dict[str, Any]:
     goals = {noise: noise_goal(noise, runs, default, cfg.margin) for noise, runs in detections.items()}
     result["goal"] = {"auroc": goals, "met_by": {n: g["met_by"] for n, g in goals.items()},
                       "met": {n: g["status"] for n, g in goals.items()}}
+    result["default_choice"] = choose_default(detections, cfg.margin)
     save()
 
     if cfg.counterfactual:
@@ -310,3 +341,48 @@ def _counterfactual(cfg: SuiteConfig, out: Path, detections, goals, default: str
     base_effect["measurable"] = bool(base_effect["accuracy"]["ci95"][1] < 0)
     return {"noise": noise, "default_score": default, "best_free_baseline": baseline, "removed": removed,
             **pooled, "base_effect": base_effect, "goal": goal}
+
+
+def results_markdown(result: dict[str, Any], scores: list[str] | None = None) -> str:
+    """``suite.json`` as Markdown: per noise type, one row per seed with every score's AUROC, the
+    best free baseline, the default score's lead and whether the goal held; then the default choice.
+    What the docs' results page publishes (``python -m pairlab.audit.suite OUT`` prints it)."""
+    runs = {}
+    for name, run_dir in result.get("runs", {}).items():
+        noise, seed = name.rsplit("-seed", 1)
+        runs.setdefault(noise, []).append(int(seed))
+    names = scores or [s for s in ATTRIBUTION_SCORES if s != "rank_average"]
+    default = result.get("default_score")
+    lines = []
+    for noise, table in result.get("detection", {}).items():
+        goal = result.get("goal", {}).get("auroc", {}).get(noise, {})
+        lines += [f"**{noise}** — goal ({default} ≥ best free + {goal.get('margin')} on every seed): "
+                  f"**{goal.get('status')}**; met by: {', '.join(goal.get('met_by') or []) or 'none'}", "",
+                  "| seed | mislabeled / n | " + " | ".join(f"`{s}`" for s in names) + " | best free | lead |",
+                  "|---" * (len(names) + 4) + "|"]
+        seeds = sorted(runs.get(noise, []))
+        for i, seed in enumerate(seeds):
+            data = result["runs"][f"{noise}-seed{seed}"]["data"]
+            cells = []
+            for s in names:
+                values = table.get(s, {}).get("auroc_per_seed") or []
+                v = values[i] if i < len(values) else None
+                cells.append("—" if v is None else f"{v:.3f}")
+            per = goal.get("per_seed", {}).get(seed) or goal.get("per_seed", {}).get(str(seed)) or {}
+            lead = per.get("lead")
+            lines.append(f"| {seed} | {data['n_mislabeled']} / {data['n_train']} | " + " | ".join(cells)
+                         + f" | {per.get('best_free')} | {'—' if lead is None else f'{lead:+.3f}'} |")
+        lines.append("")
+    choice = result.get("default_choice") or {}
+    if choice.get("table"):
+        lines += [f"Default `harmful_score` by the suite's rule ({choice['rule']}): **{choice['score']}**", "",
+                  "| score | min lead | mean lead | runs with lead ≥ margin |", "|---|---|---|---|"]
+        for s, row in sorted(choice["table"].items(), key=lambda kv: -kv[1]["min_lead"]):
+            lines.append(f"| `{s}` | {row['min_lead']:+.3f} | {row['mean_lead']:+.3f} | {row['wins']} / {row['runs']} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import sys
+
+    print(results_markdown(artifacts.read_json(Path(sys.argv[1]) / SUITE)))

@@ -27,7 +27,8 @@ import pandas as pd
 from .. import artifacts
 from ..config import ConfigError, check_ranges, to_dict
 from ..dirs import MANIFEST, CurateDir, EvalDir, ValidationDir
-from .baselines import BASELINES, _logsigmoid
+from ..preference import sigmoid_loss
+from .baselines import BASELINES
 from .pipeline import SCORES, AuditConfig, audit
 
 VALIDATION = ValidationDir.VALIDATION
@@ -145,7 +146,7 @@ def removal_sets(scores: pd.DataFrame, k: int, rankings: dict[str, str], seed: i
 
 def heldout_loss(margin: np.ndarray) -> np.ndarray:
     """Per-pair held-out DPO loss -log sigmoid(margin) from the implicit reward margin (beta-scaled)."""
-    return -_logsigmoid(np.asarray(margin, dtype=float))
+    return sigmoid_loss(margin)
 
 
 def compare_arms(correct: dict[str, np.ndarray], reference_arm: str, seed: int,

@@ -60,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
 
     import pandas as pd
 
+    if _streams(args, config):  # a pairs Parquet pool larger than memory: chunk by chunk
+        return _run_streamed(args, filters, config, started)
     pairs, rejects = read_input(args, with_rejects=True)
     eval_pairs = None
     if args.eval_from:  # its unreadable rows are accounted for in dropped.parquet too
@@ -76,6 +78,11 @@ def run(args: argparse.Namespace) -> int:
     result = curate(pairs, filters, config, out_dir=args.out, eval_pairs=eval_pairs, inputs=inputs,
                     overwrite=args.overwrite, rejects=rejects)
 
+    _print_summary(result, args, started)
+    return 0
+
+
+def _print_summary(result, args: argparse.Namespace, started: float) -> None:
     counts = result.manifest["counts"]
     unreadable = (f"; {counts['unreadable']} unreadable input rows in dropped.parquet"
                   if counts.get("unreadable") else "")
@@ -86,6 +93,43 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {step['label']:<22} -{step['dropped']:>7}  -> {step['rows_out']:>7}"
               f"   (alone: -{step['would_drop']})")
     print(f"wrote {args.out}/")
+
+
+def _streams(args: argparse.Namespace, config) -> bool:
+    """Whether the pool is read chunk by chunk (:mod:`pairlab.curate.stream`): a single
+    Parquet file in the pairs schema, read as is (no --map, no other layout), and either
+    ``chunk_rows`` set or more rows than :data:`~pairlab.curate.stream.STREAM_ABOVE_ROWS`."""
+    from ..schema import PAIR_COLUMNS
+    from .stream import chunk_size, parquet_rows
+
+    if parquet_rows(args.input) is None or getattr(args, "input_map", None) \
+            or getattr(args, "input_format", "auto") not in ("auto", "pairs"):
+        return False
+    import pyarrow.parquet as pq
+
+    names = set(pq.ParquetFile(args.input).schema_arrow.names)
+    return all(c in names for c in PAIR_COLUMNS) and chunk_size(args.input, config) > 0
+
+
+def _run_streamed(args: argparse.Namespace, filters, config, started: float) -> int:
+    from ..artifacts import file_sha256
+    from ..dirs import check_input_file
+    from .stream import chunk_size, curate_stream
+
+    check_input_file(args.input)  # a file inside a stage directory: only when complete
+    eval_pairs = None
+    if args.eval_from:
+        eval_pairs, eval_rejects = read_input(args, dest="eval_from", with_rejects=True)
+        if len(eval_rejects):
+            from ..schema import PairDataError
+
+            raise PairDataError(f"{len(eval_rejects)} unreadable rows in the --eval-from split",
+                                file=args.eval_from, hint="fix them, or curate with chunk_rows=0")
+    inputs = {"format": args.input_format, "file_sha256": file_sha256(args.input)}
+    result = curate_stream(args.input, filters, config, out_dir=args.out, eval_pairs=eval_pairs,
+                           inputs=inputs, overwrite=args.overwrite,
+                           chunk_rows=chunk_size(args.input, config))
+    _print_summary(result, args, started)
     return 0
 
 

@@ -38,6 +38,10 @@ class CurateConfig:
         "help": "reuse scores cached under $PAIRLAB_CACHE/scores/ by pool content hash"})
     report: bool = field(default=True, metadata={
         "help": "write curation.html into the output directory"})
+    chunk_rows: int | None = field(default=None, metadata={"min": 0,
+        "help": "stream a pairs-Parquet pool in chunks of this many rows (bounded memory; scores "
+                "cached chunk by chunk, so an interrupted curation resumes); default: pools over "
+                "100,000 rows stream in chunks of 50,000; 0 = read the pool whole"})
 
     def validate(self) -> "CurateConfig":
         """Check every field once, at the boundary (the ranges in the field metadata);
@@ -46,5 +50,5 @@ class CurateConfig:
 
     def scoring_key(self) -> dict:
         """The fields the scores depend on (the score cache key); split/seed/report are not."""
-        skip = {"eval_fraction", "seed", "cache", "report"}
+        skip = {"eval_fraction", "seed", "cache", "report", "chunk_rows"}
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}

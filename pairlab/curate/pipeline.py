@@ -363,9 +363,9 @@ def write_result(result: CurateResult, out_dir: str | Path, *, started: float | 
                   pool.submit(artifacts.write_parquet, out / CurateDir.SCORES, result.scores)]
         report = result.manifest["config"].get("report", True)
         if report:
-            from ..reports.curation import write_curation_report
+            from ..rendering import render
 
-            write_curation_report(result, out / CurateDir.REPORT)
+            render("curation", result, out / CurateDir.REPORT)
         for write in writes:
             write.result()
     manifest = {k: v for k, v in result.manifest.items() if k not in ("stage", "seed", "config")}

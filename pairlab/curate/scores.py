@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..preference import rating_gap
 from ..schema import ASPECTS, PairDataError, usable_scores
 from .config import CurateConfig
 from .text import Words, minhash_signatures, multiset_jaccard, near_duplicate_clusters, \
@@ -93,7 +94,7 @@ NUMERIC_SCORES: tuple[str, ...] = (
 def rating_scores(pairs: pd.DataFrame) -> dict[str, Any]:
     """Rating gap, tie, mean aspect rating per side and per-aspect gaps."""
     # Infinite / absurd scores (flagged nonfinite_score when read) count as unknown here.
-    gap = usable_scores(pairs["score_chosen"]) - usable_scores(pairs["score_rejected"])
+    gap = rating_gap(pairs).to_numpy()
     chosen = usable_scores(pairs[[f"chosen_{a}" for a in ASPECTS]])
     rejected = usable_scores(pairs[[f"rejected_{a}" for a in ASPECTS]])
     with np.errstate(all="ignore"):
@@ -175,14 +176,27 @@ def _word_counts(normalized: pd.Series) -> np.ndarray:
 def prompt_scores(prompt_norm: pd.Series, near_dup_threshold: float) -> dict[str, Any]:
     """Exact duplicates (normalized) and near-duplicate clusters (MinHash) of prompts."""
     prompt_hash = sha16(prompt_norm)
+    first = np.nonzero(~prompt_hash.duplicated().to_numpy())[0]
+    return prompt_duplicate_scores(prompt_hash, prompt_signatures(prompt_norm.iloc[first]), near_dup_threshold)
+
+
+def prompt_signatures(prompt_norm: pd.Series) -> np.ndarray:
+    """MinHash signatures (word 3-gram shingles, 64 bins) of normalized prompts, a row each."""
+    rows, grams = Words(prompt_norm).ngrams(NEAR_DUP_NGRAM)
+    return minhash_signatures(rows, grams, len(prompt_norm))
+
+
+def prompt_duplicate_scores(prompt_hash: pd.Series, first_signatures: np.ndarray,
+                            near_dup_threshold: float) -> dict[str, Any]:
+    """The prompt scores from every row's prompt hash and the signatures of the distinct
+    prompts in order of first occurrence: the global half of :func:`prompt_scores`, which
+    a pool scored chunk by chunk (:mod:`pairlab.curate.stream`) runs once at the end."""
+    prompt_hash = prompt_hash.reset_index(drop=True)
     dup_count = prompt_hash.groupby(prompt_hash).transform("size").to_numpy(np.int64)
     dup_rank = prompt_hash.groupby(prompt_hash).cumcount().to_numpy(np.int64)
     # near-duplicates among the distinct prompts, then broadcast to every row
     first = np.nonzero(dup_rank == 0)[0]
-    unique_words = Words(prompt_norm.iloc[first])
-    rows, grams = unique_words.ngrams(NEAR_DUP_NGRAM)
-    sig = minhash_signatures(rows, grams, len(first))
-    cluster_first = near_duplicate_clusters(sig, near_dup_threshold)
+    cluster_first = near_duplicate_clusters(first_signatures, near_dup_threshold)
     unique_hash = prompt_hash.iloc[first].to_numpy(dtype=object)
     cluster_of = pd.Series(unique_hash[cluster_first], index=unique_hash)
     cluster = cluster_of.reindex(prompt_hash.to_numpy(dtype=object)).to_numpy(dtype=object)

@@ -67,6 +67,10 @@ def _evaluate(args: argparse.Namespace) -> int:
         pairs = read_input(args, "eval")
     result = evaluate(pairs, args.out, run=args.run, model=args.model, config=config, eval_spec=args.eval,
                       overwrite=args.overwrite)
+    from ..distributed import is_main
+
+    if not is_main():  # under `torchrun` / `accelerate launch`: rank 0 alone reports
+        return 0
     m, ref, t = result.metrics, result.reference, result.metrics["truncation"]
     print(m["verdict"]["text"])
     print(f"{m['n_pairs']} pairs scored: accuracy {m['accuracy']:.3f} ({m['ties']} ties), mean margin "

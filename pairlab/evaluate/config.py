@@ -4,7 +4,7 @@ Fields left ``None`` are taken from the run being evaluated (``RUN_DIR/manifest.
 model spec, quantization, dtype, beta, max_length, truncation mode, reference-cache
 directory), so an adapter is scored with exactly the model, precision and tokenization
 it was trained with, and reads the same reference cache. For a bare ``--model`` they
-fall back to :data:`BARE_MODEL_DEFAULTS` (the same values `pairlab train` defaults to).
+fall back to :data:`pairlab.policy.BARE_MODEL_DEFAULTS` (the same values `pairlab train` defaults to).
 """
 from __future__ import annotations
 
@@ -14,9 +14,6 @@ from typing import Any, Optional
 
 from ..config import ConfigError, check_ranges, load_config
 
-#: Settings for a bare ``--model`` (no run to read them from): pairlab train's defaults.
-BARE_MODEL_DEFAULTS: dict[str, Any] = {"quantization": "4bit", "dtype": "auto", "beta": 0.1,
-                                       "max_length": 256, "truncation_mode": "keep_start"}
 MODES = ("greedy", "sample")
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..preference import implicit_reward
 from ..schema import PairDataError, as_messages, make_prompt_id, prompt_to_text
 
 GENERATION_COLUMNS = ["prompt_id", "prompt_text", "model", "mode", "seed", "text", "n_tokens",
@@ -111,7 +112,7 @@ def implicit_rewards(model, tokenizer, prompts: list, texts: list[str], *, beta:
     kwargs = dict(max_length=max_length, truncation_mode=truncation_mode, batch_size=batch_size)
     policy = sequence_logps(model, tokenizer, frame, adapter=True, **kwargs)
     reference = sequence_logps(model, tokenizer, frame, adapter=False, **kwargs)
-    return beta * (policy["chosen_logps"].to_numpy() - reference["chosen_logps"].to_numpy())
+    return implicit_reward(policy["chosen_logps"], reference["chosen_logps"], beta)
 
 
 def generate_table(model, tokenizer, prompts: pd.DataFrame, *, has_adapter: bool, modes: list[str],

@@ -16,6 +16,7 @@ import pandas as pd
 from scipy import stats as sps
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
+from ..preference import implicit_reward, rating_gap
 from .stats import bootstrap_ci
 
 #: Rating-gap buckets for the accuracy-by-difficulty table (edges on the source's scale).
@@ -46,7 +47,7 @@ def per_pair_table(pairs: pd.DataFrame, policy: pd.DataFrame, reference: pd.Data
         out[f"{side}_tokens"] = pol.loc[ids, f"{side}_tokens"].to_numpy(int)
         out[f"policy_{side}_logps_mean"] = out[f"policy_{side}_logps"] / out[f"{side}_tokens"].clip(lower=1)
         out[f"ref_{side}_logps_mean"] = out[f"ref_{side}_logps"] / out[f"{side}_tokens"].clip(lower=1)
-        out[f"{side}_reward"] = beta * (out[f"policy_{side}_logps"] - out[f"ref_{side}_logps"])
+        out[f"{side}_reward"] = implicit_reward(out[f"policy_{side}_logps"], out[f"ref_{side}_logps"], beta)
     out["margin"] = out["chosen_reward"] - out["rejected_reward"]
     out["correct"] = out["margin"] > 0
     out["tie"] = out["margin"] == 0
@@ -60,7 +61,7 @@ def per_pair_table(pairs: pd.DataFrame, policy: pd.DataFrame, reference: pd.Data
         if col in pairs:
             out[col] = pairs[col].to_numpy()
     if "score_chosen" in out:
-        out["rating_gap"] = out["score_chosen"] - out["score_rejected"]
+        out["rating_gap"] = rating_gap(out).to_numpy()
     return out
 
 

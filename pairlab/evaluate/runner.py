@@ -33,18 +33,20 @@ import pandas as pd
 
 from .. import artifacts
 from ..config import to_dict
-from ..dirs import EvalDir, RunDir
+from ..dirs import EvalDir
+from ..distributed import is_main, world_size
 from ..errors import PairlabError
+from ..policy import load_policy, reference_cache, resolve_setup
 from ..schema import PairDataError, validate_pairs
 from . import benchmarks, metrics
-from .config import BARE_MODEL_DEFAULTS, EvalConfig
+from .config import EvalConfig
+from .distributed import sharded_logps
 
 log = logging.getLogger(__name__)
 
 PER_PAIR = EvalDir.PER_PAIR
 METRICS = EvalDir.METRICS
 GENERATIONS = EvalDir.GENERATIONS
-ADAPTER_DIR = RunDir.ADAPTER  # inside a run directory (pairlab.train writes it)
 EXCLUDED = EvalDir.EXCLUDED
 TEXT_COLUMNS = ["prompt_id", "prompt_text", "chosen", "rejected"]
 #: Per pair, from :func:`pairlab.logprobs.truncation_table`: full token lengths, which part
@@ -52,25 +54,6 @@ TEXT_COLUMNS = ["prompt_id", "prompt_text", "chosen", "rejected"]
 TRUNCATION_COLUMNS = ["prompt_tokens", "chosen_tokens_full", "rejected_tokens_full", "truncated",
                       "scorable", "excluded_reason"]
 EXCLUDED_COLUMNS = ["pair_id", *TRUNCATION_COLUMNS, *TEXT_COLUMNS]
-
-
-@dataclass(frozen=True)
-class EvalSetup:
-    """Concrete settings of one evaluation, after reading the run's manifest."""
-
-    model: str
-    quantization: str
-    dtype: str
-    device: str
-    compute_dtype: str
-    beta: float
-    max_length: int | None
-    truncation_mode: str
-    ref_cache_dir: str | None
-    run: str | None
-    adapter_dir: str | None
-    #: the run's model-loading options (pairlab.models.LOAD_OPTIONS: revision, attention, chat template)
-    model_options: Any = None
 
 
 @dataclass
@@ -86,116 +69,6 @@ class EvalResult:
     #: Why ``report`` is None: the report failed to render ("ReportError: ..."); the
     #: evaluation's files are complete regardless. The CLI summary states it.
     report_error: str | None = None
-
-
-# ---------------------------------------------------------------- settings
-
-def read_run(run_dir: str | os.PathLike) -> dict[str, Any]:
-    """A training run's manifest, after verifying the directory holds a finished run
-    (manifest present, stage train, every output's size and hash as written)."""
-    run = Path(run_dir)
-    manifest = RunDir.verify(run)
-    if not (run / ADAPTER_DIR / "adapter_config.json").exists():
-        raise PairDataError("run has no adapter (adapter/adapter_config.json)", file=str(run / ADAPTER_DIR))
-    return manifest
-
-
-def resolve_setup(config: EvalConfig, *, run: str | os.PathLike | None = None,
-                  model: str | None = None) -> EvalSetup:
-    """Fill every setting: the config's where set, else the run's, else the bare-model defaults."""
-    from ..models import pick_compute_dtype, pick_device
-
-    if (run is None) == (model is None):
-        raise PairDataError("give exactly one of a run directory (--run) or a model spec (--model)")
-    trained: dict[str, Any] = {}
-    dpo: dict[str, Any] = {}
-    if run is not None:
-        trained = read_run(run)["config"]
-        dpo = {**trained.get("dpo", {}), **trained.get("dpo_effective", {})}
-        if dpo.get("ld_alpha") is not None:
-            log.warning("run used LD-DPO (ld_alpha=%s); evaluate reports standard DPO rewards "
-                        "(log-probs summed over all completion tokens)", dpo["ld_alpha"])
-
-    def pick(name: str, source: dict[str, Any]) -> Any:
-        value = getattr(config, name)
-        if value is not None:
-            return value
-        return source.get(name, BARE_MODEL_DEFAULTS[name])
-
-    device = pick_device(config.device)
-    dtype = pick("dtype", trained)
-    return EvalSetup(
-        model=model if model is not None else trained["model"],
-        quantization=pick("quantization", trained), dtype=dtype, device=device,
-        compute_dtype=str(pick_compute_dtype(device, dtype)).replace("torch.", ""),
-        beta=float(pick("beta", dpo)),
-        max_length=None if pick("max_length", dpo) is None else int(pick("max_length", dpo)),
-        truncation_mode=pick("truncation_mode", dpo),
-        ref_cache_dir=config.ref_cache_dir or trained.get("ref_cache_dir"),
-        run=None if run is None else str(run),
-        adapter_dir=None if run is None else str(Path(run) / ADAPTER_DIR),
-        model_options=_model_options(trained))
-
-
-def _model_options(trained: dict[str, Any]) -> dict[str, Any] | None:
-    from ..models import load_options
-
-    return load_options(trained) or None
-
-
-# ---------------------------------------------------------------- model and reference
-
-def load_policy(setup: EvalSetup):
-    """(model, tokenizer): the base as training loaded it, with the run's adapter when there is one."""
-    from ..models import load_model, load_tokenizer
-
-    options = setup.model_options or {}
-    tokenizer = load_tokenizer(setup.model, **options)
-    model = load_model(setup.model, quantization=setup.quantization, dtype=setup.dtype, device=setup.device,
-                       **options)
-    if setup.adapter_dir is not None:
-        from peft import PeftModel
-
-        # autocast_adapter_dtype=False keeps the adapter in the dtype it was trained and saved in
-        # (bf16 under QLoRA), so the policy here is the policy training ended with.
-        model = PeftModel.from_pretrained(model, setup.adapter_dir, is_trainable=False,
-                                          autocast_adapter_dtype=False)
-        model.eval()
-    return model, tokenizer
-
-
-def reference_cache(setup: EvalSetup, tokenizer, *, policy: bool = False):
-    """The shared reference cache under exactly the key `pairlab train` uses for this model.
-
-    With ``policy`` (a run with an adapter): the same cache root under a key that adds the
-    adapter's content hash, where the trained policy's log-probs are stored as computed.
-    """
-    from ..logprobs import RefLogpCache, ref_cache_key_fields
-    from ..models import model_fingerprint, pick_compute_dtype
-
-    adapter_sha = None
-    if policy:
-        adapter = Path(setup.adapter_dir)
-        adapter_sha = artifacts.text_sha256("".join(
-            artifacts.file_sha256(f) for f in sorted(adapter.glob("adapter_*")) if f.is_file()))
-    return RefLogpCache(ref_cache_key_fields(
-        model_fingerprint=model_fingerprint(setup.model, setup.quantization, setup.dtype),
-        compute_dtype=pick_compute_dtype(setup.device, setup.dtype), tokenizer=tokenizer,
-        max_length=setup.max_length, truncation_mode=setup.truncation_mode, ld_alpha=None,
-        adapter_sha256=adapter_sha), root=setup.ref_cache_dir)
-
-
-def reference_logps(model, tokenizer, pairs: pd.DataFrame, setup: EvalSetup, cache, *,
-                    batch_size: int, adapter: bool = False, tokenized=None, progress: bool | str = False,
-                    chunk_pairs: int | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Log-probs of every pair, the reference's (adapter disabled) unless ``adapter``: cached
-    ones read, missing ones computed and stored chunk by chunk as they finish."""
-    from ..logprobs import LOGP_CHUNK_PAIRS, cached_sequence_logps
-
-    return cached_sequence_logps(model, tokenizer, pairs, cache, tokenized=tokenized,
-                                 max_length=setup.max_length, truncation_mode=setup.truncation_mode,
-                                 batch_size=batch_size, adapter=adapter, progress=progress,
-                                 chunk_pairs=chunk_pairs or LOGP_CHUNK_PAIRS)
 
 
 # ---------------------------------------------------------------- the evaluation
@@ -263,7 +136,7 @@ def evaluate(pairs: pd.DataFrame, out_dir: str | os.PathLike, *, run: str | os.P
         columns={"chosen_tokens": "chosen_tokens_full", "rejected_tokens": "rejected_tokens_full"})
     counts = truncation_counts(truncation, setup.max_length, setup.truncation_mode)
     warning = truncation_warning(counts, "eval pairs")
-    if warning:
+    if warning and is_main():
         print(f"warning: {warning}", file=sys.stderr)
     timing["tokenize_s"] = time.time() - t0
 
@@ -271,7 +144,8 @@ def evaluate(pairs: pd.DataFrame, out_dir: str | os.PathLike, *, run: str | os.P
     has_adapter = setup.adapter_dir is not None
     cache = reference_cache(setup, tokenizer) if config.ref_cache else None
     passes = dict(batch_size=config.batch_size, tokenized=tokenized, chunk_pairs=config.chunk_pairs)
-    ref, ref_stats = reference_logps(policy_model, tokenizer, pairs, setup, cache,
+    # Under a launcher each process scores its shard of the pairs (evaluate/distributed.py).
+    ref, ref_stats = sharded_logps(policy_model, tokenizer, pairs, setup, cache,
                                      progress="reference log-probs" if progress else False, **passes)
     timing["reference_s"] = time.time() - t0
 
@@ -279,7 +153,7 @@ def evaluate(pairs: pd.DataFrame, out_dir: str | os.PathLike, *, run: str | os.P
     policy_stats = None
     if has_adapter:
         policy_cache = reference_cache(setup, tokenizer, policy=True) if config.ref_cache else None
-        policy, policy_stats = reference_logps(policy_model, tokenizer, pairs, setup, policy_cache, adapter=True,
+        policy, policy_stats = sharded_logps(policy_model, tokenizer, pairs, setup, policy_cache, adapter=True,
                                                progress="policy log-probs" if progress else False, **passes)
     else:
         policy = ref  # an untrained model is its own reference
@@ -309,6 +183,9 @@ def evaluate(pairs: pd.DataFrame, out_dir: str | os.PathLike, *, run: str | os.P
     if bench is not None:
         summary["benchmark"] = bench
 
+    if not is_main():  # the other processes scored their shards; rank 0 alone writes EVAL_DIR
+        return EvalResult(out_dir=out, per_pair=per_pair, metrics=summary, generations=None,
+                          reference=ref_stats, report=None, excluded=excluded, policy_logps=policy_stats)
     generations = None
     if prompts is not None:
         from .generate import generate_table
@@ -336,7 +213,8 @@ def evaluate(pairs: pd.DataFrame, out_dir: str | os.PathLike, *, run: str | os.P
         artifacts.write_parquet(out / GENERATIONS, generations)
     EvalDir.finish(out, config=to_dict(config), seed=config.seed,  # last: complete from here on
                    started=started, inputs={"eval": record, "run": setup.run, "model": setup.model},
-                   settings=asdict(setup), reference=ref_stats, timing=timing)
+                   settings=asdict(setup), reference=ref_stats, timing=timing,
+                   distributed={"world_size": world_size()})
     report, report_error = write_report(out)
     return EvalResult(out_dir=out, per_pair=per_pair, metrics=summary, generations=generations,
                       reference=ref_stats, report=report, excluded=excluded, policy_logps=policy_stats,
@@ -350,10 +228,10 @@ def write_report(out: Path) -> tuple[Path | None, str | None]:
     not undo them: it is a warning (logged with its traceback) that the command's summary
     states, with how to retry (``pairlab report EVAL_DIR``).
     """
-    from ..reports import render_report
+    from ..rendering import render
 
     try:
-        return Path(render_report(out)), None
+        return Path(render("eval", out)), None
     except Exception as err:
         why = f"{type(err).__name__}: {err}"
         log.warning("report not written: %s", why, exc_info=not isinstance(err, PairlabError))

@@ -7,16 +7,18 @@
 * :func:`write_pairs` - Parquet (canonical) or JSONL, atomically.
 * :func:`to_trl_dataset` / :func:`write_trl_dataset` - what TRL's ``DPOTrainer`` takes.
 * :func:`summarize_pairs` - the summary ``pairlab inspect`` prints.
+* :func:`register_layout` - add an input layout (``--format NAME``), see :mod:`.layouts`.
 """
 from __future__ import annotations
 
-from .layouts import LAYOUTS, detect_layout, parse_transcript
+from .layouts import LAYOUT_REGISTRY, ReadContext, detect_layout, layout_names, parse_transcript, register_layout
 from .raw import PAIRINGS, STRATEGIES
 from .read import read_pairs, read_pairs_with_rejects
 from .rejects import REJECT_COLUMNS
 from .summary import format_summary, summarize_pairs
 from .write import to_trl_dataset, write_pairs, write_trl_dataset
 
-__all__ = ["LAYOUTS", "PAIRINGS", "REJECT_COLUMNS", "STRATEGIES", "detect_layout",
-           "format_summary", "parse_transcript", "read_pairs", "read_pairs_with_rejects",
+__all__ = ["LAYOUT_REGISTRY", "PAIRINGS", "REJECT_COLUMNS", "ReadContext", "STRATEGIES", "detect_layout",
+           "format_summary", "layout_names", "parse_transcript", "read_pairs", "read_pairs_with_rejects",
+           "register_layout",
            "summarize_pairs", "to_trl_dataset", "write_pairs", "write_trl_dataset"]

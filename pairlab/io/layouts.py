@@ -18,30 +18,34 @@ h4, argilla, hh and generic differ only in field names and prompt parsing, so on
 function (:func:`flat_rows`) reads all four; field names are resolved by
 :mod:`pairlab.io.fields` aliases and ``--map``.
 
-Adding a layout: a name in :data:`LAYOUTS`, a test in :func:`detect_layout` (order
-matters: most specific first), and either field aliases (a flat layout) or a row builder
-dispatched from :func:`pairlab.io.read._read_batch`. Row builders raise
-:class:`PairDataError` for a row that cannot become a pair; the caller's
-:class:`~pairlab.io.rejects.RejectLog` turns it into a reject, so one bad row never
-aborts a file.
+Adding a layout is one call, in one file (plus its test)::
+
+    register_layout("mine", detect=lambda record, plan: "question" in record, rows=my_rows,
+                    help="my lab's export: question / good / bad")
+
+``detect(record, plan)`` says whether a record (after ``--map``) has this layout; layouts are
+tried in registration order, and a new one goes before the catch-all ``generic``.
+``rows(ctx)`` turns a :class:`ReadContext` (the batch, its records, the reject log) into a
+pairs table (:func:`pairlab.schema.finalize_pairs`). ``--format NAME`` (and the names in
+``aliases``) then reads it, and the docs list it. Row builders raise :class:`PairDataError`
+for a row that cannot become a pair; the context's :class:`~pairlab.io.rejects.RejectLog`
+turns it into a reject, so one bad row never aborts a file.
 """
 from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 
-from ..schema import FLOAT_COLUMNS, PAIR_COLUMNS, PairDataError, as_messages, validate_pairs
+from ..schema import FLOAT_COLUMNS, PAIR_COLUMNS, PairDataError, as_messages, finalize_pairs, validate_pairs
+from . import raw
 from .fields import ARGILLA_LEAVES, MISSING, apply_plan, describe_fields
 from .rejects import RejectLog
 from .sources import RecordBatch
-
-LAYOUTS = ("h4", "raw", "argilla", "hh", "generic", "pairs")
-FORMAT_ALIASES = {"ultrafeedback-binarized": "h4", "ultrafeedback": "raw", "trl": "generic",
-                  "hh-rlhf": "hh", "auto": "auto"}
 
 #: Fields a flat layout reads (everything else in a record is carried as an extra column).
 FLAT_FIELDS = ["prompt", "chosen", "rejected", "prompt_id", "source", "chosen_model",
@@ -50,12 +54,69 @@ _STRING_FIELDS = ("prompt_id", "source", "chosen_model", "rejected_model")
 _NA_STRINGS = frozenset({"", "n/a", "na", "nan", "none", "null"})
 
 
+# ---------------------------------------------------------------- the registry
+
+@dataclass
+class ReadContext:
+    """What a layout's ``rows`` function gets for one batch of records."""
+
+    batch: RecordBatch
+    #: the batch's records after ``--map`` (and, for a flat layout, the field aliases)
+    records: list[dict[str, Any]]
+    log: RejectLog
+    #: the field plan applied (schema field -> input path)
+    plan: dict[str, str]
+    #: raw UltraFeedback's binarization: ``binarize``, ``pairing``, ``seed``
+    options: dict[str, Any] = field(default_factory=dict)
+    #: read statistics; a layout may add counts (raw adds its binarization counts)
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Layout:
+    name: str
+    detect: Callable[[dict[str, Any], dict[str, str]], bool]
+    rows: Callable[[ReadContext], pd.DataFrame]
+    help: str = ""
+    #: other ``--format`` names for it
+    aliases: tuple[str, ...] = ()
+    #: resolve schema fields through pairlab.io.fields' aliases before detection and reading
+    #: (the layouts that differ only in field names); False: records keep their own field names
+    flat: bool = False
+
+
+#: name -> Layout, in detection order (most specific first).
+LAYOUT_REGISTRY: dict[str, Layout] = {}
+_CATCH_ALL = "generic"
+
+
+def register_layout(name: str, detect: Callable[[dict[str, Any], dict[str, str]], bool],
+                    rows: Callable[[ReadContext], pd.DataFrame], *, help: str = "",
+                    aliases: tuple[str, ...] = (), flat: bool = False) -> Layout:
+    """Add a layout: ``--format NAME`` reads it, ``--format auto`` detects it (before ``generic``)."""
+    name = name.strip().lower()
+    taken = {alias for known in LAYOUT_REGISTRY.values() for alias in known.aliases} | {"auto"}
+    if name in LAYOUT_REGISTRY or name in taken or taken & set(aliases):
+        raise ValueError(f"layout name {name!r} (or one of its aliases) is already taken")
+    layout = Layout(name, detect, rows, help, tuple(aliases), flat)
+    entries = list(LAYOUT_REGISTRY.items())
+    at = next((i for i, (key, _) in enumerate(entries) if key == _CATCH_ALL), len(entries))
+    entries.insert(at, (name, layout))
+    LAYOUT_REGISTRY.clear()
+    LAYOUT_REGISTRY.update(entries)
+    return layout
+
+
+def layout_names() -> list[str]:
+    return list(LAYOUT_REGISTRY)
+
+
 def canonical_format(name: str) -> str:
     name = (name or "auto").strip().lower()
-    name = FORMAT_ALIASES.get(name, name)
-    if name != "auto" and name not in LAYOUTS:
+    name = next((key for key, layout in LAYOUT_REGISTRY.items() if name in layout.aliases), name)
+    if name != "auto" and name not in LAYOUT_REGISTRY:
         raise PairDataError(f"unknown format '{name}'", field="--format",
-                            hint=f"choose auto or one of {', '.join(LAYOUTS)}")
+                            hint=f"choose auto or one of {', '.join(LAYOUT_REGISTRY)}")
     return name
 
 
@@ -63,26 +124,7 @@ def canonical_format(name: str) -> str:
 
 def detect_layout(record: dict[str, Any], plan: dict[str, str]) -> str | None:
     """Name the layout of a record (after ``--map`` and aliases), or None when none fits."""
-    if all(col in record for col in PAIR_COLUMNS):
-        return "pairs"
-    if isinstance(record.get("completions"), list) and "instruction" in record:
-        return "raw"
-    if "instruction" in record and "ratings" in record and isinstance(record.get("generations"),
-                                                                      (list, np.ndarray)):
-        return "raw"  # distilabel's raw output: binarized like raw UltraFeedback (pairlab.io.raw)
-    chosen, rejected = record.get("chosen", MISSING), record.get("rejected", MISSING)
-    if chosen is MISSING or rejected is MISSING:
-        return None
-    prompt = record.get("prompt", MISSING)
-    used_leaves = {path.rsplit(".", 1)[-1] for path in plan.values()} | set(record)
-    if used_leaves & ARGILLA_LEAVES:  # before h4: Argilla-cleaned also has message lists
-        return "argilla"
-    if isinstance(chosen, (list, np.ndarray)) and isinstance(prompt, str):
-        return "h4"
-    text = prompt if isinstance(prompt, str) else (chosen if prompt is MISSING else None)
-    if isinstance(text, str) and _HH_START.match(text):
-        return "hh"
-    return "generic"
+    return next((name for name, layout in LAYOUT_REGISTRY.items() if layout.detect(record, plan)), None)
 
 
 def probe_layout(records: list[dict[str, Any]], plan: dict[str, str], probe: int = 50) -> str | None:
@@ -98,7 +140,7 @@ def probe_layout(records: list[dict[str, Any]], plan: dict[str, str], probe: int
 
 def unknown_layout_error(batch: RecordBatch, index: int = 0) -> PairDataError:
     return PairDataError(
-        "unknown layout: no reader fits this record (tried: pairs, raw, h4, argilla, hh, generic)",
+        f"unknown layout: no reader fits this record (tried: {', '.join(LAYOUT_REGISTRY)})",
         **batch.where(index),
         hint=f"fields seen: {describe_fields(batch.records[index])}; name the format with "
              "--format, or point schema fields at yours with --map chosen=PATH --map rejected=PATH",
@@ -420,6 +462,83 @@ def pairs_frame(df: pd.DataFrame, name: str) -> pd.DataFrame:
     return df[list(PAIR_COLUMNS) + extra].reset_index(drop=True)
 
 
-__all__ = ["LAYOUTS", "canonical_format", "detect_layout", "flat_rows", "pairs_frame",
-           "pairs_rows", "parse_transcript", "probe_layout", "unknown_layout_error",
-           "coerce_scores"]
+# ---------------------------------------------------------------- the built-in layouts
+
+def _is_raw(record: dict[str, Any], plan: dict[str, str]) -> bool:
+    if isinstance(record.get("completions"), list) and "instruction" in record:
+        return True
+    # distilabel's raw output: binarized like raw UltraFeedback (pairlab.io.raw)
+    return "instruction" in record and "ratings" in record and isinstance(record.get("generations"),
+                                                                          (list, np.ndarray))
+
+
+def _has_pair(record: dict[str, Any]) -> bool:
+    return record.get("chosen", MISSING) is not MISSING and record.get("rejected", MISSING) is not MISSING
+
+
+def _is_argilla(record: dict[str, Any], plan: dict[str, str]) -> bool:
+    used_leaves = {path.rsplit(".", 1)[-1] for path in plan.values()} | set(record)
+    return _has_pair(record) and bool(used_leaves & ARGILLA_LEAVES)
+
+
+def _is_h4(record: dict[str, Any], plan: dict[str, str]) -> bool:
+    return (_has_pair(record) and isinstance(record["chosen"], (list, np.ndarray))
+            and isinstance(record.get("prompt", MISSING), str))
+
+
+def _is_hh(record: dict[str, Any], plan: dict[str, str]) -> bool:
+    if not _has_pair(record):
+        return False
+    prompt = record.get("prompt", MISSING)
+    text = prompt if isinstance(prompt, str) else (record["chosen"] if prompt is MISSING else None)
+    return isinstance(text, str) and bool(_HH_START.match(text))
+
+
+def _raw_rows(ctx: ReadContext) -> pd.DataFrame:
+    rows, counts = raw.binarize(ctx.batch, ctx.records, ctx.options.get("binarize", "mean-aspects"),
+                                ctx.options.get("pairing", "best-vs-random"), ctx.options.get("seed", 0), ctx.log)
+    for key, value in counts.items():
+        ctx.stats[key] = ctx.stats.get(key, 0) + value
+    if len(rows) == 0:
+        return finalize_pairs(pd.DataFrame(columns=list(PAIR_COLUMNS)))
+    if "true_preference_correct" in rows:
+        correct = rows["true_preference_correct"]
+        rows["true_preference_correct"] = (correct.astype(bool) if correct.notna().all()
+                                           else correct.astype("boolean"))
+    return finalize_pairs(rows)
+
+
+def _flat(layout: str) -> Callable[[ReadContext], pd.DataFrame]:
+    def rows(ctx: ReadContext) -> pd.DataFrame:
+        out = flat_rows(ctx.batch, ctx.records, layout, ctx.log, system="system" in ctx.plan)
+        if len(out) == 0:
+            return finalize_pairs(pd.DataFrame(columns=list(PAIR_COLUMNS)))
+        dropped = ctx.stats.setdefault("dropped_columns", [])
+        if layout == "h4" and "messages" in ctx.records[0] and "messages" not in dropped:
+            dropped.append("messages")
+        return finalize_pairs(out)
+    return rows
+
+
+# Detection order: most specific first (Argilla before h4: Argilla-cleaned also has message lists).
+register_layout("pairs", lambda record, plan: all(col in record for col in PAIR_COLUMNS),
+                lambda ctx: pairs_rows(ctx.batch, ctx.records, ctx.log),
+                help="a pairs table pairlab wrote (read back as is, each row checked)")
+register_layout("raw", _is_raw, _raw_rows, aliases=("ultrafeedback",),
+                help="openbmb/UltraFeedback: `instruction` + `completions[]` with per-aspect annotations, "
+                     "binarized into pairs; also distilabel's raw output (`generations[]`, `ratings[]`)")
+register_layout("argilla", _is_argilla, _flat("argilla"), flat=True,
+                help="argilla/ultrafeedback-binarized-preferences(-cleaned): `chosen-rating`, `chosen-model`...")
+register_layout("h4", _is_h4, _flat("h4"), aliases=("ultrafeedback-binarized",), flat=True,
+                help="HuggingFaceH4/ultrafeedback_binarized: string `prompt`, `chosen`/`rejected` as full "
+                     "conversations, `score_*` 1-10")
+register_layout("hh", _is_hh, _flat("hh"), aliases=("hh-rlhf",), flat=True,
+                help='Anthropic hh-rlhf: "Human: ... Assistant: ..." transcripts parsed into messages')
+register_layout("generic", lambda record, plan: _has_pair(record), _flat("generic"), aliases=("trl",), flat=True,
+                help="`prompt`/`chosen`/`rejected` as strings or message lists (TRL standard and "
+                     "conversational, explicit or implicit prompt)")
+
+
+__all__ = ["LAYOUT_REGISTRY", "Layout", "ReadContext", "canonical_format", "detect_layout", "flat_rows",
+           "layout_names", "pairs_frame", "pairs_rows", "parse_transcript", "probe_layout", "register_layout",
+           "unknown_layout_error", "coerce_scores"]

@@ -16,7 +16,7 @@ from typing import Any, Iterable, Mapping
 import pandas as pd
 
 from ..schema import PAIR_COLUMNS, PairDataError, finalize_pairs
-from . import fields, layouts, raw, sources
+from . import fields, layouts, sources
 from .rejects import RejectLog, all_rejected_error
 
 
@@ -32,7 +32,7 @@ def read_pairs(spec: str | Path, format: str = "auto",
     spec : a data file (.jsonl, .json, .parquet, .csv, .tsv; each may end in .gz, .bz2,
         .xz or .zst), a directory of them (read in sorted order), a ``datasets``
         ``save_to_disk`` directory, or a hub dataset id (``org/name``, online).
-    format : ``auto`` (detect per file) or one of :data:`layouts.LAYOUTS`.
+    format : ``auto`` (detect per file) or a layout of :data:`layouts.LAYOUT_REGISTRY`.
     mapping : ``["field=dotted.path", ...]`` or ``{"field": "dotted.path"}``.
     split : split of a hub dataset or a saved DatasetDict (e.g. ``train_prefs``).
     binarize, pairing, seed : raw UltraFeedback only (see :mod:`pairlab.io.raw`).
@@ -167,9 +167,10 @@ def _read_batch(batch: sources.RecordBatch, fmt: str, explicit: dict, stats: dic
     if not batch.records:  # nothing parsed: the caller says empty or all rejected
         return empty
     fields.check_explicit_found(batch.records, explicit, batch.name)
-    if fmt in ("raw", "pairs") or (fmt == "auto" and layouts.probe_layout(batch.records, explicit)
-                                   in ("raw", "pairs")):
-        plan, auto = dict(explicit), {}  # flat-layout aliases must not rename raw/pairs fields
+    registry = layouts.LAYOUT_REGISTRY
+    first = fmt if fmt != "auto" else layouts.probe_layout(batch.records, explicit)
+    if first is not None and not registry[first].flat:
+        plan, auto = dict(explicit), {}  # flat-layout aliases must not rename this layout's fields
     else:
         plan, auto = fields.resolve_plan(batch.records, explicit, layouts.FLAT_FIELDS)
     records = [fields.apply_plan(rec, plan) for rec in batch.records]
@@ -179,23 +180,6 @@ def _read_batch(batch: sources.RecordBatch, fmt: str, explicit: dict, stats: dic
     stats["layouts"][batch.name] = layout
     if auto:
         stats["auto_mapped"].update(auto)
-
-    if layout == "pairs":
-        return layouts.pairs_rows(batch, records, log)
-    if layout == "raw":
-        rows, counts = raw.binarize(batch, records, binarize, pairing, seed, log)
-        for key, value in counts.items():
-            stats[key] = stats.get(key, 0) + value
-        if len(rows) == 0:
-            return empty
-        if "true_preference_correct" in rows:
-            correct = rows["true_preference_correct"]
-            rows["true_preference_correct"] = (correct.astype(bool) if correct.notna().all()
-                                               else correct.astype("boolean"))
-    else:
-        rows = layouts.flat_rows(batch, records, layout, log, system="system" in plan)
-        if len(rows) == 0:
-            return empty
-        if layout == "h4" and "messages" in records[0] and "messages" not in stats["dropped_columns"]:
-            stats["dropped_columns"].append("messages")
-    return finalize_pairs(rows)
+    context = layouts.ReadContext(batch, records, log, plan, stats=stats,
+                                  options={"binarize": binarize, "pairing": pairing, "seed": seed})
+    return registry[layout].rows(context)

@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 from ..logprobs import length_profile
-from ..schema import ASPECTS, PAIR_COLUMNS, usable_scores
+from ..preference import rating_gap
+from ..schema import ASPECTS, PAIR_COLUMNS
 from .rejects import describe_reject
 
 
@@ -43,7 +44,7 @@ def summarize_pairs(df: pd.DataFrame, examples: int = 2, token_lengths: pd.DataF
     token-length percentiles and the share truncated at common max_length values."""
     stats = dict(df.attrs.get("read_stats", {}))
     # inf / absurd scores (flagged nonfinite_score) are unknown here, not an infinite gap
-    gap = pd.Series(usable_scores(df["score_chosen"]) - usable_scores(df["score_rejected"]), index=df.index)
+    gap = rating_gap(df)
     flags = df["flags"].replace("", np.nan).dropna().str.split(";").explode()
     flag_counts = {str(k): int(v) for k, v in flags.value_counts().items()}
     flag_examples = {}

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from .config import SimulateConfig
 from .generate import SimResult, raw_discordance, simulate
-from .noise import NOISE_TYPES, has_marker, inject_noise, rating_gap
+from .noise import NOISE_TYPES, has_marker, inject_noise
 from .templates import TOPICS
 from .write import label_noise_rate, simulate_pairs, write_noisy_pairs, write_simulation
 
 __all__ = ["NOISE_TYPES", "SimResult", "SimulateConfig", "TOPICS", "has_marker", "inject_noise", "label_noise_rate",
-           "rating_gap", "raw_discordance", "simulate", "simulate_pairs", "write_noisy_pairs",
+           "raw_discordance", "simulate", "simulate_pairs", "write_noisy_pairs",
            "write_simulation"]

@@ -22,7 +22,8 @@ import re
 import numpy as np
 import pandas as pd
 
-from ..schema import ASPECTS, PairDataError, finalize_pairs, usable_scores
+from ..preference import rating_gap
+from ..schema import PairDataError, finalize_pairs
 from .templates import MARKERS
 
 FLIP_BY = ("gap", "uniform")
@@ -42,17 +43,6 @@ _MARKER_RE = "|".join(re.escape(m.strip().rstrip(":,!.")) for m in MARKERS)
 def has_marker(texts: pd.Series) -> np.ndarray:
     """True where a text carries one of the simulator's flattery / hedging markers."""
     return texts.astype(str).str.contains(_MARKER_RE, case=False, regex=True).to_numpy(bool)
-
-
-def rating_gap(pairs: pd.DataFrame) -> pd.Series:
-    """|score_chosen - score_rejected| per pair; where a score is missing, the gap of the
-    mean aspect ratings; NaN where neither is known."""
-    # inf / absurd scores (flagged nonfinite_score) count as unknown, not as an infinite gap
-    gap = pd.Series(np.abs(usable_scores(pairs["score_chosen"]) - usable_scores(pairs["score_rejected"])),
-                    index=pairs.index)
-    chosen = pd.DataFrame(usable_scores(pairs[[f"chosen_{a}" for a in ASPECTS]]), index=pairs.index).mean(axis=1)
-    rejected = pd.DataFrame(usable_scores(pairs[[f"rejected_{a}" for a in ASPECTS]]), index=pairs.index).mean(axis=1)
-    return gap.fillna((chosen - rejected).abs()).astype(float)
 
 
 def _swap_columns(columns: list[str]) -> list[tuple[str, str]]:
@@ -165,7 +155,8 @@ def inject_noise(pairs: pd.DataFrame, flip_rate: float, flip_by: str = "gap",
     if noise not in NOISE_TYPES:
         raise PairDataError(f"noise must be one of {list(NOISE_TYPES)}, got {noise!r}", field="noise")
     out = pairs.copy().reset_index(drop=True)
-    gap = rating_gap(out).to_numpy()
+    # absolute: flips favour pairs the annotators were least sure of, whichever side won
+    gap = rating_gap(out, aspect_fallback=True).abs().to_numpy()
     details: dict = {"type": noise}
     if noise != "uniform":
         flipped, more = systematic_flips(out, noise, flip_rate, np.random.default_rng(seed), group)

@@ -40,6 +40,10 @@ def _run(args: argparse.Namespace) -> int:
         overrides.append(f"quantization={args.quantization}")
     config = load_train_config(args.config, overrides)
     result = train(args.pairs, config, args.out, resume=args.resume, overwrite=args.overwrite)
+    from ..distributed import is_main
+
+    if not is_main():  # under `torchrun` / `accelerate launch`: rank 0 alone reports
+        return 0
     if result.already_finished:
         print(f"run {args.out} already finished at step {result.global_step}; nothing to do")
         return 0

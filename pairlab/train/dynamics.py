@@ -11,10 +11,10 @@ logs a mean of per-micro-batch means).
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
+
+from ..preference import implicit_reward
 
 #: dynamics.parquet column -> meaning (the README reuses this).
 DYNAMICS_COLUMNS: dict[str, str] = {
@@ -36,70 +36,6 @@ DYNAMICS_COLUMNS: dict[str, str] = {
     "rejected_tokens": "completion tokens of rejected after truncation",
 }
 
-#: Loss types whose loss is a function of one pair alone (so a per-pair value exists).
-PER_PAIR_LOSSES = {"sigmoid", "hinge", "ipo", "robust", "bco_pair", "sppo_hard", "nca_pair",
-                   "apo_zero", "apo_down", "sigmoid_norm", "exo_pair", "discopop"}
-
-
-def _logsigmoid(x: np.ndarray) -> np.ndarray:
-    return -np.logaddexp(0.0, -x)
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return np.exp(_logsigmoid(x))
-
-
-def per_pair_loss(loss_types: list[str], loss_weights: list[float] | None, *, beta: float,
-                  label_smoothing: float, discopop_tau: float, chosen_logratios: np.ndarray,
-                  rejected_logratios: np.ndarray, chosen_tokens: np.ndarray,
-                  rejected_tokens: np.ndarray) -> np.ndarray:
-    """Each pair's loss under TRL 1.16's formulas (reverse-KL DPO); NaN where none is per-pair.
-
-    TRL's micro-batch loss is the mean of these (times the weights, summed over loss types).
-    """
-    n = len(chosen_logratios)
-    weights = loss_weights or [1.0] * len(loss_types)
-    if not set(loss_types) <= PER_PAIR_LOSSES:
-        return np.full(n, np.nan)
-    cl, rl = chosen_logratios.astype(np.float64), rejected_logratios.astype(np.float64)
-    delta = cl - rl
-    eps = label_smoothing
-    total = np.zeros(n)
-    for loss_type, weight in zip(loss_types, weights):
-        if loss_type == "sigmoid":
-            loss = -_logsigmoid(beta * delta)
-        elif loss_type == "hinge":
-            loss = np.maximum(0.0, 1 - beta * delta)
-        elif loss_type == "ipo":
-            ipo = cl / np.maximum(chosen_tokens, 1) - rl / np.maximum(rejected_tokens, 1)
-            loss = (ipo - 1 / (2 * beta)) ** 2
-        elif loss_type == "sigmoid_norm":
-            norm = cl / np.maximum(chosen_tokens, 1) - rl / np.maximum(rejected_tokens, 1)
-            loss = -_logsigmoid(beta * norm)
-        elif loss_type == "robust":
-            loss = (-(1 - eps) * _logsigmoid(beta * delta) + eps * _logsigmoid(-beta * delta)) / (1 - 2 * eps)
-        elif loss_type == "exo_pair":
-            qw, ql = _sigmoid(beta * delta), _sigmoid(-beta * delta)
-            loss = qw * (_logsigmoid(beta * delta) - math.log1p(-eps)) + \
-                ql * (_logsigmoid(-beta * delta) - math.log(eps))
-        elif loss_type == "bco_pair":
-            loss = -_logsigmoid(beta * cl) - _logsigmoid(-beta * rl)
-        elif loss_type == "nca_pair":
-            loss = -_logsigmoid(beta * cl) - 0.5 * _logsigmoid(-beta * cl) - 0.5 * _logsigmoid(-beta * rl)
-        elif loss_type == "sppo_hard":
-            loss = (cl - 0.5 / beta) ** 2 + (rl + 0.5 / beta) ** 2
-        elif loss_type == "apo_zero":
-            loss = 1 - _sigmoid(beta * cl) + _sigmoid(beta * rl)
-        elif loss_type == "apo_down":
-            loss = _sigmoid(beta * cl) + 1 - _sigmoid(beta * delta)
-        else:  # discopop
-            logits = beta * delta
-            mod = _sigmoid(logits / discopop_tau)
-            loss = -_logsigmoid(logits) * (1 - mod) + np.exp(-logits) * mod
-        total += weight * loss
-    return total
-
-
 class DynamicsRecorder:
     """Collects dynamics rows in memory; the trainer flushes them at checkpoints and at the end."""
 
@@ -111,8 +47,8 @@ class DynamicsRecorder:
             policy_chosen: np.ndarray, policy_rejected: np.ndarray, ref_chosen: np.ndarray,
             ref_rejected: np.ndarray, loss: np.ndarray, batch_loss: float,
             chosen_tokens: np.ndarray, rejected_tokens: np.ndarray) -> None:
-        chosen_reward = self.beta * (policy_chosen - ref_chosen)
-        rejected_reward = self.beta * (policy_rejected - ref_rejected)
+        chosen_reward = implicit_reward(policy_chosen, ref_chosen, self.beta)
+        rejected_reward = implicit_reward(policy_rejected, ref_rejected, self.beta)
         n = len(pair_ids)
         self._frames.append(pd.DataFrame({
             "pair_id": pair_ids, "step": np.full(n, step), "micro_step": np.full(n, micro_step),

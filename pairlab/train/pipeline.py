@@ -24,6 +24,7 @@ import pandas as pd
 from .. import artifacts
 from ..config import ConfigError, to_dict
 from ..dirs import RunDir, StageDirError, check_input_file
+from ..distributed import is_main, local_device
 from ..schema import PairDataError, validate_pairs
 from .config import TrainConfig, build_dpo_config, dpo_settings, validate
 from .dynamics import step_log
@@ -141,7 +142,7 @@ def truncation_before_training(df: pd.DataFrame, tokenizer, args) -> tuple[list,
     table = truncation_table(token_lengths(tokenized, df["pair_id"]), args.max_length, args.truncation_mode)
     counts = truncation_counts(table, args.max_length, args.truncation_mode)
     warning = truncation_warning(counts, "training pairs")
-    if warning:
+    if warning and is_main():
         print(f"warning: {warning}", file=sys.stderr)
     if counts["scored"] == 0:
         raise PairDataError(f"every one of the {len(df)} pairs has a prompt of max_length "
@@ -213,7 +214,10 @@ def train(pairs: pd.DataFrame | str | os.PathLike, config: TrainConfig | None = 
         raise PairDataError(f"pair_id '{dup}' appears twice", file=input_record.get("pairs"),
                             field="pair_id", hint="deduplicate with `pairlab curate`")
     # Inputs read and checked: now clear the old outputs (checkpoints too with overwrite).
-    RunDir.start(out, inputs=inputs, overwrite=overwrite, resume=resume)
+    # Under a launcher only rank 0 touches the directory (the others checked it above, with
+    # the same flags, so they agree); the trainer's first collective orders them after it.
+    if is_main():
+        RunDir.start(out, inputs=inputs, overwrite=overwrite, resume=resume)
 
     from peft import LoraConfig
 
@@ -223,9 +227,7 @@ def train(pairs: pd.DataFrame | str | os.PathLike, config: TrainConfig | None = 
                           pick_device)
     from .trainer import PairlabDPOTrainer
 
-    device = pick_device(config.device)
-    if device == "cuda" and "LOCAL_RANK" in os.environ:  # `accelerate launch`: one GPU per process
-        device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
+    device = local_device(pick_device(config.device))  # under a launcher: one GPU per process
     compute_dtype = pick_compute_dtype(device, config.dtype)
     args = build_dpo_config(config, out / CHECKPOINT_DIR, compute_dtype, device)
     tokenizer = load_tokenizer(config.model, **load_options(config))
@@ -320,6 +322,9 @@ def train(pairs: pd.DataFrame | str | os.PathLike, config: TrainConfig | None = 
                     "n_pairs": len(df), "model": fingerprint},
             device=device, compute_dtype=str(compute_dtype).replace("torch.", ""),
             num_processes=trainer.accelerator.num_processes, global_step=trainer.state.global_step,
+            distributed={"world_size": trainer.accelerator.num_processes,
+                         "distributed_type": str(trainer.accelerator.distributed_type).split(".")[-1],
+                         "backend": getattr(trainer.accelerator.state, "backend", None)},
             resumed_from=None if checkpoint is None else str(checkpoint),
             resumed_from_step=None if checkpoint is None else _checkpoint_step(checkpoint), ref_cache=ref_stats,
             truncation=truncation,

@@ -29,7 +29,8 @@ from trl.trainer.dpo_trainer import DataCollatorForPreference
 
 from ..artifacts import write_parquet
 from ..logprobs import REF_COLUMNS, RefLogpCache
-from .dynamics import DynamicsRecorder, per_pair_loss
+from ..preference import weighted_dpo_losses
+from .dynamics import DynamicsRecorder
 
 DYNAMICS_FILE = "dynamics.parquet"
 
@@ -182,7 +183,7 @@ class PairlabDPOTrainer(DPOTrainer):
         arrays = [t.detach().cpu().numpy() for t in
                   (chosen, rejected, ref_chosen, ref_rejected, tokens_chosen, tokens_rejected)]
         chosen, rejected, ref_chosen, ref_rejected, tokens_chosen, tokens_rejected = arrays
-        loss = per_pair_loss(
+        loss = weighted_dpo_losses(
             self.loss_types, self.args.loss_weights, beta=self.beta, label_smoothing=self.label_smoothing,
             discopop_tau=self.args.discopop_tau, chosen_logratios=chosen - ref_chosen,
             rejected_logratios=rejected - ref_rejected, chosen_tokens=tokens_chosen,

@@ -57,7 +57,7 @@ def test_tracin_terms_equal_brute_force_at_a_checkpoint(tiny_run, sim_pairs):
     from pairlab.audit.gradients import LossSettings, build_projections, naive_pair_gradients
     from pairlab.audit.pipeline import load_adapter_weights, load_trainable_policy
     from pairlab.evaluate.config import EvalConfig
-    from pairlab.evaluate.runner import reference_cache, reference_logps, resolve_setup
+    from pairlab.policy import reference_cache, reference_logps, resolve_setup
 
     scores = pd.read_parquet(tiny_run / "audit" / "attribution.parquet")
     pairs = pd.read_parquet(tiny_run / "pairs.parquet")

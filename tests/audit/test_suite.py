@@ -1,5 +1,6 @@
 """`pairlab audit --validate --suite`: detection metrics, the goal per noise type, pooled
-counterfactual arms (pure, by hand), and the --quick suite end to end through the CLI (slow)."""
+counterfactual arms (pure, by hand), and the --quick suite end to end through the CLI (slow: CI
+runs it; about 1.5 min of CPU, 2-4 min of wall time on the 2-core CPU here)."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 
 from pairlab import artifacts
 from pairlab.audit.detection import detection_metrics
-from pairlab.audit.suite import counterfactual_goal, noise_goal, pooled_arms
+from pairlab.audit.suite import choose_default, counterfactual_goal, noise_goal, pooled_arms
 
 
 def test_detection_metrics_by_hand():
@@ -40,6 +41,21 @@ def test_goal_per_noise_type_needs_every_seed():
     even = {0: _det(tracin_cosine=0.90, confidence=0.89), 1: _det(tracin_cosine=0.85, confidence=0.87)}
     assert noise_goal("uniform", even, "tracin_cosine", 0.05)["status"].startswith("tie")
     assert noise_goal("marker", even, "tracin_cosine", 0.05)["status"] == "not met"
+
+
+def test_default_score_is_chosen_across_every_seed_not_one():
+    detections = {"length": {0: _det(tracin_cosine=0.99, ekfac=0.90, datainf=0.80, confidence=0.80),
+                             1: _det(tracin_cosine=0.70, ekfac=0.88, datainf=0.85, confidence=0.80)},
+                  "marker": {0: _det(tracin_cosine=0.95, ekfac=0.91, datainf=0.95, confidence=0.82)},
+                  "uniform": {0: _det(tracin_cosine=0.50, ekfac=0.10, datainf=0.99, confidence=0.90)}}
+    choice = choose_default(detections, 0.05)
+    # tracin_cosine has the best single run (+0.19) but loses 0.10 on length seed 1; ekfac leads
+    # on every systematic run (min +0.08); uniform flips do not count
+    assert choice["score"] == "ekfac"
+    assert choice["table"]["ekfac"]["min_lead"] == pytest.approx(0.08)
+    assert choice["table"]["tracin_cosine"]["min_lead"] == pytest.approx(-0.10)
+    assert choice["table"]["ekfac"]["wins"] == 3 and choice["runs"] == ["length-seed0", "length-seed1", "marker-seed0"]
+    assert "influence_fisher" not in choice["table"]          # undefined on some run: not a candidate
 
 
 def _frame(margins, correct):
@@ -77,10 +93,24 @@ def quick_suite(tmp_path_factory):
     return out, ref
 
 
+#: AUROC of every non-free score in the --quick suite (seed 0, tiny-random-llama), as
+#: docs/results/audit-suite.md reports them. The run is deterministic on CPU; TOLERANCE allows for
+#: another BLAS / thread count reordering a few of the 3 x 12 to 4 x 12 (mislabeled, clean)
+#: comparisons (each one moves AUROC by 0.02 - 0.03).
+QUICK_AUROC = {
+    "uniform": {"tracin": 0.594, "tracin_cosine": 0.552, "self_influence": 0.156, "datainf": 0.781,
+                "influence_fisher": 0.469, "ekfac": 0.844, "rank_average": 0.542},
+    "length": {"tracin": 0.775, "tracin_cosine": 0.708, "self_influence": 0.625, "datainf": 0.892,
+               "influence_fisher": 0.608, "ekfac": 0.908, "rank_average": 0.717},
+    "marker": {"tracin": 0.682, "tracin_cosine": 0.682, "self_influence": 0.445, "datainf": 0.664,
+               "influence_fisher": 0.5, "ekfac": 0.682, "rank_average": 0.745},
+}
+TOLERANCE = 0.1
+
+
 @pytest.mark.slow
-@pytest.mark.heavy
 def test_quick_suite_writes_every_metric_and_the_goal(quick_suite):
-    from pairlab.audit import ATTRIBUTION_SCORES
+    from pairlab.audit import ATTRIBUTION_SCORES, AuditConfig
 
     out, _ = quick_suite
     result = artifacts.read_json(out / "validation.json")
@@ -92,12 +122,19 @@ def test_quick_suite_writes_every_metric_and_the_goal(quick_suite):
     for noise, table in result["detection"].items():
         for score in [*free, *influence, "tracin", "tracin_cosine"]:
             assert {"auroc", "auprc", "precision_at_k"} <= set(table[score]), (noise, score)
-        assert table["datainf"]["auroc"] is not None and table["lossdiff_irm"]["auroc"] is not None
+        assert all(table[s]["auroc"] is not None for s in [*free, *influence]), noise
         goal = result["goal"]["auroc"][noise]
         assert goal["status"] in ("met", "not met", "tie (acceptable on uniform flips)")
         assert result["goal"]["met_by"][noise] == goal["met_by"]
         run = result["runs"][f"{noise}-seed0"]["data"]
-        assert run["noise"] == noise and run["n_mislabeled"] >= 1
+        assert run["noise"] == noise and run["n_mislabeled"] >= 3
+        # the default score and every influence method at the level the docs report, less TOLERANCE
+        for score in {AuditConfig().harmful_score, result["default_score"], *influence}:
+            assert table[score]["auroc"] >= QUICK_AUROC[noise][score] - TOLERANCE, (noise, score)
+    # EK-FAC is above chance on every noise type
+    assert all(result["detection"][n]["ekfac"]["auroc"] >= 0.65 for n in QUICK_AUROC)
+    assert result["default_choice"]["runs"] == ["length-seed0", "marker-seed0"]
+    assert result["default_choice"]["score"] in result["default_choice"]["table"]
     flagged = pd.read_parquet(out / "runs" / "marker-seed0" / "curate" / "pairs.parquet")
     assert (flagged.loc[flagged["flipped"], "noise_type"] == "marker").all()
 

@@ -8,7 +8,7 @@ import pytest
 
 from pairlab.evaluate import EvalConfig
 from pairlab.evaluate.generate import generate_table, read_prompts_file, select_prompts
-from pairlab.evaluate.runner import load_policy, resolve_setup
+from pairlab.policy import load_policy, resolve_setup
 from pairlab.schema import PairDataError
 
 

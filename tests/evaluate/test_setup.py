@@ -6,7 +6,7 @@ import pytest
 from pairlab.cli import main
 from pairlab.config import ConfigError
 from pairlab.evaluate import EvalConfig, evaluate, load_eval_config, metrics
-from pairlab.evaluate.runner import resolve_setup
+from pairlab.policy import resolve_setup
 from pairlab.schema import PairDataError
 
 

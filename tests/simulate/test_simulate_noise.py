@@ -8,7 +8,13 @@ from simulate_fixtures import shared_file
 
 from pairlab.io import read_pairs
 from pairlab.schema import ASPECTS, PairDataError, build_pairs
-from pairlab.simulate import inject_noise, rating_gap
+from pairlab.preference import rating_gap as signed_gap
+from pairlab.simulate import inject_noise
+
+
+def rating_gap(pairs):
+    """The absolute gap inject_noise orders its flips by."""
+    return signed_gap(pairs, aspect_fallback=True).abs()
 
 UF = "ultrafeedback/"
 TRL_MAP = ["score_chosen=metadata.score_chosen", "score_rejected=metadata.score_rejected"]

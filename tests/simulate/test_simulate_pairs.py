@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from pairlab.artifacts import file_sha256, read_manifest
-from pairlab.simulate import SimulateConfig, rating_gap, simulate_pairs, write_simulation
+from pairlab.preference import rating_gap
+from pairlab.simulate import SimulateConfig, simulate_pairs, write_simulation
 
 CLEAN = dict(rater_noise=0.0, length_bias=0.0, tie_rate=0.0, overall_score_bug_rate=0.0)
 
@@ -38,7 +39,7 @@ def test_natural_noise_matches_the_truth_columns():
 def test_noise_concentrates_where_the_rating_gap_is_small():
     """What the demo relies on: a min-rating-gap filter removes most of the label noise."""
     train, _ = simulate_pairs(n=4000, seed=3)
-    gap = rating_gap(train)
+    gap = rating_gap(train, aspect_fallback=True).abs()
     wrong = ~train["true_preference_correct"].astype(bool)
     kept = gap >= 1.0
     assert kept.mean() > 0.6  # the filter keeps most pairs

@@ -1,0 +1,101 @@
+"""curate_stream(): a pool read chunk by chunk gives the in-memory curation, file for file,
+and an interrupted streamed curation resumes from the chunks already scored."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import pair
+from pairlab.curate import CurateConfig, curate
+from pairlab.curate import stream as stream_module
+from pairlab.curate.stream import curate_stream
+from pairlab.io import read_pairs, write_pairs
+from pairlab.schema import build_pairs
+
+CFG = CurateConfig(tokenizer="none")
+# every filter that needs the whole train side (two-pass), and row-local ones
+SPEC = ["drop_ties", {"length_ratio": [0.4, 2.5]}, "dedupe_prompts", "balance_length",
+        {"keep_quantile": {"score": "rating_gap", "lo": 0.1, "hi": 1.0}},
+        {"sample": {"n": 120, "stratify": "source"}}]
+FILES = ["pairs.parquet", "eval.parquet", "dropped.parquet", "scores.parquet"]
+
+
+@pytest.fixture
+def pool_file(tmp_path, make_pool):
+    """340 pairs; 40 repeat (exactly or nearly) a prompt from another chunk."""
+    pool = make_pool(300)
+    extra = []
+    for i in range(40):
+        prompt = pool["prompt_text"].iloc[(i * 7) % 300]
+        if i % 2:  # a near-duplicate: one more word at the end
+            prompt = prompt + " now"
+        extra.append(pair(prompt, f"another answer {i} " + "word " * (3 + i % 9), f"other reply {i}",
+                          sc=float(2 + i % 7), sr=float(1 + i % 5), source="sharegpt"))
+    pool = pd.concat([pool, build_pairs(extra)], ignore_index=True)
+    path = tmp_path / "pool.parquet"
+    write_pairs(pool, path)
+    return path
+
+
+def _same_outputs(a: Path, b: Path) -> None:
+    for name in FILES:
+        pd.testing.assert_frame_equal(pd.read_parquet(a / name), pd.read_parquet(b / name), check_dtype=False,
+                                      obj=name)
+    ma, mb = (json.loads((d / "manifest.json").read_text()) for d in (a, b))
+    assert ma["counts"] == mb["counts"] and ma["steps"] == mb["steps"]
+    assert ma["inputs"]["pool"]["content_sha256"] == mb["inputs"]["pool"]["content_sha256"]
+
+
+def test_streamed_curation_equals_in_memory(tmp_path, pool_file):
+    whole = curate(read_pairs(str(pool_file)), SPEC, CFG, out_dir=tmp_path / "whole")
+    streamed = curate_stream(pool_file, SPEC, CurateConfig(tokenizer="none", cache=False),
+                             out_dir=tmp_path / "streamed", chunk_rows=64)
+    assert streamed.manifest["streamed"] == {"chunk_rows": 64, "chunks": 6}
+    # the prompt-duplicate scores span chunks: rows repeating a prompt from another chunk
+    assert (whole.scores["prompt_dup_count"] > 1).sum() >= 20 and whole.scores["prompt_near_dup"].sum() >= 20
+    _same_outputs(tmp_path / "whole", tmp_path / "streamed")
+    assert {s["filter"] for s in streamed.steps if s["dropped"]} >= {"dedupe_prompts", "balance_length"}
+    assert (tmp_path / "streamed" / "curation.html").exists()
+
+
+def test_interrupted_streamed_curation_resumes(tmp_path, pool_file, monkeypatch):
+    real = stream_module.compute_scores
+    calls = []
+
+    def interrupted(*args, **kwargs):  # the 4th chunk's scoring is killed
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(stream_module, "compute_scores", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        curate_stream(pool_file, SPEC, CFG, out_dir=tmp_path / "run", chunk_rows=64)
+    assert not (tmp_path / "run" / "manifest.json").exists()
+    monkeypatch.setattr(stream_module, "compute_scores", real)
+    resumed = curate_stream(pool_file, SPEC, CFG, out_dir=tmp_path / "run", chunk_rows=64)
+    assert resumed.manifest["score_cache"]["chunks_resumed"] == 3  # only chunks 4-6 scored again
+    curate(read_pairs(str(pool_file)), SPEC, CurateConfig(tokenizer="none", cache=False),
+           out_dir=tmp_path / "whole")
+    _same_outputs(tmp_path / "whole", tmp_path / "run")
+    # the finished cache entry serves the next curation whole
+    again = curate_stream(pool_file, ["drop_ties"], CFG, out_dir=tmp_path / "again", chunk_rows=64)
+    assert again.manifest["score_cache"]["hit"]
+
+
+def test_cli_streams_a_parquet_pool(tmp_path, pool_file):
+    spec = tmp_path / "filters.yaml"
+    spec.write_text("- drop_ties\n- dedupe_prompts\n")
+    done = subprocess.run([sys.executable, "-m", "pairlab", "curate", "--input", str(pool_file), "--filters",
+                           str(spec), "--out", str(tmp_path / "cur"), "--tokenizer", "none", "--no-report",
+                           "--set", "chunk_rows=100"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads((tmp_path / "cur" / "manifest.json").read_text())
+    assert manifest["streamed"] == {"chunk_rows": 100, "chunks": 4}
+    counts = manifest["counts"]
+    assert counts["train"] + counts["eval"] + counts["dropped"] == counts["input"] == 340
