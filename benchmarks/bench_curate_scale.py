@@ -2,7 +2,7 @@
 
 Each size is a realistic-length simulator pool written to one pairs Parquet file (block by
 block, so the bench itself never holds it). Each curation runs as a separate process (its
-own peak RSS, ``ru_maxrss``): `pairlab curate` streaming the pool in chunks of 50,000 rows
+own peak RSS, ``ru_maxrss``): `pairlab curate` streaming the pool in chunks of 10,000 rows
 (the default above 100,000 rows), SmolLM2's tokenizer, a filter spec with two-pass filters
 (dedupe_prompts, balance_length, keep_quantile). At the smallest size the in-memory path
 (``chunk_rows=0``, the whole pool as one DataFrame) runs too, as the baseline.
@@ -100,7 +100,7 @@ def main(out_dir: Path) -> dict:
         for n in sizes:
             pool = root / f"pool-{n}.parquet"
             gen_s = write_pool(pool, n)
-            run = _curate(pool, root / f"cur-{n}", spec, 50_000, env)
+            run = _curate(pool, root / f"cur-{n}", spec, 10_000, env)
             run.update(n_pairs=n, generate_pool_s=round(gen_s, 1), pool_file_mb=round(pool.stat().st_size / 2**20, 1),
                        us_per_pair=round(1e6 * run["seconds"] / n, 1))
             if n == sizes[0]:  # the baseline: the whole pool in memory

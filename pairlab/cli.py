@@ -104,6 +104,27 @@ def add_input_args(parser: argparse.ArgumentParser, *, flag: str = "--input",
                                  "reading on")
 
 
+def add_config_args(parser: argparse.ArgumentParser, *, example: str, required: bool = False,
+                    config_help: str = "config fields in a YAML file") -> None:
+    """The one override grammar of every command that takes a config: ``--config FILE`` plus
+    repeatable ``--set dotted.key=VALUE`` (``args.config``, ``args.overrides``; parsed by
+    :func:`pairlab.config.cli_overrides`)."""
+    parser.add_argument("--config", required=required, default=None, metavar="YAML", help=config_help)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"override a config field, dotted for nested ones, e.g. {example}; the value is "
+                             "YAML; repeatable")
+
+
+def refuse_positional_overrides(values: list[str], command: str) -> None:
+    """The old ``pairlab audit ... KEY=VALUE`` spelling: exit 2 with the ``--set`` form."""
+    if values:
+        from .config import ConfigError
+
+        fixed = " ".join(f"--set {v}" for v in values)
+        raise ConfigError(f"positional overrides are no longer read: {' '.join(values)}",
+                          hint=f"write them as `pairlab {command} ... {fixed}`")
+
+
 def read_input(args: argparse.Namespace, dest: str = "input", *, with_rejects: bool = False):
     """Read the pairs named by :func:`add_input_args` options into a pairs table.
 

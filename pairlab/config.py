@@ -87,6 +87,81 @@ def parse_override(text: str) -> tuple[str, Any]:
                           hint="values are YAML: quote a string that holds [ ] { } : or #") from None
 
 
+def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """``data["a"]["b"] = value`` for ``"a.b"``, creating (or replacing non-mapping) parents."""
+    parts = dotted.split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def cli_overrides(texts: list[str] | None, cls: type | None = None, *, flag: str = "--set") -> dict[str, Any]:
+    """The one override grammar of every command with a config: repeatable ``--set dotted.key=VALUE``.
+
+    Returns ``{dotted key: YAML value}`` for :func:`load_config` / :func:`apply_overrides`.
+    A mapping value for a config *section* of ``cls`` (a nested config, or a free-form
+    ``dict[str, Any]`` such as an ablation's ``train``), e.g. ``--set train={dpo: {beta: 0.2}}``
+    (the old top-level-only spelling), would replace the whole section and silently drop the
+    file's other keys there, so it is refused with the dotted form as the hint. A mapping for
+    a typed map field (``topics={arithmetic: 1.0}``) is that field's value and is kept.
+    """
+    out: dict[str, Any] = {}
+    for text in texts or []:
+        key, value = parse_override(text)
+        if isinstance(value, dict) and value and cls is not None and _is_section(cls, key):
+            leaf_key, leaf = next(_dotted_leaves(value, f"{key}."))
+            raise ConfigError(f"{flag} {key}=<mapping> would replace the whole `{key}` section",
+                              field=key, hint=f"set one field at a time with dotted keys, e.g. "
+                                              f"{flag} {leaf_key}={_yaml_inline(leaf)}")
+        out[key] = value
+    return out
+
+
+def _is_section(cls: type, dotted: str) -> bool:
+    """Whether ``dotted`` names a nested config or a ``dict[str, Any]`` section of ``cls``."""
+    tp: Any = cls
+    for part in dotted.split("."):
+        if not dataclasses.is_dataclass(tp):
+            return False
+        hints = typing.get_type_hints(tp)
+        if part not in hints:
+            return False
+        tp = hints[part]
+        if typing.get_origin(tp) is typing.Union or typing.get_origin(tp) is types.UnionType:
+            tp = next((a for a in typing.get_args(tp) if a is not type(None)), tp)
+    if dataclasses.is_dataclass(tp):
+        return True
+    return typing.get_origin(tp) is dict and typing.get_args(tp)[1:2] in ((Any,), ())
+
+
+def _dotted_leaves(data: dict[str, Any], prefix: str = ""):
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            yield from _dotted_leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def _yaml_inline(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("\n...").strip()
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str] | dict[str, Any] | None,
+                    cls: type | None = None) -> dict[str, Any]:
+    """Merge overrides into a loaded config mapping (in place): ``["dpo.beta=0.2", ...]`` (the
+    CLI's ``--set``, see :func:`cli_overrides`) or ``{"dpo.beta": 0.2, "seeds": [0, 1]}``;
+    a dotted key sets one nested field and keeps its siblings."""
+    items = overrides.items() if isinstance(overrides, dict) else cli_overrides(overrides, cls).items()
+    for key, value in items:
+        set_dotted(data, key, value)
+    return data
+
+
 def field_help(cls: type) -> dict[str, str]:
     return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
 
@@ -203,17 +278,15 @@ def check_ranges(cfg: Any, *, prefix: str = "", source: str | None = None) -> An
 
 def load_config(cls: type[T], path: str | os.PathLike | None = None,
                 overrides: list[str] | dict[str, Any] | None = None) -> T:
-    """Defaults < YAML file < overrides (``["beta=0.2", ...]`` or a dict)."""
+    """Defaults < YAML file < overrides (``["dpo.beta=0.2", ...]`` or a dict; dotted keys set
+    nested fields, see :func:`apply_overrides`)."""
     data: dict[str, Any] = {}
     if path:
         loaded = read_yaml(path) or {}
         if not isinstance(loaded, dict):
             raise ConfigError("top level must be a mapping", file=str(path))
         data.update(loaded)
-    if isinstance(overrides, dict):
-        data.update(overrides)
-    elif overrides:
-        data.update(dict(parse_override(o) for o in overrides))
+    apply_overrides(data, overrides, cls)
     return from_dict(cls, data, source=None if path is None else str(path))
 
 

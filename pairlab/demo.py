@@ -17,12 +17,13 @@ CONFIG = Path(__file__).resolve().parents[1] / "examples" / "ablation-demo.yaml"
 
 def main(argv: list[str] | None = None) -> int:
     from .cli import main as cli_main
+    from .dirs import AblationDir
 
     out = os.environ.get("PAIRLAB_DEMO_OUT", "demo_out")
     started = time.time()
     code = cli_main(["ablate", "--config", str(CONFIG), "--out", out, *(argv or [])])
     if code == 0:
-        report = Path(out).resolve() / "report.html"
+        report = Path(out).resolve() / AblationDir.REPORT
         print(f"\ndemo finished in {time.time() - started:.0f} s")
         print(f"comparison report: {report}")
     return code

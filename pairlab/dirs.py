@@ -369,6 +369,8 @@ class RunDir(StageDir):
     CHECKPOINTS = "checkpoints"
     TRAIN_LOG = "train_log.jsonl"
     DYNAMICS = "dynamics.parquet"
+    #: written by `pairlab report RUN_DIR`, after the run (not one of its outputs)
+    REPORT = "report.html"
     OUTPUTS = (ADAPTER, TRAIN_LOG, DYNAMICS)
     REQUIRED = (TRAIN_LOG, DYNAMICS)
     SCRATCH = (CHECKPOINTS,)
@@ -420,6 +422,8 @@ class ValidationDir(StageDir):
     COMMAND = "pairlab audit --validate"
     VALIDATION = "validation.json"
     EVAL_PAIRS = "eval_pairs.parquet"
+    #: beside each training's run/ (OUT/, OUT/cf-*/): the pairs it trained on
+    TRAIN_PAIRS = "pairs.parquet"
     OUTPUTS = (VALIDATION, EVAL_PAIRS)
     REQUIRED = (VALIDATION,)
     MARKERS = (VALIDATION,)

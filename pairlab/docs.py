@@ -181,9 +181,12 @@ def layouts_page() -> str:
              "forces one.", ""]
     registry = getattr(layouts, "LAYOUT_REGISTRY", None) or getattr(layouts, "REGISTRY", None)
     if registry:
-        lines += ["| layout | recognised by / read as |", "|---|---|"]
+        lines += ["| layout | also `--format` | recognised by / read as |", "|---|---|---|"]
         for name, spec in registry.items():
-            lines.append(f"| `{name}` | {_cell(getattr(spec, 'help', '') or '')} |")
+            aliases = ", ".join(f"`{a}`" for a in getattr(spec, "aliases", ()))
+            lines.append(f"| `{name}` | {aliases} | {_cell(getattr(spec, 'help', '') or '')} |")
+        lines += ["", "A new layout is one `pairlab.io.register_layout(name, detect, rows)` call "
+                      "(see `pairlab/io/layouts.py`); it is then detected, read by `--format NAME` and listed here."]
     else:
         lines += ["```text", (layouts.__doc__ or "").strip(), "```"]
     return "\n".join(lines) + "\n"

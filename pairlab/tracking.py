@@ -28,6 +28,7 @@ from typing import Any
 import pandas as pd
 
 from . import artifacts
+from .dirs import AblationDir, CurateDir, EvalDir, RunDir
 from .extras import require
 
 #: Tracker name -> what it needs (the registry ``report_to`` is checked against).
@@ -49,17 +50,16 @@ def _marker(layout, arm: str, seed: int, tracker: str) -> Path:
 
 def run_record(cfg, layout, arm_name: str, seed: int) -> dict[str, Any] | None:
     """What a run's tracker entry shows, read from its files; None while it is unfinished."""
-    from .dirs import EvalDir
 
     eval_dir = layout.arm_eval(arm_name, seed)
     run_dir = layout.run(arm_name, seed)
-    if not EvalDir.is_complete(eval_dir) or not (run_dir / "train_log.jsonl").exists():
+    if not EvalDir.is_complete(eval_dir) or not (run_dir / RunDir.TRAIN_LOG).exists():
         return None
     arm = next(a for a in cfg.arms if a.name == arm_name)
-    metrics = artifacts.read_json(eval_dir / "metrics.json")
+    metrics = artifacts.read_json(eval_dir / EvalDir.METRICS)
     curate_manifest = artifacts.read_manifest(layout.curate(arm_name))
     counts = curate_manifest.get("counts", {})
-    curves = pd.read_json(run_dir / "train_log.jsonl", lines=True)
+    curves = pd.read_json(run_dir / RunDir.TRAIN_LOG, lines=True)
     return {
         "name": run_name(arm_name, seed),
         "params": {"ablation": cfg.name, "arm": arm_name, "seed": seed, "filters": json.dumps(arm.filters),
@@ -68,7 +68,7 @@ def run_record(cfg, layout, arm_name: str, seed: int) -> dict[str, Any] | None:
                    "is_baseline": arm_name == cfg.baseline_arm},
         "metrics": {f"eval/{k}": float(metrics[k]) for k in EVAL_METRICS if metrics.get(k) is not None},
         "curves": curves,
-        "reports": [p for p in (eval_dir / "report.html", layout.curate(arm_name) / "curation.html") if p.exists()],
+        "reports": [p for p in (eval_dir / EvalDir.REPORT, layout.curate(arm_name) / CurateDir.REPORT) if p.exists()],
     }
 
 
@@ -151,7 +151,7 @@ def wandb_comparison(cfg, layout, rows: pd.DataFrame) -> None:
         run.log({"comparison": wandb.Table(dataframe=table.map(
             lambda v: v if isinstance(v, (int, float, str, bool)) or v is None else str(v)))})
         art = wandb.Artifact(f"{_slug(cfg.name)}-report", type="report")
-        for name in ("report.html", "comparison.json", "comparison.parquet"):
+        for name in (AblationDir.REPORT, AblationDir.COMPARISON, AblationDir.COMPARISON_TABLE):
             if (layout.root / name).exists():
                 art.add_file(str(layout.root / name), name=name)
         run.log_artifact(art)

@@ -127,10 +127,13 @@ CASES = [
     ("ablate-out-is-a-file", "ablate --config {ablation} --out {afile}", ["{afile}"]),
     # audit
     ("audit-missing-run", "audit --run {missing} --eval {good} --out {out}", ["{missing}"]),
-    ("audit-bad-value", "audit --run {missing} --eval {good} --out {out} proj_dim=0", ["proj_dim", ">= 1"]),
-    ("audit-malformed-override", "audit --run {missing} --eval {good} --out {out} proj_dim=[1", ["proj_dim", "cannot parse"]),
+    ("audit-bad-value", "audit --run {missing} --eval {good} --out {out} --set proj_dim=0", ["proj_dim", ">= 1"]),
+    ("audit-malformed-override", "audit --run {missing} --eval {good} --out {out} --set proj_dim=[1", ["proj_dim", "cannot parse"]),
     ("audit-config-bad-utf8", "audit --run {missing} --eval {good} --out {out} --config {bad_utf8_yaml}", ["{bad_utf8_yaml}"]),
-    ("audit-validate-bad-rate", "audit --validate --out {out} flip_rate=2", ["flip_rate", "[0, 1)"]),
+    ("audit-old-positional-override", "audit --validate --out {out} flip_rate=0.1", ["--set flip_rate=0.1"]),
+    ("ablate-old-section-override", "ablate --config {ablation} --out {out} --set train={{\"dpo\":{{\"beta\":0.2}}}}",
+     ["--set train.dpo.beta=0.2"]),
+    ("audit-validate-bad-rate", "audit --validate --out {out} --set flip_rate=2", ["flip_rate", "[0, 1)"]),
     # power
     ("power-from-missing", "power --target-diff 0.05 --from {missing}", ["--from"]),
     ("power-config-is-a-directory", "power --target-diff 0.05 --config {adir}", ["{adir}"]),

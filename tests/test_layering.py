@@ -200,3 +200,34 @@ def test_the_checker_sees_module_level_and_local_imports(tmp_path, source, expec
 def test_circles_are_found():
     assert _strongly_connected({"a": {"b"}, "b": {"a"}, "c": {"a"}}) != []
     assert _strongly_connected({"a": {"b"}, "b": set()}) == []
+
+
+def _stage_file_names() -> set[str]:
+    """Every file name a stage directory class in pairlab.dirs defines (names with a suffix)."""
+    from pairlab import dirs
+
+    names = set()
+    for cls in vars(dirs).values():
+        if isinstance(cls, type) and issubclass(cls, dirs.StageDir):
+            names.update(v for k, v in vars(cls).items() if k.isupper() and isinstance(v, str) and "." in v
+                         and " " not in v)
+    return names
+
+
+def test_stage_file_names_are_typed_only_in_dirs():
+    """No stage file name is a string literal outside pairlab/dirs.py (use the *Dir constants).
+    A report template argument (``write_report(path, "audit.html", ...)``) is a template, not a file."""
+    names = _stage_file_names()
+    assert {"pairs.parquet", "per_pair.parquet", "metrics.json", "comparison.json"} <= names
+    found = []
+    for module, path in MODULES.items():
+        if module in ("pairlab.dirs", "pairlab.artifacts"):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        templates = {id(call.args[1]) for call in ast.walk(tree) if isinstance(call, ast.Call)
+                     and getattr(call.func, "id", getattr(call.func, "attr", "")) == "write_report"
+                     and len(call.args) > 1}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and node.value in names and id(node) not in templates:
+                found.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}: {node.value!r}")
+    assert not found, "stage file names typed outside pairlab/dirs.py:\n" + "\n".join(found)

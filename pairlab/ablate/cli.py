@@ -3,16 +3,15 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli import Command
+from ..cli import Command, add_config_args
 from ..config import ConfigError
+from ..dirs import AblationDir
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, metavar="YAML",
-                        help="ablation config (see examples/ablation-demo.yaml)")
+    add_config_args(parser, required=True, example="seeds=[0,1], train.dpo.beta=0.2, pool.flip_rate=0.1",
+                    config_help="ablation config (see examples/ablation-demo.yaml)")
     parser.add_argument("--out", required=True, metavar="DIR", help="ablation directory (re-use it to resume)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a top-level config field, e.g. seeds=[0,1]; repeatable")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--plan", action="store_true",
                       help="prepare the pool and every arm's subset, then print the power plan ('# ' lines: "
@@ -118,16 +117,16 @@ def _power(args: argparse.Namespace) -> int:
         from .config import AblationConfig
 
         root = Path(args.from_dir) if args.from_dir else None
-        path = args.config or str(root / "ablation.yaml")
+        path = args.config or str(root / AblationDir.CONFIG)
         if not Path(path).exists():
             raise ConfigError("not an ablation directory (no ablation.yaml)", field="--from",
                               hint="pass a directory written by `pairlab ablate --out`")
         cfg = load_config(AblationConfig, path, []).validate()
         eval_pairs = args.eval_pairs
-        if eval_pairs is None and root is not None and (root / "pool" / "eval.parquet").exists():
+        if eval_pairs is None and root is not None and (root / AblationDir.EVAL_PAIRS).exists():
             import pyarrow.parquet as pq
 
-            eval_pairs = pq.ParquetFile(root / "pool" / "eval.parquet").metadata.num_rows
+            eval_pairs = pq.ParquetFile(root / AblationDir.EVAL_PAIRS).metadata.num_rows
         if eval_pairs is None:
             eval_pairs = cfg.pool.max_eval_pairs
         if eval_pairs is None:

@@ -71,7 +71,7 @@ def compare_arms(cfg: AblationConfig, layout, pool: pd.DataFrame) -> dict[str, A
                              mean_margin=m["mean_margin"], ref_free_accuracy=m["ref_free_accuracy"],
                              true_accuracy=m.get("true_accuracy"), ties=m["ties"],
                              by_chosen_longer=_by_longer(m),
-                             eval_report=str(Path("arms") / arm.name / f"seed{seed}" / "eval" / "report.html"),
+                             eval_report=str(Path(AblationDir.ARMS) / arm.name / f"seed{seed}" / "eval" / EvalDir.REPORT),
                              by_source={r["group"]: r["accuracy"] for r in m.get("by_source", [])})
                 base = evals.get((baseline, seed))
                 if base is not None and arm.name != baseline:
@@ -89,7 +89,7 @@ def compare_arms(cfg: AblationConfig, layout, pool: pd.DataFrame) -> dict[str, A
             "pairs_kept": None if kept is None else int(len(kept)),
             "pairs_dropped": cman.get("counts", {}).get("dropped"),
             "true_label_noise": None if kept is None else arm_true_noise(kept),
-            "curation_report": str(Path("arms") / arm.name / "curate" / "curation.html"),
+            "curation_report": str(Path(AblationDir.ARMS) / arm.name / "curate" / CurateDir.REPORT),
             "seeds": seeds,
             "accuracy": _mean_sd([s["accuracy"] for s in done]),
             "true_accuracy": _mean_sd([s.get("true_accuracy") for s in done]),
@@ -113,7 +113,7 @@ def compare_arms(cfg: AblationConfig, layout, pool: pd.DataFrame) -> dict[str, A
         "base_model": None if base_eval is None else {
             "accuracy": base_eval[0]["accuracy"], "ref_free_accuracy": base_eval[0]["ref_free_accuracy"],
             "ref_free_accuracy_norm": base_eval[0].get("ref_free_accuracy_norm"),
-            "report": str(Path("base") / "eval" / "report.html")},
+            "report": str(Path(AblationDir.BASE) / "eval" / EvalDir.REPORT)},
         "arms": arms_out,
         "statistics": {
             "alpha": ALPHA, "power": POWER, "correction": CORRECTION, "n_comparisons": len(tested),

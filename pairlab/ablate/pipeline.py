@@ -475,7 +475,7 @@ def print_plan(cfg: AblationConfig, out_dir: str | Path, config_path: str | None
     stream = stream or sys.stdout  # looked up at call time, so a redirected stdout is honoured
     cfg.validate()
     layout, pool, eval_pairs = prepare(cfg, out_dir)
-    kept = [len(pd.read_parquet(layout.curate(a.name) / "pairs.parquet", columns=["pair_id"]))
+    kept = [len(pd.read_parquet(layout.curate(a.name) / CurateDir.PAIRS, columns=["pair_id"]))
             if CurateDir.is_complete(layout.curate(a.name)) else len(pool) for a in cfg.arms]
     for line in plan_lines(cfg, target_diff=target_diff, eval_pairs=len(eval_pairs), root=layout.root,
                            kept=kept, prefix="# "):

@@ -27,6 +27,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from .. import artifacts
+from ..dirs import AblationDir, EvalDir
 from ..stats import ALPHA, POWER, mde, pairs_needed
 
 #: Assumed discordance when no ablation has been evaluated yet: two fine-tunes of one base
@@ -114,7 +115,7 @@ def measured_discordance(root: str | Path | None) -> dict[str, Any] | None:
     if root is None:
         return None
     root = Path(root)
-    config = root / "ablation.yaml"
+    config = root / AblationDir.CONFIG
     if not config.exists():
         return None
     cfg = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
@@ -125,7 +126,7 @@ def measured_discordance(root: str | Path | None) -> dict[str, Any] | None:
         if arm == baseline:
             continue
         for seed in cfg.get("seeds", [0]):
-            files = [root / "arms" / a / f"seed{seed}" / "eval" / "per_pair.parquet" for a in (baseline, arm)]
+            files = [root / AblationDir.ARMS / a / f"seed{seed}" / "eval" / EvalDir.PER_PAIR for a in (baseline, arm)]
             if not all(f.exists() for f in files):
                 continue
             base, other = (pd.read_parquet(f, columns=["pair_id", "correct"]).set_index("pair_id")["correct"]

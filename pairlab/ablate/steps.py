@@ -26,6 +26,7 @@ import pandas as pd
 
 from .. import artifacts
 from ..config import from_dict
+from ..dirs import CurateDir
 from .config import AblationConfig, Arm, train_config
 from .pipeline import Layout
 
@@ -100,8 +101,8 @@ def prefill_reference(cfg: AblationConfig, layout: Layout, eval_pairs: pd.DataFr
     for model, settings, arms in reference_groups(cfg):
         # a drop_flagged arm is curated later (after its source arm's audit); its pairs are a
         # subset of the source arm's, which are prefilled here
-        kept = [pd.read_parquet(layout.curate(a) / "pairs.parquet") for a in arms
-                if (layout.curate(a) / "pairs.parquet").exists()]
+        kept = [pd.read_parquet(layout.curate(a) / CurateDir.PAIRS) for a in arms
+                if (layout.curate(a) / CurateDir.PAIRS).exists()]
         pairs = pd.concat([*kept, eval_pairs], ignore_index=True).drop_duplicates("pair_id", ignore_index=True)
         ecfg = from_dict(EvalConfig, settings).validate()
         setup = resolve_setup(ecfg, model=model)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli import Command, add_input_args, read_input
+from ..cli import Command, add_config_args, add_input_args, read_input, refuse_positional_overrides
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -12,7 +12,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pairs", metavar="PAIRS", default=None,
                         help="the run's training pairs (default: the pairs.parquet its manifest names)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
-    parser.add_argument("--config", metavar="YAML", default=None, help="AuditConfig / ValidateConfig YAML")
+    add_config_args(parser, example="proj_dim=1000, harmful_score=tracin (--validate: n=64, counterfactual=false)",
+                    config_help="AuditConfig YAML (--validate: ValidateConfig; --suite: SuiteConfig)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a finished audit in --out (else refused; the gradient cache is reused)")
     parser.add_argument("--validate", action="store_true",
@@ -30,13 +31,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n", type=int, default=None, help="--validate: training pairs")
     parser.add_argument("--flip-rate", type=float, default=None, help="--validate: share of labels flipped")
     parser.add_argument("--seed", type=int, default=None, help="--validate: seed")
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+    # the old positional KEY=VALUE spelling, kept only to answer it with the --set form
+    parser.add_argument("legacy_overrides", nargs="*", help=argparse.SUPPRESS)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..config import load_config
     from ..schema import PairDataError
 
+    refuse_positional_overrides(args.legacy_overrides, "audit")
     if args.validate and (args.suite or args.quick):
         return _run_suite(args)
     if args.validate:
@@ -89,9 +92,9 @@ def _run_suite(args: argparse.Namespace) -> int:
         overrides["seeds"] = [args.seed]
     if args.noise is not None:
         overrides["noise_types"] = [args.noise]
-    from ..config import parse_override
+    from ..config import cli_overrides
 
-    overrides.update(dict(parse_override(o) for o in args.overrides))
+    overrides.update(cli_overrides(args.overrides, SuiteConfig))
     result = run_suite(load_config(SuiteConfig, args.config, overrides), args.out)
     default = result["default_score"]
     for noise, table in result["detection"].items():

@@ -34,6 +34,7 @@ import pandas as pd
 
 from .. import artifacts
 from ..config import ConfigError, check_ranges, to_dict
+from ..dirs import AuditDir, CurateDir, ValidationDir
 from .registry import ATTRIBUTION_SCORES
 
 SUITE = "suite.json"
@@ -247,7 +248,7 @@ def run_suite(cfg: SuiteConfig | None, out_dir: str | Path) -> dict[str, Any]:
     def save() -> None:
         result["wall_time_s"] = round(time.time() - started, 1)
         artifacts.write_json(out / SUITE, result)
-        artifacts.write_json(out / "validation.json", result)
+        artifacts.write_json(out / ValidationDir.VALIDATION, result)
 
     detections: dict[str, dict[int, dict[str, Any]]] = {}
     for noise in cfg.noise_types:
@@ -277,7 +278,7 @@ def run_suite(cfg: SuiteConfig | None, out_dir: str | Path) -> dict[str, Any]:
 
 def _finished(run_dir: Path, vcfg) -> dict[str, Any] | None:
     """An earlier suite's finished validation of exactly this config (resume), else None."""
-    path = run_dir / "validation.json"
+    path = run_dir / ValidationDir.VALIDATION
     if not path.exists():
         return None
     done = artifacts.read_json(path)
@@ -299,9 +300,9 @@ def _counterfactual(cfg: SuiteConfig, out: Path, detections, goals, default: str
     for seed in cfg.seeds:
         vcfg = validate_config(cfg, noise, seed)
         run_dir = out / "runs" / f"{noise}-seed{seed}"
-        scores = pd.read_parquet(run_dir / "audit" / "attribution.parquet")
-        train = pd.read_parquet(run_dir / "curate" / "pairs.parquet")
-        eval_pairs = pd.read_parquet(run_dir / "eval_pairs.parquet")
+        scores = pd.read_parquet(run_dir / "audit" / AuditDir.ATTRIBUTION)
+        train = pd.read_parquet(run_dir / "curate" / CurateDir.PAIRS)
+        eval_pairs = pd.read_parquet(run_dir / ValidationDir.EVAL_PAIRS)
         scores = scores.set_index("pair_id").loc[train["pair_id"].astype(str)].reset_index()
         mislabeled = ~train["true_preference_correct"].astype(bool).to_numpy()
         k = max(int(mislabeled.sum()), 1)

@@ -256,8 +256,8 @@ def _train_once(pairs: pd.DataFrame, out: Path, tcfg) -> Path:
     """Train OUT/run on ``pairs`` (a finished run is kept, an interrupted one resumed); OUT/run."""
     from ..train import train
 
-    artifacts.write_parquet(out / "pairs.parquet", pairs)
-    train(out / "pairs.parquet", tcfg, out / "run", resume=True)
+    artifacts.write_parquet(out / ValidationDir.TRAIN_PAIRS, pairs)
+    train(out / ValidationDir.TRAIN_PAIRS, tcfg, out / "run", resume=True)
     return out / "run"
 
 
@@ -265,9 +265,9 @@ def _train_and_eval(pairs: pd.DataFrame, eval_pairs: pd.DataFrame, out: Path, tc
     from ..train import train
 
     if not EvalDir.is_complete(out / "eval"):  # else finished in an earlier validation
-        artifacts.write_parquet(out / "pairs.parquet", pairs)
+        artifacts.write_parquet(out / ValidationDir.TRAIN_PAIRS, pairs)
         # resume: a finished run is kept, an interrupted one continues from its checkpoint
-        train(out / "pairs.parquet", tcfg, out / "run", resume=True)
+        train(out / ValidationDir.TRAIN_PAIRS, tcfg, out / "run", resume=True)
     return _evaluate_run(out, eval_pairs)
 
 
@@ -303,7 +303,7 @@ def run_validation(cfg: ValidateConfig | None, out_dir: str | Path) -> dict[str,
     result["data"] = {"n_train": len(curated.train), "n_val": len(val_pairs), "n_eval": len(eval_pairs),
                       "n_mislabeled": int(mislabeled.sum()),
                       "n_flipped": int(curated.train["flipped"].sum()), "noise": cfg.noise}
-    artifacts.write_parquet(out / "eval_pairs.parquet", eval_pairs)
+    artifacts.write_parquet(out / ValidationDir.EVAL_PAIRS, eval_pairs)
     artifacts.write_parquet(out / "val_pairs.parquet", val_pairs)
 
     # Train the audited run, keeping every checkpoint.

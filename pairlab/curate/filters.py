@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import ConfigError
+from ..dirs import AuditDir
 from .scores import NUMERIC_SCORES, SCORES
 from .split import seeded_keys
 
@@ -553,7 +554,7 @@ def _drop_flagged(scores, params, ctx):
                           "or give attribution: AUDIT_DIR", field="drop_flagged.attribution")
     path = params.attribution
     if os.path.isdir(path):
-        path = os.path.join(path, "attribution.parquet")
+        path = os.path.join(path, AuditDir.ATTRIBUTION)
     if not os.path.exists(path):
         raise ConfigError(f"no attribution table at {path}", field="drop_flagged.attribution",
                           hint="run `pairlab audit` first")

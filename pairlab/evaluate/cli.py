@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..cli import Command, add_input_args, read_input
+from ..cli import Command, add_config_args, add_input_args, read_input
 
 #: Shortcut flag -> EvalConfig field (everything else through --set key=value).
 _FLAGS = {"--batch-size": ("batch_size", int), "--beta": ("beta", float),
@@ -25,9 +25,8 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
                             "reference-free accuracy); generations are the base model's only")
     add_input_args(parser, flag="--eval", dest="eval")
     parser.add_argument("--out", required=True, metavar="EVAL_DIR", help="evaluation directory to write")
-    parser.add_argument("--config", metavar="YAML", help="EvalConfig fields in a YAML file")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="any EvalConfig field, e.g. sample_seeds=[0,1] or ref_cache=false; repeatable")
+    add_config_args(parser, example="sample_seeds=[0,1] or ref_cache=false",
+                    config_help="EvalConfig fields in a YAML file")
     for flag, (name, kind) in _FLAGS.items():
         parser.add_argument(flag, dest=name, type=kind, default=None, help=helps[name])
     parser.add_argument("--no-generate", action="store_true", help="skip generations.parquet")

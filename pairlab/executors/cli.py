@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError
+from ..dirs import AblationDir
 
 
 def run_executor(cfg, args: argparse.Namespace) -> dict[str, Any] | None:
@@ -34,7 +35,7 @@ def run_executor(cfg, args: argparse.Namespace) -> dict[str, Any] | None:
         jobs = result["submitted"]
         print(f"submitted: prefill {jobs['prefill']}, arms {', '.join(jobs['arms']) or '(all finished)'}, "
               f"report {jobs['report']} (logs under {jobs['folder']}); the report job writes "
-              f"{Path(args.out) / 'report.html'}")
+              f"{Path(args.out) / AblationDir.REPORT}")
         return None
     return result
 

@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from .. import artifacts
+from ..dirs import AblationDir
 from ..extras import require
 from .config import SlurmSettings
 
@@ -71,7 +72,7 @@ def write_scripts(cfg, out_dir: str) -> dict[str, Path]:
     from ..ablate.steps import grid
 
     folder = folder_of(cfg, out_dir)
-    config = artifacts.write_text(folder / "ablation.yaml", yaml.safe_dump(asdict(cfg), sort_keys=False))
+    config = artifacts.write_text(folder / AblationDir.CONFIG, yaml.safe_dump(asdict(cfg), sort_keys=False))
     base = (f"{shlex.quote(sys.executable)} -m pairlab ablate --config {shlex.quote(str(config))} "
             f"--out {shlex.quote(str(out_dir))}")
     commands = {"prefill": f"{base} --step prefill", "arms": f'{base} --step arm --task "$SLURM_ARRAY_TASK_ID"',

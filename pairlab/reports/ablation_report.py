@@ -150,10 +150,10 @@ def write_ablation_report(directory: str | os.PathLike, out: str | os.PathLike |
         a["filters_text"] = _filters_text(a["filters"])
         a["delta_text"], a["p_text"] = _delta_text(a), _p_text(a)
         a["mde_text"], a["seeds_text"] = _mde_text(a), _seeds_text(a)
-    config_path = directory / "ablation.yaml"
+    config_path = directory / AblationDir.CONFIG
     manifest = artifacts.read_manifest(directory) if (directory / artifacts.MANIFEST).exists() else {}
     return write_report(
-        Path(out) if out else directory / "report.html", "ablation.html",
+        Path(out) if out else directory / AblationDir.REPORT, "ablation.html",
         title=f"pairlab ablation: {c['name']}", c=c, root=str(directory), created=manifest.get("created"),
         verdict=c["verdict"], figures=_figures(c), sources=_sources(c),
         has_truth=any(a.get("true_label_noise") is not None for a in c["arms"]),

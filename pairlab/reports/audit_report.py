@@ -16,13 +16,13 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__, artifacts
-from ..dirs import AuditDir
+from ..dirs import AuditDir, ValidationDir
 from ..audit.registry import ATTRIBUTION_SCORES
 from .render import figure_to_data_uri, pyplot, write_report
 
 ATTRIBUTION = AuditDir.ATTRIBUTION
-VALIDATION = "validation.json"
-HTML = "audit.html"
+VALIDATION = ValidationDir.VALIDATION
+HTML = AuditDir.REPORT
 #: Scores shown, in the audit's registry order (those absent from the table, or all NaN, are skipped).
 SCORES = list(ATTRIBUTION_SCORES)
 _REGION_COLORS = {"easy": "#2b6cb0", "ambiguous": "#805ad5", "hard-to-learn": "#dd6b20"}

@@ -31,7 +31,7 @@ from .run_report import RunInputs, load_run, training_context
 
 PER_PAIR = EvalDir.PER_PAIR
 METRICS = EvalDir.METRICS
-GENERATIONS = "generations.parquet"
+GENERATIONS = EvalDir.GENERATIONS
 #: Pairs listed at each end of the margin ranking.
 EXTREMES = 5
 #: Prompts shown side by side (all of them are in report.json).
@@ -420,7 +420,7 @@ def eval_summary(eval_dir: str | os.PathLike, baseline: str | os.PathLike | None
 def render_eval_report(eval_dir: str | os.PathLike, out: str | os.PathLike | None = None,
                        baseline: str | os.PathLike | None = None) -> Path:
     inputs = load_eval(eval_dir)
-    out = Path(out) if out is not None else inputs.dir / "report.html"
+    out = Path(out) if out is not None else inputs.dir / EvalDir.REPORT
     reference_free, base = _comparisons(inputs, baseline)
     metrics, per_pair = inputs.metrics, inputs.per_pair
     tables = {key: metrics.get(key) or [] for key in ("by_source", "by_rating_gap", "by_chosen_longer")}

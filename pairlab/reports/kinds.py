@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import artifacts
-from ..dirs import STAGE_DIRS, AblationDir, AuditDir, CurateDir, EvalDir, RunDir
+from ..dirs import GENERIC_REPORTS, STAGE_DIRS, AblationDir, AuditDir, CurateDir, EvalDir, RunDir
 from ..errors import ReportError  # noqa: F401  (the reports import it from here)
 
 FORMATS = ("html", "json")
@@ -30,7 +30,7 @@ class ReportKind:
     marker_files: tuple[str, ...]
     render_html: Callable[..., Path]  # (dir, out, **options) -> written path
     summarize: Callable[..., dict[str, Any]]  # (dir, **options) -> JSON-able dict
-    html_name: str = "report.html"
+    html_name: str = GENERIC_REPORTS[0]  # report.html
     options: tuple[str, ...] = field(default_factory=tuple)  # keyword options it accepts
 
 

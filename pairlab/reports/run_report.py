@@ -220,6 +220,6 @@ def run_summary(run_dir: str | os.PathLike) -> dict[str, Any]:
 
 def render_run_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
     run = load_run(run_dir)
-    out = Path(out) if out is not None else run.dir / "report.html"
+    out = Path(out) if out is not None else run.dir / RunDir.REPORT
     return write_report(out, "run.html", version=__version__, title=f"pairlab run report: {run.dir.name}",
                         training=training_context(run), created=run.manifest.get("created"))

@@ -62,11 +62,11 @@ def simulate_pairs(cfg: SimulateConfig | None = None, **overrides: Any
     """
     result = simulate(cfg, **overrides)
     with tempfile.TemporaryDirectory(prefix="pairlab-sim-") as tmp:
-        train_raw = write_jsonl(Path(tmp) / "train.jsonl", result.train_records)
+        train_raw = write_jsonl(Path(tmp) / SimulateDir.TRAIN_RAW, result.train_records)
         train = _train_pairs(train_raw, result.config)
         if not result.eval_records:
             return train, train.iloc[0:0].copy()
-        eval_raw = write_jsonl(Path(tmp) / "eval.jsonl", result.eval_records)
+        eval_raw = write_jsonl(Path(tmp) / SimulateDir.EVAL_RAW, result.eval_records)
         return train, _eval_pairs(eval_raw, result.config)
 
 

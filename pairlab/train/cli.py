@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli import Command
+from ..cli import Command, add_config_args
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
@@ -13,13 +13,11 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, metavar="SPEC",
                         help="model spec (overrides the config's `model`): smollm2-135m-instruct, "
                              "tiny-random-llama, a local directory or a hub id")
-    parser.add_argument("--config", default=None, metavar="YAML",
-                        help="TrainConfig YAML (see examples/train.yaml); a `trl dpo` YAML or alignment-handbook "
-                             "recipe works too: its flat keys are mapped, one notice per key "
-                             "(examples/recipe-handbook-qlora.yaml)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config field, dotted for nested ones: dpo.beta=0.2, lora.r=8, "
-                             "dpo.max_steps=10 (recipe spellings too: beta=0.2, lora_r=8); repeatable")
+    add_config_args(parser, example="dpo.beta=0.2, lora.r=8, dpo.max_steps=10 (recipe spellings too: beta=0.2, "
+                                    "lora_r=8)",
+                    config_help="TrainConfig YAML (see examples/train.yaml); a `trl dpo` YAML or alignment-handbook "
+                                "recipe works too: its flat keys are mapped, one notice per key "
+                                "(examples/recipe-handbook-qlora.yaml)")
     parser.add_argument("--quantization", choices=("4bit", "none"), default=None,
                         help="4bit (QLoRA) or none (full-precision LoRA); overrides the config")
     parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to write")

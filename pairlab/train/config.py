@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
-from ..config import ConfigError, check_range, check_ranges, from_dict, parse_override, read_yaml
+from ..config import ConfigError, check_range, check_ranges, cli_overrides, from_dict, read_yaml, set_dotted
 
 #: Options TRL 1.x removed, with what to do instead (users bring configs from TRL 0.x).
 REMOVED_DPO_KEYS: dict[str, str] = {
@@ -172,18 +172,6 @@ def check_dpo_keys(dpo: dict[str, Any], *, source: str | None = None) -> None:
                               hint=f"did you mean {close}?" if close else "see trl.DPOConfig")
 
 
-def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
-    parts = dotted.split(".")
-    node = data
-    for part in parts[:-1]:
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = {}
-            node[part] = child
-        node = child
-    node[parts[-1]] = value
-
-
 def _leaves(data: dict[str, Any], prefix: str = ""):
     for key, value in data.items():
         if isinstance(value, dict) and value and key in ("dpo", "lora"):
@@ -211,12 +199,12 @@ def load_train_config(path: str | os.PathLike | None = None,
         data = loaded
     data, notices = map_recipe(data, source=source)
     items = overrides.items() if isinstance(overrides, dict) else \
-        [parse_override(o) for o in (overrides or [])]
+        cli_overrides(overrides, TrainConfig).items()
     # Overrides may use recipe spellings too; mapped together, so pairlab's spelling wins among them.
     mapped, said = map_recipe(dict(items))
     notices += said
     for dotted, leaf in _leaves(mapped):
-        _set_dotted(data, dotted, leaf)
+        set_dotted(data, dotted, leaf)
     emit_notices(notices)
     cfg = from_dict(TrainConfig, data, source=source)
     validate(cfg, source=source)

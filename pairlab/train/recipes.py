@@ -16,8 +16,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..config import ConfigError
-from .config import _set_dotted
+from ..config import ConfigError, set_dotted
 
 log = logging.getLogger("pairlab.recipe")
 
@@ -204,7 +203,7 @@ def map_recipe(data: dict[str, Any], *, source: str | None = None,
             notices.append(f"recipe key {where} ignored: {prefix}{rule.target} is already set "
                            f"to {_get(out, rule.target)!r}")
             continue
-        _set_dotted(out, rule.target, value)
+        set_dotted(out, rule.target, value)
         shown = f"{data[key]!r}" if value is data[key] else f"{data[key]!r} ({value!r})"
         notices.append(f"recipe key {where}: {shown} -> {prefix}{rule.target}")
     return out, notices

@@ -28,11 +28,12 @@ from trl import DPOTrainer
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 
 from ..artifacts import write_parquet
+from ..dirs import RunDir
 from ..logprobs import REF_COLUMNS, RefLogpCache
 from ..preference import weighted_dpo_losses
 from .dynamics import DynamicsRecorder
 
-DYNAMICS_FILE = "dynamics.parquet"
+DYNAMICS_FILE = RunDir.DYNAMICS  # also in each checkpoint folder
 
 
 class PairIndexCollator(DataCollatorForPreference):

@@ -220,3 +220,21 @@ def test_export_an_ablation_arm(killed_then_resumed, tmp_path):
     metrics = json.loads((out / "arms" / "gap1" / "seed0" / "eval" / "metrics.json").read_text())
     card = (tmp_path / "gap1" / "README.md").read_text()
     assert f"implicit-reward accuracy | {100 * metrics['accuracy']:.1f}%" in card and "min_rating_gap" in card
+
+
+def test_phase_timings_in_comparison_and_manifest(killed_then_resumed):
+    """Each phase's wall time and share (what `make bench` reports for `make demo`)."""
+    out = killed_then_resumed["out"]
+    timings = json.loads((out / "comparison.json").read_text())["phase_timings"]
+    assert json.loads((out / "manifest.json").read_text())["phase_timings"] == timings
+    seconds, share = timings["seconds"], timings["share"]
+    expected = {"pool_and_curation", "model_conversion", "reference_pass", "evaluate/base", "train/all/seed0",
+                "evaluate/all/seed0", "train/gap1/seed0", "evaluate/gap1/seed0", "reports", "other"}
+    assert set(seconds) == expected and set(share) == expected
+    assert all(v >= 0 for v in seconds.values())
+    assert sum(seconds.values()) == pytest.approx(timings["wall_s"], abs=0.05)
+    assert sum(share.values()) == pytest.approx(1.0, abs=0.01)
+    assert seconds["model_conversion"] == 0  # the model cache was already built: no conversion per arm
+    # the resumed run skipped the finished arm ("all") and trained "gap1"
+    assert seconds["train/gap1/seed0"] > seconds["train/all/seed0"]
+    assert seconds["evaluate/gap1/seed0"] > seconds["evaluate/all/seed0"]

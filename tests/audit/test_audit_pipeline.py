@@ -33,7 +33,8 @@ def test_audit_cli_writes_attribution_and_report(tiny_run, sim_pairs):
     _, held_out = sim_pairs
     artifacts.write_parquet(tiny_run / "eval.parquet", held_out.iloc[:4])
     code = main(["audit", "--run", str(tiny_run / "run"), "--eval", str(tiny_run / "eval.parquet"),
-                 "--out", str(tiny_run / "audit"), "proj_dim=1000", "batch_size=3", "harmful_score=tracin"])
+                 "--out", str(tiny_run / "audit"), "--set", "proj_dim=1000", "--set", "batch_size=3",
+                 "--set", "harmful_score=tracin"])
     assert code == 0
     scores = pd.read_parquet(tiny_run / "audit" / "attribution.parquet")
     assert len(scores) == 8 and scores["pair_id"].is_unique
@@ -99,14 +100,15 @@ def test_rerun_reuses_cached_gradients_and_a_new_projection_recomputes(tiny_run)
     before = pd.read_parquet(tiny_run / "audit" / "attribution.parquet")
     assert sorted(p.name for p in (tiny_run / "audit" / "gradients").iterdir()) == ["step-2.npz", "step-4.npz"]
     args = ["audit", "--run", str(tiny_run / "run"), "--eval", str(tiny_run / "eval.parquet"),
-            "--out", str(tiny_run / "audit"), "batch_size=3", "harmful_score=tracin", "report=false"]
-    assert main([*args, "proj_dim=1000"]) == 2  # a finished audit is replaced only with --overwrite
+            "--out", str(tiny_run / "audit"), "--set", "batch_size=3", "--set", "harmful_score=tracin",
+            "--set", "report=false"]
+    assert main([*args, "--set", "proj_dim=1000"]) == 2  # a finished audit is replaced only with --overwrite
     args.insert(1, "--overwrite")  # which keeps the content-keyed gradient cache
-    assert main([*args, "proj_dim=1000"]) == 0
+    assert main([*args, "--set", "proj_dim=1000"]) == 0
     again = pd.read_parquet(tiny_run / "audit" / "attribution.parquet")
     assert all(c["reused"] for c in artifacts.read_manifest(tiny_run / "audit")["checkpoints"])
     for col in ("tracin", "tracin_cosine", "self_influence", "policy_margin"):
         np.testing.assert_array_equal(again[col], before[col])
-    assert main([*args, "proj_dim=8"]) == 0
+    assert main([*args, "--set", "proj_dim=8"]) == 0
     assert not any(c["reused"] for c in artifacts.read_manifest(tiny_run / "audit")["checkpoints"])
     assert not np.allclose(pd.read_parquet(tiny_run / "audit" / "attribution.parquet")["tracin"], before["tracin"])

@@ -88,7 +88,7 @@ def quick_suite(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("suite") / "quick"
     ref = out.parent / "ref"
-    code = main(["audit", "--validate", "--suite", "--quick", "--out", str(out), f"ref_cache_dir={ref}"])
+    code = main(["audit", "--validate", "--suite", "--quick", "--out", str(out), "--set", f"ref_cache_dir={ref}"])
     assert code == 0
     return out, ref
 

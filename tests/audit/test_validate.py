@@ -12,8 +12,8 @@ def test_validate_on_simulator_flips_smollm2(tmp_path):
 
     # CI size: the ValidateConfig defaults without the counterfactual retraining, and one
     # checkpoint (the final one) for TracIn; the weights are those of the README's run.
-    code = main(["audit", "--validate", "--out", str(tmp_path / "v"), "counterfactual=false",
-                 "save_steps=16", f"ref_cache_dir={tmp_path / 'ref'}"])
+    code = main(["audit", "--validate", "--out", str(tmp_path / "v"), "--set", "counterfactual=false",
+                 "--set", "save_steps=16", "--set", f"ref_cache_dir={tmp_path / 'ref'}"])
     assert code == 0
     result = artifacts.read_json(tmp_path / "v" / "validation.json")
     assert result["status"] == "done"

@@ -80,7 +80,7 @@ def test_accelerate_launch_trains_over_two_processes_and_rank0_writes_once(two_p
 
 
 @pytest.mark.slow
-def test_torchrun_sharded_evaluation_equals_one_process(two_process_run):
+def test_sharded_evaluation_over_two_processes_equals_one_process(two_process_run):
     root, _ = two_process_run
     settings = ["--run", str(root / "run"), "--eval", str(root / "eval.parquet"), "--no-generate",
                 # batch 1: each pair's forward pass has the same shape in both runs, so bit-identical
