@@ -148,7 +148,11 @@ def main(out_dir: Path) -> dict:
         "peak_rss_mb": round(_rss_mb(), 1),
         "rss_before_scoring_mb": round(rss_before, 1),
         "rss_after_scoring_mb": round(rss_after_scoring, 1),
-        "goals": {"scoring_within_1.25x_floor": scoring_s <= 1.25 * floor_s,
-                  "at_least_2.5x_rowwise": baseline_s / scoring_s >= 2.5,
-                  "recurate_under_2s": recurate_s < 2.0},
+        "goals": {
+            "scoring_vs_tokenize_floor": {"measured": round(scoring_s / floor_s, 3), "goal": "<= 1.25x",
+                                          "met": scoring_s <= 1.25 * floor_s},
+            "scoring_vs_rowwise": {"measured": round(baseline_s / scoring_s, 2), "goal": ">= 2.5x faster",
+                                   "met": baseline_s / scoring_s >= 2.5},
+            "recurate_cached_s": {"measured": round(recurate_s, 3), "goal": "< 2 s", "met": recurate_s < 2.0},
+        },
     }

@@ -11,8 +11,13 @@ max_length 384, the same batch size on both sides. Measured, in one process:
   Arms 2 and 3 are the trained adapter with its LoRA B matrices scaled by 0.5 and 1.5
   (distinct policies on the same base), so the bench trains once.
 
-Accuracy must be identical (TRL's mean of batch means equals the per-pair mean when the
-pair count is a multiple of the batch size). ``PAIRLAB_BENCH_QUICK=1`` shrinks it;
+* the forward-pass floor: the policy and reference forwards alone on pre-tokenized,
+  pre-collated length-sorted batches of the same model (one untimed warm-up batch first,
+  so no measurement below pays the process's first-forward costs).
+
+Goals: cold (tokenization + reference + policy passes) >= 2x faster than TRL's
+``evaluate()``, and <= 1.5x the floor. Accuracy must be identical (TRL's mean of batch
+means equals the per-pair mean when the pair count is a multiple of the batch size). ``PAIRLAB_BENCH_QUICK=1`` shrinks it;
 ``PAIRLAB_BENCH_EVAL_PAIRS`` sets the pair count.
 """
 from __future__ import annotations
@@ -61,6 +66,32 @@ def _trl_evaluate(run: Path, pairs, work: Path, beta: float) -> tuple[dict, floa
     return metrics, time.time() - t0
 
 
+def _forward_floor(run: Path, pairs, batch_size: int) -> dict:
+    """Seconds of the policy + reference forwards alone (no tokenization, collation or cache)."""
+    from pairlab import logprobs
+    from pairlab.evaluate import load_eval_config
+    from pairlab.evaluate.runner import load_policy, resolve_setup
+
+    setup = resolve_setup(load_eval_config(None, ["generate=false"]), run=run)
+    model, tokenizer = load_policy(setup)
+    tokenized = logprobs.tokenize_pairs(tokenizer, pairs)
+    collate = logprobs.preference_collator(tokenizer, setup.max_length, setup.truncation_mode)
+    logprobs.ensure_fused_lm_head(model)
+    model.eval()
+    order = logprobs.length_order(tokenized)
+    batches = [collate([tokenized[i] for i in order[s:s + batch_size]]) for s in range(0, len(order), batch_size)]
+    logprobs.completion_logps(model, batches[-1])  # warm-up (untimed): first-call costs of the process
+    t0 = time.time()
+    for batch in batches:
+        logprobs.completion_logps(model, batch)
+        with model.disable_adapter():
+            logprobs.completion_logps(model, batch)
+    seconds = time.time() - t0
+    del model
+    return {"seconds": round(seconds, 2), "batches": len(batches),
+            "padded_shapes": [list(b["input_ids"].shape) for b in batches]}
+
+
 def main(out_dir: Path) -> dict:
     os.environ.setdefault("TQDM_DISABLE", "1")
     from pairlab.evaluate import evaluate, load_eval_config
@@ -88,6 +119,7 @@ def main(out_dir: Path) -> dict:
         "dpo.learning_rate=0.001", "dpo.max_steps=2", "lora.r=8"]), run)
     train_s = time.time() - t0
 
+    floor = _forward_floor(run, pairs, BATCH_SIZE)  # first: it also warms the process up
     trl_metrics, trl_s = _trl_evaluate(run, pairs, work, beta=0.1)
 
     config = load_eval_config(None, ["generate=false", f"batch_size={BATCH_SIZE}"])
@@ -98,6 +130,9 @@ def main(out_dir: Path) -> dict:
 
     def logps_s(result) -> float:
         return result.metrics["timing"]["reference_s"] + result.metrics["timing"]["policy_s"]
+
+    def passes_s(result) -> float:  # what evaluate() does that TRL's evaluate() does: tokenize + forwards
+        return result.metrics["timing"]["tokenize_s"] + logps_s(result)
 
     ours_acc = float(cold.per_pair["correct"].mean())
     trl_acc = float(trl_metrics["eval_rewards/accuracies"])
@@ -122,6 +157,18 @@ def main(out_dir: Path) -> dict:
         "mean_margin_pairlab": float(cold.per_pair["margin"].mean()),
         "mean_margin_trl": float(trl_metrics["eval_rewards/margins"]),
         "warm_reference_computed": warm.reference["computed"],
+        "forward_floor": floor,
+        "pairlab_cold_passes_s": round(passes_s(cold), 2),
+        "pairlab_cold_timing": cold.metrics["timing"],
+        "ratio_cold_over_floor": round(passes_s(cold) / floor["seconds"], 3),
+        "ratio_trl_over_floor": round(trl_s / floor["seconds"], 3),
+        "goals": {
+            "cold_vs_trl_evaluate": {"measured": round(trl_s / passes_s(cold), 2), "goal": ">= 2x faster",
+                                     "met": trl_s / passes_s(cold) >= 2.0},
+            "cold_vs_forward_floor": {"measured": round(passes_s(cold) / floor["seconds"], 3),
+                                      "goal": "<= 1.5x the floor", "met": passes_s(cold) <= 1.5 * floor["seconds"]},
+            "identical_accuracy": {"measured": [ours_acc, trl_acc], "goal": "equal", "met": ours_acc == trl_acc},
+        },
         "k_arms": {"k": 1 + len(arms), "reference_pairs_computed_per_arm": reference_computed,
                    "reference_passes": sum(reference_computed) / n_eval,
                    "arm_logps_s": [round(logps_s(r), 2) for r in (cold, *arm_results)],

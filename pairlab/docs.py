@@ -203,6 +203,14 @@ def benchmarks_page(results: Path = BENCH_RESULTS) -> str | None:
              "Figures of one `make bench` run (`bench_results/summary.json`). Ratios compare "
              "against the baseline measured in the same run.", "",
              "```json", json.dumps(env, indent=1)[:2000], "```", ""]
+    goals = summary.get("goals") or {}
+    if goals:
+        lines += ["## Goals", "", "| goal | measured | target | status |", "|---|---|---|---|"]
+        for key, record in goals.items():
+            met = record.get("met")
+            status = "met" if met is True else "not met" if met is False else "not measured"
+            lines.append(f"| `{key}` | {_cell(record.get('measured'))} | {_cell(record.get('goal'))} | {status} |")
+        lines.append("")
     for name, result in summary.get("results", {}).items():
         lines += [f"## {name}", "", "| figure | value |", "|---|---|"]
         for key, value in _flatten(result):

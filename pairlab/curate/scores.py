@@ -119,11 +119,32 @@ def _nanmean_rows(x: np.ndarray) -> np.ndarray:
     return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
+def _per_distinct(texts: pd.Series, count) -> np.ndarray:
+    """``count(texts)`` computed on the distinct texts only, broadcast back to every row.
+
+    Pools repeat texts (a prompt with several pairs, a completion in several pairs), and a
+    text's token count depends on the text alone, so each is tokenized once.
+    """
+    codes, uniques = pd.factorize(texts.fillna("").astype(str).to_numpy(dtype=object))
+    return np.asarray(count(pd.Series(uniques, dtype=object)), dtype=np.int64)[codes]
+
+
 def token_scores(pairs: pd.DataFrame, counter, max_length: int) -> dict[str, Any]:
     """Token counts with the target tokenizer + chat template, and what follows from them."""
-    prompt = counter.prompt_tokens(pairs["prompt"], pairs["prompt_text"])
-    chosen = counter.completion_tokens(pairs["chosen"])
-    rejected = counter.completion_tokens(pairs["rejected"])
+    from .tokens import _single_user_mask
+
+    n = len(pairs)
+    # a lone user message renders from its content (= prompt_text) alone: count per distinct text
+    single = _single_user_mask(pairs["prompt"]) if n else np.zeros(0, dtype=bool)
+    prompt = np.zeros(n, dtype=np.int64)
+    if single.any():
+        prompt[single] = _per_distinct(pairs["prompt_text"][single], lambda texts: counter.prompt_tokens(
+            pd.Series([[{"role": "user", "content": t}] for t in texts], dtype=object), texts))
+    if (~single).any():
+        prompt[~single] = counter.prompt_tokens(pairs["prompt"][~single], pairs["prompt_text"][~single])
+    completions = _per_distinct(pd.concat([pairs["chosen"], pairs["rejected"]], ignore_index=True),
+                                counter.completion_tokens)
+    chosen, rejected = completions[:n], completions[n:]
     total = prompt + np.maximum(chosen, rejected)
     return {
         "prompt_tokens": prompt,

@@ -164,6 +164,10 @@ def minhash_signatures(rows: np.ndarray, grams: np.ndarray, n_rows: int, k: int 
     return sig
 
 
+#: Candidate pairs compared at once in :func:`near_duplicate_clusters` (~64 MB of signatures).
+_AGREE_BLOCK = 1 << 16
+
+
 def near_duplicate_clusters(sig: np.ndarray, threshold: float, bands: int = 16) -> np.ndarray:
     """Cluster id per row (the index of the cluster's first row) from MinHash signatures.
 
@@ -185,13 +189,17 @@ def near_duplicate_clusters(sig: np.ndarray, threshold: float, bands: int = 16) 
         order = np.argsort(key, kind="stable")
         same = key[order][1:] == key[order][:-1]
         # link each row to the previous row of its bucket (a chain connects the bucket)
-        src.append(order[1:][same])
-        dst.append(order[:-1][same])
+        cand_src, cand_dst = order[1:][same], order[:-1][same]
+        # Keep the candidates that agree enough, a block at a time: comparing all of them
+        # at once materialises two (candidates x k) copies of the signatures, ~1 kB per
+        # candidate, up to n per band (0.4 GB at 24k templated prompts, ~10 GB at 600k).
+        ok = np.zeros(len(cand_src), dtype=bool)
+        for lo in range(0, len(cand_src), _AGREE_BLOCK):
+            s_, d_ = cand_src[lo:lo + _AGREE_BLOCK], cand_dst[lo:lo + _AGREE_BLOCK]
+            ok[lo:lo + _AGREE_BLOCK] = (sig[s_] == sig[d_]).mean(axis=1) >= threshold
+        src.append(cand_src[ok])
+        dst.append(cand_dst[ok])
     src, dst = np.concatenate(src), np.concatenate(dst)
-    if len(src):
-        agree = (sig[src] == sig[dst]).mean(axis=1)
-        ok = agree >= threshold
-        src, dst = src[ok], dst[ok]
     graph = coo_matrix((np.ones(len(src)), (src, dst)), shape=(n, n))
     _, labels = connected_components(graph, directed=False)
     # name each cluster by its first row, so ids are stable and meaningful

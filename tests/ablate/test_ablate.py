@@ -175,7 +175,7 @@ def test_bad_configs_fail_before_any_work_naming_the_key(tmp_path, change, field
 @pytest.mark.parametrize("name", ["ablation-demo.yaml", "ablation-h4-qwen2-gpu.yaml"])
 def test_example_configs_validate(name):
     cfg = load_ablation_config(str(Path(__file__).resolve().parents[2] / "examples" / name))
-    assert len(cfg.arms) >= 3 and cfg.budget.unit == "steps"
+    assert len(cfg.arms) >= 2 and cfg.budget.unit == "steps"  # the demo: one comparison (issue 17)
 
 
 def test_comparison_parquet_and_load(killed_then_resumed):
@@ -235,6 +235,5 @@ def test_phase_timings_in_comparison_and_manifest(killed_then_resumed):
     assert sum(seconds.values()) == pytest.approx(timings["wall_s"], abs=0.05)
     assert sum(share.values()) == pytest.approx(1.0, abs=0.01)
     assert seconds["model_conversion"] == 0  # the model cache was already built: no conversion per arm
-    # the resumed run skipped the finished arm ("all") and trained "gap1"
+    # the resumed run skipped the finished training of "all" (a manifest check) and trained "gap1"
     assert seconds["train/gap1/seed0"] > seconds["train/all/seed0"]
-    assert seconds["evaluate/gap1/seed0"] > seconds["evaluate/all/seed0"]

@@ -142,3 +142,20 @@ def test_fast_normalization_equals_schema():
     texts = pd.Series(["Hello,  World!", "a\x1cb\x0bc  ", "_x_ Y!", "", "\x85 hé", "ΣΑΣ_ς",
                        "ﬁne ligature", "tabs\tand\nnewlines", "  ", "Ünïcödé — dash", None])
     assert normalize_column(texts).tolist() == normalize_series(texts).tolist()
+
+
+def test_repeated_texts_are_counted_once_with_the_same_counts(smollm2_tokenizer):
+    """Token counts per distinct text, broadcast back, equal the counts row by row."""
+    from pairlab.curate.tokens import TokenCounter
+
+    rows = [pair("Same prompt?", "A.", "B b."), pair("Same prompt?", "B b.", "\nC"),
+            pair("Other prompt", "A.", "\nC"), pair("Same prompt?", "A.", "\nC"),
+            pair([{"role": "system", "content": "S"}, {"role": "user", "content": "Same prompt?"}], "A.", "B b.")]
+    df = build_pairs(rows)
+    s = compute_scores(df, CurateConfig(), tokenizer=smollm2_tokenizer)
+    counter = TokenCounter(smollm2_tokenizer)
+    assert s["prompt_tokens"].tolist() == counter.prompt_tokens(df["prompt"], df["prompt_text"]).tolist()
+    assert s["chosen_tokens"].tolist() == counter.completion_tokens(df["chosen"]).tolist()
+    assert s["rejected_tokens"].tolist() == counter.completion_tokens(df["rejected"]).tolist()
+    # same last user turn, but its own system turn (SmolLM2 adds a default one otherwise): not merged
+    assert s["prompt_tokens"][4] != s["prompt_tokens"][0]
