@@ -7,8 +7,10 @@ fresh process with its own empty cache, so each does the same work: curation, on
 reference prefill, two arm tasks, the report. Per executor:
 
 * ``wall_s``: the command's wall time; ``ratio_vs_local``: wall_s / local's wall_s;
-* ``work_s``: time inside the steps (prefill record + each task's own ``seconds``);
-* ``overhead_s``: wall_s - work_s (start-up, scheduling, process and Ray start, polling).
+* ``work_s``: time inside the steps, summed (the prefill's record, each run's and each
+  evaluation's manifest ``wall_time_s``); ``task_s``: each Ray / Slurm task's own seconds;
+* ``overhead_s``: wall_s - work_s (start-up, curation, scheduling, process and Ray start,
+  polling; negative when tasks overlap in time).
 
 The per-step figures the cost model in docs/guide/ablate.md uses come from the local run:
 the prefill's seconds per reference pair and each run's seconds per optimizer step.
@@ -57,9 +59,11 @@ def _run(name: str, root: Path, config: Path) -> dict:
     if done.returncode != 0:
         raise RuntimeError(f"{name}: {done.stderr[-2000:]}")
     prefill = _read(out / "arms" / "reference_prefill.json")
-    tasks = [_read(p) for p in sorted(out.glob("arms/*/*/task.json"))]
+    tasks = [_read(p) for p in sorted(out.glob("arms/*/*/task.json"))]  # ray and slurm tasks only
     runs = [_read(p) for p in sorted(out.glob("arms/*/*/run/manifest.json"))]
-    work = float(prefill.get("seconds", 0.0)) + sum(float(t.get("seconds", 0.0)) for t in tasks)
+    evals = [_read(p) for p in sorted(out.glob("arms/*/*/eval/manifest.json"))]
+    # the same work under every executor: the prefill, then each run's training and evaluation
+    work = float(prefill.get("seconds", 0.0)) + sum(float(m.get("wall_time_s") or 0.0) for m in runs + evals)
     return {"wall_s": round(wall, 2), "work_s": round(work, 2), "overhead_s": round(wall - work, 2),
             "prefill_s": prefill.get("seconds"), "prefill_pairs": sum(g.get("pairs", 0) for g in prefill.get("groups", [])),
             "task_s": [t.get("seconds") for t in tasks],
