@@ -42,7 +42,7 @@ Pure numpy/scipy/statsmodels functions of per-pair arrays; seeded, so reports re
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from scipy import stats as sps
@@ -256,6 +256,63 @@ def describe(c: dict[str, Any]) -> str:
             f"differences ≥ {100 * c['mde']:.0f} points")
 
 
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def verdict(comparisons: Mapping[str, dict[str, Any] | None], baseline: str, *,
+            notes: Mapping[str, str] | None = None, noun: str = "arm") -> dict[str, Any]:
+    """The answer over several paired comparisons against one baseline, in words; a winner only
+    where the design detected one. The one decision rule of ``pairlab compare``, ``ablate`` and
+    the audit validation's counterfactual arms.
+
+    ``comparisons``: name -> its comparison with the baseline (:func:`paired_comparison`, then
+    :func:`with_holm`), or None when not compared yet. A name wins when it beats the baseline with
+    Holm-corrected p < alpha (the largest such delta when several do); the baseline wins when it
+    is significantly better than every other; otherwise there is no winner and the text says what
+    the design could detect. ``notes``: a clause appended to a winner's line (e.g. its label noise).
+    """
+    tested = {name: c for name, c in comparisons.items() if c}
+    out: dict[str, Any] = {"winner": None, "better": [], "worse": [], "correction": CORRECTION, "alpha": ALPHA,
+                           "n_comparisons": len(tested)}
+    if not tested:
+        return {**out, "text": f"Nothing to compare yet: the baseline '{baseline}' and at least one other "
+                               f"{noun} need an evaluation on the same pairs."}
+    alpha = next(iter(tested.values())).get("alpha", ALPHA)
+    out["alpha"] = alpha
+    better = [n for n, c in tested.items() if c["significant"] and c["delta"] > 0]
+    worse = [n for n, c in tested.items() if c["significant"] and c["delta"] < 0]
+    unclear = [n for n, c in tested.items() if not c["significant"]]
+    out.update(better=better, worse=worse)
+    correction = (f"McNemar's exact test, Holm correction over {len(tested)} comparisons at α = {alpha}"
+                  if len(tested) > 1 else f"McNemar's exact test at α = {alpha}, one comparison (no correction)")
+    base_acc = _pct(next(iter(tested.values()))["accuracy_baseline"])
+
+    def line(name: str) -> str:
+        return f"'{name}' {_pct(tested[name]['accuracy_other'])}: {describe(tested[name])}"
+
+    if better:
+        win = max(better, key=lambda n: tested[n]["delta"])
+        out["winner"] = win
+        text = f"'{win}' beats the baseline '{baseline}' ({base_acc}): {line(win)}{(notes or {}).get(win, '')}."
+        rest = [n for n in better if n != win]
+        if rest:
+            text += " Also better than the baseline (not tested against each other): " + "; ".join(
+                line(n) for n in rest) + "."
+        if unclear:
+            text += " Not detectably different from the baseline: " + "; ".join(line(n) for n in unclear) + "."
+    elif len(worse) == len(tested):
+        out["winner"] = baseline
+        text = (f"The baseline '{baseline}' ({base_acc}) beats every other {noun}: "
+                + "; ".join(line(n) for n in worse) + ".")
+    else:
+        text = (f"No {noun} {'is detectably better than' if worse else 'differs detectably from'} the baseline "
+                f"'{baseline}' ({base_acc}): " + "; ".join(line(n) for n in unclear) + ".")
+    if worse and out["winner"] != baseline:
+        text += " Significantly worse than the baseline: " + "; ".join(line(n) for n in worse) + "."
+    return {**out, "text": f"{text} ({correction}.)"}
+
+
 __all__ = ["ALPHA", "CORRECTION", "POWER", "bootstrap_ci", "describe", "design_text",
            "hierarchical_bootstrap_ci", "holm", "mcnemar_exact", "mde", "paired_bootstrap",
-           "paired_comparison", "pairs_needed", "with_holm"]
+           "paired_comparison", "pairs_needed", "verdict", "with_holm"]

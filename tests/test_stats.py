@@ -124,3 +124,25 @@ def test_verdict_wording_states_power_and_correction():
     assert "with 48 pairs × 3 seeds this design" in stats.describe(pooled)
     assert "with 48 pairs (2 discordant) this design cannot detect any difference with 80% power" in \
         stats.describe({**c, "mde": None, "n_discordant": 2})
+
+
+def test_one_verdict_rule_for_compare_ablate_and_validation():
+    """stats.verdict: a winner only where the Holm-corrected test detected one; the words state
+    the correction and what an undetected difference could have been."""
+    rng = np.random.default_rng(0)
+    base = rng.random(200) < 0.5
+    much_better = base | (rng.random(200) < 0.6)   # clearly above the baseline
+    same = base.copy()
+    same[:4] = ~same[:4]                          # 4 discordant pairs: nothing detectable
+    compared = dict(zip(["better", "same"], stats.with_holm(
+        [stats.paired_comparison(base, much_better), stats.paired_comparison(base, same)])))
+    v = stats.verdict({**compared, "untested": None}, "base")
+    assert v["winner"] == "better" and v["better"] == ["better"] and v["worse"] == []
+    assert v["n_comparisons"] == 2 and "Holm correction over 2 comparisons" in v["text"]
+    assert "Not detectably different from the baseline: 'same'" in v["text"]
+    nothing = stats.verdict({"same": stats.with_holm([compared["same"]])[0]}, "base", noun="evaluation")
+    assert nothing["winner"] is None and "No evaluation differs detectably" in nothing["text"]
+    assert "this design" in nothing["text"] and "one comparison (no correction)" in nothing["text"]
+    worse = stats.verdict({"worse": stats.with_holm([stats.paired_comparison(much_better, base)])[0]}, "base")
+    assert worse["winner"] == "base" and worse["worse"] == ["worse"]
+    assert stats.verdict({}, "base")["winner"] is None

@@ -14,7 +14,7 @@ import pandas as pd
 
 from .. import artifacts
 from ..dirs import AblationDir, CurateDir, EvalDir, RunDir
-from ..stats import ALPHA, CORRECTION, POWER, describe, paired_bootstrap, paired_comparison, with_holm
+from ..stats import ALPHA, CORRECTION, POWER, paired_bootstrap, paired_comparison, verdict, with_holm
 from .config import AblationConfig
 
 COMPARISON = AblationDir.COMPARISON
@@ -123,7 +123,7 @@ def compare_arms(cfg: AblationConfig, layout, pool: pd.DataFrame) -> dict[str, A
             "ci": "percentile bootstrap over pairs (hierarchical over seeds and pairs with several seeds)",
             "mde": "smallest difference detectable with 80% power at alpha = 0.05 given n and the observed "
                    "discordance (Connor 1987)"},
-        "verdict": verdict(arms_out, baseline),
+        "verdict": arms_verdict(arms_out, baseline),
         "complete": all(s["status"] == "done" for a in arms_out for s in a["seeds"]),
     }
 
@@ -148,57 +148,21 @@ def vs_baseline(evals: dict[tuple[str, int], tuple[dict[str, Any], pd.DataFrame]
     return {"seeds": both, **paired_comparison(base, other, seeds=both, seed=both[0])}
 
 
-def verdict(arms: list[dict[str, Any]], baseline: str) -> dict[str, Any]:
-    """The answer in words, and the winner only where the design detected one.
-
-    An arm wins when it beats the baseline with Holm-corrected p < alpha (the largest such
-    delta when several do); the baseline wins when it is significantly better than every
-    other arm; otherwise there is no winner and the text says what the design could detect.
-    """
+def arms_verdict(arms: list[dict[str, Any]], baseline: str) -> dict[str, Any]:
+    """:func:`pairlab.stats.verdict` over the arms' comparisons with the baseline arm (the one
+    decision rule), with the ablation's own words while nothing is evaluated yet and each
+    winner's training-label noise where the truth is known."""
     done = [a for a in arms if a["accuracy"]["mean"] is not None]
     base = next((a for a in arms if a["name"] == baseline), None)
     tested = [a for a in arms if a.get("vs_baseline")]
-    out: dict[str, Any] = {"winner": None, "better": [], "worse": [], "correction": CORRECTION, "alpha": ALPHA,
-                           "n_comparisons": len(tested)}
-    if not done:
-        return {**out, "text": "No arm has been evaluated yet."}
-    if not tested:
-        return {**out, "text": f"Nothing to compare yet: the baseline arm '{baseline}' and at least one other "
-                               "arm need an evaluation on the same seed."}
-    better = [a for a in tested if a["vs_baseline"]["significant"] and a["vs_baseline"]["delta"] > 0]
-    worse = [a for a in tested if a["vs_baseline"]["significant"] and a["vs_baseline"]["delta"] < 0]
-    out.update(better=[a["name"] for a in better], worse=[a["name"] for a in worse])
-    correction = (f"McNemar's exact test, Holm correction over {len(tested)} comparisons at α = {ALPHA}"
-                  if len(tested) > 1 else f"McNemar's exact test at α = {ALPHA}, one comparison (no correction)")
-    base_acc = _pct(tested[0]["vs_baseline"]["accuracy_baseline"])
-
-    def line(a: dict[str, Any]) -> str:
-        v = a["vs_baseline"]
-        return f"'{a['name']}' {_pct(v['accuracy_other'])}: {describe(v)}"
-
-    unclear = [a for a in tested if not a["vs_baseline"]["significant"]]
-    if better:
-        win = max(better, key=lambda a: a["vs_baseline"]["delta"])
-        out["winner"] = win["name"]
-        text = (f"'{win['name']}' beats the baseline '{baseline}' ({base_acc}): {line(win)}"
-                f"{_noise(win, base)}.")
-        rest = [a for a in better if a is not win]
-        if rest:
-            text += " Also better than the baseline (not tested against each other): " + "; ".join(
-                line(a) for a in rest) + "."
-        if unclear:
-            text += " Not detectably different from the baseline: " + "; ".join(line(a) for a in unclear) + "."
-    elif len(worse) == len(tested):
-        out["winner"] = baseline
-        text = (f"The baseline '{baseline}' ({base_acc}) beats every other arm: "
-                + "; ".join(line(a) for a in worse) + ".")
-    else:
-        text = (f"No arm {'is detectably better than' if worse else 'differs detectably from'} the baseline "
-                f"'{baseline}' ({base_acc}): "
-                + "; ".join(line(a) for a in unclear) + ".")
-    if worse and out["winner"] != baseline:
-        text += " Significantly worse than the baseline: " + "; ".join(line(a) for a in worse) + "."
-    return {**out, "text": f"{text} ({correction}.)"}
+    if not done or not tested:
+        out = verdict({}, baseline)
+        out["text"] = ("No arm has been evaluated yet." if not done else
+                       f"Nothing to compare yet: the baseline arm '{baseline}' and at least one other "
+                       "arm need an evaluation on the same seed.")
+        return out
+    return verdict({a["name"]: a["vs_baseline"] for a in tested}, baseline,
+                   notes={a["name"]: _noise(a, base) for a in tested})
 
 
 def _pct(x: float | None) -> str:

@@ -17,9 +17,11 @@ number of optimizer steps, so a smaller subset is seen more often rather than tr
 less) and is evaluated on the same pairs. All runs share one reference log-prob cache,
 so the reference forward over the pool and the eval split happens once.
 
-Resumability: a run whose manifest exists is finished and skipped; a run with a
-checkpoint resumes from it; a finished evaluation is skipped. Re-running the same config
-on the same DIR therefore only does what is missing.
+Resumability: every step runs under the resume rule it shares with `audit --validate`
+(:mod:`pairlab.experiments`): a finished step of the same config is skipped; a run with a
+checkpoint resumes from it; a step from another config (an arm's filters or training
+settings changed in the YAML) is redone; a finished directory changed by hand is refused.
+Re-running the same config on the same DIR therefore only does what is missing.
 """
 from __future__ import annotations
 
@@ -37,7 +39,8 @@ import yaml
 
 from .. import artifacts
 from ..config import from_dict
-from ..dirs import AblationDir, AuditDir, CurateDir, EvalDir, RunDir
+from ..dirs import AblationDir, AuditDir, CurateDir
+from ..experiments import ensure_curated, ensure_evaluated, ensure_trained, run_log
 from .config import AblationConfig, Arm, train_config, train_settings
 
 log = logging.getLogger("pairlab.ablate")
@@ -131,14 +134,11 @@ def build_pool(cfg: AblationConfig, layout: Layout) -> tuple[pd.DataFrame, pd.Da
 def curate_arm(cfg: AblationConfig, arm: Arm, pool: pd.DataFrame, eval_pairs: pd.DataFrame,
                layout: Layout, tokenizer=None) -> Path:
     """Curate the pool with the arm's filters (cheap: scores are cached per pool)."""
-    from ..curate import CurateConfig, curate
+    from ..curate import CurateConfig
 
     out = layout.curate(arm.name)
-    if CurateDir.is_complete(out):
-        return out
-    curate_cfg = from_dict(CurateConfig, cfg.curate)  # an interrupted one is cleaned and redone
-    curate(pool, arm.filters, curate_cfg, out_dir=out, eval_pairs=eval_pairs, tokenizer=tokenizer,
-           inputs={"ablation": str(layout.root), "arm": arm.name})
+    ensure_curated(pool, arm.filters, from_dict(CurateConfig, cfg.curate), out, eval_pairs=eval_pairs,
+                   tokenizer=tokenizer, inputs={"ablation": str(layout.root), "arm": arm.name})
     return out
 
 
@@ -186,62 +186,14 @@ def curate_flagged_arm(cfg: AblationConfig, arm: Arm, layout: Layout) -> Path:
     return curate_arm(cfg, replace(arm, filters=filters), pd.read_parquet(layout.pool), eval_pairs, layout)
 
 
-def run_state(run_dir: Path) -> str:
-    """'done' (complete and verified), 'partial' (a checkpoint to resume), or 'new'.
-
-    A run whose manifest no longer matches its files is refused (RunDir.verify's error)."""
-    from ..train.resume import latest_checkpoint
-
-    if (run_dir / artifacts.MANIFEST).exists():
-        RunDir.verify(run_dir)
-        return "done"
-    if latest_checkpoint(run_dir / RunDir.CHECKPOINTS) is not None:
-        return "partial"
-    return "new"
-
-
-@contextlib.contextmanager
-def run_log(path: Path) -> Iterator[None]:
-    """Send pairlab/transformers/TRL log records of one run to its own log file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-    # pairlab's own records at INFO; the libraries' at their configured level (warnings),
-    # so their console output is unchanged and their warnings also land in the file.
-    # bitsandbytes' notices and Python warnings (py.warnings, when the CLI routes them to
-    # logging) are kept off the console by pairlab.console, and kept here.
-    loggers = [logging.getLogger(n) for n in ("pairlab", "transformers", "trl", "peft", "bitsandbytes",
-                                              "py.warnings")]
-    own, level = loggers[0], loggers[0].level
-    own.setLevel(logging.INFO)
-    for lg in loggers:
-        lg.addHandler(handler)
-    try:
-        yield
-    finally:
-        for lg in loggers:
-            lg.removeHandler(handler)
-        own.setLevel(level)
-        handler.close()
-
-
 def train_arm(cfg: AblationConfig, arm: Arm, seed: int, layout: Layout, progress=None) -> dict[str, Any]:
-    from ..train import train
-
-    run_dir = layout.run(arm.name, seed)
-    state = run_state(run_dir)
-    if state == "done":
-        return {"state": "skipped (finished)"}
-    if flagged_spec(arm) is not None:  # its pairs depend on another arm's audit
-        curate_flagged_arm(cfg, arm, layout)
-    tcfg = train_config(cfg, arm, seed)
-    with run_log(layout.log(arm.name, seed)):
-        log.info("arm %s seed %d: training (%s)", arm.name, seed, state)
-        kwargs = {"callbacks": [progress], "console_progress": False} if progress is not None else {}
-        result = train(layout.curate(arm.name) / CurateDir.PAIRS, tcfg, run_dir,
-                       resume=state == "partial", **kwargs)
-    return {"state": "resumed" if state == "partial" else "trained", "steps": result.global_step,
-            "wall_time_s": result.wall_time_s}
+    """Train one arm x seed under the shared resume rule (:func:`pairlab.experiments.ensure_trained`)."""
+    if flagged_spec(arm) is not None and not CurateDir.is_complete(layout.curate(arm.name)):
+        curate_flagged_arm(cfg, arm, layout)  # its pairs depend on another arm's audit
+    kwargs = {"callbacks": [progress], "console_progress": False} if progress is not None else {}
+    return ensure_trained(layout.curate(arm.name) / CurateDir.PAIRS, train_config(cfg, arm, seed),
+                          layout.run(arm.name, seed), log_path=layout.log(arm.name, seed),
+                          label=f"arm {arm.name} seed {seed}", **kwargs)
 
 
 def eval_settings(cfg: AblationConfig, *, bare: bool, arm: Arm | None = None) -> dict[str, Any]:
@@ -268,16 +220,12 @@ def eval_settings(cfg: AblationConfig, *, bare: bool, arm: Arm | None = None) ->
 
 def evaluate_dir(cfg: AblationConfig, eval_pairs: pd.DataFrame, out: Path, *, eval_spec: str,
                  run: Path | None = None, model: str | None = None, log_path: Path | None = None) -> str:
+    """Evaluate a run (or the bare ``model``) under the shared resume rule; the state."""
     from ..evaluate.config import EvalConfig
-    from ..evaluate.runner import evaluate
 
-    if EvalDir.is_complete(out):
-        return "skipped (finished)"  # else absent, or interrupted: evaluate cleans and redoes it
     ecfg = from_dict(EvalConfig, eval_settings(cfg, bare=model is not None)).validate()
-    ctx = run_log(log_path) if log_path else contextlib.nullcontext()
-    with ctx:
-        evaluate(eval_pairs, out, run=run, model=model, config=ecfg, eval_spec=eval_spec)
-    return "evaluated"
+    return ensure_evaluated(eval_pairs, out, ecfg, run=run, model=model, eval_spec=eval_spec,
+                            log_path=log_path)["state"]
 
 
 # ---------------------------------------------------------------- 3. the whole grid
@@ -494,4 +442,4 @@ def arm_true_noise(pairs: pd.DataFrame) -> float | None:
 
 
 __all__ = ["Layout", "ablate", "arm_true_noise", "build_pool", "plan_commands", "prepare", "print_plan",
-           "run_state"]
+           "run_log"]

@@ -43,3 +43,14 @@ def _registry() -> dict[str, AttributionScore]:
 
 
 ATTRIBUTION_SCORES: dict[str, AttributionScore] = _registry()
+
+
+def register_attribution_score(name: str, help: str, kind: str, needs: str = "") -> AttributionScore:
+    """Add a score to :data:`ATTRIBUTION_SCORES`: the audit report (its column in the histograms,
+    correlation matrix and score table) and the docs read it from here. ``kind``: a :data:`KINDS` key."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {list(KINDS)}, got {kind!r}")
+    if name in ATTRIBUTION_SCORES:
+        raise ValueError(f"attribution score {name!r} is already registered")
+    ATTRIBUTION_SCORES[name] = spec = AttributionScore(name, help, kind, needs)
+    return spec

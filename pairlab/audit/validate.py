@@ -27,7 +27,9 @@ import pandas as pd
 from .. import artifacts
 from ..config import ConfigError, check_ranges, to_dict
 from ..dirs import MANIFEST, CurateDir, EvalDir, ValidationDir
+from ..experiments import ensure_curated, ensure_evaluated, ensure_trained
 from ..preference import sigmoid_loss
+from ..stats import verdict
 from .baselines import BASELINES
 from .pipeline import SCORES, AuditConfig, audit
 
@@ -252,22 +254,24 @@ def train_config(cfg: ValidateConfig, **overrides: Any):
     return load_train_config(None, values)
 
 
-def _train_once(pairs: pd.DataFrame, out: Path, tcfg) -> Path:
-    """Train OUT/run on ``pairs`` (a finished run is kept, an interrupted one resumed); OUT/run."""
-    from ..train import train
+def _write_train_pairs(pairs: pd.DataFrame, out: Path) -> Path:
+    """OUT/pairs.parquet, rewritten only when the pairs differ (a rerun keeps the file its run recorded)."""
+    path = out / ValidationDir.TRAIN_PAIRS
+    pairs = pairs.reset_index(drop=True)
+    if not path.exists() or not pd.read_parquet(path).equals(pairs):
+        artifacts.write_parquet(path, pairs)
+    return path
 
-    artifacts.write_parquet(out / ValidationDir.TRAIN_PAIRS, pairs)
-    train(out / ValidationDir.TRAIN_PAIRS, tcfg, out / "run", resume=True)
+
+def _train_once(pairs: pd.DataFrame, out: Path, tcfg) -> Path:
+    """Train OUT/run on ``pairs`` under the shared resume rule (:func:`pairlab.experiments.ensure_trained`)."""
+    ensure_trained(_write_train_pairs(pairs, out), tcfg, out / "run")
     return out / "run"
 
 
 def _train_and_eval(pairs: pd.DataFrame, eval_pairs: pd.DataFrame, out: Path, tcfg) -> pd.DataFrame:
-    from ..train import train
-
-    if not EvalDir.is_complete(out / "eval"):  # else finished in an earlier validation
-        artifacts.write_parquet(out / ValidationDir.TRAIN_PAIRS, pairs)
-        # resume: a finished run is kept, an interrupted one continues from its checkpoint
-        train(out / ValidationDir.TRAIN_PAIRS, tcfg, out / "run", resume=True)
+    """OUT/run trained on ``pairs``, then its per-pair results on ``eval_pairs`` (each step reused when finished)."""
+    _train_once(pairs, out, tcfg)
     return _evaluate_run(out, eval_pairs)
 
 
@@ -290,28 +294,26 @@ def run_validation(cfg: ValidateConfig | None, out_dir: str | Path) -> dict[str,
         artifacts.write_json(out / VALIDATION, result)
 
     # Simulate and curate (exact duplicates, empties; flips must survive to be found).
-    from ..curate import curate
     from ..curate.config import CurateConfig
 
     train_pairs, held_out = simulate_data(cfg)
     val_pairs, eval_pairs = split_held_out(held_out, cfg.n_val)
-    curated = curate(train_pairs, ["drop_empty", "drop_identical"],
-                     CurateConfig(seed=cfg.seed, max_length=cfg.max_length, eval_fraction=0.0, cache=False),
-                     out_dir=out / "curate", overwrite=True)
+    ensure_curated(train_pairs, ["drop_empty", "drop_identical"],
+                   CurateConfig(seed=cfg.seed, max_length=cfg.max_length, eval_fraction=0.0, cache=False),
+                   out / "curate")
     pairs_path = out / "curate" / CurateDir.PAIRS
-    mislabeled = ~curated.train["true_preference_correct"].astype(bool).to_numpy()
-    result["data"] = {"n_train": len(curated.train), "n_val": len(val_pairs), "n_eval": len(eval_pairs),
+    curated_train = pd.read_parquet(pairs_path)  # read back: the same table whether curated now or reused
+    mislabeled = ~curated_train["true_preference_correct"].astype(bool).to_numpy()
+    result["data"] = {"n_train": len(curated_train), "n_val": len(val_pairs), "n_eval": len(eval_pairs),
                       "n_mislabeled": int(mislabeled.sum()),
-                      "n_flipped": int(curated.train["flipped"].sum()), "noise": cfg.noise}
+                      "n_flipped": int(curated_train["flipped"].sum()), "noise": cfg.noise}
     artifacts.write_parquet(out / ValidationDir.EVAL_PAIRS, eval_pairs)
     artifacts.write_parquet(out / "val_pairs.parquet", val_pairs)
 
     # Train the audited run, keeping every checkpoint.
-    from ..train import train
-
     t0 = time.time()
     tcfg = train_config(cfg)
-    train(pairs_path, tcfg, out / "run", resume=True)  # a rerun into the same OUT reuses (or resumes) it
+    ensure_trained(pairs_path, tcfg, out / "run")  # a rerun into the same OUT reuses (or resumes) it
     result["timing"] = {"train_s": round(time.time() - t0, 1)}
     save()
 
@@ -328,8 +330,8 @@ def run_validation(cfg: ValidateConfig | None, out_dir: str | Path) -> dict[str,
     audited = audit(out / "run", val_pairs, out / "audit", config=audit_cfg, overwrite=True)
     result["timing"]["audit_s"] = round(time.time() - t0, 1)
     result["throughput"] = audited.throughput
-    scores = audited.scores.set_index("pair_id").loc[curated.train["pair_id"].astype(str)].reset_index()
-    flipped = curated.train["flipped"].astype(bool).to_numpy()
+    scores = audited.scores.set_index("pair_id").loc[curated_train["pair_id"].astype(str)].reset_index()
+    flipped = curated_train["flipped"].astype(bool).to_numpy()
     result["auroc_mislabeled"] = auroc_table(scores, mislabeled, SCORES)
     result["auroc_flipped"] = auroc_table(scores, flipped, SCORES)
     from .detection import detection_table
@@ -363,11 +365,13 @@ def run_validation(cfg: ValidateConfig | None, out_dir: str | Path) -> dict[str,
         record("full", _evaluate_run(out, eval_pairs))
         removed_mislabeled = {}
         for arm, removed in arms.items():
-            keep = ~curated.train["pair_id"].astype(str).isin(removed)
+            keep = ~curated_train["pair_id"].astype(str).isin(removed)
             removed_mislabeled[arm] = int((~keep & pd.Series(mislabeled)).sum())
-            record(arm, _train_and_eval(curated.train[keep.to_numpy()], eval_pairs, out / f"cf-{arm}", tcfg))
-            result["counterfactual"] = {"k": k, "removed_mislabeled": removed_mislabeled,
-                                        "arms": compare_arms(correct, "minus_random", cfg.seed, margins)}
+            record(arm, _train_and_eval(curated_train[keep.to_numpy()], eval_pairs, out / f"cf-{arm}", tcfg))
+            arms_table = compare_arms(correct, "minus_random", cfg.seed, margins)
+            result["counterfactual"] = {"k": k, "removed_mislabeled": removed_mislabeled, "arms": arms_table,
+                                        "verdict": verdict({a: e.get("vs_minus_random") for a, e in arms_table.items()},
+                                                           "minus_random")}
             save()
         result["goal"]["counterfactual"] = counterfactual_goal(
             result["counterfactual"]["arms"], chosen.get("best_gradient"), chosen.get("best_baseline"),
@@ -383,11 +387,8 @@ def run_validation(cfg: ValidateConfig | None, out_dir: str | Path) -> dict[str,
 
 
 def _evaluate_run(out: Path, eval_pairs: pd.DataFrame) -> pd.DataFrame:
-    """Per-pair held-out results of OUT/run (read back when an earlier validation wrote them)."""
+    """Per-pair held-out results of OUT/run (OUT/eval reused when it evaluated this run)."""
     from ..evaluate.config import EvalConfig
-    from ..evaluate.runner import evaluate
 
-    if EvalDir.is_complete(out / "eval"):
-        return pd.read_parquet(out / "eval" / EvalDir.PER_PAIR)
-    return evaluate(eval_pairs, out / "eval", run=out / "run", config=EvalConfig(generate=False),
-                    overwrite=True).per_pair
+    ensure_evaluated(eval_pairs, out / "eval", EvalConfig(generate=False).validate(), run=out / "run")
+    return pd.read_parquet(out / "eval" / EvalDir.PER_PAIR)

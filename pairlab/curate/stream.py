@@ -126,7 +126,8 @@ def streamed_scores(path: Path, cfg: CurateConfig, rows: int, *, tokenizer=None,
             parts = final.with_name(f"{key}.nocache-parts-{rows}")
             shutil.rmtree(parts, ignore_errors=True)
         parts.mkdir(parents=True, exist_ok=True)
-        seen: set[str] = set()
+        # the prompt hashes seen so far, as 64-bit integers (8 bytes each, not a Python str)
+        seen = np.zeros(0, dtype=np.uint64)
         frames, signatures = [], []
         for i, chunk in enumerate(_pairs_chunks(path, rows)):
             part, sig_file = parts / f"part-{i:05d}.parquet", parts / f"part-{i:05d}.signatures.npy"
@@ -137,20 +138,21 @@ def streamed_scores(path: Path, cfg: CurateConfig, rows: int, *, tokenizer=None,
             else:
                 scores = compute_scores(chunk, cfg, tokenizer=tokenizer, eval_prompts=eval_prompts)
                 hashes = scores["prompt_hash"]
-                new = ~hashes.duplicated().to_numpy() & ~hashes.isin(seen).to_numpy()
+                new = ~hashes.duplicated().to_numpy() & ~np.isin(_as_int(hashes), seen)
                 sig = prompt_signatures(normalize_column(chunk["prompt_text"].iloc[np.nonzero(new)[0]]
                                                          .reset_index(drop=True)))
                 with artifacts.atomic_path(sig_file) as tmp:  # signatures first, the part last
                     with open(tmp, "wb") as fh:
                         np.save(fh, sig)
                 artifacts.write_parquet(part, scores)
-            seen.update(scores["prompt_hash"])
+            seen = np.union1d(seen, _as_int(scores["prompt_hash"]))
             frames.append(scores)
             signatures.append(sig)
             info["chunks"] += 1
         scores = pd.concat(frames, ignore_index=True)
         del frames
         sig = np.concatenate(signatures) if signatures else np.zeros((0, 64), np.uint64)
+        del signatures, seen
         scores = scores.assign(**prompt_duplicate_scores(scores["prompt_hash"], sig, cfg.near_dup_threshold))
         for name in ("prompt_hash", "prompt_cluster"):
             scores[name] = scores[name].astype("str")
@@ -158,6 +160,11 @@ def streamed_scores(path: Path, cfg: CurateConfig, rows: int, *, tokenizer=None,
             artifacts.write_parquet(final, scores)
         shutil.rmtree(parts, ignore_errors=True)
     return scores, info
+
+
+def _as_int(prompt_hash: pd.Series) -> np.ndarray:
+    """16-hex-digit prompt hashes as unsigned 64-bit integers."""
+    return np.array([int(h, 16) for h in prompt_hash], dtype=np.uint64)
 
 
 class _Appender:

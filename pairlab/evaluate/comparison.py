@@ -20,7 +20,7 @@ import pandas as pd
 from .. import artifacts
 from ..dirs import CompareDir, EvalDir
 from ..schema import PairDataError
-from ..stats import paired_bootstrap, paired_comparison, with_holm
+from ..stats import paired_bootstrap, paired_comparison, verdict, with_holm
 from .runner import METRICS, PER_PAIR
 
 COMPARISON = CompareDir.COMPARISON
@@ -85,7 +85,10 @@ def compare(eval_dirs: list[str | os.PathLike], *, n_boot: int = 2000, seed: int
     for key in ("accuracy", "ref_free"):
         for c, corrected in zip(comparisons, with_holm([c[key] for c in comparisons])):
             c[key] = corrected
-    return {"baseline": dirs[0], "n_boot": n_boot, "seed": seed, "evals": evals, "comparisons": comparisons}
+    # the answer in words, by the one decision rule ablate and the audit validation use too
+    result_verdict = verdict({c["other"]: c["accuracy"] for c in comparisons}, dirs[0], noun="evaluation")
+    return {"baseline": dirs[0], "n_boot": n_boot, "seed": seed, "evals": evals, "comparisons": comparisons,
+            "verdict": result_verdict}
 
 
 def write_comparison(result: dict[str, Any], out_dir: str | os.PathLike, *, overwrite: bool = False) -> Path:
@@ -111,4 +114,6 @@ def format_comparison(result: dict[str, Any]) -> str:
                      f"[{m['other_only_correct']} pairs only it got right, {m['baseline_only_correct']} only the "
                      f"baseline]; margin {b['mean_difference']:+.4f} [{b['ci95'][0]:+.4f}, {b['ci95'][1]:+.4f}] "
                      f"p={b['p_value']:.3g}; ref-free {c['ref_free']['verdict']}")
+    if result.get("verdict"):
+        lines.append(f"verdict: {result['verdict']['text']}")
     return "\n".join(lines)

@@ -23,8 +23,15 @@ from .render import figure_to_data_uri, pyplot, write_report
 ATTRIBUTION = AuditDir.ATTRIBUTION
 VALIDATION = ValidationDir.VALIDATION
 HTML = AuditDir.REPORT
-#: Scores shown, in the audit's registry order (those absent from the table, or all NaN, are skipped).
-SCORES = list(ATTRIBUTION_SCORES)
+#: Side columns shown beside a flagged pair's own score (training-dynamics measures, not scores).
+CONTEXT_COLUMNS = ("confidence",)
+
+
+def shown_scores(scores: pd.DataFrame) -> list[str]:
+    """The registry's scores present (and not all NaN) in ``scores``, in registry order. Read at
+    call time, so a score registered with :func:`pairlab.audit.registry.register_attribution_score`
+    is shown without an edit here."""
+    return [c for c in ATTRIBUTION_SCORES if c in scores and scores[c].notna().any()]
 _REGION_COLORS = {"easy": "#2b6cb0", "ambiguous": "#805ad5", "hard-to-learn": "#dd6b20"}
 
 
@@ -96,7 +103,9 @@ def histogram_figure(scores: pd.DataFrame, columns: list[str]) -> str:
     return figure_to_data_uri(fig)
 
 
-def _pair_rows(frame: pd.DataFrame, score: str) -> list[dict[str, Any]]:
+def _pair_rows(frame: pd.DataFrame, score: str, columns: list[str]) -> list[dict[str, Any]]:
+    """The pairs with their text and, beside ``score``, the first few other shown scores."""
+    others = [c for c in (*columns, *CONTEXT_COLUMNS) if c != score][:4]
     rows = []
     for _, r in frame.iterrows():
         rows.append({"pair_id": r["pair_id"], "score": float(r[score]), "source": r.get("source", ""),
@@ -104,8 +113,7 @@ def _pair_rows(frame: pd.DataFrame, score: str) -> list[dict[str, Any]]:
                      "rejected": str(r.get("rejected", ""))[:600],
                      "truth": None if "true_preference_correct" not in r else
                      ("label right" if bool(r["true_preference_correct"]) else "mislabeled"),
-                     "others": {c: float(r[c]) for c in ("tracin_cosine", "tracin", "confidence", "implicit_margin")
-                                if c in r and c != score}})
+                     "others": {c: float(r[c]) for c in others if c in r}})
     return rows
 
 
@@ -116,7 +124,7 @@ def audit_context(directory: str | os.PathLike) -> dict[str, Any]:
     config = manifest.get("config", {})
     harmful_score = config.get("harmful_score", "tracin_cosine")
     top_k = int(config.get("top_k", 15))
-    columns = [c for c in SCORES if c in scores and scores[c].notna().any()]
+    columns = shown_scores(scores)
     figures = {"histograms": histogram_figure(scores, columns), "cartography": cartography_figure(scores),
                "by_source": distribution_figure(scores, "source", columns[:4])}
     if "would_drop" in scores and scores["would_drop"].ne("").any():
@@ -131,8 +139,10 @@ def audit_context(directory: str | os.PathLike) -> dict[str, Any]:
         "created": manifest.get("created"), "n_pairs": len(scores), "harmful_score": harmful_score,
         "inputs": manifest.get("inputs", {}), "throughput": manifest.get("throughput", {}),
         "checkpoints": manifest.get("checkpoints", []), "regions": regions,
-        "helpful": _pair_rows(scores.nlargest(top_k, harmful_score), harmful_score),
-        "harmful": _pair_rows(scores.nsmallest(top_k, harmful_score), harmful_score),
+        "helpful": _pair_rows(scores.nlargest(top_k, harmful_score), harmful_score, columns),
+        "harmful": _pair_rows(scores.nsmallest(top_k, harmful_score), harmful_score, columns),
+        "score_help": [{"name": c, "help": ATTRIBUTION_SCORES[c].help, "kind": ATTRIBUTION_SCORES[c].kind}
+                       for c in columns],
         "figures": {k: v for k, v in figures.items() if v},
         "correlation": {"columns": columns, "rows": [[c, [corr.loc[c, d] for d in columns]] for c in columns]},
         "validation": validation,

@@ -38,6 +38,9 @@ def test_compare_cli_matches_the_statistics_on_the_per_pair_tables(base_eval, tr
     # The base's margins are all 0: every pair the trained run gets right is discordant, on its side.
     assert acc["baseline_only_correct"] == 0 and acc["other_only_correct"] == int(trained["correct"].sum())
     assert ("not significant" in acc["verdict"]) == (acc["p_value"] >= 0.05)
+    # the overall verdict (stats.verdict, the rule ablate uses): a winner only when detected
+    expected_winner = None if not acc["significant"] else str(trained_eval) if acc["delta"] > 0 else str(base_eval)
+    assert result["verdict"]["winner"] == expected_winner and acc["verdict"] in result["verdict"]["text"]
     assert [e["eval_dir"] for e in result["evals"]] == [str(base_eval), str(trained_eval)]
     assert (tmp_path / "manifest.json").exists()
 
