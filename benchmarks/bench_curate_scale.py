@@ -9,8 +9,9 @@ own peak RSS, ``ru_maxrss``): `pairlab curate` streaming the pool in chunks of 1
 
 Goal: peak RSS <= 2 GB at every size, time ~linear (time per pair at the largest size
 within 1.3x of the smallest). ``PAIRLAB_BENCH_CURATE_SIZES`` sets the sizes (default
-``60000,600000``; on the shared 2-core machine 600k takes long: see the docs page for the
-sizes actually run); ``PAIRLAB_BENCH_QUICK=1`` uses ``3000,30000``.
+``60000,600000``; on the shared 2-core machine, at 5-12 ms per pair, 600k takes 1-2 hours:
+the figures in docs/guide/curate.md are from ``10000,40000``); ``PAIRLAB_BENCH_QUICK=1`` uses
+``3000,30000``.
 """
 from __future__ import annotations
 

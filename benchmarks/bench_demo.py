@@ -13,7 +13,7 @@ The ablation is ``examples/ablation-demo.yaml`` cut down so the bench stays shor
 cut is in the result's ``setup.overrides``: fewer optimizer steps and eval pairs, same
 arms, model and settings); ``PAIRLAB_BENCH_DEMO_FULL=1`` runs it as ``make demo`` does.
 It runs in a subprocess, so imports and the conversion are those of a fresh process,
-and the test ``test_conversion_cache_is_hit`` plus ``conversions`` here show the model is
+and ``tests/test_conversion_cache.py`` plus ``conversions`` here show the model is
 converted once per cache, not once per arm.
 """
 from __future__ import annotations

@@ -136,7 +136,7 @@ def ensure_trained(pairs_path: Path, config, run_dir: Path, *, log_path: Path | 
 
     run_dir, pairs_path = Path(run_dir), Path(pairs_path)
     state, why = step_state(RunDir, run_dir, config=to_dict(config),
-                            inputs={"pairs_sha256": artifacts.file_sha256(pairs_path)})
+                            inputs={"pairs_sha256": artifacts.file_sha256(pairs_path) if pairs_path.is_file() else None})
     if state == "done":
         return {"state": SKIPPED}
     if state == "stale":

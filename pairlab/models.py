@@ -263,6 +263,9 @@ def load_tokenizer(spec: str = EMBEDDED, *, trust_remote_code: bool = False, mod
 
     if spec == EMBEDDED and not (_models_cache() / f"{EMBEDDED}-{CACHE_VERSION}" / "config.json").exists():
         tokenizer = _load_gguf_tokenizer()  # avoid a 25 s model conversion for a tokenizer
+        # The converted directory's tokenizer is this one, saved: give it the same name, so keys
+        # built from the name (the reference cache's) match before and after the conversion.
+        tokenizer.name_or_path = str(_models_cache() / f"{EMBEDDED}-{CACHE_VERSION}")
     else:
         resolved = resolve_model(spec)
         _warn_remote_code(trust_remote_code, spec)

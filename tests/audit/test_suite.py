@@ -1,6 +1,6 @@
 """`pairlab audit --validate --suite`: detection metrics, the goal per noise type, pooled
 counterfactual arms (pure, by hand), and the --quick suite end to end through the CLI (slow: CI
-runs it; about 1.5 min of CPU, 2-4 min of wall time on the 2-core CPU here)."""
+runs it; about 2 min of CPU time on the 2-core CPU here, more wall time under load)."""
 from __future__ import annotations
 
 import numpy as np
