@@ -39,7 +39,7 @@ import yaml
 
 from .. import artifacts
 from ..config import from_dict
-from ..dirs import AblationDir, AuditDir, CurateDir
+from ..dirs import AblationDir, AuditDir, CurateDir, StageDirError, read_manifest
 from ..experiments import ensure_curated, ensure_evaluated, ensure_trained, run_log
 from .config import AblationConfig, Arm, train_config, train_settings
 
@@ -307,6 +307,8 @@ def ablate(cfg: AblationConfig, out_dir: str | Path, *, report_only: bool = Fals
 
     started = time.time()
     cfg.validate()
+    # --report-only redraws: the phase timings stay those of the run that did the work
+    previous = _previous_timings(out_dir) if report_only else None
     if progress:  # one overall bar instead of the libraries' per-load bars and notices
         import transformers
         from datasets.utils.logging import disable_progress_bar
@@ -368,6 +370,8 @@ def ablate(cfg: AblationConfig, out_dir: str | Path, *, report_only: bool = Fals
         log_ablation(cfg, layout, comparison)
     phases["reports"] = round(time.time() - reports_started, 3)
     timings = phase_timings(phases, time.time() - started)
+    if previous is not None:
+        timings = {**previous, "redrawn_reports_s": phases["reports"]}
     comparison["phase_timings"] = timings
     artifacts.write_json(layout.root / AblationDir.COMPARISON, comparison)  # again, with the timings
     AblationDir.finish(layout.root, config=asdict(cfg), seed=cfg.seeds[0], started=started,  # last
@@ -376,6 +380,14 @@ def ablate(cfg: AblationConfig, out_dir: str | Path, *, report_only: bool = Fals
                        report=report.name if report else None, phase_timings=timings)
     comparison["report"] = None if report is None else str(report)
     return comparison
+
+
+def _previous_timings(out_dir: str | Path) -> dict[str, Any] | None:
+    """The phase timings in a finished ablation's manifest (None when there are none)."""
+    try:
+        return read_manifest(out_dir).get("phase_timings")
+    except (StageDirError, OSError):
+        return None
 
 
 @contextlib.contextmanager

@@ -35,7 +35,7 @@ from ..schema import FLOAT_COLUMNS, PairDataError, validate_pairs
 from .config import CurateConfig
 from .filters import Filter, FilterContext, parse_filters
 from .scores import SCORES_VERSION, compute_scores
-from .split import eval_mask, overlap_mask
+from .split import split_masks
 
 #: The pseudo-filter that drops pool rows whose prompt is in the ``eval_pairs`` split.
 EVAL_OVERLAP = "eval_overlap"
@@ -200,12 +200,7 @@ def curate(pairs: pd.DataFrame, filters: Any = None, config: CurateConfig | None
 
     t0 = time.time()
     n = len(pairs)
-    if eval_pairs is None:
-        in_eval = eval_mask(scores["prompt_hash"], cfg.eval_fraction, cfg.seed)
-        overlap = np.zeros(n, dtype=bool)
-    else:
-        in_eval = np.zeros(n, dtype=bool)
-        overlap = overlap_mask(scores["prompt_hash"], eval_pairs)
+    in_eval, overlap = split_masks(scores["prompt_hash"], cfg, eval_pairs)
     dropped_by, would, steps = _apply_filters(pairs, scores, parsed, cfg, ~in_eval, overlap)
     kept = ~in_eval & (dropped_by == "")
     timings["filters_s"] = time.time() - t0

@@ -42,3 +42,12 @@ def prompt_hashes(pairs: pd.DataFrame) -> pd.Series:
 def overlap_mask(prompt_hash: pd.Series, eval_pairs: pd.DataFrame) -> np.ndarray:
     """True for rows whose normalized prompt occurs in ``eval_pairs``."""
     return prompt_hash.isin(set(prompt_hashes(eval_pairs))).to_numpy()
+
+
+def split_masks(prompt_hash: pd.Series, cfg, eval_pairs) -> tuple[np.ndarray, np.ndarray]:
+    """(held out for eval, prompt seen in the given eval set): the eval split is drawn from the
+    pool by prompt hash, unless an eval set is given, whose prompts are then kept out of training."""
+    n = len(prompt_hash)
+    if eval_pairs is None:
+        return eval_mask(prompt_hash, cfg.eval_fraction, cfg.seed), np.zeros(n, dtype=bool)
+    return np.zeros(n, dtype=bool), overlap_mask(prompt_hash, eval_pairs)

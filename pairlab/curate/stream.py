@@ -43,7 +43,7 @@ from .filters import parse_filters
 from .pipeline import (_CONTENT_COLUMNS, EVAL_OVERLAP, CurateResult, _apply_filters, _cache_key,
                        _check_requirements)
 from .scores import compute_scores, prompt_duplicate_scores, prompt_signatures, read_prompts
-from .split import eval_mask, overlap_mask
+from .split import split_masks
 from .text import normalize_column
 
 #: Pools with more rows than this stream by default (``chunk_rows`` unset).
@@ -229,12 +229,7 @@ def curate_stream(path: str | Path, filters: Any = None, config: CurateConfig | 
     timings = {"scores_s": time.time() - t0}
 
     t0 = time.time()
-    if eval_pairs is None:
-        in_eval = eval_mask(scores["prompt_hash"], cfg.eval_fraction, cfg.seed)
-        overlap = np.zeros(n, dtype=bool)
-    else:
-        in_eval = np.zeros(n, dtype=bool)
-        overlap = overlap_mask(scores["prompt_hash"], eval_pairs)
+    in_eval, overlap = split_masks(scores["prompt_hash"], cfg, eval_pairs)
     # only exclude_prompts_from reads the pairs themselves, and only their prompts
     prompts = (pd.read_parquet(path, columns=["prompt_text"])
                if any(f.name == "exclude_prompts_from" for f in parsed) else None)
