@@ -247,8 +247,10 @@ def describe(c: dict[str, Any]) -> str:
     significant = c.get("significant", c["p_value"] < c.get("alpha", ALPHA))
     lo, hi = c["delta_ci95"]
     delta = f"{100 * c['delta']:+.1f} points (95% CI {100 * lo:+.1f} to {100 * hi:+.1f})"
-    if significant:
-        return f"{delta}, significant ({p_text})"
+    if significant:  # the power too: what size of difference this design could have missed
+        power = (f"; with {design_text(c)} this design detects differences ≥ {100 * c['mde']:.0f} points"
+                 if c.get("mde") is not None else "")
+        return f"{delta}, significant ({p_text}){power}"
     if c.get("mde") is None:
         return (f"{delta}, not significant ({p_text}); with {design_text(c)} ({c['n_discordant']} discordant) "
                 f"this design cannot detect any difference with {100 * c.get('power', POWER):.0f}% power")

@@ -119,7 +119,9 @@ def test_verdict_wording_states_power_and_correction():
     text = stats.describe(c)
     assert text == ("-14.6 points (95% CI -30.0 to +2.0), not significant (p = 0.21, Holm-corrected 0.42); "
                     "with 48 pairs this design detects only differences ≥ 27 points")
-    assert "significant (p = 0.001" in stats.describe({**c, "p_value": 0.001, "p_holm": 0.002, "significant": True})
+    assert stats.describe({**c, "p_value": 0.001, "p_holm": 0.002, "significant": True}) == (
+        "-14.6 points (95% CI -30.0 to +2.0), significant (p = 0.001, Holm-corrected 0.002); "
+        "with 48 pairs this design detects differences ≥ 27 points")
     pooled = {**c, "n_seeds": 3, "n_pairs_per_seed": 48, "n_pairs": 144}
     assert "with 48 pairs × 3 seeds this design" in stats.describe(pooled)
     assert "with 48 pairs (2 discordant) this design cannot detect any difference with 80% power" in \
