@@ -16,6 +16,17 @@ def sim_pairs():
 
 @pytest.fixture(scope="session")
 def tiny_peft():
+    """(peft model, tokenizer), shared by the session: see :func:`make_tiny_peft`."""
+    return make_tiny_peft()
+
+
+@pytest.fixture
+def fresh_tiny_peft():
+    """The same, built for one test alone (for a library that wraps the model's modules)."""
+    return make_tiny_peft()
+
+
+def make_tiny_peft():
     """(peft model, tokenizer): tiny-random-llama in full precision (fp32) with a random
     LoRA adapter (B != 0, so gradients w.r.t. A are non-zero too)."""
     import torch

@@ -114,7 +114,7 @@ def test_ekfac_equals_the_dense_eigen_corrected_inverse():
 
 
 @pytest.mark.slow
-def test_projected_ekfac_matches_kronfluence_on_the_tiny_model(tiny_peft, sim_pairs, tmp_path):
+def test_projected_ekfac_matches_kronfluence_on_the_tiny_model(fresh_tiny_peft, sim_pairs, tmp_path):
     """pairlab's EK-FAC (hook-captured K-FAC factors, identity projections) == kronfluence's
     EK-FAC scores (float64, empirical Fisher, damping 0.1 x mean eigenvalue) on the LoRA
     factors of tiny-random-llama, for a per-sequence loss (kronfluence's sample is one
@@ -132,7 +132,9 @@ def test_projected_ekfac_matches_kronfluence_on_the_tiny_model(tiny_peft, sim_pa
     from pairlab.audit.influence import ekfac_influence
     from pairlab.logprobs import preference_collator, tokenize_pairs
 
-    model, tokenizer = tiny_peft
+    # its own model: kronfluence wraps the modules it tracks, and the session's shared model
+    # carries what earlier tests did to it (a shared one left the factors uncomputed)
+    model, tokenizer = fresh_tiny_peft
     train, held_out = sim_pairs
     batch = preference_collator(tokenizer, 48, "keep_start")(tokenize_pairs(tokenizer, train.iloc[:5]))
     rows = {k: batch[k] for k in ("input_ids", "attention_mask", "completion_mask")}

@@ -22,14 +22,15 @@ def test_write_report_returns_why_it_failed(tmp_path, caplog):
 @pytest.mark.slow
 def test_evaluate_summary_states_a_failed_report(tiny_run, eval_file, work, monkeypatch, capsys):
     """The renderer is made to fail (a stand-in for any rendering bug); the real evaluation runs."""
-    import pairlab.reports as reports
+    import pairlab.reports  # noqa: F401  (registers the renderers first, so the stand-in is not replaced)
+    from pairlab import rendering
     from pairlab.cli import main
     from pairlab.errors import ReportError
 
     def broken(directory, *args, **kwargs):
         raise ReportError("simulated rendering failure", file=str(directory))
 
-    monkeypatch.setattr(reports, "render_report", broken)
+    monkeypatch.setitem(rendering.RENDERERS, "eval", broken)  # what `pairlab evaluate` calls
     out = work / "eval_report_fails"
     code = main(["evaluate", "--run", str(tiny_run), "--eval", str(eval_file), "--out", str(out),
                  "--batch-size", "4", "--no-generate"])
