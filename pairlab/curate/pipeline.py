@@ -205,15 +205,7 @@ def curate(pairs: pd.DataFrame, filters: Any = None, config: CurateConfig | None
     kept = ~in_eval & (dropped_by == "")
     timings["filters_s"] = time.time() - t0
 
-    status = np.where(in_eval, "eval", np.where(kept, "train", "dropped"))
-    scores = scores.copy()
-    scores["split"] = np.where(in_eval, "eval", "train")
-    scores["status"] = status
-    scores["dropped_by"] = dropped_by
-    scores["would_drop"] = would
-
-    reasons = {f.label: f.reason for f in parsed}
-    reasons[EVAL_OVERLAP] = "prompt occurs in the --eval-from split"
+    scores, status, reasons = mark_status(scores.copy(), in_eval, kept, dropped_by, would, parsed)
     train = pairs[kept].reset_index(drop=True)
     eval_out = pairs[in_eval].reset_index(drop=True) if eval_pairs is None else eval_pairs
     is_dropped = status == "dropped"
@@ -285,6 +277,21 @@ def _where(reject: dict[str, Any]) -> str:
         if not pd.isna(reject[key]):
             parts.append(label.format(reject[key]))
     return ", ".join(parts) + ": "
+
+
+
+def mark_status(scores: pd.DataFrame, in_eval: np.ndarray, kept: np.ndarray, dropped_by: np.ndarray,
+                would: np.ndarray, parsed: list[Filter]) -> tuple[pd.DataFrame, np.ndarray, dict[str, str]]:
+    """Write each row's split, status, dropping filter and would-drop list into ``scores`` (in
+    place), and return it with the status array and each filter's reason."""
+    status = np.where(in_eval, "eval", np.where(kept, "train", "dropped"))
+    scores["split"] = np.where(in_eval, "eval", "train")
+    scores["status"] = status
+    scores["dropped_by"] = dropped_by
+    scores["would_drop"] = would
+    reasons = {f.label: f.reason for f in parsed}
+    reasons[EVAL_OVERLAP] = "prompt occurs in the --eval-from split"
+    return scores, status, reasons
 
 
 def _apply_filters(pairs: pd.DataFrame, scores: pd.DataFrame, filters: list[Filter],

@@ -40,8 +40,8 @@ from ..dirs import CurateDir
 from ..schema import PairDataError, validate_pairs
 from .config import CurateConfig
 from .filters import parse_filters
-from .pipeline import (_CONTENT_COLUMNS, EVAL_OVERLAP, CurateResult, _apply_filters, _cache_key,
-                       _check_requirements)
+from .pipeline import (_CONTENT_COLUMNS, CurateResult, _apply_filters, _cache_key, _check_requirements,
+                       mark_status)
 from .scores import compute_scores, prompt_duplicate_scores, prompt_signatures, read_prompts
 from .split import split_masks
 from .text import normalize_column
@@ -238,13 +238,7 @@ def curate_stream(path: str | Path, filters: Any = None, config: CurateConfig | 
     kept = ~in_eval & (dropped_by == "")
     timings["filters_s"] = time.time() - t0
 
-    status = np.where(in_eval, "eval", np.where(kept, "train", "dropped"))
-    scores["split"] = np.where(in_eval, "eval", "train")
-    scores["status"] = status
-    scores["dropped_by"] = dropped_by
-    scores["would_drop"] = would
-    reasons = {f.label: f.reason for f in parsed}
-    reasons[EVAL_OVERLAP] = "prompt occurs in the --eval-from split"
+    scores, status, reasons = mark_status(scores, in_eval, kept, dropped_by, would, parsed)
     counts = {"input": n, "train": int(kept.sum()), "eval": int(in_eval.sum()),
               "dropped": int((status == "dropped").sum()), "unreadable": 0}
     import dataclasses
