@@ -125,7 +125,8 @@ def refuse_positional_overrides(values: list[str], command: str) -> None:
                           hint=f"write them as `pairlab {command} ... {fixed}`")
 
 
-def read_input(args: argparse.Namespace, dest: str = "input", *, with_rejects: bool = False):
+def read_input(args: argparse.Namespace, dest: str = "input", *, with_rejects: bool = False,
+               announce: bool = True):
     """Read the pairs named by :func:`add_input_args` options into a pairs table.
 
     Rejected rows are counted in ``read_stats`` and announced on stderr in one line;
@@ -152,7 +153,7 @@ def read_input(args: argparse.Namespace, dest: str = "input", *, with_rejects: b
         hub_revision=getattr(args, f"{dest}_hub_revision", None),
     )
     stats = pairs.attrs.get("read_stats", {})
-    if stats.get("rejected"):
+    if stats.get("rejected") and announce:  # (convert states its own error instead)
         print(f"pairlab {getattr(args, 'command', '')}: note: {stats['rejected']} of "
               f"{stats['rows']} rows rejected (first: {describe_reject(stats['rejects'][0])}); "
               "--strict makes this an error", file=sys.stderr)

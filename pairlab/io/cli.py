@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..cli import Command, add_input_args, read_input
 
@@ -31,7 +32,7 @@ def _convert(args: argparse.Namespace) -> int:
     check_output_file(args.out, [args.input], overwrite=args.overwrite)
     if args.rejects:
         check_output_file(args.rejects, [args.input, args.out], overwrite=args.overwrite, flag="--rejects")
-    df, rejects = read_input(args, with_rejects=True)
+    df, rejects = read_input(args, with_rejects=True, announce=bool(args.rejects))
     stats = df.attrs.get("read_stats", {})
     path = write_trl_dataset(df, args.out) if args.trl else write_pairs(df, args.out)
     extra = f", {stats['ties_dropped']} ties dropped" if stats.get("ties_dropped") else ""
@@ -40,6 +41,16 @@ def _convert(args: argparse.Namespace) -> int:
           f"rejected{extra}, {stats.get('flagged', 0)} flagged)")
     if args.rejects:
         print(f"wrote {len(rejects)} rejected rows to {write_rejects(rejects, args.rejects)}")
+    elif len(rejects):
+        # bad input is an error (exit 2), but the good rows are written and every row is
+        # accounted for; keeping the rejected rows in a file (--rejects) accepts them
+        from .rejects import describe_reject
+
+        print(f"pairlab convert: error: {len(rejects)} of {stats.get('rows')} rows rejected (first: "
+              f"{describe_reject(stats['rejects'][0])}); the {len(df)} good pairs are written; pass "
+              "--rejects FILE to keep the rejected rows (exit 0), or --strict to stop at the first",
+              file=sys.stderr)
+        return 2
     return 0
 
 

@@ -96,11 +96,13 @@ def test_cli_subprocess_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "line 2" in proc.stderr
     assert not (tmp_path / "x.parquet").exists()
-    # without --strict the bad line is rejected, said on stderr, and the good one converted
+    # without --strict the bad line is rejected and the good one converted, but bad input is
+    # still an error: one line naming file and line, exit 2 (--rejects FILE accepts them: exit 0)
     proc = subprocess.run([sys.executable, "-m", "pairlab", "convert", "--input", str(path),
                            "--out", str(tmp_path / "x.parquet")],
                           capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert "1 of 2 rows rejected" in proc.stderr and "line 2" in proc.stderr
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert "1 of 2 rows rejected" in proc.stderr and f"{path}, line 2" in proc.stderr
     assert "2 rows: 1 read + 1 rejected" in proc.stdout
     assert len(read_pairs(tmp_path / "x.parquet")) == 1

@@ -46,7 +46,9 @@ def _write(tmp_path):
 def test_a_registered_layout_is_read_through_the_cli(tmp_path, quiz_layout, capsys):
     path = _write(tmp_path)
     out = tmp_path / "pairs.parquet"
-    assert main(["convert", "--input", str(path), "--format", "quiz", "--out", str(out)]) == 0
+    assert main(["convert", "--input", str(path), "--format", "quiz", "--out", str(out)]) == 2  # 1 rejected
+    assert main(["convert", "--input", str(path), "--format", "quiz", "--out", str(out), "--overwrite",
+                 "--rejects", str(tmp_path / "rejects.jsonl")]) == 0
     pairs = pd.read_parquet(out)
     assert pairs["chosen"].tolist() == ["4", "Paris"] and pairs["score_chosen"].tolist() == [3.0, 1.0]
     # auto-detection finds it before the catch-all generic, and its alias is a --format name
