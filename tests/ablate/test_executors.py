@@ -15,23 +15,9 @@ import pandas as pd
 import pytest
 import yaml
 
+from benchmarks.bench_executors import GRID  # the grid `make bench` times, one definition
 from pairlab.ablate import Layout, load_ablation_config
 
-GRID = {
-    "name": "tiny grid",
-    "pool": {"simulate": {"n": 80, "seed": 3, "length": "short", "rater_noise": 1.5}, "max_eval_pairs": 8},
-    "budget": {"unit": "steps", "value": 2},
-    "seeds": [0],
-    "evaluate_base": False,
-    "curate": {"max_length": 128},
-    "train": {"model": "tiny-random-llama", "save_steps": 2,
-              "dpo": {"per_device_train_batch_size": 2, "max_length": 128, "learning_rate": 1e-3}},
-    "eval": {"batch_size": 8, "generate": False},
-    "executor": {"num_cpus": 1, "ray_num_cpus": 2,
-                 "slurm": {"partition": "gpu", "gpus_per_task": 0, "cpus_per_task": 1, "time_min": 30,
-                           "cluster": "local"}},
-    "arms": [{"name": "all", "filters": []}, {"name": "gap1", "filters": [{"min_rating_gap": 1.0}]}],
-}
 EXECUTORS = ("local", "ray", "slurm")
 TRACK = {"local": ["tensorboard", "wandb"], "ray": ["tensorboard"], "slurm": []}
 
