@@ -22,10 +22,13 @@ means equals the per-pair mean when the pair count is a multiple of the batch si
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
 from pathlib import Path
+
+from pairlab.dirs import MANIFEST, hash_outputs
 
 MODEL = "smollm2-135m-instruct"
 MAX_LENGTH = 384
@@ -40,6 +43,11 @@ def _scaled_arm(run: Path, out: Path, scale: float) -> Path:
     path = out / "adapter" / "adapter_model.safetensors"
     weights = load_file(path)
     save_file({k: (v * scale if "lora_B" in k else v) for k, v in weights.items()}, path)
+    # A new run directory: its manifest lists the edited adapter's hash, so readers accept it.
+    manifest_path = out / MANIFEST
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    manifest["outputs"].update(hash_outputs(out, ["adapter/adapter_model.safetensors"]))
+    manifest_path.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     return out
 
 
@@ -67,7 +75,13 @@ def _trl_evaluate(run: Path, pairs, work: Path, beta: float) -> tuple[dict, floa
 
 
 def _forward_floor(run: Path, pairs, batch_size: int) -> dict:
-    """Seconds of the policy + reference forwards alone (no tokenization, collation or cache)."""
+    """Seconds of the policy + reference forwards alone (no tokenization, collation or cache).
+
+    Measured in both layouts on the same pre-tokenized, pre-collated, length-sorted batches:
+    the one `pairlab evaluate` uses (shared prompt, where the model supports it) -- the
+    floor the goal is stated against -- and TRL's (one row per completion, LM head on every
+    position off CUDA), which shows what the layout itself saves.
+    """
     from pairlab import logprobs
     from pairlab.evaluate import load_eval_config
     from pairlab.evaluate.runner import load_policy, resolve_setup
@@ -75,21 +89,30 @@ def _forward_floor(run: Path, pairs, batch_size: int) -> dict:
     setup = resolve_setup(load_eval_config(None, ["generate=false"]), run=run)
     model, tokenizer = load_policy(setup)
     tokenized = logprobs.tokenize_pairs(tokenizer, pairs)
-    collate = logprobs.preference_collator(tokenizer, setup.max_length, setup.truncation_mode)
-    logprobs.ensure_fused_lm_head(model)
     model.eval()
-    order = logprobs.length_order(tokenized)
-    batches = [collate([tokenized[i] for i in order[s:s + batch_size]]) for s in range(0, len(order), batch_size)]
-    logprobs.completion_logps(model, batches[-1])  # warm-up (untimed): first-call costs of the process
-    t0 = time.time()
-    for batch in batches:
-        logprobs.completion_logps(model, batch)
-        with model.disable_adapter():
-            logprobs.completion_logps(model, batch)
-    seconds = time.time() - t0
+    layouts = {"trl": (logprobs.preference_collator(tokenizer, setup.max_length, setup.truncation_mode),
+                       logprobs.completion_logps, False)}
+    if logprobs.shared_prompt_supported(model, setup.truncation_mode):
+        layouts["shared_prompt"] = (
+            lambda examples: logprobs.shared_prompt_batch(examples, tokenizer.pad_token_id, setup.max_length),
+            logprobs.shared_prompt_logps, True)
+    logprobs.ensure_fused_lm_head(model)
+    result = {}
+    for name, (collate, forward, shared) in layouts.items():
+        order = logprobs.length_order(tokenized, shared)
+        batches = [collate([tokenized[i] for i in order[s:s + batch_size]]) for s in range(0, len(order), batch_size)]
+        forward(model, batches[-1])  # warm-up (untimed): first-call costs of the process
+        t0 = time.time()
+        for batch in batches:
+            forward(model, batch)
+            with model.disable_adapter():
+                forward(model, batch)
+        result[name] = {"seconds": round(time.time() - t0, 2), "batches": len(batches),
+                        "padded_shapes": [list(b["input_ids"].shape) for b in batches]}
     del model
-    return {"seconds": round(seconds, 2), "batches": len(batches),
-            "padded_shapes": [list(b["input_ids"].shape) for b in batches]}
+    used = "shared_prompt" if "shared_prompt" in result else "trl"
+    return {"layout": used, "seconds": result[used]["seconds"], "layouts": result,
+            "ratio_trl_layout_over_used": round(result["trl"]["seconds"] / result[used]["seconds"], 3)}
 
 
 def main(out_dir: Path) -> dict:

@@ -12,8 +12,11 @@ numbers from different stages can be compared and cached:
   truncation, ``keep_start`` by default); a pair whose prompt fills ``max_length`` has
   no completion token left: it is counted and excluded (see "truncation" below), the
   way TRL drops it from training, never scored as NaN;
-* the forward goes through TRL's fused LM head (per-token log-probs without the
-  ``(batch, seq, vocab)`` logits), summed over completion tokens.
+* the forward scores a pair in one row, ``prompt + chosen + rejected``, with a block
+  attention mask (see "the shared-prompt forward" below): the same numbers as TRL's
+  two-row layout to float rounding, with the prompt run once and only completion tokens
+  through TRL's chunked log-prob kernel; models it does not fit are scored in TRL's own
+  layout (TRL's collator and fused LM head).
 
 The reference model never changes between the arms of an ablation, so its
 log-probs are stored once on disk by :class:`RefLogpCache`, keyed by everything
@@ -46,7 +49,7 @@ LOGP_COLUMNS = ["pair_id", "chosen_logps", "rejected_logps", "chosen_tokens", "r
 #: Columns stored by :class:`RefLogpCache` (one row per pair).
 REF_COLUMNS = ["pair_id", "ref_chosen_logps", "ref_rejected_logps", "chosen_tokens", "rejected_tokens"]
 #: Bump when the way log-probs are computed changes, so old caches are not reused.
-LOGP_METHOD_VERSION = "trl-1.16-fused-sum-v1"
+LOGP_METHOD_VERSION = "trl-1.16-fused-sum-v2-shared-prompt"
 
 
 # ---------------------------------------------------------------- tokenization (TRL's rule)
@@ -268,9 +271,137 @@ def completion_logps(model, batch: dict[str, Any]):
     return chosen, rejected, chosen_tokens, rejected_tokens
 
 
-def length_order(tokenized: list[dict[str, list[int]]]) -> np.ndarray:
-    """Indices longest-first, so each batch pads to similar lengths (and OOM shows up first)."""
-    lengths = [len(t["prompt_ids"]) + max(len(t["chosen_ids"]), len(t["rejected_ids"])) for t in tokenized]
+# ---------------------------------------------------------------- the shared-prompt forward
+#
+# A pair's chosen and rejected completions follow the same prompt. TRL's layout runs
+# the prompt twice (one row per completion) and, off CUDA, projects every position
+# (prompt and padding too) through the LM head. The shared-prompt layout puts one pair
+# in one row, ``prompt + chosen + rejected``: the rejected tokens attend to the prompt
+# and to themselves (a block mask), and restart their positions where the prompt ends,
+# so each completion token sees exactly the context it sees in TRL's layout. Only the
+# completion tokens go through the LM head, with TRL's own chunked log-prob kernel.
+# Same numbers up to float rounding (tests/test_logprobs_shared.py), fewer FLOPs:
+# the prompt once instead of twice, no LM head on prompt or padding positions.
+
+#: Decoder families whose attention takes a custom 4D mask and 1D ``position_ids`` as is
+#: (plain causal attention, rotary or learned positions, no logit scaling); any other
+#: model is scored in TRL's layout.
+SHARED_PROMPT_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "phi3", "olmo2", "smollm3",
+                                       "granite", "gemma"})
+_LOGIT_SCALING_FIELDS = ("final_logit_softcapping", "logit_scale", "output_multiplier",
+                         "lm_head_multiplier", "logits_scaling")
+
+
+def shared_prompt_supported(model, truncation_mode: str = "keep_start") -> bool:
+    """Whether :func:`shared_prompt_logps` computes this model's numbers (else TRL's layout)."""
+    if truncation_mode != "keep_start" or os.environ.get("PAIRLAB_LOGPS_LAYOUT") == "trl":
+        return False
+    config = _base_model(model).config
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    if text.model_type not in SHARED_PROMPT_MODEL_TYPES or config is not text:
+        return False
+    if getattr(text, "_attn_implementation", "sdpa") not in ("sdpa", "eager"):
+        return False
+    if text.model_type == "granite":  # granite scales its logits (logits_scaling): only when that is 1
+        return float(getattr(text, "logits_scaling", 1.0) or 1.0) == 1.0
+    return all(getattr(text, f, None) in (None, 1, 1.0) for f in _LOGIT_SCALING_FIELDS)
+
+
+def shared_prompt_batch(examples: list[dict[str, list[int]]], pad_token_id: int,
+                        max_length: int | None) -> dict[str, Any]:
+    """One row per pair, ``prompt + chosen + rejected``, with its block mask and positions.
+
+    Truncation is TRL's ``keep_start`` per sequence: each completion keeps its first
+    ``max_length - prompt`` tokens. Returns ``input_ids``, ``position_ids`` (B, L),
+    ``segments`` (B, L: 0 prompt, 1 chosen, 2 rejected, -1 padding) and, per scored
+    token, ``row``, ``source`` (the position whose hidden state predicts it), ``label``
+    and ``side`` (0 chosen, 1 rejected).
+    """
+    import torch
+
+    rows, positions, segments = [], [], []
+    row_idx, source, label, side = [], [], [], []
+    for b, ex in enumerate(examples):
+        p = ex["prompt_ids"]
+        if max_length is not None:
+            p = p[:max_length]
+        room = None if max_length is None else max(0, max_length - len(p))
+        c, r = ex["chosen_ids"][:room], ex["rejected_ids"][:room]
+        n_p, n_c, n_r = len(p), len(c), len(r)
+        rows.append(p + c + r)
+        positions.append(list(range(n_p)) + list(range(n_p, n_p + n_c)) + list(range(n_p, n_p + n_r)))
+        segments.append([0] * n_p + [1] * n_c + [2] * n_r)
+        # Token t of a completion is predicted by the hidden state before it: the prompt's
+        # last position for t = 0 (TRL's shifted mask never scores a row's first token,
+        # so a completion with no prompt before it loses its first token there too).
+        for s, (start, n) in enumerate(((n_p, n_c), (n_p + n_c, n_r))):
+            first = 0 if n_p > 0 else 1
+            for t in range(first, n):
+                row_idx.append(b)
+                source.append(n_p - 1 if t == 0 else start + t - 1)
+                label.append(rows[-1][start + t])
+                side.append(s)
+    width = max(len(r) for r in rows)
+
+    def pad(seqs, value):
+        return torch.tensor([s + [value] * (width - len(s)) for s in seqs], dtype=torch.long)
+
+    return {"input_ids": pad(rows, pad_token_id), "position_ids": pad(positions, 0),
+            "segments": pad(segments, -1), "row": torch.tensor(row_idx, dtype=torch.long),
+            "source": torch.tensor(source, dtype=torch.long), "label": torch.tensor(label, dtype=torch.long),
+            "side": torch.tensor(side, dtype=torch.long), "pairs": len(examples)}
+
+
+def _block_mask(segments, dtype, eager: bool):
+    """(B, 1, L, L) attention mask: causal, and a completion sees the prompt and itself only."""
+    import torch
+
+    idx = torch.arange(segments.size(1))
+    seg_q, seg_k = segments[:, :, None], segments[:, None, :]
+    allowed = (idx[None, :, None] >= idx[None, None, :]) & ((seg_k == seg_q) | (seg_k == 0)) \
+        & (seg_k >= 0) & (seg_q >= 0)
+    allowed |= torch.eye(segments.size(1), dtype=torch.bool)[None] & (seg_q < 0)  # padding: itself only (no NaN)
+    allowed = allowed[:, None]
+    if not eager:
+        return allowed
+    return torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
+
+
+def shared_prompt_logps(model, batch: dict[str, Any]):
+    """:func:`completion_logps`' four tensors from a :func:`shared_prompt_batch` batch."""
+    import torch
+    from trl.kernels import ChunkedLogProbFunction
+    from trl.trainer.utils import _CHUNKED_LOGPROB_CHUNK_SIZE
+
+    base = _base_model(model)
+    backbone = getattr(base, "base_model", None) or base.model
+    lm_head = base.get_output_embeddings()
+    device = lm_head.weight.device
+    eager = getattr(base.config, "_attn_implementation", "sdpa") == "eager"
+    mask = _block_mask(batch["segments"], lm_head.weight.dtype if eager else torch.bool, eager)
+    with torch.no_grad():
+        hidden = backbone(input_ids=batch["input_ids"].to(device), attention_mask=mask.to(device),
+                          position_ids=batch["position_ids"].to(device), use_cache=False).last_hidden_state
+        picked = hidden[batch["row"].to(device), batch["source"].to(device)]
+        per_token = ChunkedLogProbFunction.apply(picked, lm_head.weight, lm_head.bias, batch["label"].to(device),
+                                                 1.0, _CHUNKED_LOGPROB_CHUNK_SIZE, None, 1.0, ("log_probs",))[0]
+    n = batch["pairs"]
+    slot = (batch["row"] * 2 + batch["side"]).to(device)
+    sums = torch.zeros(2 * n, dtype=torch.float32, device=device).index_add_(0, slot, per_token.float())
+    counts = torch.zeros(2 * n, dtype=torch.long, device=device).index_add_(0, slot, torch.ones_like(slot))
+    sums, counts = sums.view(n, 2), counts.view(n, 2)
+    return sums[:, 0], sums[:, 1], counts[:, 0], counts[:, 1]
+
+
+def length_order(tokenized: list[dict[str, list[int]]], shared_prompt: bool = False) -> np.ndarray:
+    """Indices longest-first, so each batch pads to similar lengths (and OOM shows up first).
+
+    The row length is prompt + the longer completion in TRL's layout, prompt + both
+    completions in the shared-prompt one."""
+    if shared_prompt:
+        lengths = [len(t["prompt_ids"]) + len(t["chosen_ids"]) + len(t["rejected_ids"]) for t in tokenized]
+    else:
+        lengths = [len(t["prompt_ids"]) + max(len(t["chosen_ids"]), len(t["rejected_ids"])) for t in tokenized]
     return np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
 
 
@@ -307,15 +438,22 @@ def sequence_logps(model, tokenizer, pairs: pd.DataFrame, *, max_length: int | N
     """
     tokenized = tokenize_pairs(tokenizer, pairs) if tokenized is None else tokenized
     pair_ids = pairs["pair_id"].astype(str).to_numpy()
-    collate = preference_collator(tokenizer, max_length, truncation_mode)
-    ensure_fused_lm_head(model)
+    shared = shared_prompt_supported(model, truncation_mode)
+    if shared:
+        def collate(examples):
+            return shared_prompt_batch(examples, tokenizer.pad_token_id, max_length)
+        forward = shared_prompt_logps
+    else:
+        collate = preference_collator(tokenizer, max_length, truncation_mode)
+        ensure_fused_lm_head(model)
+        forward = completion_logps
     n = len(tokenized)
     chosen = np.full(n, np.nan)
     rejected = np.full(n, np.nan)
     chosen_tokens = np.zeros(n, dtype=np.int64)
     rejected_tokens = np.zeros(n, dtype=np.int64)
     scorable = truncation_table(token_lengths(tokenized, pair_ids), max_length, truncation_mode)["scorable"]
-    order = [i for i in length_order(tokenized) if scorable.iloc[i]]
+    order = [i for i in length_order(tokenized, shared) if scorable.iloc[i]]
     pending = [i for i in range(n) if not scorable.iloc[i]]  # nothing to compute: NaN, 0 tokens
 
     def flush(force: bool = False) -> None:
@@ -339,7 +477,7 @@ def sequence_logps(model, tokenizer, pairs: pd.DataFrame, *, max_length: int | N
         with adapter_context(model, adapter):
             for start in range(0, len(order), batch_size):
                 idx = order[start:start + batch_size]
-                c, r, ct, rt = completion_logps(model, collate([tokenized[i] for i in idx]))
+                c, r, ct, rt = forward(model, collate([tokenized[i] for i in idx]))
                 chosen[idx], rejected[idx] = c.cpu().numpy(), r.cpu().numpy()
                 chosen_tokens[idx], rejected_tokens[idx] = ct.cpu().numpy(), rt.cpu().numpy()
                 pending.extend(idx)

@@ -27,3 +27,26 @@ def test_base_smollm2_on_simulator_held_out_pairs(tmp_path):
     assert len(gens) == 1 and gens["text"].str.len().iloc[0] > 0
     assert result.report_error is None and result.report == tmp_path / "eval" / "report.html"
     assert "Content-Security-Policy" in result.report.read_text(encoding="utf-8")
+
+
+@pytest.mark.slow
+def test_smollm2_4bit_shared_prompt_layout_equals_trl_layout(monkeypatch):
+    """The real model in 4-bit (bitsandbytes' kernels): both layouts give the same log-probs,
+    with completions cut by max_length (truncation) and whole (no truncation)."""
+    import numpy as np
+
+    from pairlab.logprobs import sequence_logps, shared_prompt_supported
+    from pairlab.models import load_model, load_tokenizer
+    from pairlab.simulate import simulate_pairs
+
+    tokenizer = load_tokenizer("smollm2-135m-instruct")
+    model = load_model("smollm2-135m-instruct", quantization="4bit", dtype="float32")
+    assert shared_prompt_supported(model)
+    _, held_out = simulate_pairs(n=40, seed=2, length="realistic")
+    pairs = held_out.head(6)
+    shared = sequence_logps(model, tokenizer, pairs, max_length=256, batch_size=3)
+    monkeypatch.setenv("PAIRLAB_LOGPS_LAYOUT", "trl")
+    trl = sequence_logps(model, tokenizer, pairs, max_length=256, batch_size=3)
+    assert (shared["chosen_tokens"] == trl["chosen_tokens"]).all() and (trl["chosen_tokens"] > 0).all()
+    for col in ("chosen_logps", "rejected_logps"):
+        np.testing.assert_allclose(shared[col], trl[col], rtol=1e-4, atol=5e-3)

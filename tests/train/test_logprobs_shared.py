@@ -1,0 +1,116 @@
+"""The shared-prompt layout (one row per pair, prompt once) gives TRL's layout's numbers.
+
+Both layouts run on the same model: TRL's collator + fused LM head on one side,
+``prompt + chosen + rejected`` with a block mask on the other. Truncation at
+``max_length`` (completion cut, prompt filling the window), padding, a prompt-less
+edge and an eager-attention model are covered; the real SmolLM2 in 4-bit is checked in
+tests/evaluate/test_smollm2.py.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from pairlab import logprobs
+from pairlab.logprobs import sequence_logps, shared_prompt_batch, shared_prompt_supported, tokenize_pairs
+
+
+@pytest.fixture(scope="module")
+def tiny_peft():
+    from peft import LoraConfig, get_peft_model
+
+    from pairlab.models import load_model, load_tokenizer
+
+    torch.manual_seed(0)
+    tokenizer = load_tokenizer("tiny-random-llama")
+    model = get_peft_model(load_model("tiny-random-llama", quantization="none", dtype="float32"),
+                           LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False))
+    return model, tokenizer
+
+
+def _both(model, tokenizer, pairs, monkeypatch, **kwargs):
+    shared = sequence_logps(model, tokenizer, pairs, **kwargs)
+    with monkeypatch.context() as m:
+        m.setenv("PAIRLAB_LOGPS_LAYOUT", "trl")
+        assert not shared_prompt_supported(model)
+        trl = sequence_logps(model, tokenizer, pairs, **kwargs)
+    return shared, trl
+
+
+@pytest.mark.parametrize("window", [None, "cut"])
+@pytest.mark.parametrize("adapter", [True, False])
+def test_shared_prompt_equals_trl_layout(tiny_peft, sim_pairs, monkeypatch, window, adapter):
+    model, tokenizer = tiny_peft
+    assert shared_prompt_supported(model)
+    pairs = sim_pairs.head(9)
+    tokens = tokenize_pairs(tokenizer, pairs)
+    # "cut": a window a few tokens past the longest prompt, so every completion is truncated
+    max_length = None if window is None else max(len(t["prompt_ids"]) for t in tokens) + 4
+    shared, trl = _both(model, tokenizer, pairs, monkeypatch, max_length=max_length, batch_size=4, adapter=adapter)
+    np.testing.assert_array_equal(shared["chosen_tokens"], trl["chosen_tokens"])
+    np.testing.assert_array_equal(shared["rejected_tokens"], trl["rejected_tokens"])
+    np.testing.assert_allclose(shared["chosen_logps"], trl["chosen_logps"], rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(shared["rejected_logps"], trl["rejected_logps"], rtol=1e-5, atol=1e-4)
+    full = np.array([len(t["chosen_ids"]) for t in tokens])
+    if window == "cut":  # truncation was exercised, and every pair still scored
+        assert (shared["chosen_tokens"] < full).all() and (shared["chosen_tokens"] > 0).all()
+    else:
+        assert (shared["chosen_tokens"] == full).all()
+
+
+def test_prompt_filling_the_window_is_not_scored(tiny_peft, sim_pairs, monkeypatch):
+    model, tokenizer = tiny_peft
+    pairs = sim_pairs.head(4)
+    prompt_len = min(len(t["prompt_ids"]) for t in tokenize_pairs(tokenizer, pairs))
+    shared, trl = _both(model, tokenizer, pairs, monkeypatch, max_length=prompt_len, batch_size=2)
+    assert (shared["chosen_tokens"] == trl["chosen_tokens"]).all()
+    assert shared["chosen_logps"].isna().equals(trl["chosen_logps"].isna())
+
+
+def test_batch_layout_and_mask():
+    """Positions restart for the rejected completion, which never sees the chosen one."""
+    batch = shared_prompt_batch([{"prompt_ids": [5, 6], "chosen_ids": [7, 8], "rejected_ids": [9]},
+                                 {"prompt_ids": [1], "chosen_ids": [2], "rejected_ids": [3, 4, 4]}],
+                                pad_token_id=0, max_length=4)
+    assert batch["input_ids"].tolist() == [[5, 6, 7, 8, 9], [1, 2, 3, 4, 4]]
+    assert batch["position_ids"].tolist() == [[0, 1, 2, 3, 2], [0, 1, 1, 2, 3]]
+    # max_length 4 cuts the second pair's rejected to 3 tokens (1 + 3): nothing more to cut
+    assert batch["segments"].tolist() == [[0, 0, 1, 1, 2], [0, 1, 2, 2, 2]]
+    # every completion token is scored from the position before it; the first from the prompt's end
+    assert list(zip(batch["row"].tolist(), batch["source"].tolist(), batch["label"].tolist(),
+                    batch["side"].tolist())) == [(0, 1, 7, 0), (0, 2, 8, 0), (0, 1, 9, 1),
+                                                 (1, 0, 2, 0), (1, 0, 3, 1), (1, 2, 4, 1), (1, 3, 4, 1)]
+    mask = logprobs._block_mask(batch["segments"], torch.float32, eager=False)[0, 0]
+    assert mask[4].tolist() == [True, True, False, False, True]  # rejected: prompt + itself
+    assert mask[3].tolist() == [True, True, True, True, False]   # chosen: causal, no rejected
+    padded = shared_prompt_batch([{"prompt_ids": [5], "chosen_ids": [7], "rejected_ids": [9]},
+                                  {"prompt_ids": [1, 2], "chosen_ids": [2, 3], "rejected_ids": [3]}],
+                                 pad_token_id=0, max_length=None)
+    pad_mask = logprobs._block_mask(padded["segments"], torch.float32, eager=False)[0, 0]
+    assert padded["segments"][0].tolist() == [0, 1, 2, -1, -1]
+    assert pad_mask[3].tolist() == [False, False, False, True, False]  # padding sees itself only (no NaN)
+    assert not pad_mask[:3, 3:].any()                                  # and nothing sees padding
+
+
+def test_eager_attention_model_agrees(sim_pairs, monkeypatch):
+    from pairlab.models import load_model, load_tokenizer
+
+    tokenizer = load_tokenizer("tiny-random-llama")
+    model = load_model("tiny-random-llama", quantization="none", dtype="float32", attn_implementation="eager")
+    assert model.config._attn_implementation == "eager" and shared_prompt_supported(model)
+    shared, trl = _both(model, tokenizer, sim_pairs.head(5), monkeypatch, max_length=64, batch_size=3)
+    np.testing.assert_allclose(shared["chosen_logps"], trl["chosen_logps"], rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(shared["rejected_logps"], trl["rejected_logps"], rtol=1e-5, atol=1e-4)
+
+
+def test_unsupported_models_use_trl_layout(tiny_peft):
+    model, _ = tiny_peft
+    config = model.get_base_model().config
+    old = getattr(config, "final_logit_softcapping", None)
+    config.final_logit_softcapping = 30.0  # gemma-2 style: the fused head applies it, ours would not
+    try:
+        assert not shared_prompt_supported(model)
+    finally:
+        config.final_logit_softcapping = old
+    assert not shared_prompt_supported(model, truncation_mode="keep_end")
