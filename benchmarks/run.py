@@ -49,8 +49,24 @@ def main(argv: list[str]) -> int:
         write_json(OUT / f"{name.removeprefix('bench_')}.json", result)
         summary["results"][name.removeprefix("bench_")] = result
         print(f"   -> {OUT / (name.removeprefix('bench_') + '.json')}", flush=True)
-    write_json(OUT / "summary.json", summary)
+        if wanted:  # after each bench: a long subset run loses nothing when interrupted
+            _write_subset(summary, name.removeprefix("bench_"))
+    if not wanted:
+        write_json(OUT / "summary.json", summary)
     return 0
+
+
+def _write_subset(summary: dict, name: str) -> None:
+    """Merge one bench's figures into summary.json as it is on disk now: another subset run
+    may have finished in the meantime (its figures are kept)."""
+    path = OUT / "summary.json"
+    current = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"results": {}, "goals": {}}
+    current["environment"] = summary["environment"]
+    current.setdefault("results", {})[name] = summary["results"][name]
+    goals = {k: v for k, v in current.get("goals", {}).items() if k.split(".")[0] != name}
+    goals.update({k: v for k, v in summary["goals"].items() if k.split(".")[0] == name})
+    current["goals"] = goals
+    write_json(path, current)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ class CurateConfig:
     chunk_rows: int | None = field(default=None, metadata={"min": 0,
         "help": "stream a pairs-Parquet pool in chunks of this many rows (bounded memory; scores "
                 "cached chunk by chunk, so an interrupted curation resumes); default: pools over "
-                "100,000 rows stream in chunks of 10,000; 0 = read the pool whole"})
+                "50,000 rows stream in chunks of 10,000; 0 = read the pool whole (other formats: always whole)"})
 
     def validate(self) -> "CurateConfig":
         """Check every field once, at the boundary (the ranges in the field metadata);

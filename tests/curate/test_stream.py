@@ -99,3 +99,60 @@ def test_cli_streams_a_parquet_pool(tmp_path, pool_file):
     assert manifest["streamed"] == {"chunk_rows": 100, "chunks": 4}
     counts = manifest["counts"]
     assert counts["train"] + counts["eval"] + counts["dropped"] == counts["input"] == 340
+
+
+def test_large_parquet_pools_stream_by_default(tmp_path, pool_file, monkeypatch):
+    """Without chunk_rows, a pairs Parquet pool streams once it has more rows than
+    STREAM_ABOVE_ROWS (50,000: a 60k pool curates under 2 GB); smaller pools and other
+    formats are read whole."""
+    assert stream_module.STREAM_ABOVE_ROWS == 50_000
+    assert stream_module.chunk_size(pool_file, CurateConfig()) == 0  # 340 rows: read whole
+    assert stream_module.chunk_size(pool_file, CurateConfig(chunk_rows=64)) == 64
+    monkeypatch.setattr(stream_module, "STREAM_ABOVE_ROWS", 300)
+    assert stream_module.chunk_size(pool_file, CurateConfig()) == stream_module.DEFAULT_CHUNK_ROWS
+    assert stream_module.chunk_size(pool_file, CurateConfig(chunk_rows=0)) == 0
+    jsonl = tmp_path / "pool.jsonl"
+    write_pairs(read_pairs(str(pool_file)), jsonl)
+    assert stream_module.chunk_size(jsonl, CurateConfig()) == 0  # JSONL: the reader reads it whole
+
+
+def test_killed_cli_curation_resumes(tmp_path, make_pool):
+    """A `pairlab curate` process killed (SIGKILL) while scoring a streamed pool leaves its
+    finished chunks in the score cache and no output directory; the rerun scores only the
+    missing chunks and writes what an uninterrupted curation writes."""
+    import os
+    import signal
+    import time
+
+    pool = tmp_path / "pool.parquet"
+    write_pairs(make_pool(1500), pool)
+    spec = tmp_path / "filters.yaml"
+    spec.write_text("- drop_ties\n- dedupe_prompts\n- balance_length\n")
+
+    def argv(out: str) -> list[str]:
+        return [sys.executable, "-m", "pairlab", "curate", "--input", str(pool), "--filters", str(spec),
+                "--out", str(tmp_path / out), "--tokenizer", "none", "--no-report", "--set", "chunk_rows=50"]
+
+    env = dict(os.environ)
+    proc = subprocess.Popen(argv("run"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    scores = Path(env["PAIRLAB_CACHE"]) / "scores"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if len(list(scores.glob("*.parts-50/part-*.parquet"))) >= 3:
+            break
+        time.sleep(0.005)
+    assert proc.poll() is None, "the curation ended before it could be interrupted"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    done_before = len(list(scores.glob("*.parts-50/part-*.parquet")))
+    assert 3 <= done_before < 30 and not (tmp_path / "run" / "manifest.json").exists()
+
+    resumed = subprocess.run(argv("run"), env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    # parts are written atomically, in order: every finished one is reused, none rescored
+    assert manifest["score_cache"]["chunks_resumed"] == done_before
+    assert manifest["streamed"] == {"chunk_rows": 50, "chunks": 30}
+    curate(read_pairs(str(pool)), ["drop_ties", "dedupe_prompts", "balance_length"],
+           CurateConfig(tokenizer="none", cache=False, report=False), out_dir=tmp_path / "whole")
+    _same_outputs(tmp_path / "whole", tmp_path / "run")
