@@ -77,10 +77,10 @@ def _trl_evaluate(run: Path, pairs, work: Path, beta: float) -> tuple[dict, floa
 def _forward_floor(run: Path, pairs, batch_size: int) -> dict:
     """Seconds of the policy + reference forwards alone (no tokenization, collation or cache).
 
-    Measured in both layouts on the same pre-tokenized, pre-collated, length-sorted batches:
-    the one `pairlab evaluate` uses (shared prompt, where the model supports it) -- the
-    floor the goal is stated against -- and TRL's (one row per completion, LM head on every
-    position off CUDA), which shows what the layout itself saves.
+    On pre-tokenized, pre-collated, length-sorted batches, in TRL's layout (one row per
+    completion; what `pairlab evaluate` uses by default, and the floor the goal is stated
+    against) and, with ``PAIRLAB_LOGPS_LAYOUT=shared``, also in the opt-in shared-prompt
+    layout, which shows what that layout saves on these pairs.
     """
     from pairlab import logprobs
     from pairlab.evaluate import load_eval_config

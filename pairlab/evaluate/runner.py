@@ -16,9 +16,8 @@ Efficiency, and why the numbers equal TRL's:
 * Reference log-probs come from the shared on-disk cache under the key training used
   (same model fingerprint, compute dtype, tokenizer, max_length, truncation), so K arms
   evaluated on one eval set cost one reference pass, and a re-evaluation costs none.
-* Log-probs go through :func:`pairlab.logprobs.sequence_logps`: TRL's tokenization and
-  truncation, one row per pair with the prompt run once (the shared-prompt layout), in
-  length-sorted batches (little padding).
+* Log-probs go through :func:`pairlab.logprobs.sequence_logps`: TRL's tokenization, TRL's
+  collator and fused LM head, in length-sorted batches (little padding).
 """
 from __future__ import annotations
 

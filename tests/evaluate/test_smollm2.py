@@ -41,12 +41,12 @@ def test_smollm2_4bit_shared_prompt_layout_equals_trl_layout(monkeypatch):
 
     tokenizer = load_tokenizer("smollm2-135m-instruct")
     model = load_model("smollm2-135m-instruct", quantization="4bit", dtype="float32")
-    assert shared_prompt_supported(model)
     _, held_out = simulate_pairs(n=40, seed=2, length="realistic")
     pairs = held_out.head(6)
-    shared = sequence_logps(model, tokenizer, pairs, max_length=256, batch_size=3)
-    monkeypatch.setenv("PAIRLAB_LOGPS_LAYOUT", "trl")
     trl = sequence_logps(model, tokenizer, pairs, max_length=256, batch_size=3)
+    monkeypatch.setenv("PAIRLAB_LOGPS_LAYOUT", "shared")
+    assert shared_prompt_supported(model)
+    shared = sequence_logps(model, tokenizer, pairs, max_length=256, batch_size=3)
     assert (shared["chosen_tokens"] == trl["chosen_tokens"]).all() and (trl["chosen_tokens"] > 0).all()
     for col in ("chosen_logps", "rejected_logps"):
         np.testing.assert_allclose(shared[col], trl[col], rtol=1e-4, atol=5e-3)

@@ -1,4 +1,4 @@
-"""The shared-prompt layout (one row per pair, prompt once) gives TRL's layout's numbers.
+"""The opt-in shared-prompt layout (one row per pair, prompt once) gives TRL's layout's numbers.
 
 Both layouts run on the same model: TRL's collator + fused LM head on one side,
 ``prompt + chosen + rejected`` with a block mask on the other. Truncation at
@@ -30,11 +30,11 @@ def tiny_peft():
 
 
 def _both(model, tokenizer, pairs, monkeypatch, **kwargs):
-    shared = sequence_logps(model, tokenizer, pairs, **kwargs)
+    assert not shared_prompt_supported(model)  # TRL's layout is the default
+    trl = sequence_logps(model, tokenizer, pairs, **kwargs)
     with monkeypatch.context() as m:
-        m.setenv("PAIRLAB_LOGPS_LAYOUT", "trl")
-        assert not shared_prompt_supported(model)
-        trl = sequence_logps(model, tokenizer, pairs, **kwargs)
+        m.setenv("PAIRLAB_LOGPS_LAYOUT", "shared")
+        shared = sequence_logps(model, tokenizer, pairs, **kwargs)
     return shared, trl
 
 
@@ -42,7 +42,6 @@ def _both(model, tokenizer, pairs, monkeypatch, **kwargs):
 @pytest.mark.parametrize("adapter", [True, False])
 def test_shared_prompt_equals_trl_layout(tiny_peft, sim_pairs, monkeypatch, window, adapter):
     model, tokenizer = tiny_peft
-    assert shared_prompt_supported(model)
     pairs = sim_pairs.head(9)
     tokens = tokenize_pairs(tokenizer, pairs)
     # "cut": a window a few tokens past the longest prompt, so every completion is truncated
@@ -98,14 +97,24 @@ def test_eager_attention_model_agrees(sim_pairs, monkeypatch):
 
     tokenizer = load_tokenizer("tiny-random-llama")
     model = load_model("tiny-random-llama", quantization="none", dtype="float32", attn_implementation="eager")
-    assert model.config._attn_implementation == "eager" and shared_prompt_supported(model)
+    assert model.config._attn_implementation == "eager"
+    monkeypatch.setenv("PAIRLAB_LOGPS_LAYOUT", "shared")
+    assert shared_prompt_supported(model)
+    monkeypatch.delenv("PAIRLAB_LOGPS_LAYOUT")
     shared, trl = _both(model, tokenizer, sim_pairs.head(5), monkeypatch, max_length=64, batch_size=3)
     np.testing.assert_allclose(shared["chosen_logps"], trl["chosen_logps"], rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(shared["rejected_logps"], trl["rejected_logps"], rtol=1e-5, atol=1e-4)
 
 
-def test_unsupported_models_use_trl_layout(tiny_peft):
-    model, _ = tiny_peft
+def test_unsupported_models_use_trl_layout(tiny_peft, monkeypatch):
+    model, tokenizer = tiny_peft
+    key = logprobs.ref_cache_key_fields(model_fingerprint={"m": "x"}, compute_dtype="float32",
+                                        tokenizer=tokenizer, max_length=64)
+    monkeypatch.setenv("PAIRLAB_LOGPS_LAYOUT", "shared")
+    assert shared_prompt_supported(model)
+    # the two layouts never share cache entries (equal only to float rounding)
+    assert logprobs.ref_cache_key_fields(model_fingerprint={"m": "x"}, compute_dtype="float32",
+                                         tokenizer=tokenizer, max_length=64)["method"] != key["method"]
     config = model.get_base_model().config
     old = getattr(config, "final_logit_softcapping", None)
     config.final_logit_softcapping = 30.0  # gemma-2 style: the fused head applies it, ours would not
@@ -114,3 +123,9 @@ def test_unsupported_models_use_trl_layout(tiny_peft):
     finally:
         config.final_logit_softcapping = old
     assert not shared_prompt_supported(model, truncation_mode="keep_end")
+
+
+def test_unknown_layout_is_refused(monkeypatch):
+    monkeypatch.setenv("PAIRLAB_LOGPS_LAYOUT", "packed")
+    with pytest.raises(ValueError, match="PAIRLAB_LOGPS_LAYOUT"):
+        logprobs.logps_layout()
