@@ -8,16 +8,25 @@ reference is computed once for all arms; TRL's own handling
 epoch of every arm (TRL's ``precompute_ref_log_probs=True`` caches per dataset
 fingerprint, so each arm's subset is again a full pass). The counting rule is
 checked against the trainer's own counters on the wall-time runs, which train
-SmolLM2-135M-Instruct (4-bit) on a smaller pool of realistic-length pairs (max_length
-384; sizes in the result) in one process, each arm run both ways. The goal: the shared
-cache >= 1.25x faster in wall time (reference pass + every arm's training).
-``PAIRLAB_BENCH_KARM_MODEL`` / ``PAIRLAB_BENCH_KARM_PAIRS`` change the model and pool size.
+SmolLM2-135M-Instruct (4-bit) on a 6-pair pool of realistic-length pairs (~400 tokens,
+cut at max_length 256, pairlab's default) in one process, each arm run both ways: with
+the cache, one reference pass over the arms' union first (as `pairlab ablate`'s prefill),
+then the arms; TRL's way, each arm with its per-step reference. The goal: the shared
+cache >= 1.25x faster in wall time (reference pass + every arm's training). The result
+also gives each way's seconds per optimizer step, their difference (TRL's reference
+forward) and the ratio this design could reach if loads and set-up cost nothing
+(``ratio_bound_without_fixed_costs``): with K=3 arms of 60% of a pool for one epoch, TRL
+runs 1.8 reference passes per pool pair and the cache ~0.94, so the saving is capped by
+the reference forward's share of a training step. ``PAIRLAB_BENCH_KARM_MODEL`` /
+``PAIRLAB_BENCH_KARM_PAIRS`` change the model and pool size.
 
 (b) and (c) run each configuration in a fresh subprocess, so ``ru_maxrss`` is that
-run's peak. The goal: QLoRA peak <= 0.5x full-precision LoRA's. At 135M parameters
-the weights are a small part of a CPU process's peak (the libraries, activations,
-optimizer and the unquantized embedding dominate), so the weights alone
-(``model_footprint_mb``) are reported beside the peak. ``PAIRLAB_BENCH_QUICK=1`` shrinks everything for a smoke check.
+run's peak. The goal: QLoRA peak <= 0.5x full-precision LoRA's. Beside each peak: the
+RSS after importing the libraries (``baseline_rss_mb``, the same imports in every
+child) and the peak above it, so the libraries' share is stated; the weights alone
+(``model_footprint_mb``); and a third run, QLoRA with activation checkpointing, since at
+135M parameters a training step's activations, which 4-bit does not shrink, outweigh
+the weights. ``PAIRLAB_BENCH_QUICK=1`` shrinks everything for a smoke check.
 """
 from __future__ import annotations
 
@@ -80,39 +89,63 @@ def _sim_pool(n_pairs: int, topics: dict | None = None, length: str = "short"):
 
 def bench_ref_cache(out_dir: Path) -> dict:
     from pairlab.train import load_train_config, train
+    from pairlab.train.pipeline import prefill_reference
 
     pool = _sim_pool(2000)
     arms_2k = _arms(pool["pair_id"].tolist())
     exact = reference_pass_counts(arms_2k, epochs=1, batch_size=4)
 
     model = os.environ.get("PAIRLAB_BENCH_KARM_MODEL", "smollm2-135m-instruct")
-    small = int(os.environ.get("PAIRLAB_BENCH_KARM_PAIRS", 6 if QUICK else 16))
+    small = int(os.environ.get("PAIRLAB_BENCH_KARM_PAIRS", 4 if QUICK else 6))
     realistic = model != "tiny-random-llama"
     pool_small = _sim_pool(small, length="realistic" if realistic else "short")
     arms = _arms(pool_small["pair_id"].tolist())
     by_id = pool_small.set_index("pair_id", drop=False)
-    max_length = 384 if realistic else 96
+    max_length = 256 if realistic else 96  # pairlab's default dpo.max_length; realistic pairs fill it
     settings = [f"model={model}", "quantization=4bit", "seed=0", "save_steps=100000",
                 "dpo.per_device_train_batch_size=2", "dpo.precompute_ref_batch_size=4",
                 f"dpo.max_length={max_length}", "dpo.num_train_epochs=1"]
     timings: dict[str, list[float]] = {"shared_cache": [], "trl_per_step": []}
     loop: dict[str, float] = {"shared_cache": 0.0, "trl_per_step": 0.0}
+    runtime: dict[str, float] = {"shared_cache": 0.0, "trl_per_step": 0.0}
+    steps: dict[str, int] = {"shared_cache": 0, "trl_per_step": 0}
     counted: dict[str, int] = {"shared_cache": 0, "trl_per_step": 0}
+    prefill: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="pairlab-bench-train-") as tmp:
         for mode, ref_cache in (("shared_cache", True), ("trl_per_step", False)):
-            for i, arm in enumerate(arms):
-                cfg = load_train_config(None, settings + [f"ref_cache={str(ref_cache).lower()}",
-                                                          f"ref_cache_dir={tmp}/cache"])
+            def config():
+                return load_train_config(None, settings + [f"ref_cache={str(ref_cache).lower()}",
+                                                           f"ref_cache_dir={tmp}/cache"])
+            if ref_cache:
+                # as `pairlab ablate` does: one reference pass over the arms' union, before any arm
+                union = sorted(set().union(*map(set, arms)))
                 t0 = time.time()
-                result = train(by_id.loc[arm].reset_index(drop=True), cfg, Path(tmp) / f"{mode}-{i}")
+                computed = prefill_reference(by_id.loc[union].reset_index(drop=True), config())
+                prefill = {"pairs": computed, "wall_s": round(time.time() - t0, 2)}
+                timings[mode].append(prefill["wall_s"])
+                counted[mode] += computed
+                loop[mode] += prefill["wall_s"]
+            for i, arm in enumerate(arms):
+                t0 = time.time()
+                result = train(by_id.loc[arm].reset_index(drop=True), config(), Path(tmp) / f"{mode}-{i}")
                 timings[mode].append(round(time.time() - t0, 2))
                 counted[mode] += result.ref_cache["computed"]
                 # reference pass (cache mode) + optimizer loop (where TRL runs its reference)
                 loop[mode] += result.ref_cache["precompute_s"] + result.train_runtime_s
+                runtime[mode] += result.train_runtime_s
+                steps[mode] += result.global_step
     small_counts = reference_pass_counts(arms, epochs=1, batch_size=2)
     assert counted["shared_cache"] == small_counts["shared_cache_ref_pairs"], counted
     assert counted["trl_per_step"] == small_counts["trl_per_step_ref_pairs"], counted
     wall_cache, wall_trl = sum(timings["shared_cache"]), sum(timings["trl_per_step"])
+    step_s = {k: round(runtime[k] / max(steps[k], 1), 2) for k in runtime}
+    ref_per_step = step_s["trl_per_step"] - step_s["shared_cache"]
+    ref_pair_s = prefill["wall_s"] / max(prefill["pairs"], 1)
+    # The best this design can do if every fixed cost (model loads, trainer set-up) were zero:
+    # TRL pays (train step + reference forward) per step, the cache (train step) per step plus
+    # one reference pass over the union.
+    bound = ((step_s["trl_per_step"] * steps["trl_per_step"])
+             / (step_s["shared_cache"] * steps["shared_cache"] + ref_pair_s * prefill["pairs"]))
     return {
         "exact_counts_2k_pool": exact,
         "wall_time_runs": {
@@ -120,62 +153,91 @@ def bench_ref_cache(out_dir: Path) -> dict:
                      f"{'realistic' if realistic else 'short'} pairs, 1 epoch per arm",
             "pool_pairs": small, "arm_sizes": [len(a) for a in arms],
             "ref_pairs_counted_by_trainer": counted,
+            "shared_cache_prefill": prefill,
             "arm_wall_s": timings,
             "total_wall_s": {"shared_cache": round(wall_cache, 2), "trl_per_step": round(wall_trl, 2)},
             "ratio_wall_trl_over_cache": round(wall_trl / wall_cache, 3),
             "reference_plus_training_loop_s": {k: round(v, 2) for k, v in loop.items()},
             "ratio_loop_trl_over_cache": round(loop["trl_per_step"] / loop["shared_cache"], 3),
+            "optimizer_steps": steps,
+            "seconds_per_step": step_s,
+            "trl_reference_forward_per_step_s": round(ref_per_step, 2),
+            "trl_reference_share_of_train_step": round(ref_per_step / step_s["shared_cache"], 3),
+            "prefill_seconds_per_pair": round(ref_pair_s, 2),
+            "ratio_bound_without_fixed_costs": round(bound, 3),
         },
         "goal": {"measured": round(wall_trl / wall_cache, 3), "goal": ">= 1.25x (TRL per-step / shared cache, wall)",
-                 "met": wall_trl / wall_cache >= 1.25},
+                 "met": wall_trl / wall_cache >= 1.25,
+                 "total_wall_s": {"shared_cache": round(wall_cache, 2), "trl_per_step": round(wall_trl, 2)},
+                 "trl_reference_share_of_train_step": round(ref_per_step / step_s["shared_cache"], 3),
+                 "bound_without_fixed_costs": round(bound, 3)},
     }
 
 
 _CHILD = r"""
 import json, sys, tempfile
-from pathlib import Path
+# Every library a training run uses, imported before the baseline is read, the same set in
+# both configurations, so "above baseline" is what the run itself adds.
+import bitsandbytes, pandas, peft, torch, transformers, trl
 from pairlab.simulate import simulate_pairs
 from pairlab.train import load_train_config, train
+from pairlab.train.pipeline import peak_rss_mb
+baseline = peak_rss_mb()
 quant, steps, batch, max_length = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 pairs, _ = simulate_pairs(n=60, seed=0, topics={"facts": 1.0, "definitions": 1.0})
 with tempfile.TemporaryDirectory() as tmp:
     cfg = load_train_config(None, ["model=smollm2-135m-instruct", f"quantization={quant}", "seed=0",
         f"ref_cache_dir={tmp}/cache", "save_steps=100000", f"dpo.max_steps={steps}",
         f"dpo.per_device_train_batch_size={batch}", f"dpo.max_length={max_length}",
-        "dpo.learning_rate=0.0001"])
-    r = train(pairs.head(batch * steps), cfg, Path(tmp) / "run")
-    print("RESULT " + json.dumps({"peak_rss_mb": r.peak_rss_mb, "train_runtime_s": r.train_runtime_s,
+        "dpo.learning_rate=0.0001", *sys.argv[5:]])
+    r = train(pairs.head(batch * steps), cfg, tmp + "/run")
+    print("RESULT " + json.dumps({"peak_rss_mb": r.peak_rss_mb, "baseline_rss_mb": round(baseline, 1),
+        "peak_above_baseline_mb": round(r.peak_rss_mb - baseline, 1),
+        "train_runtime_s": r.train_runtime_s,
         "steps": r.global_step, "seconds_per_step": round(r.train_runtime_s / r.global_step, 3),
-        "model_footprint_mb": r.model_footprint_mb,
+        "model_footprint_mb": r.model_footprint_mb, "final_loss": float(r.train_log["loss"].iloc[-1]),
         "wall_s": r.wall_time_s}))
 """
 
+#: (result name, quantization, extra settings): the goal compares the first two, each with
+#: pairlab's defaults; the third is QLoRA with activation checkpointing (the QLoRA paper's
+#: recipe; off by default here: it re-runs each layer's forward in the backward pass).
+MEMORY_RUNS = (("qlora_4bit", "4bit", []), ("lora_full_precision", "none", []),
+               ("qlora_4bit_activation_checkpointing", "4bit", ["dpo.activation_checkpointing=true"]))
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a and b else None
+
 
 def bench_memory_and_step_time(out_dir: Path) -> dict:
-    steps, batch, max_length = (1, 2, 64) if QUICK else (2, 2, 96)
+    # one optimizer step: the peak is reached in the first (optimizer state, activations)
+    steps, batch, max_length = (1, 2, 64) if QUICK else (1, 2, 96)
     results = {}
-    for quant in ("4bit", "none"):
+    for name, quant, extra in MEMORY_RUNS:
         env = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
-        proc = subprocess.run([sys.executable, "-c", _CHILD, quant, str(steps), str(batch), str(max_length)],
+        proc = subprocess.run([sys.executable, "-c", _CHILD, quant, str(steps), str(batch), str(max_length), *extra],
                               capture_output=True, text=True, env=env, timeout=900)
         line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
         if proc.returncode != 0 or not line:
-            raise RuntimeError(f"{quant} run failed:\n{proc.stderr[-3000:]}")
-        results["qlora_4bit" if quant == "4bit" else "lora_full_precision"] = json.loads(line[0][7:])
+            raise RuntimeError(f"{name} run failed:\n{proc.stderr[-3000:]}")
+        results[name] = json.loads(line[0][7:])
     from pairlab.models import cpu_has_native_bf16
 
+    q, full, ckpt = (results[name] for name, _, _ in MEMORY_RUNS)
     return {
         "model": "smollm2-135m-instruct", "batch": batch, "max_length": max_length, "steps": steps,
         "device": "cpu", "compute_dtype": "bfloat16" if cpu_has_native_bf16() else "float32",
+        "baseline": "RSS after importing torch, transformers, TRL, PEFT, bitsandbytes, pandas and pairlab",
         **results,
-        "peak_rss_ratio_full_over_4bit": round(results["lora_full_precision"]["peak_rss_mb"]
-                                               / results["qlora_4bit"]["peak_rss_mb"], 3),
-        "peak_rss_ratio_4bit_over_full": round(results["qlora_4bit"]["peak_rss_mb"]
-                                               / results["lora_full_precision"]["peak_rss_mb"], 3),
-        "weights_ratio_4bit_over_full": (
-            round(results["qlora_4bit"]["model_footprint_mb"] / results["lora_full_precision"]["model_footprint_mb"], 3)
-            if results["qlora_4bit"].get("model_footprint_mb") and results["lora_full_precision"].get("model_footprint_mb")
-            else None),
+        "peak_rss_ratio_full_over_4bit": _ratio(full["peak_rss_mb"], q["peak_rss_mb"]),
+        "peak_rss_ratio_4bit_over_full": _ratio(q["peak_rss_mb"], full["peak_rss_mb"]),
+        "above_baseline_ratio_4bit_over_full": _ratio(q["peak_above_baseline_mb"], full["peak_above_baseline_mb"]),
+        "libraries_share_of_peak": {name: _ratio(r["baseline_rss_mb"], r["peak_rss_mb"]) for name, r in results.items()},
+        "peak_rss_ratio_4bit_checkpointing_over_full": _ratio(ckpt["peak_rss_mb"], full["peak_rss_mb"]),
+        "above_baseline_ratio_4bit_checkpointing_over_full": _ratio(ckpt["peak_above_baseline_mb"],
+                                                                    full["peak_above_baseline_mb"]),
+        "weights_ratio_4bit_over_full": _ratio(q["model_footprint_mb"], full["model_footprint_mb"]),
         "gpu": "not measured (no GPU in this environment)",
     }
 
@@ -189,6 +251,12 @@ def main(out_dir: Path) -> dict:
         "k_arm_reference_saving": result["a_reference_cache"]["goal"],
         "qlora_peak_memory": {"measured": ratio, "goal": "<= 0.5x full-precision LoRA peak RSS (separate processes)",
                               "met": ratio <= 0.5,
+                              "peak_mb": {"qlora_4bit": memory["qlora_4bit"]["peak_rss_mb"],
+                                          "lora_full_precision": memory["lora_full_precision"]["peak_rss_mb"]},
+                              "baseline_mb": {"qlora_4bit": memory["qlora_4bit"]["baseline_rss_mb"],
+                                              "lora_full_precision": memory["lora_full_precision"]["baseline_rss_mb"]},
+                              "above_baseline_ratio": memory["above_baseline_ratio_4bit_over_full"],
+                              "with_activation_checkpointing": memory["peak_rss_ratio_4bit_checkpointing_over_full"],
                               "weights_only_ratio": memory["weights_ratio_4bit_over_full"]},
     }
     result["wall_s"] = round(time.time() - t0, 1)

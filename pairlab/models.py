@@ -328,10 +328,51 @@ def load_model(spec: str = EMBEDDED, *, quantization: str = "4bit", dtype: str =
         raise ModelError(f"cannot load model: {err}", field="model") from None
     if quantization == "none":
         model.to(device)
-    elif trainable:
-        keep_4bit_weights_trainable(model)
+    else:
+        if device == "cpu":
+            _own_unquantized_weights(model)
+        if trainable:
+            keep_4bit_weights_trainable(model)
     model.eval()
     return model
+
+
+def _own_unquantized_weights(model) -> None:
+    """Copy a CPU 4-bit model's unquantized tensors out of the memory-mapped checkpoint.
+
+    from_pretrained leaves the tensors it does not quantize (the tied 49152x576 embedding /
+    LM head, the norms) as views of the mmap'd safetensors file, which keeps the whole
+    full-precision checkpoint mapped; every page of it was read while quantizing, so all of
+    it (532 MB for SmolLM2-135M in fp32) stays in the process's resident set for the model's
+    lifetime, next to the 4-bit copy. Owning the ~113 MB actually kept lets the mapping go.
+    Values are unchanged (a copy); tied parameters stay tied (one Parameter, copied once).
+    """
+    seen: set[int] = set()
+    for param in model.parameters():
+        if id(param) in seen or type(param).__name__ == "Params4bit":
+            continue
+        seen.add(id(param))
+        param.data = param.data.clone()
+    copies: dict[int, Any] = {}  # a buffer shared by several modules stays shared
+    for module in model.modules():
+        for name, buffer in list(module._buffers.items()):
+            if buffer is not None:
+                module._buffers[name] = copies.setdefault(id(buffer), buffer.clone())
+    release_freed_memory()
+
+
+def release_freed_memory() -> None:
+    """Hand memory freed by Python and torch back to the OS (glibc keeps freed heap pages
+    resident otherwise), so one phase's temporaries (a model load, a reference model) do not
+    add to the next phase's peak RSS. A no-op where glibc's malloc_trim is unavailable."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def keep_4bit_weights_trainable(model) -> None:

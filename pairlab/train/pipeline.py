@@ -80,7 +80,18 @@ def read_train_pairs(pairs: pd.DataFrame | str | os.PathLike) -> tuple[pd.DataFr
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process (Linux reports KiB, macOS bytes)."""
+    """Peak resident memory of this process (Linux reports KiB, macOS bytes).
+
+    On Linux from ``VmHWM``: ``ru_maxrss`` survives fork + exec, so a process started by a
+    larger one (a bench, an executor) would report its parent's peak.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
@@ -112,7 +123,7 @@ def _prefill_reference(df: pd.DataFrame, config: TrainConfig, tokenizer, ref_cac
     if device != "cpu" or config.quantization != "4bit" or args.ld_alpha is not None:
         return 0  # on CUDA the trainer's own pass is as fast; LD-DPO needs TRL's weighting
     from ..logprobs import _as_ref_rows, sequence_logps
-    from ..models import load_model, load_options
+    from ..models import load_model, load_options, release_freed_memory
 
     def compute(missing: list[str]) -> pd.DataFrame:
         reference = load_model(config.model, quantization=config.quantization, dtype=config.dtype,
@@ -128,7 +139,50 @@ def _prefill_reference(df: pd.DataFrame, config: TrainConfig, tokenizer, ref_cac
         return _as_ref_rows(logps)
 
     # Under the cache's lock: runs (or ranks) starting together compute each pair once.
-    return ref_cache.fill(df["pair_id"].astype(str), compute)
+    computed = ref_cache.fill(df["pair_id"].astype(str), compute)
+    # The inference copy is garbage now, but held by reference cycles until a collection:
+    # free it (and the pass's activations) before the trainable model loads, or the
+    # training peak stacks on a whole second model.
+    release_freed_memory()
+    return computed
+
+
+def _open_ref_cache(config: TrainConfig, tokenizer, args, compute_dtype, fingerprint: dict[str, str]):
+    """The shared reference cache a run with this config, tokenizer and DPO settings reads and fills."""
+    from ..logprobs import RefLogpCache, ref_cache_key_fields
+
+    return RefLogpCache(ref_cache_key_fields(
+        model_fingerprint=fingerprint, compute_dtype=compute_dtype, tokenizer=tokenizer,
+        max_length=args.max_length, truncation_mode=args.truncation_mode, ld_alpha=args.ld_alpha),
+        root=config.ref_cache_dir)
+
+
+def prefill_reference(pairs: pd.DataFrame, config: TrainConfig) -> int:
+    """Compute into ``config``'s shared reference cache what :func:`train` would need for
+    ``pairs`` and the cache lacks, loading no trainable model; returns how many it computed.
+
+    For several runs over overlapping subsets (arms): one pass over their union, then each
+    run finds its reference cached, as `pairlab ablate`'s prefill step does. Computes only
+    where :func:`train` itself would prefill (CPU, 4-bit); elsewhere returns 0.
+    """
+    import tempfile
+
+    from ..models import load_options, load_tokenizer, model_fingerprint, pick_compute_dtype, pick_device
+
+    validate(config)
+    if not config.ref_cache:
+        return 0
+    device = local_device(pick_device(config.device))
+    compute_dtype = pick_compute_dtype(device, config.dtype)
+    with tempfile.TemporaryDirectory(prefix="pairlab-prefill-") as tmp:  # DPOConfig wants an output_dir
+        args = build_dpo_config(config, tmp, compute_dtype, device)
+    tokenizer = load_tokenizer(config.model, **load_options(config))
+    fingerprint = model_fingerprint(config.model, config.quantization, config.dtype, config.model_revision)
+    df = pairs.reset_index(drop=True)
+    tokenized, _, trained = truncation_before_training(df, tokenizer, args)
+    ref_cache = _open_ref_cache(config, tokenizer, args, compute_dtype, fingerprint)
+    return _prefill_reference(df[trained], config, tokenizer, ref_cache, args, device,
+                              [t for t, keep in zip(tokenized, trained) if keep])
 
 
 def truncation_before_training(df: pd.DataFrame, tokenizer, args) -> tuple[list, dict[str, Any], np.ndarray]:
@@ -222,7 +276,6 @@ def train(pairs: pd.DataFrame | str | os.PathLike, config: TrainConfig | None = 
     from peft import LoraConfig
 
     from ..io import to_trl_dataset
-    from ..logprobs import RefLogpCache, ref_cache_key_fields
     from ..models import (load_model, load_options, load_tokenizer, model_fingerprint, pick_compute_dtype,
                           pick_device)
     from .trainer import PairlabDPOTrainer
@@ -236,10 +289,7 @@ def train(pairs: pd.DataFrame | str | os.PathLike, config: TrainConfig | None = 
     ref_cache = None
     prefilled = 0
     if config.ref_cache:
-        ref_cache = RefLogpCache(ref_cache_key_fields(
-            model_fingerprint=fingerprint, compute_dtype=compute_dtype, tokenizer=tokenizer,
-            max_length=args.max_length, truncation_mode=args.truncation_mode, ld_alpha=args.ld_alpha),
-            root=config.ref_cache_dir)
+        ref_cache = _open_ref_cache(config, tokenizer, args, compute_dtype, fingerprint)
         # only the pairs TRL keeps (it drops those with no completion token left)
         prefilled = _prefill_reference(df[trained], config, tokenizer, ref_cache, args, device,
                                        [t for t, keep in zip(tokenized, trained) if keep])

@@ -44,6 +44,21 @@ def test_overlapping_subset_computes_only_missing_pairs(tmp_path, sim_pairs, tin
     assert third.ref_cache["computed"] == 4 and third.ref_cache["key"] != first.ref_cache["key"]
 
 
+def test_prefill_fills_the_cache_train_then_reads(tmp_path, sim_pairs, tiny_config):
+    """One reference pass over several runs' union (what ablate's prefill does), then a run on a
+    subset computes nothing: the key the prefill writes under is the one train() reads."""
+    from pairlab.models import pick_device
+    from pairlab.train.pipeline import prefill_reference
+
+    config = tiny_config(tmp_path, "dpo.max_steps=1")
+    on_cpu = pick_device(config.device) == "cpu"  # it prefills where train() would: CPU + 4-bit
+    assert prefill_reference(sim_pairs.iloc[0:10], config) == (10 if on_cpu else 0)
+    assert prefill_reference(sim_pairs.iloc[0:10], config) == 0  # warm: nothing loads
+    run = train(sim_pairs.iloc[2:8], config, tmp_path / "run")
+    if on_cpu:
+        assert run.ref_cache["computed"] == 0 and run.ref_cache["cache_hits"] == 6
+
+
 def test_dynamics_log_and_outputs(tmp_path, sim_pairs, tiny_config):
     pairs = sim_pairs.head(8)
     run = train(pairs, tiny_config(tmp_path, "quantization=none", "dpo.num_train_epochs=2",
@@ -99,3 +114,20 @@ def test_refuses_to_overwrite_a_run_and_bad_pairs(tmp_path, sim_pairs, tiny_conf
         train(sim_pairs.head(2), tiny_config(tmp_path), tmp_path / "killed")
     with pytest.raises(PairDataError, match="twice"):
         train(pd.concat([sim_pairs.head(2)] * 2), tiny_config(tmp_path), tmp_path / "dup")
+
+
+def test_peak_rss_is_this_process_not_its_parent():
+    """A run started by a larger process (a bench, an executor) reports its own peak:
+    ru_maxrss would carry the parent's over fork + exec."""
+    import subprocess
+    import sys
+
+    from pairlab.train.pipeline import peak_rss_mb
+
+    ballast = bytearray(600 * 2**20)  # the parent's peak: at least 600 MB above the child's needs
+    ballast[::4096] = b"x" * len(ballast[::4096])  # touch every page
+    child = subprocess.run([sys.executable, "-c", "from pairlab.train.pipeline import peak_rss_mb; "
+                            "print(peak_rss_mb())"], capture_output=True, text=True, check=True)
+    assert peak_rss_mb() >= 600
+    assert float(child.stdout) < peak_rss_mb() - 400, (child.stdout, peak_rss_mb())
+    del ballast
