@@ -316,8 +316,6 @@ def shared_prompt_supported(model, truncation_mode: str = "keep_start") -> bool:
         return False
     if getattr(text, "_attn_implementation", "sdpa") not in ("sdpa", "eager"):
         return False
-    if text.model_type == "granite":  # granite scales its logits (logits_scaling): only when that is 1
-        return float(getattr(text, "logits_scaling", 1.0) or 1.0) == 1.0
     return all(getattr(text, f, None) in (None, 1, 1.0) for f in _LOGIT_SCALING_FIELDS)
 
 
