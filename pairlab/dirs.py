@@ -39,6 +39,10 @@ from . import artifacts
 from .schema import PairDataError
 
 MANIFEST = artifacts.MANIFEST
+#: Written by :meth:`StageDir.start` before any output and removed once the manifest is
+#: written: names the stage that owns an unfinished directory (two stages both write a
+#: ``pairs.parquet``, so the file names alone cannot tell whose debris it is).
+STARTED = ".pairlab-started"
 #: Report files any directory may hold after ``pairlab report DIR``.
 GENERIC_REPORTS = ("report.html", "report.json")
 
@@ -145,6 +149,9 @@ class StageDir:
     def has_debris(cls, path: str | os.PathLike) -> bool:
         """Whether ``path`` holds this stage's files (or their temp files) without being complete."""
         path = Path(path)
+        owner = started_by(path)
+        if owner is not None:
+            return owner == cls.STAGE
         if any((path / m).exists() for m in cls.MARKERS):
             return True
         own = tuple(f".{n}." for n in (*cls.OUTPUTS, *cls.REPORTS) if "/" not in n)
@@ -228,6 +235,11 @@ class StageDir:
         if not out.is_dir():
             return "new"
         if not (out / MANIFEST).exists():
+            owner = started_by(out)
+            if owner is not None and owner != cls.STAGE:
+                command = STAGE_DIRS[owner].COMMAND if owner in STAGE_DIRS else owner
+                raise StageDirError(f"holds an interrupted `{command}` directory", file=str(out), field="--out",
+                                    hint="choose another --out; pairlab does not delete another stage's files")
             for other in STAGE_DIRS.values():
                 own = set(cls.owned()) | set(cls.CACHES)
                 foreign = [m for m in other.MARKERS if m not in own and (out / m).exists()]
@@ -278,8 +290,15 @@ class StageDir:
             return state
         if state != "new":
             cls.clean(out, scratch=overwrite)
-        out.mkdir(parents=True, exist_ok=True)
+        cls.mark_started(out)
         return state
+
+    @classmethod
+    def mark_started(cls, out: str | os.PathLike) -> None:
+        """Create ``out`` and record that this stage is writing it (before any output)."""
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / STARTED).write_text(cls.STAGE + "\n")
 
     @classmethod
     def clean(cls, out: str | os.PathLike, *, scratch: bool = False) -> None:
@@ -308,7 +327,20 @@ class StageDir:
         """
         out = Path(out)
         hashed = hash_outputs(out, cls.OUTPUTS if outputs is None else outputs)
-        return artifacts.write_manifest(out, stage=cls.STAGE, outputs=hashed, complete=True, **manifest)
+        written = artifacts.write_manifest(out, stage=cls.STAGE, outputs=hashed, complete=True, **manifest)
+        (out / STARTED).unlink(missing_ok=True)  # the manifest now says whose directory it is
+        return written
+
+
+def started_by(path: str | os.PathLike) -> str | None:
+    """The stage named by ``path``'s start marker (an unfinished directory), else None."""
+    marker = Path(path) / STARTED
+    if (Path(path) / MANIFEST).exists() or not marker.is_file():
+        return None
+    try:
+        return marker.read_text().strip() or None
+    except OSError:
+        return None
 
 
 def read_manifest(path: str | os.PathLike) -> dict[str, Any]:

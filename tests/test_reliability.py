@@ -111,7 +111,30 @@ def test_clean_removes_only_what_the_stage_owns(tmp_path):
     (out / "mine").mkdir()
     assert CurateDir.prepare(out) == "incomplete"
     CurateDir.start(out)
-    assert sorted(p.name for p in out.iterdir()) == ["mine", "notes.txt"]
+    assert sorted(p.name for p in out.iterdir()) == [dirs.STARTED, "mine", "notes.txt"]
+    assert dirs.started_by(out) == "curate"
+
+
+def test_debris_of_a_shared_file_name_is_told_by_its_start_marker(tmp_path):
+    """`pairs.parquet` is written by curate and by simulate --from: a run killed while its
+    first temp file existed is still named by the stage that started it."""
+    from pairlab.dirs import NoiseDir
+
+    for kind, other in ((CurateDir, NoiseDir), (NoiseDir, CurateDir)):
+        out = tmp_path / kind.STAGE
+        kind.start(out)
+        (out / ".pairs.parquet.x1.tmp").write_text("half")
+        with pytest.raises(StageDirError, match=f"incomplete {kind.STAGE} directory"):
+            dirs.verify(out)
+        with pytest.raises(StageDirError, match=f"incomplete {kind.STAGE} directory"):
+            dirs.check_input_file(out)
+        assert kind.prepare(out) == "incomplete"
+        with pytest.raises(StageDirError, match=r"interrupted `pairlab (curate|simulate --from)` directory"):
+            other.prepare(out)
+        (out / kind.PAIRS).write_text("x")
+        (out / ".pairs.parquet.x1.tmp").unlink()
+        kind.finish(out, config={})
+        assert dirs.started_by(out) is None and not (out / dirs.STARTED).exists()
 
 
 # ---------------------------------------------------------------- the reproductions of issue 16

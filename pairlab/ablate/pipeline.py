@@ -291,7 +291,7 @@ def start_dir(root: Path, cfg: AblationConfig, *, overwrite: bool = False) -> No
         AblationDir.clean(root, scratch=True)
     elif (root / artifacts.MANIFEST).exists():
         (root / artifacts.MANIFEST).unlink()  # incomplete again until this rerun ends
-    root.mkdir(parents=True, exist_ok=True)
+    AblationDir.mark_started(root)
 
 
 def ablate(cfg: AblationConfig, out_dir: str | Path, *, report_only: bool = False,

@@ -284,6 +284,7 @@ def run_validation(cfg: ValidateConfig | None, out_dir: str | Path) -> dict[str,
     ValidationDir.prepare(out, resume=True)  # a rerun reuses what is finished; never another stage's dir
     if (out / MANIFEST).exists():
         (out / MANIFEST).unlink()  # incomplete again until this run ends
+    ValidationDir.mark_started(out)
     result: dict[str, Any] = {"config": to_dict(cfg), "status": "running"}
     if (out / VALIDATION).exists():  # a rerun reuses finished phases: keep what the earlier runs cost
         previous = artifacts.read_json(out / VALIDATION)
