@@ -79,12 +79,20 @@ def chunk_size(path: str | Path, cfg: CurateConfig) -> int:
 def _chunks(path: Path, rows: int, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
     import pyarrow.parquet as pq
 
+    import pyarrow as pa
+
     start = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=rows, columns=columns):
+    # pre_buffer=False: with Arrow's default read-ahead the buffers of every row group read
+    # stay allocated until the file is closed: +6 MB per 10k-row chunk, 370 MB over a 600k
+    # pool per pass (measured with pa.total_allocated_bytes); without it, flat at 59 MB
+    for batch in pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=rows, columns=columns):
         frame = batch.to_pandas()
+        del batch
         frame.index = pd.RangeIndex(start, start + len(frame))
         start += len(frame)
         yield frame
+        del frame
+        pa.default_memory_pool().release_unused()  # give freed chunk buffers back between chunks
 
 
 def _pairs_chunks(path: Path, rows: int) -> Iterator[pd.DataFrame]:

@@ -156,3 +156,24 @@ def test_killed_cli_curation_resumes(tmp_path, make_pool):
     curate(read_pairs(str(pool)), ["drop_ties", "dedupe_prompts", "balance_length"],
            CurateConfig(tokenizer="none", cache=False, report=False), out_dir=tmp_path / "whole")
     _same_outputs(tmp_path / "whole", tmp_path / "run")
+
+
+def test_chunked_reads_do_not_accumulate_arrow_memory(tmp_path):
+    """A chunked pass holds about one chunk of Arrow buffers, not the file: with Parquet's
+    default read-ahead every row group read stayed allocated until the file closed
+    (+370 MB over a 600k pool, per pass)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(0)
+    text = pa.array(["".join(rng.choice(list("abcdefgh "), 2000)) for _ in range(400)])
+    path = tmp_path / "many_groups.parquet"
+    with pq.ParquetWriter(path, pa.schema([("chosen", pa.string()), ("rejected", pa.string())])) as writer:
+        for _ in range(40):  # 40 row groups of 400 rows, 1.6 MB each uncompressed
+            writer.write_table(pa.table({"chosen": text, "rejected": text}))
+    whole = sum(pq.ParquetFile(path).metadata.row_group(i).total_byte_size for i in range(40))
+    before = pa.total_allocated_bytes()
+    held = [pa.total_allocated_bytes() - before for _ in stream_module._chunks(path, 200)]
+    assert len(held) == 80
+    assert max(held) < whole / 4, (max(held), whole)
