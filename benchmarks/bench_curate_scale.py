@@ -17,6 +17,13 @@ skips it). At the smallest size with the tokenizer, the same process then batch-
 the pool's texts alone (the floor: ``scoring_vs_tokenize_floor``, issue 17's goal, measured
 through `pairlab curate` on the streamed path; the tokenizer's load is timed apart).
 
+A JSONL input: the smallest pool is also written as ``.jsonl.gz`` (the generic layout:
+prompt messages, chosen, rejected, ratings, source, models; ids derived on reading) and
+curated with ``tokenizer: none`` twice, streamed (the pairlab default for a file of more
+than :data:`~pairlab.curate.stream.STREAM_ABOVE_ROWS` lines: converted chunk by chunk into a
+Parquet in the cache, then streamed) and read whole (``chunk_rows=0``), each in its own
+process with a fresh cache: ``jsonl_input`` (``PAIRLAB_BENCH_CURATE_JSONL=0`` skips it).
+
 ``PAIRLAB_BENCH_CURATE_TOKENIZER_SIZES`` (default: every size) and
 ``PAIRLAB_BENCH_CURATE_NONE_SIZES`` (default: none) choose the sizes curated with SmolLM2's
 tokenizer and with ``tokenizer: none``: the latter measures pairlab's own machinery (chunked
@@ -125,6 +132,27 @@ def pools(work: Path, sizes: list[int]) -> tuple[dict[int, Path], float | None]:
         if not files[n].exists():
             _head(largest, files[n], n)
     return files, gen_s
+
+
+def write_jsonl_gz(pool: Path, path: Path) -> float:
+    """The pool as gzipped JSON lines in the generic layout, batch by batch (reused when present)."""
+    import gzip
+    import json as json_module
+
+    import pyarrow.parquet as pq
+
+    if path.exists():
+        return 0.0
+    t0 = time.perf_counter()
+    keep = ["prompt", "chosen", "rejected", "score_chosen", "score_rejected", "source", "chosen_model",
+            "rejected_model"]
+    tmp = path.with_name(path.name + ".tmp")
+    with gzip.open(tmp, "wt", encoding="utf-8", compresslevel=6) as fh:
+        for batch in pq.ParquetFile(pool).iter_batches(batch_size=BLOCK, columns=keep):
+            for record in batch.to_pylist():
+                fh.write(json_module.dumps(record, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+    return time.perf_counter() - t0
 
 
 def tokenize_floor(pool: Path) -> float:
@@ -245,6 +273,8 @@ def main(out_dir: Path) -> dict:
                 base = _curate(pool, root / f"whole-{n}", specs[tok], 0, {**env, "PAIRLAB_CACHE": str(root / "cache2")})
                 results["in_memory_baseline"] = {**base, "n_pairs": n, "tokenizer": tok,
                                                  "us_per_pair": round(1e6 * base["seconds"] / n, 1)}
+        if os.environ.get("PAIRLAB_BENCH_CURATE_JSONL", "1") != "0":
+            results["jsonl_input"] = _jsonl_runs(files[sizes[0]], sizes[0], root, specs["none"], env)
     every = list(results["runs"].values()) + list(results["runs_tokenizer_none"].values())
     peak = max(r["peak_rss_mb"] for r in every)
     results["goals"] = {
@@ -259,6 +289,12 @@ def main(out_dir: Path) -> dict:
             ratio = summary["time_per_pair_ratio_largest_vs_smallest"]
             results["goals"][f"time_about_linear{label}"] = {
                 "measured": ratio, "goal": "time per pair, largest / smallest size <= 1.3", "met": ratio <= 1.3}
+    if "jsonl_input" in results:
+        jsonl = results["jsonl_input"]
+        results["goals"]["jsonl_streamed_peak_rss_under_2gb"] = {
+            "measured": f"{jsonl['streamed']['peak_rss_mb']:.0f} MB (read whole: {jsonl['whole']['peak_rss_mb']:.0f} MB)",
+            "goal": f"<= 2048 MB, {jsonl['n_pairs']} pairs from .jsonl.gz, tokenizer none",
+            "met": jsonl["streamed"]["peak_rss_mb"] <= 2048 and bool(jsonl["streamed"]["streamed"])}
     if results["runs"]:
         smallest = results["runs"][str(real_sizes[0])]
         results["goals"]["scoring_vs_tokenize_floor"] = {
@@ -266,6 +302,22 @@ def main(out_dir: Path) -> dict:
             "goal": f"<= 1.25x at {real_sizes[0]} pairs (streamed, through `pairlab curate`)",
             "met": (smallest.get("ratio_scoring_vs_floor") or 99) <= 1.25}
     return results
+
+
+def _jsonl_runs(pool: Path, n: int, root: Path, spec: Path, env: dict) -> dict:
+    """The pool as .jsonl.gz, curated streamed (pairlab's default for its size; in quick mode
+    1,000-row chunks) and read whole, each in its own process with a fresh cache."""
+    jsonl = pool.with_name(pool.stem + ".jsonl.gz")
+    write_s = write_jsonl_gz(pool, jsonl)
+    runs: dict = {"n_pairs": n, "file_mb": round(jsonl.stat().st_size / 2**20, 1),
+                  "write_jsonl_s": round(write_s, 1) if write_s else None}
+    for name, chunk_rows in (("streamed", 1_000 if _quick() else None), ("whole", 0)):
+        run = _curate(jsonl, root / f"jsonl-{name}-{n}", spec, chunk_rows,
+                      {**env, "PAIRLAB_CACHE": str(root / f"cache-jsonl-{name}")})
+        run["us_per_pair"] = round(1e6 * run["seconds"] / n, 1)
+        runs[name] = run
+        print(f"   curate {n} from .jsonl.gz ({name}): {run['seconds']} s, peak {run['peak_rss_mb']} MB", flush=True)
+    return runs
 
 
 if __name__ == "__main__":

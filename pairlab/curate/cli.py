@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 from ..cli import Command, add_input_args, read_input
@@ -60,8 +61,9 @@ def run(args: argparse.Namespace) -> int:
 
     import pandas as pd
 
-    if _streams(args, config):  # a pairs Parquet pool larger than memory: chunk by chunk
-        return _run_streamed(args, filters, config, started)
+    rows = _stream_rows(args, config)
+    if rows:  # a pool larger than memory (pairs Parquet, JSONL, CSV): in chunks of `rows`
+        return _run_streamed(args, filters, config, started, rows)
     pairs, rejects = read_input(args, with_rejects=True)
     eval_pairs = None
     if args.eval_from:  # its unreadable rows are accounted for in dropped.parquet too
@@ -95,40 +97,64 @@ def _print_summary(result, args: argparse.Namespace, started: float) -> None:
     print(f"wrote {args.out}/")
 
 
-def _streams(args: argparse.Namespace, config) -> bool:
-    """Whether the pool is read chunk by chunk (:mod:`pairlab.curate.stream`): a single
-    Parquet file in the pairs schema, read as is (no --map, no other layout), and either
-    ``chunk_rows`` set or more rows than :data:`~pairlab.curate.stream.STREAM_ABOVE_ROWS`."""
+def _stream_rows(args: argparse.Namespace, config) -> int:
+    """Rows per chunk when the pool is read chunk by chunk (:mod:`pairlab.curate.stream`),
+    else 0. It streams when it is a single
+    Parquet file in the pairs schema, read as is (no --map, no other layout), or a single
+    JSONL/CSV/TSV file (any compression, any layout and --map); and either ``chunk_rows``
+    set or more rows than :data:`~pairlab.curate.stream.STREAM_ABOVE_ROWS` (for a line file:
+    more lines)."""
+    from ..io.sources import is_line_file
     from ..schema import PAIR_COLUMNS
     from .stream import chunk_size, parquet_rows
 
+    if is_line_file(args.input):
+        return chunk_size(args.input, config)
     if parquet_rows(args.input) is None or getattr(args, "input_map", None) \
             or getattr(args, "input_format", "auto") not in ("auto", "pairs"):
-        return False
+        return 0
     import pyarrow.parquet as pq
 
     names = set(pq.ParquetFile(args.input).schema_arrow.names)
-    return all(c in names for c in PAIR_COLUMNS) and chunk_size(args.input, config) > 0
+    return chunk_size(args.input, config) if all(c in names for c in PAIR_COLUMNS) else 0
 
 
-def _run_streamed(args: argparse.Namespace, filters, config, started: float) -> int:
+def _run_streamed(args: argparse.Namespace, filters, config, started: float, rows: int) -> int:
+    """A pairs Parquet pool streams as it is; a JSONL/CSV/TSV pool is first converted,
+    chunk by chunk, into a pairs Parquet in the cache (keyed by the file's sha256 and the
+    read options: a second curation of the file reuses it), whose rejected rows go to
+    dropped.parquet as unreadable, as the in-memory path records them."""
+    import pandas as pd
+
     from ..artifacts import file_sha256
     from ..dirs import check_input_file
-    from .stream import chunk_size, curate_stream
+    from ..io.sources import is_line_file
+    from .stream import curate_stream
 
     check_input_file(args.input)  # a file inside a stage directory: only when complete
+    pool, rejects = args.input, None
+    inputs = {"spec": args.input, "format": args.input_format, "file_sha256": file_sha256(args.input)}
+    if is_line_file(args.input):
+        from ..io.convert import cached_parquet
+        from ..io.rejects import describe_reject
+
+        pool, read, rejects = cached_parquet(args.input, chunk_rows=rows, format=args.input_format,
+                                             mapping=args.input_map, binarize=args.input_binarize,
+                                             pairing=args.input_pairing, seed=args.input_seed,
+                                             strict=args.strict, file_sha256=inputs["file_sha256"])
+        inputs.update(rows_in_input=read.get("rows"), records_read=read.get("records"),
+                      rejected=read.get("rejected", 0))
+        if read.get("rejected"):
+            print(f"pairlab curate: note: {read['rejected']} of {read['rows']} rows rejected (first: "
+                  f"{describe_reject(read['rejects'][0])}); --strict makes this an error", file=sys.stderr)
     eval_pairs = None
-    if args.eval_from:
+    if args.eval_from:  # its unreadable rows are accounted for in dropped.parquet too
         eval_pairs, eval_rejects = read_input(args, dest="eval_from", with_rejects=True)
         if len(eval_rejects):
-            from ..schema import PairDataError
-
-            raise PairDataError(f"{len(eval_rejects)} unreadable rows in the --eval-from split",
-                                file=args.eval_from, hint="fix them, or curate with chunk_rows=0")
-    inputs = {"format": args.input_format, "file_sha256": file_sha256(args.input)}
-    result = curate_stream(args.input, filters, config, out_dir=args.out, eval_pairs=eval_pairs,
-                           inputs=inputs, overwrite=args.overwrite,
-                           chunk_rows=chunk_size(args.input, config))
+            rejects = eval_rejects if rejects is None or not len(rejects) else \
+                pd.concat([rejects, eval_rejects], ignore_index=True)
+    result = curate_stream(pool, filters, config, out_dir=args.out, eval_pairs=eval_pairs,
+                           inputs=inputs, overwrite=args.overwrite, chunk_rows=rows, rejects=rejects)
     _print_summary(result, args, started)
     return 0
 

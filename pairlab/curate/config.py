@@ -39,9 +39,11 @@ class CurateConfig:
     report: bool = field(default=True, metadata={
         "help": "write curation.html into the output directory"})
     chunk_rows: int | None = field(default=None, metadata={"min": 0,
-        "help": "stream a pairs-Parquet pool in chunks of this many rows (bounded memory; scores "
-                "cached chunk by chunk, so an interrupted curation resumes); default: pools over "
-                "50,000 rows stream in chunks of 10,000; 0 = read the pool whole (other formats: always whole)"})
+        "help": "stream the pool in chunks of this many rows (bounded memory; scores cached chunk by "
+                "chunk, so an interrupted curation resumes): a pairs-Parquet file, or a JSONL/CSV/TSV "
+                "file (any compression; converted chunk by chunk into a Parquet in the cache first); "
+                "default: pools over 50,000 rows (a line file: lines) stream in chunks of 10,000; "
+                "0 = read the pool whole (JSON files, directories, datasets: always whole)"})
 
     def validate(self) -> "CurateConfig":
         """Check every field once, at the boundary (the ranges in the field metadata);

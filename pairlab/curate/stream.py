@@ -22,8 +22,11 @@ memory; the texts pass through one chunk at a time, three times:
 4. **write**: the pool is read once more, each chunk's rows appended to ``pairs.parquet``,
    ``eval.parquet`` or ``dropped.parquet`` by the decision of step 3; manifest last.
 
-Limits: the input must be one Parquet file in pairlab's pairs schema (what ``pairlab
-convert`` or ``pairlab simulate`` write); other inputs are read whole by ``pairlab.io``.
+Input: one Parquet file in pairlab's pairs schema (what ``pairlab convert`` or ``pairlab
+simulate`` write). ``pairlab curate`` streams a JSONL/CSV/TSV pool (any compression) by
+converting it first, chunk by chunk, into such a file in the cache
+(:func:`pairlab.io.convert.cached_parquet`); its rejected rows come as ``rejects``. Other
+inputs (JSON, directories, datasets) are read whole by ``pairlab.io``.
 """
 from __future__ import annotations
 
@@ -37,11 +40,12 @@ import pandas as pd
 
 from .. import artifacts
 from ..dirs import CurateDir
+from ..io.sources import count_lines, is_line_file
 from ..schema import PairDataError, validate_pairs
 from .config import CurateConfig
 from .filters import parse_filters
 from .pipeline import (_CONTENT_COLUMNS, CurateResult, _apply_filters, _cache_key, _check_requirements,
-                       mark_status)
+                       mark_status, unreadable_rows)
 from .scores import compute_scores, prompt_duplicate_scores, prompt_signatures, read_prompts
 from .split import split_masks
 from .text import normalize_column
@@ -69,10 +73,17 @@ def parquet_rows(path: str | Path) -> int | None:
 
 
 def chunk_size(path: str | Path, cfg: CurateConfig) -> int:
-    """Rows per chunk for ``path`` under ``cfg.chunk_rows`` (0: read whole, not streamed)."""
+    """Rows per chunk for ``path`` under ``cfg.chunk_rows`` (0: read whole, not streamed).
+
+    Unset, a pool streams above :data:`STREAM_ABOVE_ROWS` rows: a Parquet file's row count
+    is in its footer; a JSONL/CSV/TSV file's rows are bounded by its lines, counted in one
+    fast pass that stops past the threshold (decompressing a .gz at ~200 MB/s).
+    """
     if cfg.chunk_rows is not None:
         return cfg.chunk_rows
     rows = parquet_rows(path)
+    if rows is None and is_line_file(path):
+        rows = count_lines(Path(path), stop_above=STREAM_ABOVE_ROWS)
     return DEFAULT_CHUNK_ROWS if rows is not None and rows > STREAM_ABOVE_ROWS else 0
 
 
@@ -177,31 +188,49 @@ def _as_int(prompt_hash: pd.Series) -> np.ndarray:
 
 
 class _Appender:
-    """One output Parquet file written chunk by chunk (to ``NAME.tmp``, renamed by ``close``)."""
+    """One output Parquet file written chunk by chunk (to ``NAME.tmp``, renamed by ``close``).
 
-    def __init__(self, path: Path):
+    ``last``: rows ``close`` appends after every chunk (the unreadable input rows of
+    ``dropped.parquet``); the file has their columns from its first chunk on, typed as the
+    in-memory ``pd.concat`` of both types them.
+    """
+
+    def __init__(self, path: Path, last: pd.DataFrame | None = None):
         self.path, self.tmp, self.writer, self.rows = path, path.with_name(path.name + ".tmp"), None, 0
+        self.last = last if last is not None and len(last) else None
 
-    def add(self, frame: pd.DataFrame) -> None:
+    @staticmethod
+    def _table(frame: pd.DataFrame):
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
         from ..io.write import _arrow_safe
         from ..schema import as_messages
 
         frame = frame.reset_index(drop=True).copy()
         frame["prompt"] = [as_messages(m) for m in frame["prompt"]]
-        table = pa.Table.from_pandas(_arrow_safe(frame), preserve_index=False)
+        return pa.Table.from_pandas(_arrow_safe(frame), preserve_index=False)
+
+    def add(self, frame: pd.DataFrame) -> None:
+        import pyarrow.parquet as pq
+
+        from ..io.write import conform_table
+
+        table = self._table(frame)
         if self.writer is None:
-            self.writer = pq.ParquetWriter(self.tmp, table.schema)
-        elif not table.schema.equals(self.writer.schema, check_metadata=False):
-            table = table.select(self.writer.schema.names).cast(self.writer.schema)
+            schema = table.schema
+            if self.last is not None:
+                schema = self._table(pd.concat([frame.head(1), self.last.head(1)], ignore_index=True)).schema
+            self.writer = pq.ParquetWriter(self.tmp, schema)
+        if not table.schema.equals(self.writer.schema, check_metadata=False):
+            table = conform_table(table, self.writer.schema)
         self.writer.write_table(table.replace_schema_metadata(self.writer.schema.metadata))
         self.rows += len(frame)
 
     def close(self, empty: pd.DataFrame) -> None:
         if self.writer is None:  # no row at all: an empty table with the pool's columns
             self.add(empty)
+        if self.last is not None:
+            self.add(self.last)
         self.writer.close()
         self.tmp.replace(self.path)
 
@@ -209,10 +238,13 @@ class _Appender:
 def curate_stream(path: str | Path, filters: Any = None, config: CurateConfig | None = None, *,
                   out_dir: str | Path, eval_pairs: pd.DataFrame | None = None, tokenizer=None,
                   inputs: dict[str, Any] | None = None, overwrite: bool = False,
-                  chunk_rows: int | None = None) -> CurateResult:
+                  chunk_rows: int | None = None, rejects: pd.DataFrame | None = None) -> CurateResult:
     """:func:`~pairlab.curate.curate` of the pairs Parquet file ``path``, streamed (see module doc).
 
-    Writes ``out_dir`` exactly as :func:`curate` does. The returned :class:`CurateResult`
+    Writes ``out_dir`` exactly as :func:`curate` does. ``rejects``: the input rows the
+    reader rejected (a JSONL/CSV pool converted in chunks by
+    :func:`pairlab.io.convert.cached_parquet`), appended to ``dropped.parquet`` as
+    ``unreadable`` and counted, as :func:`curate` does. The returned :class:`CurateResult`
     holds the scores, steps and manifest; ``train`` and ``eval`` are None (they are on disk)
     and ``dropped`` holds the first rows each filter dropped (the report's examples).
     """
@@ -248,14 +280,16 @@ def curate_stream(path: str | Path, filters: Any = None, config: CurateConfig | 
     timings["filters_s"] = time.time() - t0
 
     scores, status, reasons = mark_status(scores, in_eval, kept, dropped_by, would, parsed)
+    unreadable = unreadable_rows(rejects) if rejects is not None and len(rejects) else None
+    n_unreadable = 0 if unreadable is None else len(unreadable)
     counts = {"input": n, "train": int(kept.sum()), "eval": int(in_eval.sum()),
-              "dropped": int((status == "dropped").sum()), "unreadable": 0}
+              "dropped": int((status == "dropped").sum()), "unreadable": n_unreadable}
     import dataclasses
 
     manifest = {
         "stage": "curate", "seed": cfg.seed, "config": dataclasses.asdict(cfg),
         "filters": [f.spec() for f in parsed],
-        "inputs": {"pool": {"rows": n, "unreadable": 0, "content_sha256": content_hash, **inputs},
+        "inputs": {"pool": {"rows": n, "unreadable": n_unreadable, "content_sha256": content_hash, **inputs},
                    **({"eval_from": {"rows": len(eval_pairs)}} if eval_pairs is not None else {})},
         "counts": counts, "steps": steps, "score_cache": cache_info,
         "split": ({"by": "prompt_hash", "eval_fraction": cfg.eval_fraction, "seed": cfg.seed}
@@ -269,7 +303,7 @@ def curate_stream(path: str | Path, filters: Any = None, config: CurateConfig | 
     t0 = time.time()
     CurateDir.start(out, overwrite=overwrite, inputs=[inputs.get("spec")])
     files = {"train": _Appender(out / CurateDir.PAIRS), "eval": _Appender(out / CurateDir.EVAL),
-             "dropped": _Appender(out / CurateDir.DROPPED)}
+             "dropped": _Appender(out / CurateDir.DROPPED, last=unreadable)}
     examples: list[pd.DataFrame] = []
     shown: dict[str, int] = {}
     empty = None
@@ -293,6 +327,8 @@ def curate_stream(path: str | Path, filters: Any = None, config: CurateConfig | 
             for label, size in firsts["dropped_by"].value_counts().items():
                 shown[label] = shown.get(label, 0) + int(size)
             examples.append(firsts)
+    if unreadable is not None:  # after the pairs, as curate() puts them
+        examples.append(unreadable.head(_EXAMPLES))
     empty = empty if empty is not None else pd.DataFrame(columns=["pair_id", "prompt"])
     files["train"].close(empty)
     if eval_pairs is not None:

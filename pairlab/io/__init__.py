@@ -4,6 +4,8 @@
   JSONL, JSON, Parquet, CSV, TSV; layout auto-detected or forced, ``--map``.
 * :func:`read_pairs_with_rejects` - the same, plus the rejects table (rows that could
   not become a pair, with file, line/row, field and reason).
+* :func:`iter_pairs_chunks` - the same, chunk by chunk, for a JSONL/CSV/TSV file larger
+  than memory (concatenated, the chunks are the whole-file read).
 * :func:`write_pairs` - Parquet (canonical) or JSONL, atomically.
 * :func:`to_trl_dataset` / :func:`write_trl_dataset` - what TRL's ``DPOTrainer`` takes.
 * :func:`summarize_pairs` - the summary ``pairlab inspect`` prints.
@@ -13,12 +15,12 @@ from __future__ import annotations
 
 from .layouts import LAYOUT_REGISTRY, ReadContext, detect_layout, layout_names, parse_transcript, register_layout
 from .raw import PAIRINGS, STRATEGIES
-from .read import read_pairs, read_pairs_with_rejects
+from .read import iter_pairs_chunks, read_pairs, read_pairs_with_rejects
 from .rejects import REJECT_COLUMNS
 from .summary import format_summary, summarize_pairs
 from .write import to_trl_dataset, write_pairs, write_trl_dataset
 
 __all__ = ["LAYOUT_REGISTRY", "PAIRINGS", "REJECT_COLUMNS", "ReadContext", "STRATEGIES", "detect_layout",
-           "format_summary", "layout_names", "parse_transcript", "read_pairs", "read_pairs_with_rejects",
+           "format_summary", "iter_pairs_chunks", "layout_names", "parse_transcript", "read_pairs", "read_pairs_with_rejects",
            "register_layout",
            "summarize_pairs", "to_trl_dataset", "write_pairs", "write_trl_dataset"]

@@ -20,6 +20,9 @@ def _convert_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rejects", metavar="FILE", default=None,
                         help="also write the rejected rows (file, line/row, field, reason, "
                              "record) to FILE: .parquet, .jsonl or .csv")
+    parser.add_argument("--chunk-rows", type=int, default=10_000, metavar="N",
+                        help="a JSONL/CSV/TSV input converted to .parquet is read and written N rows "
+                             "at a time (bounded memory; the same file as a whole read); 0 = read it whole")
 
 
 def _convert(args: argparse.Namespace) -> int:
@@ -32,11 +35,19 @@ def _convert(args: argparse.Namespace) -> int:
     check_output_file(args.out, [args.input], overwrite=args.overwrite)
     if args.rejects:
         check_output_file(args.rejects, [args.input, args.out], overwrite=args.overwrite, flag="--rejects")
-    df, rejects = read_input(args, with_rejects=True, announce=bool(args.rejects))
-    stats = df.attrs.get("read_stats", {})
-    path = write_trl_dataset(df, args.out) if args.trl else write_pairs(df, args.out)
+    if args.chunk_rows < 0:
+        from ..schema import PairDataError
+
+        raise PairDataError(f"--chunk-rows must be 0 or more, got {args.chunk_rows}", field="--chunk-rows")
+    if _convert_streams(args):
+        path, stats, rejects = _convert_chunks(args)
+    else:
+        df, rejects = read_input(args, with_rejects=True, announce=bool(args.rejects))
+        stats = df.attrs.get("read_stats", {})
+        path = write_trl_dataset(df, args.out) if args.trl else write_pairs(df, args.out)
+    n_pairs = stats.get("pairs", 0)
     extra = f", {stats['ties_dropped']} ties dropped" if stats.get("ties_dropped") else ""
-    print(f"wrote {len(df)} pairs to {path} (layout {stats.get('layout')}, "
+    print(f"wrote {n_pairs} pairs to {path} (layout {stats.get('layout')}, "
           f"{stats.get('rows')} rows: {stats.get('records')} read + {stats.get('rejected', 0)} "
           f"rejected{extra}, {stats.get('flagged', 0)} flagged)")
     if args.rejects:
@@ -47,11 +58,35 @@ def _convert(args: argparse.Namespace) -> int:
         from .rejects import describe_reject
 
         print(f"pairlab convert: error: {len(rejects)} of {stats.get('rows')} rows rejected (first: "
-              f"{describe_reject(stats['rejects'][0])}); the {len(df)} good pairs are written; pass "
+              f"{describe_reject(stats['rejects'][0])}); the {n_pairs} good pairs are written; pass "
               "--rejects FILE to keep the rejected rows (exit 0), or --strict to stop at the first",
               file=sys.stderr)
         return 2
     return 0
+
+
+def _convert_streams(args: argparse.Namespace) -> bool:
+    """A JSONL/CSV/TSV file (any compression) converted to a pairs Parquet: chunk by chunk."""
+    from pathlib import Path
+
+    from .sources import is_line_file
+
+    return (args.chunk_rows > 0 and not args.trl and Path(args.out).suffix == ".parquet"
+            and is_line_file(args.input))
+
+
+def _convert_chunks(args: argparse.Namespace):
+    """Read ``args.input`` in chunks, each written as it is read; the file appears whole at
+    the end (an error midway leaves no --out). Returns (path, read_stats, rejects)."""
+    from ..dirs import check_input_file
+    from .convert import convert_chunked
+
+    check_input_file(args.input)
+    return convert_chunked(args.input, args.out, chunk_rows=args.chunk_rows, format=args.input_format,
+                           mapping=args.input_map, binarize=args.input_binarize,
+                           pairing=args.input_pairing, seed=args.input_seed, strict=args.strict,
+                           hub_config=getattr(args, "input_hub_config", None),
+                           hub_revision=getattr(args, "input_hub_revision", None))
 
 
 def _inspect_arguments(parser: argparse.ArgumentParser) -> None:

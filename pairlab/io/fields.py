@@ -141,10 +141,21 @@ def resolve_plan(records: list[dict], explicit: dict[str, str], wanted: Iterable
 
 def check_explicit_found(records: list[dict], explicit: dict[str, str], file: str) -> None:
     """A --map path that matches no record is almost surely a typo: say so, with what exists."""
-    for field, path in explicit.items():
-        if not any(get_path(rec, path) is not MISSING for rec in records):
-            raise PairDataError(f"--map {field}={path}: no record has '{path}'", file=file,
-                                field=field, hint=f"fields seen: {describe_fields(records[0])}")
+    missing = [f for f in explicit if f not in explicit_found(records, explicit)]
+    if missing:
+        raise missing_path_error(missing[0], explicit[missing[0]], file, records[0])
+
+
+def explicit_found(records: list[dict], explicit: dict[str, str]) -> set[str]:
+    """The fields of ``explicit`` whose path some record has."""
+    return {field for field, path in explicit.items()
+            if any(get_path(rec, path) is not MISSING for rec in records)}
+
+
+def missing_path_error(field: str, path: str, file: str, first: dict) -> PairDataError:
+    """The error for a --map path no record of ``file`` has (``first``: its first record)."""
+    return PairDataError(f"--map {field}={path}: no record has '{path}'", file=file,
+                         field=field, hint=f"fields seen: {describe_fields(first)}")
 
 
 def describe_fields(record: dict, prefix: str = "", depth: int = 2) -> str:

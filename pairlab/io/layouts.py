@@ -70,6 +70,14 @@ class ReadContext:
     options: dict[str, Any] = field(default_factory=dict)
     #: read statistics; a layout may add counts (raw adds its binarization counts)
     stats: dict[str, Any] = field(default_factory=dict)
+    #: None: ``batch`` is the whole file; else the index of this chunk of it
+    #: (:func:`pairlab.io.iter_pairs_chunks`). Checks that judge the whole file run on the
+    #: whole file or its first chunk only; a later chunk's rows are judged row by row.
+    chunk: int | None = None
+
+    @property
+    def whole_file_checks(self) -> bool:
+        return self.chunk is None or self.chunk == 0
 
 
 @dataclass(frozen=True)
@@ -127,7 +135,11 @@ def detect_layout(record: dict[str, Any], plan: dict[str, str]) -> str | None:
     return next((name for name, layout in LAYOUT_REGISTRY.items() if layout.detect(record, plan)), None)
 
 
-def probe_layout(records: list[dict[str, Any]], plan: dict[str, str], probe: int = 50) -> str | None:
+#: How many of a file's first records decide its layout (and its field plan).
+PROBE = 50
+
+
+def probe_layout(records: list[dict[str, Any]], plan: dict[str, str], probe: int = PROBE) -> str | None:
     """The layout most of the first ``probe`` records (after ``plan``) have, or None.
 
     A majority, not the first record: a junk first row must not decide how a whole file
@@ -327,6 +339,9 @@ def flat_rows(batch: RecordBatch, records: list[dict], layout: str, log: RejectL
         rows.append(row)
         kept.append(index)
     df = pd.DataFrame(rows, index=kept)
+    for col in _STRING_FIELDS:  # the values as read: pandas would make [2, missing] floats ('2.0')
+        if col in df:
+            df[col] = pd.Series([row.get(col) for row in rows], index=kept, dtype=object)
     df = coerce_scores(df, batch, log)
     for col in _STRING_FIELDS:
         if col in df:
@@ -412,15 +427,17 @@ def _score_value(value: Any) -> Any:
     return _NOT_A_SCORE
 
 
-def pairs_rows(batch: RecordBatch, records: list[dict], log: RejectLog | None = None) -> pd.DataFrame:
+def pairs_rows(batch: RecordBatch, records: list[dict], log: RejectLog | None = None, *,
+               check_columns: bool = True) -> pd.DataFrame:
     """A pairs table stored as records (JSON/JSONL, CSV, datasets): checked row by row.
 
     The Parquet tables pairlab writes take the fast path in :mod:`pairlab.io.read`; these
     records may have been edited by hand, so each is checked before it is trusted.
     """
     log = log if log is not None else RejectLog(strict=True)
-    seen = set().union(*(rec.keys() for rec in records[:50]))
-    validate_pairs(pd.DataFrame(columns=sorted(seen)), file=batch.name)  # a whole-file mistake
+    if check_columns:
+        seen = set().union(*(rec.keys() for rec in records[:50]))
+        validate_pairs(pd.DataFrame(columns=sorted(seen)), file=batch.name)  # a whole-file mistake
     rows, kept = [], []
     for index, record in enumerate(records):
         try:
@@ -441,6 +458,9 @@ def pairs_rows(batch: RecordBatch, records: list[dict], log: RejectLog | None = 
     if not rows:
         return pairs_frame(pd.DataFrame(columns=list(PAIR_COLUMNS)), batch.name)
     df = coerce_scores(pd.DataFrame(rows, index=kept), batch, log)
+    for col in PAIR_COLUMNS:  # a later chunk of a checked file: a column its rows lack is empty,
+        if col not in df:     # as it is for those rows when the whole file is read
+            df[col] = None
     for col in ("pair_id", "prompt_id", "prompt_text", "source", "chosen_model",
                 "rejected_model", "flags"):
         if col in df:
@@ -495,8 +515,10 @@ def _is_hh(record: dict[str, Any], plan: dict[str, str]) -> bool:
 
 
 def _raw_rows(ctx: ReadContext) -> pd.DataFrame:
+    # in chunks, "no completion scored" is judged on the whole file by the chunked reader
     rows, counts = raw.binarize(ctx.batch, ctx.records, ctx.options.get("binarize", "mean-aspects"),
-                                ctx.options.get("pairing", "best-vs-random"), ctx.options.get("seed", 0), ctx.log)
+                                ctx.options.get("pairing", "best-vs-random"), ctx.options.get("seed", 0), ctx.log,
+                                check_scored=ctx.chunk is None)
     for key, value in counts.items():
         ctx.stats[key] = ctx.stats.get(key, 0) + value
     if len(rows) == 0:
@@ -514,7 +536,8 @@ def _flat(layout: str) -> Callable[[ReadContext], pd.DataFrame]:
         if len(out) == 0:
             return finalize_pairs(pd.DataFrame(columns=list(PAIR_COLUMNS)))
         dropped = ctx.stats.setdefault("dropped_columns", [])
-        if layout == "h4" and "messages" in ctx.records[0] and "messages" not in dropped:
+        if layout == "h4" and ctx.whole_file_checks and "messages" in ctx.records[0] \
+                and "messages" not in dropped:
             dropped.append("messages")
         return finalize_pairs(out)
     return rows
@@ -522,7 +545,7 @@ def _flat(layout: str) -> Callable[[ReadContext], pd.DataFrame]:
 
 # Detection order: most specific first (Argilla before h4: Argilla-cleaned also has message lists).
 register_layout("pairs", lambda record, plan: all(col in record for col in PAIR_COLUMNS),
-                lambda ctx: pairs_rows(ctx.batch, ctx.records, ctx.log),
+                lambda ctx: pairs_rows(ctx.batch, ctx.records, ctx.log, check_columns=ctx.whole_file_checks),
                 help="a pairs table pairlab wrote (read back as is, each row checked)")
 register_layout("raw", _is_raw, _raw_rows, aliases=("ultrafeedback",),
                 help="openbmb/UltraFeedback: `instruction` + `completions[]` with per-aspect annotations, "

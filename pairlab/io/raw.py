@@ -139,12 +139,14 @@ def _pairs_of(scores: list[float], pairing: str, rng: random.Random) -> tuple[li
 
 
 def binarize(batch: RecordBatch, records: list[dict], strategy: str = "mean-aspects",
-             pairing: str = "best-vs-random", seed: int = 0, log: RejectLog | None = None
-             ) -> tuple[pd.DataFrame, dict[str, int]]:
+             pairing: str = "best-vs-random", seed: int = 0, log: RejectLog | None = None,
+             *, check_scored: bool = True) -> tuple[pd.DataFrame, dict[str, int]]:
     """Raw records -> pre-schema pair rows and counts (prompts, ties dropped, unscored...).
 
     A record that cannot be read (no instruction, a rating that is not a number, ...)
-    goes to ``log`` and gives no pair; without a log it is raised.
+    goes to ``log`` and gives no pair; without a log it is raised. ``check_scored``: raise
+    :func:`unscored_error` when no completion has a score (off for one chunk of a file:
+    the chunked reader judges the whole file from the counts).
     """
     if strategy not in STRATEGIES:
         raise PairDataError(f"unknown binarization '{strategy}'", field="--binarize",
@@ -175,11 +177,16 @@ def binarize(batch: RecordBatch, records: list[dict], strategy: str = "mean-aspe
         extras = {k: v for k, v in record.items() if k not in RAW_KEYS}
         for c_idx, r_idx in pairs:
             rows.append(_pair_row(instruction, record, completions[c_idx], completions[r_idx], extras))
-    if stats["completions"] and stats["completions_unscored"] == stats["completions"]:
-        raise PairDataError(f"no completion has a score under --binarize {strategy}",
-                            file=batch.name, field="completions",
-                            hint=f"try another strategy: {', '.join(STRATEGIES)}")
+    if check_scored and stats["completions"] and stats["completions_unscored"] == stats["completions"]:
+        raise unscored_error(batch.name, strategy)
     return pd.DataFrame(rows), stats
+
+
+def unscored_error(file: str, strategy: str) -> PairDataError:
+    """A raw file none of whose completions has a score under ``strategy``."""
+    return PairDataError(f"no completion has a score under --binarize {strategy}",
+                         file=file, field="completions",
+                         hint=f"try another strategy: {', '.join(STRATEGIES)}")
 
 
 def _record(record: dict, strategy: str, batch: RecordBatch, index: int) -> tuple[str, list[dict]]:

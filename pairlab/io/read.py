@@ -10,14 +10,19 @@ A row that cannot become a pair never aborts the file: it is caught where it fai
 """
 from __future__ import annotations
 
+import copy
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
+import numpy as np
 import pandas as pd
 
 from ..schema import PAIR_COLUMNS, PairDataError, finalize_pairs
-from . import fields, layouts, sources
-from .rejects import RejectLog, all_rejected_error
+from . import fields, layouts, raw, sources
+from .rejects import HEAD, RejectLog, all_rejected_error
+
+#: Rows per chunk of :func:`iter_pairs_chunks` unless told.
+CHUNK_ROWS = 10_000
 
 
 def read_pairs(spec: str | Path, format: str = "auto",
@@ -73,12 +78,7 @@ def read_pairs_with_rejects(spec: str | Path, format: str = "auto",
     explicit = fields.parse_mapping(mapping)
     spec_text = str(spec)
     log = RejectLog(strict=strict)
-    stats: dict[str, Any] = {"spec": spec_text, "format": fmt, "files": [], "layouts": {},
-                             "rows": 0, "records": 0, "rejected": 0, "pairs": 0,
-                             "ties_dropped": 0, "mapping": dict(explicit), "auto_mapped": {},
-                             "dropped_columns": []}
-    if fmt == "raw" or fmt == "auto":
-        stats.update(binarize=binarize, pairing=pairing, seed=int(seed))
+    stats = _new_stats(spec_text, fmt, explicit, binarize, pairing, seed)
     if (hub_config or hub_revision) and not sources.is_hub_id(spec_text):
         raise PairDataError("--hub-config and --hub-revision apply to hub dataset ids only",
                             file=spec_text, field="--hub-config" if hub_config else "--hub-revision")
@@ -87,6 +87,7 @@ def read_pairs_with_rejects(spec: str | Path, format: str = "auto",
         mark = len(log)
         batch = load()
         frame = _read_batch(batch, fmt, explicit, stats, log, binarize, pairing, seed)
+        log.sort_from(mark)  # file order, as the chunked reader gives it
         rejected = len(log) - mark
         if batch.rows == 0:
             raise PairDataError("empty file: no records", file=batch.name,
@@ -115,13 +116,175 @@ def read_pairs_with_rejects(spec: str | Path, format: str = "auto",
     stats["pairs"] = len(df)
     stats["flagged"] = int((df["flags"] != "").sum())
     stats["rejects"] = log.head()
+    _finish_stats(stats)
+    df.attrs["read_stats"] = stats
+    return df, log.frame()
+
+
+def iter_pairs_chunks(spec: str | Path, format: str = "auto",
+                      mapping: Mapping[str, str] | Iterable[str] | None = None,
+                      split: str | None = None, binarize: str = "mean-aspects",
+                      pairing: str = "best-vs-random", seed: int = 0, *, strict: bool = False,
+                      hub_config: str | None = None, hub_revision: str | None = None,
+                      chunk_rows: int = CHUNK_ROWS) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+    """:func:`read_pairs_with_rejects`, ``chunk_rows`` input rows at a time: ``(pairs, rejects)``.
+
+    A single JSONL, CSV or TSV file (any compression) is read chunk by chunk, in bounded
+    memory; any other input (Parquet, JSON, a directory, a dataset) is read whole and
+    comes as one chunk. Concatenated, the chunks are what the whole-file read gives: the
+    same pairs and ``pair_id``s (repeats of a pair are numbered ``-1``, ``-2``... across
+    chunks), the same rejects in file order, the same ``read_stats``.
+
+    How a file is read is decided once, on its first chunk, which is extended until it
+    holds :data:`~pairlab.io.layouts.PROBE` (50) parsed records: the first records decide
+    the layout and the field plan, as they do for the whole file. Later chunks are read
+    with that layout and plan; a record they do not fit is rejected with a reason (a chunk
+    that fails as a whole has each of its rows rejected), never a crash. Whole-file errors
+    keep their meaning and come at the end, after the last chunk was read: an empty file,
+    every row rejected, a ``--map`` path no record has (raised at once when the first chunk
+    has no layout either), raw records of which no completion has a score.
+
+    Each chunk's ``pairs.attrs["read_stats"]`` holds the statistics so far; the last
+    chunk's are the whole file's. A chunk may hold no pairs (every row in it rejected).
+    """
+    if not sources.is_line_file(spec):
+        yield read_pairs_with_rejects(spec, format, mapping, split, binarize, pairing, seed, strict=strict,
+                                      hub_config=hub_config, hub_revision=hub_revision)
+        return
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
+    fmt = layouts.canonical_format(format)
+    explicit = fields.parse_mapping(mapping)
+    if hub_config or hub_revision:
+        raise PairDataError("--hub-config and --hub-revision apply to hub dataset ids only",
+                            file=str(spec), field="--hub-config" if hub_config else "--hub-revision")
+    path = Path(spec).expanduser()
+    name = str(path)
+    stats = _new_stats(str(spec), fmt, explicit, binarize, pairing, seed)
+    stats.update(files=[name], flagged=0, rejects=[])
+    options = {"binarize": binarize, "pairing": pairing, "seed": seed}
+    log = RejectLog(strict=strict)  # emptied after each chunk: only one chunk's rejects in memory
+    layout, plan = None, {}
+    found: set[str] = set()
+    first_record, first_reject = None, None
+    repeats = _RepeatIds()
+    for index, (batch, last) in enumerate(sources.iter_record_batches(path, log, chunk_rows,
+                                                                      min_records=layouts.PROBE)):
+        frame = None
+        if batch.records:
+            first_record = first_record if first_record is not None else batch.records[0]
+            found |= fields.explicit_found(batch.records, explicit)
+            if layout is None:  # the first chunk: it holds the file's first PROBE records
+                layout, plan, auto = _detect(batch, fmt, explicit)
+                if layout is None:
+                    missing = [f for f in explicit if f not in found]
+                    if missing:  # most likely the reason no layout fits: say that
+                        raise fields.missing_path_error(missing[0], explicit[missing[0]], name, first_record)
+                    raise layouts.unknown_layout_error(batch)
+                stats["layouts"][name] = layout
+                stats["auto_mapped"].update(auto)
+            frame = _chunk_frame(batch, layout, plan, stats, log, options, index)
+            if frame is not None and layout != "pairs":  # a pairs table's ids are kept as they are
+                frame["pair_id"] = repeats.renumber(frame["pair_id"])
+        if frame is None or len(frame) == 0:
+            frame = finalize_pairs(pd.DataFrame(columns=list(PAIR_COLUMNS)))
+        log.sort_from(0)
+        first_reject = first_reject or (log.rows[0] if log.rows else None)
+        stats["rejects"] += log.head(0, HEAD - len(stats["rejects"]))
+        stats["rows"] += batch.rows
+        stats["rejected"] += len(log)
+        stats["records"] += batch.rows - len(log)
+        stats["pairs"] += len(frame)
+        stats["flagged"] += int((frame["flags"] != "").sum())
+        rejects = log.frame()
+        log.rows = []
+        if last:
+            _whole_file_checks(stats, explicit, found, first_record, first_reject, layout, name, binarize)
+        snapshot = copy.deepcopy(stats)
+        _finish_stats(snapshot)
+        frame.attrs["read_stats"] = snapshot
+        yield frame, rejects
+
+
+def _chunk_frame(batch: sources.RecordBatch, layout: str, plan: dict[str, str], stats: dict,
+                 log: RejectLog, options: dict[str, Any], chunk: int) -> pd.DataFrame | None:
+    """One chunk's pairs. A later chunk the file's layout refuses as a whole (a layout's
+    whole-table check, e.g. one a registered layout makes): each of its rows is rejected
+    with that reason, and the file is read on."""
+    mark = len(log)
+    try:
+        return _batch_rows(batch, layout, plan, stats, log, options, chunk)
+    except PairDataError as err:
+        if chunk == 0 or log.strict:
+            raise
+        del log.rows[mark:]
+        for i, record in enumerate(batch.records):
+            log.add(PairDataError(err.message, field=err.field, hint=err.hint, **batch.where(i)), record)
+        return None
+
+
+def _whole_file_checks(stats: dict, explicit: dict, found: set, first_record: dict | None,
+                       first_reject: dict | None, layout: str | None, name: str, binarize: str) -> None:
+    """After a file's last chunk: the errors the whole-file read raises, in its order."""
+    if stats["rows"] == 0:
+        raise PairDataError("empty file: no records", file=name,
+                            hint="expected JSON objects (one per line or a list), "
+                                 "Parquet rows, or CSV/TSV rows under a header")
+    if first_record is not None:
+        missing = [f for f in explicit if f not in found]
+        if missing:
+            raise fields.missing_path_error(missing[0], explicit[missing[0]], name, first_record)
+        if layout == "raw" and stats.get("completions") and \
+                stats["completions_unscored"] == stats["completions"]:
+            raise raw.unscored_error(name, binarize)
+    if stats["rejected"] == stats["rows"]:
+        raise all_rejected_error(first_reject, stats["rejected"])
+
+
+class _RepeatIds:
+    """Repeat numbers of pair ids over a whole file read in chunks.
+
+    :func:`~pairlab.schema.finalize_pairs` numbers the repeats of a pair (``-1``, ``-2``...)
+    within its table; a chunk's count goes on from the chunks before it. The ids seen are
+    kept as 64-bit hashes (8 bytes each, not a Python string), the repeat counts only for
+    ids seen more than once.
+    """
+
+    def __init__(self) -> None:
+        self.seen = np.zeros(0, dtype=np.uint64)
+        self.copies: dict[int, int] = {}  # hash -> highest repeat number given so far
+
+    def renumber(self, ids: pd.Series) -> np.ndarray:
+        base = ids.astype(str).str.replace(r"-\d+$", "", regex=True)
+        keys = pd.util.hash_array(base.to_numpy(dtype=object))
+        prior = np.zeros(len(keys), dtype=np.int64)
+        before = np.isin(keys, self.seen)
+        prior[before] = [1 + self.copies.get(int(k), 0) for k in keys[before]]
+        repeat = prior + pd.Series(keys).groupby(keys).cumcount().to_numpy()
+        for key, number in zip(keys[repeat > 0], repeat[repeat > 0]):
+            self.copies[int(key)] = max(self.copies.get(int(key), 0), int(number))
+        self.seen = np.union1d(self.seen, keys)
+        base = base.to_numpy(dtype=object)
+        return np.where(repeat > 0, base + "-" + repeat.astype(str), base)
+
+
+def _new_stats(spec: str, fmt: str, explicit: dict, binarize: str, pairing: str,
+               seed: int) -> dict[str, Any]:
+    stats: dict[str, Any] = {"spec": spec, "format": fmt, "files": [], "layouts": {},
+                             "rows": 0, "records": 0, "rejected": 0, "pairs": 0,
+                             "ties_dropped": 0, "mapping": dict(explicit), "auto_mapped": {},
+                             "dropped_columns": []}
+    if fmt == "raw" or fmt == "auto":
+        stats.update(binarize=binarize, pairing=pairing, seed=int(seed))
+    return stats
+
+
+def _finish_stats(stats: dict[str, Any]) -> None:
     found = sorted(set(stats["layouts"].values()))
     stats["layout"] = found[0] if len(found) == 1 else "mixed: " + ", ".join(found)
     if "raw" not in found:
         for key in ("binarize", "pairing", "seed"):
             stats.pop(key, None)
-    df.attrs["read_stats"] = stats
-    return df, log.frame()
 
 
 def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
@@ -163,23 +326,37 @@ def _read_pairs_parquet(path: Path, fmt: str, explicit: dict, stats: dict) -> pd
 def _read_batch(batch: sources.RecordBatch, fmt: str, explicit: dict, stats: dict,
                 log: RejectLog, binarize: str, pairing: str, seed: int) -> pd.DataFrame:
     stats["files"].append(batch.name)
-    empty = finalize_pairs(pd.DataFrame(columns=list(PAIR_COLUMNS)))
     if not batch.records:  # nothing parsed: the caller says empty or all rejected
-        return empty
+        return finalize_pairs(pd.DataFrame(columns=list(PAIR_COLUMNS)))
     fields.check_explicit_found(batch.records, explicit, batch.name)
+    layout, plan, auto = _detect(batch, fmt, explicit)
+    if layout is None:
+        raise layouts.unknown_layout_error(batch)
+    stats["layouts"][batch.name] = layout
+    if auto:
+        stats["auto_mapped"].update(auto)
+    return _batch_rows(batch, layout, plan, stats, log,
+                       {"binarize": binarize, "pairing": pairing, "seed": seed})
+
+
+def _detect(batch: sources.RecordBatch, fmt: str, explicit: dict
+            ) -> tuple[str | None, dict[str, str], dict[str, str]]:
+    """(layout or None, field plan, the plan's alias-chosen part) from the batch's first
+    records (the probe of :func:`layouts.probe_layout` and :func:`fields.resolve_plan`)."""
     registry = layouts.LAYOUT_REGISTRY
     first = fmt if fmt != "auto" else layouts.probe_layout(batch.records, explicit)
     if first is not None and not registry[first].flat:
         plan, auto = dict(explicit), {}  # flat-layout aliases must not rename this layout's fields
     else:
         plan, auto = fields.resolve_plan(batch.records, explicit, layouts.FLAT_FIELDS)
-    records = [fields.apply_plan(rec, plan) for rec in batch.records]
+    records = [fields.apply_plan(rec, plan) for rec in batch.records[:layouts.PROBE]]
     layout = fmt if fmt != "auto" else layouts.probe_layout(records, plan)
-    if layout is None:
-        raise layouts.unknown_layout_error(batch)
-    stats["layouts"][batch.name] = layout
-    if auto:
-        stats["auto_mapped"].update(auto)
-    context = layouts.ReadContext(batch, records, log, plan, stats=stats,
-                                  options={"binarize": binarize, "pairing": pairing, "seed": seed})
-    return registry[layout].rows(context)
+    return layout, plan, auto
+
+
+def _batch_rows(batch: sources.RecordBatch, layout: str, plan: dict[str, str], stats: dict,
+                log: RejectLog, options: dict[str, Any], chunk: int | None = None) -> pd.DataFrame:
+    """The batch's records through ``plan`` and ``layout``: a pairs table."""
+    records = [fields.apply_plan(rec, plan) for rec in batch.records]
+    context = layouts.ReadContext(batch, records, log, plan, stats=stats, options=options, chunk=chunk)
+    return layouts.LAYOUT_REGISTRY[layout].rows(context)

@@ -51,6 +51,16 @@ class RejectLog:
                           "reason": err.message, "hint": err.hint or "",
                           "record": record_text(record)})
 
+    def sort_from(self, start: int = 0) -> None:
+        """Put the rejects from ``start`` on in file order (by line or row).
+
+        Rows are rejected where they fail: unparseable lines while the file is read, the
+        others when the layout reads the records, score by score. File order makes the
+        table (and its "first" reject) the same however the file was read, whole or in
+        chunks. Stable: one row is rejected at most once.
+        """
+        self.rows[start:] = sorted(self.rows[start:], key=_position)
+
     def frame(self) -> pd.DataFrame:
         # object text columns keep None for "no field" (pandas 3 would infer str with NaN)
         return pd.DataFrame({col: pd.Series([r[col] for r in self.rows],
@@ -61,6 +71,13 @@ class RejectLog:
         """The first ``n`` rejects from ``start`` on, without the record (for read_stats)."""
         return [{k: v for k, v in r.items() if k != "record" and v is not None}
                 for r in self.rows[start:start + n]]
+
+
+def _position(reject: dict[str, Any]) -> int:
+    for key in ("line", "row"):
+        if reject[key] is not None:
+            return int(reject[key])
+    return -1  # no position: a whole-batch problem, ahead of its rows
 
 
 def record_text(record: Any) -> str:

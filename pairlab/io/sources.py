@@ -22,9 +22,10 @@ import json
 import lzma
 import re
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import IO, Any, Callable, Iterator
 
 from ..schema import PairDataError
 from .rejects import RejectLog
@@ -133,8 +134,15 @@ def read_file(path: Path, log: RejectLog) -> RecordBatch:
     kind = file_type(path)[0]
     readers = {".parquet": _read_parquet, ".json": _read_json, ".jsonl": _read_jsonl,
                ".csv": _read_delimited, ".tsv": _read_delimited}
-    try:
+    with _container_errors(path):
         return readers[kind](path, log)
+
+
+@contextmanager
+def _container_errors(path: Path) -> Iterator[None]:
+    """A broken archive or unreadable file is an error for the whole file, not a row."""
+    try:
+        yield
     except PairDataError:
         raise
     except (OSError, EOFError, lzma.LZMAError) as err:  # a broken archive or unreadable file
@@ -145,15 +153,87 @@ def read_file(path: Path, log: RejectLog) -> RecordBatch:
         raise
 
 
+#: Inner file types read line by line (so they can be read in chunks): the others
+#: (Parquet, a JSON document) are containers read whole.
+LINE_TYPES = (".jsonl", ".csv", ".tsv")
+
+
+def is_line_file(spec: str | Path) -> bool:
+    """A single local JSONL/CSV/TSV file (any compression): readable chunk by chunk."""
+    path = Path(spec).expanduser()
+    return path.is_file() and file_type(path)[0] in LINE_TYPES
+
+
+def iter_record_batches(path: Path, log: RejectLog, chunk_rows: int, *, min_records: int = 0
+                        ) -> Iterator[tuple[RecordBatch, bool]]:
+    """A JSONL/CSV/TSV file as batches of ``chunk_rows`` rows each: ``(batch, is_last)``.
+
+    Rows are what the whole-file readers count (blank lines are not rows); a row that does
+    not parse goes to ``log`` as it is met, so the caller can take each chunk's rejects
+    from ``log`` before asking for the next. The first batch is extended until it holds
+    ``min_records`` parsed records (or the file ends): the sample layout detection and field
+    plans look at. ``is_last`` comes from reading one row ahead. A file without rows gives
+    one empty batch.
+    """
+    rows_of = _jsonl_rows if file_type(path)[0] == ".jsonl" else _delimited_rows
+    with _container_errors(path):
+        rows = rows_of(path, log)
+        ahead = next(rows, None)
+        first = True
+        while True:
+            records, positions, n = [], [], 0
+            while ahead is not None and (n < chunk_rows or (first and len(records) < min_records)):
+                position, record = ahead
+                n += 1
+                if record is not None:
+                    records.append(record)
+                    positions.append(position)
+                ahead = next(rows, None)
+            yield RecordBatch(str(path), records, positions, "line", rows=n), ahead is None
+            first = False
+            if ahead is None:
+                return
+
+
+def count_lines(path: Path, stop_above: int | None = None, block: int = 1 << 22) -> int:
+    """Newlines in a (decompressed) file, counted in 4 MiB blocks; stops once past ``stop_above``.
+
+    A cheap upper bound of a line file's rows (blank lines and, in CSV, quoted cells that
+    span lines count too) where no footer holds a row count.
+    """
+    n = 0
+    with _container_errors(path), _open(path) as fh:
+        while data := fh.read(block):
+            n += data.count(b"\n")
+            if stop_above is not None and n > stop_above:
+                break
+    return n
+
+
 def _read_jsonl(path: Path, log: RejectLog) -> RecordBatch:
-    records, lines, rows = [], [], 0
+    return _collect(str(path), _jsonl_rows(path, log))
+
+
+def _collect(name: str, rows: Iterator[tuple[int, dict[str, Any] | None]]) -> RecordBatch:
+    """A whole file's rows (from a ``_*_rows`` generator) as one batch."""
+    records, lines, n = [], [], 0
+    for lineno, record in rows:
+        n += 1
+        if record is not None:
+            records.append(record)
+            lines.append(lineno)
+    return RecordBatch(name, records, lines, "line", rows=n)
+
+
+def _jsonl_rows(path: Path, log: RejectLog) -> Iterator[tuple[int, dict[str, Any] | None]]:
+    """``(line, record)`` per non-blank line; a line that is not a JSON object goes to
+    ``log`` and gives ``(line, None)``."""
     with _open(path) as fh:
         for lineno, raw in enumerate(fh, start=1):
             if lineno == 1 and raw.startswith(codecs.BOM_UTF8):
                 raw = raw[len(codecs.BOM_UTF8):]
             if not raw.strip():
                 continue
-            rows += 1
             where = {"file": str(path), "line": lineno}
             try:
                 text = raw.decode("utf-8")
@@ -162,6 +242,7 @@ def _read_jsonl(path: Path, log: RejectLog) -> RecordBatch:
                                       f"{err.start + 1})", **where,
                                       hint="re-encode the file as UTF-8"),
                         raw.decode("utf-8", "replace").rstrip("\r\n"))
+                yield lineno, None
                 continue
             try:
                 record = json.loads(text)
@@ -169,19 +250,20 @@ def _read_jsonl(path: Path, log: RejectLog) -> RecordBatch:
                 log.add(PairDataError(f"malformed JSON ({err.msg.removesuffix(' at')} at column {err.colno})", **where,
                                       hint="each line must be one complete JSON object"),
                         text.rstrip("\r\n"))
+                yield lineno, None
                 continue
             except (ValueError, RecursionError) as err:  # too deep, or an over-long integer
                 log.add(PairDataError(f"malformed JSON ({type(err).__name__}: "
                                       f"{str(err)[:120] or 'nested too deeply'})", **where),
                         text.rstrip("\r\n"))
+                yield lineno, None
                 continue
             if not isinstance(record, dict):
                 log.add(PairDataError(f"expected a JSON object, got {type(record).__name__}",
                                       **where), text.rstrip("\r\n"))
+                yield lineno, None
                 continue
-            records.append(record)
-            lines.append(lineno)
-    return RecordBatch(str(path), records, lines, "line", rows=rows)
+            yield lineno, record
 
 
 def _read_json(path: Path, log: RejectLog) -> RecordBatch:
@@ -239,29 +321,32 @@ def _read_parquet(path: Path, log: RejectLog) -> RecordBatch:
 
 
 def _read_delimited(path: Path, log: RejectLog) -> RecordBatch:
+    return _collect(str(path), _delimited_rows(path, log))
+
+
+def _delimited_rows(path: Path, log: RejectLog) -> Iterator[tuple[int, dict[str, Any] | None]]:
     """CSV (``,``) or TSV (tab), with a header row; every value is read as text.
 
-    The csv module rather than ``pandas.read_csv``: it reports the line each row starts
-    on (quoted cells may span lines) and hands over a malformed row instead of skipping
-    it, so every row is read or rejected with its line. Numbers in score columns are
-    parsed later, like numeric strings in JSON.
+    ``(line, record)`` per row, ``(line, None)`` for a row that goes to ``log``. The csv
+    module rather than ``pandas.read_csv``: it reports the line each row starts on (quoted
+    cells may span lines) and hands over a malformed row instead of skipping it, so every
+    row is read or rejected with its line. Numbers in score columns are parsed later, like
+    numeric strings in JSON.
     """
     delimiter = "\t" if file_type(path)[0] == ".tsv" else ","
-    records, lines, rows = [], [], 0
     with _open(path) as raw, io.TextIOWrapper(raw, encoding="utf-8-sig",
                                               errors="surrogateescape", newline="") as fh:
         reader = csv.reader(fh, delimiter=delimiter)
         try:
             header = next(reader, None)
             if header is None:
-                return RecordBatch(str(path), [], [], "line", rows=0)
+                return
             _check_header(header, path)
             start = reader.line_num + 1
             for values in reader:
                 lineno, start = start, reader.line_num + 1
                 if not values:
                     continue  # a blank line is not a row
-                rows += 1
                 where = {"file": str(path), "line": lineno}
                 text = delimiter.join(values)
                 if len(values) != len(header):
@@ -269,19 +354,19 @@ def _read_delimited(path: Path, log: RejectLog) -> RecordBatch:
                                           f"{len(values)}", **where,
                                           hint="quote cells that contain the delimiter"),
                             _UNDECODED.sub("\ufffd", text))
+                    yield lineno, None
                     continue
                 bad = next((h for h, v in zip(header, values) if _UNDECODED.search(v)), None)
                 if bad is not None:
                     log.add(PairDataError("invalid UTF-8", field=bad, **where,
                                           hint="re-encode the file as UTF-8"),
                             _UNDECODED.sub("\ufffd", text))
+                    yield lineno, None
                     continue
-                records.append(dict(zip(header, values)))
-                lines.append(lineno)
+                yield lineno, dict(zip(header, values))
         except csv.Error as err:  # e.g. a NUL byte: the reader cannot go on past it
             raise PairDataError(f"malformed {file_type(path)[0][1:].upper()} ({err})",
                                 file=str(path), line=reader.line_num) from None
-    return RecordBatch(str(path), records, lines, "line", rows=rows)
 
 
 def _check_header(header: list[str], path: Path) -> None:

@@ -41,6 +41,122 @@ def write_pairs(df: pd.DataFrame, path: str | Path) -> Path:
                         hint="write .parquet (canonical) or .jsonl")
 
 
+class PairsParquetWriter:
+    """A pairs table written to Parquet chunk by chunk, in bounded memory (``pairlab convert``
+    of a file read by :func:`pairlab.io.iter_pairs_chunks`).
+
+    Each chunk goes to a part file in a temp folder beside ``path``; :meth:`close` joins the
+    parts into ``path`` atomically, one part in memory at a time, under one schema (a
+    column only some chunks have is null in the others; types unified as pandas would for
+    the whole table; a column Arrow types differently in two chunks, nested in one and
+    text in another, is stored as text, as :func:`write_pairs` stores a mixed column), with
+    the final ``read_stats`` as the file's ``attrs``. Read back, the file is what
+    :func:`write_pairs` of the concatenated chunks writes. Until then ``path`` is untouched;
+    :meth:`abort` (or an error) removes the parts.
+    """
+
+    def __init__(self, path: str | Path):
+        import tempfile
+
+        self.path = Path(path)
+        if self.path.suffix != ".parquet":
+            raise PairDataError(f"unsupported output type '{self.path.suffix}'", file=str(path),
+                                hint="write .parquet")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.parts_dir = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".parts",
+                                               dir=self.path.parent))
+        self.parts: list[Path] = []
+        self.empty: pd.DataFrame | None = None
+        self.rows = 0
+
+    def add(self, df: pd.DataFrame) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        validate_pairs(df)
+        if len(df) == 0:  # kept for its columns: a file of no pairs is still a pairs table
+            self.empty = df if self.empty is None else self.empty
+            return
+        out = df.copy()
+        out["prompt"] = [as_messages(m) for m in out["prompt"]]
+        out.attrs = {}
+        part = self.parts_dir / f"part-{len(self.parts):05d}.parquet"
+        pq.write_table(pa.Table.from_pandas(_arrow_safe(out), preserve_index=False), part)
+        self.parts.append(part)
+        self.rows += len(df)
+
+    def close(self, attrs: dict[str, Any] | None = None) -> Path:
+        """Join the parts into ``path`` (atomically); ``attrs``: the table's ``df.attrs``."""
+        import shutil
+
+        import pyarrow.parquet as pq
+
+        try:
+            if not self.parts:
+                empty = self.empty if self.empty is not None else pd.DataFrame(columns=list(PAIR_COLUMNS))
+                empty = empty.copy()
+                empty.attrs = attrs or {}
+                return write_pairs(empty, self.path)
+            schema, text = _unified_schema([pq.read_schema(p) for p in self.parts])
+            if attrs:
+                schema = schema.with_metadata({**(schema.metadata or {}),
+                                               b"PANDAS_ATTRS": artifacts.to_json(_jsonable_attrs(attrs))})
+            with artifacts.atomic_path(self.path) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+                for part in self.parts:
+                    writer.write_table(conform_table(pq.read_table(part), schema, text))
+            return self.path
+        finally:
+            shutil.rmtree(self.parts_dir, ignore_errors=True)
+
+    def abort(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.parts_dir, ignore_errors=True)
+
+
+def _unified_schema(schemas: list) -> tuple[Any, set[str]]:
+    """One schema for every part, and the columns stored as text because the parts' types
+    for them do not unify (nested in one part, text in another)."""
+    import pyarrow as pa
+
+    first = schemas[0]
+    if all(s.equals(first, check_metadata=False) for s in schemas[1:]):
+        return first, set()
+    text: set[str] = set()
+    names = list(dict.fromkeys(n for s in schemas for n in s.names))
+    fields = []
+    for name in names:
+        types = [s.field(name).type for s in schemas if name in s.names]
+        try:
+            merged = pa.unify_schemas([pa.schema([pa.field(name, t)]) for t in types],
+                                      promote_options="permissive").field(name).type
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            merged = pa.string()
+            text.add(name)
+        fields.append(pa.field(name, merged))
+    # the pandas metadata of one part describes that part's columns only: keep the rest
+    metadata = {k: v for k, v in (first.metadata or {}).items() if k != b"pandas"}
+    return pa.schema(fields, metadata=metadata or None), text
+
+
+def conform_table(table, schema, text: set[str] = frozenset()):
+    """A table as ``schema``: absent columns null, ``text`` columns as JSON text, types cast
+    (a chunk of a table written part by part, e.g. by :class:`PairsParquetWriter`)."""
+    import pyarrow as pa
+
+    columns = []
+    for field in schema:
+        if field.name not in table.column_names:
+            columns.append(pa.nulls(len(table), field.type))
+        elif field.name in text and not pa.types.is_string(table.schema.field(field.name).type):
+            values = table.column(field.name).to_pylist()
+            columns.append(pa.array([None if v is None else json.dumps(v, ensure_ascii=False, default=_plain)
+                                     if isinstance(v, (dict, list)) else str(v) for v in values], pa.string()))
+        else:
+            columns.append(table.column(field.name).cast(field.type))
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
 def _jsonable_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
     """pandas stores ``df.attrs`` in Parquet metadata as JSON: keep only what survives."""
     try:
@@ -56,11 +172,11 @@ def _arrow_safe(df: pd.DataFrame) -> pd.DataFrame:
     for col in df.columns:
         if col in PAIR_COLUMNS or df[col].dtype != object:
             continue
-        try:
-            pa.array(df[col].tolist())
+        try:  # from_pandas: a NaN where a value is missing (a column only some rows have) is null
+            pa.array(df[col].tolist(), from_pandas=True)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-            df[col] = [None if v is None else json.dumps(v, ensure_ascii=False, default=_plain)
-                       if isinstance(v, (dict, list, tuple, np.ndarray)) else str(v)
+            df[col] = [json.dumps(v, ensure_ascii=False, default=_plain)
+                       if isinstance(v, (dict, list, tuple, np.ndarray)) else None if pd.isna(v) else str(v)
                        for v in df[col]]
     return df
 

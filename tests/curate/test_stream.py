@@ -3,6 +3,7 @@ and an interrupted streamed curation resumes from the chunks already scored."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -111,9 +112,9 @@ def test_large_parquet_pools_stream_by_default(tmp_path, pool_file, monkeypatch)
     monkeypatch.setattr(stream_module, "STREAM_ABOVE_ROWS", 300)
     assert stream_module.chunk_size(pool_file, CurateConfig()) == stream_module.DEFAULT_CHUNK_ROWS
     assert stream_module.chunk_size(pool_file, CurateConfig(chunk_rows=0)) == 0
-    jsonl = tmp_path / "pool.jsonl"
-    write_pairs(read_pairs(str(pool_file)), jsonl)
-    assert stream_module.chunk_size(jsonl, CurateConfig()) == 0  # JSONL: the reader reads it whole
+    json_file = tmp_path / "pool.json"  # a JSON document: read whole, whatever its size
+    json_file.write_text(json.dumps(read_pairs(str(pool_file))[["chosen", "rejected"]].to_dict("records")))
+    assert stream_module.chunk_size(json_file, CurateConfig()) == 0
 
 
 def test_killed_cli_curation_resumes(tmp_path, make_pool):
@@ -177,3 +178,88 @@ def test_chunked_reads_do_not_accumulate_arrow_memory(tmp_path):
     held = [pa.total_allocated_bytes() - before for _ in stream_module._chunks(path, 200)]
     assert len(held) == 80
     assert max(held) < whole / 4, (max(held), whole)
+
+
+@pytest.mark.parametrize("suffix", [".jsonl.gz", ".csv"])
+def test_streamed_jsonl_or_csv_pool_equals_in_memory(tmp_path, pool_file, suffix):
+    """`pairlab curate --input pool.jsonl.gz` (or .csv) with chunk_rows set streams: the pool is
+    converted chunk by chunk into a Parquet in the cache, then curated from it. Its rejected
+    rows are unreadable rows of dropped.parquet, as when the file is read whole; every output
+    and the manifest's counts and inputs are the in-memory curation's."""
+    import gzip
+
+    pool = read_pairs(str(pool_file))
+    flat = pool.assign(prompt=pool["prompt_text"])[["prompt", "chosen", "rejected", "score_chosen",
+                                                     "score_rejected", "source"]]
+    if suffix == ".csv":
+        lines = flat.to_csv(index=False).splitlines()
+        lines.insert(100, "a,row,with,too,few")
+        lines.insert(200, lines[30])  # an exact repeat of a pair, in a later chunk
+        path = tmp_path / "pool.csv"
+        path.write_text("\n".join(lines) + "\n")
+    else:
+        lines = [json.dumps(r).encode() for r in flat.to_dict("records")]
+        lines.insert(100, b'{"prompt": "cut')
+        lines.insert(200, b'{"prompt": "a \xff", "chosen": "x", "rejected": "y"}')
+        lines.insert(250, lines[30])
+        path = tmp_path / "pool.jsonl.gz"
+        with gzip.open(path, "wb") as fh:
+            fh.write(b"\n".join(lines) + b"\n")
+    spec = tmp_path / "filters.yaml"
+    spec.write_text("".join(f"- {json.dumps(f)}\n" for f in SPEC))
+
+    def run(out: str, chunk_rows: int) -> dict:
+        from pairlab.cli import main
+
+        assert main(["curate", "--input", str(path), "--filters", str(spec), "--out", str(tmp_path / out),
+                     "--tokenizer", "none", "--set", f"chunk_rows={chunk_rows}"]) == 0
+        return json.loads((tmp_path / out / "manifest.json").read_text())
+
+    whole, streamed = run("whole", 0), run("streamed", 37)
+    assert "streamed" not in whole and streamed["streamed"]["chunk_rows"] == 37
+    _same_outputs(tmp_path / "whole", tmp_path / "streamed")
+    assert whole["inputs"]["pool"] == streamed["inputs"]["pool"]
+    assert streamed["counts"]["unreadable"] == (1 if suffix == ".csv" else 2)
+    dropped = pd.read_parquet(tmp_path / "streamed" / "dropped.parquet")
+    assert (dropped["dropped_by"] == "unreadable").sum() == streamed["counts"]["unreadable"]
+    assert dropped["reject_line"].dropna().astype(int).tolist() == ([101] if suffix == ".csv" else [101, 201])
+    assert dropped["pair_id"].str.endswith("-1").sum() == 1  # the repeat, numbered across chunks
+    # the converted pool is cached: a second streamed curation reuses it
+    assert len(list((Path(os.environ["PAIRLAB_CACHE"]) / "pools").glob("*.parquet"))) == 2  # pool + rejects
+    again = run("again", 37)
+    assert again["counts"] == streamed["counts"] and again["score_cache"]["hit"]
+
+
+def test_large_line_files_stream_by_default(tmp_path, pool_file, monkeypatch):
+    """A JSONL/CSV pool streams without chunk_rows when it has more lines than STREAM_ABOVE_ROWS
+    (no footer holds its row count: the lines are counted, stopping past the threshold)."""
+    jsonl = tmp_path / "pool.jsonl"
+    write_pairs(read_pairs(str(pool_file)), jsonl)
+    assert stream_module.chunk_size(jsonl, CurateConfig()) == 0  # 340 lines
+    monkeypatch.setattr(stream_module, "STREAM_ABOVE_ROWS", 300)
+    assert stream_module.chunk_size(jsonl, CurateConfig()) == stream_module.DEFAULT_CHUNK_ROWS
+    assert stream_module.chunk_size(jsonl, CurateConfig(chunk_rows=0)) == 0
+
+
+def test_streamed_curation_records_unreadable_eval_from_rows(tmp_path, pool_file, make_pool):
+    """The --eval-from split's unreadable rows go to dropped.parquet on the streamed path too
+    (they used to stop it), as the in-memory curation records them."""
+    from pairlab.cli import main
+
+    eval_file = tmp_path / "eval.jsonl"
+    write_pairs(make_pool(20, prefix="held out"), eval_file)
+    eval_file.write_text(eval_file.read_text() + '{"prompt": "cut\n')
+    outs = {}
+    for name, chunk_rows in (("whole", 0), ("streamed", 64)):
+        assert main(["curate", "--input", str(pool_file), "--eval-from", str(eval_file), "--filters",
+                     str(_spec(tmp_path)), "--out", str(tmp_path / name), "--tokenizer", "none", "--no-report",
+                     "--set", f"chunk_rows={chunk_rows}"]) == 0
+        outs[name] = json.loads((tmp_path / name / "manifest.json").read_text())
+    assert outs["streamed"]["counts"] == outs["whole"]["counts"] and outs["whole"]["counts"]["unreadable"] == 1
+    _same_outputs(tmp_path / "whole", tmp_path / "streamed")
+
+
+def _spec(tmp_path: Path) -> Path:
+    spec = tmp_path / "filters.yaml"
+    spec.write_text("- drop_ties\n- dedupe_prompts\n")
+    return spec

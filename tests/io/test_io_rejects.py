@@ -87,7 +87,7 @@ def test_json_array_nan_where_text_is_required(tmp_path):
                     ' {"prompt": NaN, "chosen": "x", "rejected": "y"}, 3]')
     df, rejects = read_pairs_with_rejects(path)
     assert len(df) == 1 and pd.isna(df.loc[0, "score_chosen"])  # an unknown score is kept
-    assert rejects[["row", "field"]].astype(object).values.tolist() == [[2, None], [1, "prompt"]]
+    assert rejects[["row", "field"]].astype(object).values.tolist() == [[1, "prompt"], [2, None]]  # file order
 
 
 def test_every_row_rejected_is_an_error(tmp_path, capsys):
