@@ -137,7 +137,6 @@ def read_input(args: argparse.Namespace, dest: str = "input", *, with_rejects: b
     """
     from .dirs import check_input_file
     from .io import read_pairs_with_rejects
-    from .io.rejects import describe_reject
 
     check_input_file(getattr(args, dest))
     pairs, rejects = read_pairs_with_rejects(
@@ -152,12 +151,18 @@ def read_input(args: argparse.Namespace, dest: str = "input", *, with_rejects: b
         hub_config=getattr(args, f"{dest}_hub_config", None),
         hub_revision=getattr(args, f"{dest}_hub_revision", None),
     )
-    stats = pairs.attrs.get("read_stats", {})
-    if stats.get("rejected") and announce:  # (convert states its own error instead)
-        print(f"pairlab {getattr(args, 'command', '')}: note: {stats['rejected']} of "
-              f"{stats['rows']} rows rejected (first: {describe_reject(stats['rejects'][0])}); "
-              "--strict makes this an error", file=sys.stderr)
+    if announce:  # (convert states its own error instead)
+        announce_rejects(getattr(args, "command", ""), pairs.attrs.get("read_stats", {}))
     return (pairs, rejects) if with_rejects else pairs
+
+
+def announce_rejects(command: str, stats: dict) -> None:
+    """The one stderr line saying how many rows a read rejected (``stats``: its read_stats)."""
+    from .io.rejects import describe_reject
+
+    if stats.get("rejected"):
+        print(f"pairlab {command}: note: {stats['rejected']} of {stats['rows']} rows rejected (first: "
+              f"{describe_reject(stats['rejects'][0])}); --strict makes this an error", file=sys.stderr)
 
 
 # ---------------------------------------------------------------- dispatcher

@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
-from ..cli import Command, add_input_args, read_input
+from ..cli import Command, add_input_args, announce_rejects, read_input
 from ..config import field_help
 
 
@@ -108,6 +107,8 @@ def _stream_rows(args: argparse.Namespace, config) -> int:
     from ..schema import PAIR_COLUMNS
     from .stream import chunk_size, parquet_rows
 
+    if getattr(args, "input_hub_config", None) or getattr(args, "input_hub_revision", None):
+        return 0  # hub options on a file: the whole-file reader refuses them (exit 2), as it should
     if is_line_file(args.input):
         return chunk_size(args.input, config)
     if parquet_rows(args.input) is None or getattr(args, "input_map", None) \
@@ -136,7 +137,6 @@ def _run_streamed(args: argparse.Namespace, filters, config, started: float, row
     inputs = {"spec": args.input, "format": args.input_format, "file_sha256": file_sha256(args.input)}
     if is_line_file(args.input):
         from ..io.convert import cached_parquet
-        from ..io.rejects import describe_reject
 
         pool, read, rejects = cached_parquet(args.input, chunk_rows=rows, format=args.input_format,
                                              mapping=args.input_map, binarize=args.input_binarize,
@@ -144,9 +144,7 @@ def _run_streamed(args: argparse.Namespace, filters, config, started: float, row
                                              strict=args.strict, file_sha256=inputs["file_sha256"])
         inputs.update(rows_in_input=read.get("rows"), records_read=read.get("records"),
                       rejected=read.get("rejected", 0))
-        if read.get("rejected"):
-            print(f"pairlab curate: note: {read['rejected']} of {read['rows']} rows rejected (first: "
-                  f"{describe_reject(read['rejects'][0])}); --strict makes this an error", file=sys.stderr)
+        announce_rejects("curate", read)
     eval_pairs = None
     if args.eval_from:  # its unreadable rows are accounted for in dropped.parquet too
         eval_pairs, eval_rejects = read_input(args, dest="eval_from", with_rejects=True)

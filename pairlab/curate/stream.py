@@ -188,7 +188,9 @@ def _as_int(prompt_hash: pd.Series) -> np.ndarray:
 
 
 class _Appender:
-    """One output Parquet file written chunk by chunk (to ``NAME.tmp``, renamed by ``close``).
+    """One output Parquet file written chunk by chunk (to ``.NAME.stream.tmp``, renamed by ``close``;
+    named as :func:`pairlab.artifacts.atomic_path` names its temp files, so a rerun's
+    :meth:`~pairlab.dirs.StageDir.clean` removes what a killed one left).
 
     ``last``: rows ``close`` appends after every chunk (the unreadable input rows of
     ``dropped.parquet``); the file has their columns from its first chunk on, typed as the
@@ -196,7 +198,7 @@ class _Appender:
     """
 
     def __init__(self, path: Path, last: pd.DataFrame | None = None):
-        self.path, self.tmp, self.writer, self.rows = path, path.with_name(path.name + ".tmp"), None, 0
+        self.path, self.tmp, self.writer, self.rows = path, path.with_name(f".{path.name}.stream.tmp"), None, 0
         self.last = last if last is not None and len(last) else None
 
     @staticmethod
@@ -227,7 +229,11 @@ class _Appender:
         self.rows += len(frame)
 
     def close(self, empty: pd.DataFrame) -> None:
-        if self.writer is None:  # no row at all: an empty table with the pool's columns
+        if self.writer is None and self.last is not None:  # only the last rows: typed as curate()'s concat
+            # (an empty chunk's `prompt` would be a double column no list casts into)
+            last, self.last = self.last, None
+            self.add(pd.concat([empty, last], ignore_index=True))
+        elif self.writer is None:  # no row at all: an empty table with the pool's columns
             self.add(empty)
         if self.last is not None:
             self.add(self.last)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..cli import Command, add_input_args, read_input
+from ..cli import Command, add_input_args, announce_rejects, read_input
 
 
 def _convert_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,6 +41,8 @@ def _convert(args: argparse.Namespace) -> int:
         raise PairDataError(f"--chunk-rows must be 0 or more, got {args.chunk_rows}", field="--chunk-rows")
     if _convert_streams(args):
         path, stats, rejects = _convert_chunks(args)
+        if args.rejects:  # as read_input announces them on the whole-file path
+            announce_rejects(args.command, stats)
     else:
         df, rejects = read_input(args, with_rejects=True, announce=bool(args.rejects))
         stats = df.attrs.get("read_stats", {})

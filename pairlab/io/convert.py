@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -79,13 +80,28 @@ def cached_parquet(spec: str | Path, *, chunk_rows: int = CHUNK_ROWS, format: st
     pool, rejects_file = root / f"{key}.parquet", root / f"{key}.rejects.parquet"
     with FileLock(f"{pool}.lock"):
         if pool.exists() and rejects_file.exists():
-            return pool, _read_stats(pool), pd.read_parquet(rejects_file)
+            return (pool, *_named(spec, _read_stats(pool), pd.read_parquet(rejects_file)))
         pool.unlink(missing_ok=True)
         tmp = root / f"{key}.converting.parquet"  # the pool appears under its name last
+        for stale in root.glob(f".{tmp.name}.*"):  # a killed conversion's parts (we hold the lock)
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
         _, stats, rejects = convert_chunked(spec, tmp, chunk_rows=chunk_rows, **options)
         write_rejects(rejects, rejects_file)
         tmp.replace(pool)
     return pool, stats, rejects
+
+
+def _named(spec: str | Path, stats: dict[str, Any], rejects: pd.DataFrame
+           ) -> tuple[dict[str, Any], pd.DataFrame]:
+    """A cached conversion's stats and rejects naming ``spec``: the key is the file's content,
+    so the entry may have been made from a copy under another path (its rejects would name
+    that path, and dropped.parquet's unreadable ids hash where a row sits)."""
+    name = str(Path(spec).expanduser())
+    rejects = rejects.assign(file=name) if len(rejects) else rejects
+    stats = {**stats, "spec": str(spec), "files": [name],
+             "layouts": {name: layout for layout in stats.get("layouts", {}).values()},
+             "rejects": [{**r, "file": name} for r in stats.get("rejects", [])]}
+    return stats, rejects
 
 
 def _read_stats(pool: Path) -> dict[str, Any]:

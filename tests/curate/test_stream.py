@@ -263,3 +263,94 @@ def _spec(tmp_path: Path) -> Path:
     spec = tmp_path / "filters.yaml"
     spec.write_text("- drop_ties\n- dedupe_prompts\n")
     return spec
+
+
+def test_streamed_pool_with_only_unreadable_drops_equals_in_memory(tmp_path, pool_file):
+    """No filter drops a pair, but the JSONL pool has an unreadable line: dropped.parquet holds
+    only that row (it used to crash: the empty chunk's `prompt` column could not take the
+    unreadable rows' list type)."""
+    from pairlab.cli import main
+
+    path = tmp_path / "pool.jsonl"
+    write_pairs(read_pairs(str(pool_file)), path)
+    lines = path.read_text().splitlines()
+    lines.insert(150, '{"prompt": "cut')
+    path.write_text("\n".join(lines) + "\n")
+    for name, chunk_rows in (("whole", 0), ("streamed", 64)):
+        assert main(["curate", "--input", str(path), "--out", str(tmp_path / name), "--tokenizer", "none",
+                     "--no-report", "--set", f"chunk_rows={chunk_rows}"]) == 0
+    _same_outputs(tmp_path / "whole", tmp_path / "streamed")
+    dropped = pd.read_parquet(tmp_path / "streamed" / "dropped.parquet")
+    assert dropped["dropped_by"].tolist() == ["unreadable"] and dropped["reject_line"].tolist() == [151]
+
+
+def test_cached_conversion_of_a_copy_names_the_file_curated(tmp_path, pool_file):
+    """The cached conversion is keyed by content: curating a copy of the file (another path)
+    reuses it, but the unreadable rows name the file curated, as the in-memory read does
+    (they used to name the first path, and their pair ids hashed it)."""
+    from pairlab.cli import main
+
+    first = tmp_path / "pool.jsonl"
+    write_pairs(read_pairs(str(pool_file)), first)
+    first.write_text(first.read_text() + '{"prompt": "cut\n')
+    copy = tmp_path / "moved" / "copy.jsonl"
+    copy.parent.mkdir()
+    copy.write_bytes(first.read_bytes())
+    for name, path, chunk_rows in (("first", first, 64), ("streamed", copy, 64), ("whole", copy, 0)):
+        assert main(["curate", "--input", str(path), "--out", str(tmp_path / name), "--tokenizer", "none",
+                     "--no-report", "--set", f"chunk_rows={chunk_rows}"]) == 0
+    _same_outputs(tmp_path / "whole", tmp_path / "streamed")
+    dropped = pd.read_parquet(tmp_path / "streamed" / "dropped.parquet")
+    assert dropped["reject_file"].tolist() == [str(copy)]
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_streamed_pool_refuses_hub_options_like_the_whole_read(tmp_path, pool_file, suffix, capsys):
+    """--hub-config on a local file is an error (exit 2) whether or not the pool would stream
+    (the streamed path used to ignore it)."""
+    from pairlab.cli import main
+
+    path = tmp_path / f"pool{suffix}"
+    write_pairs(read_pairs(str(pool_file)), path)
+    for chunk_rows in (0, 64):
+        assert main(["curate", "--input", str(path), "--out", str(tmp_path / f"c{chunk_rows}"), "--tokenizer",
+                     "none", "--no-report", "--hub-config", "x", "--set", f"chunk_rows={chunk_rows}"]) == 2
+        assert "--hub-config and --hub-revision apply to hub dataset ids only" in capsys.readouterr().err
+        assert not (tmp_path / f"c{chunk_rows}").exists()
+
+
+def test_streamed_write_killed_leaves_temp_files_a_rerun_removes(tmp_path, pool_file, monkeypatch):
+    """A streamed curation killed while appending its outputs leaves temp files; the rerun
+    (here read whole) cleans them, so the finished directory holds only its own files."""
+    real, calls = stream_module._Appender.add, []
+
+    def killed(self, frame):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(self, frame)
+
+    monkeypatch.setattr(stream_module._Appender, "add", killed)
+    with pytest.raises(KeyboardInterrupt):
+        curate_stream(pool_file, SPEC, CFG, out_dir=tmp_path / "cur", chunk_rows=64)
+    assert any(p.name.endswith(".tmp") for p in (tmp_path / "cur").iterdir())
+    curate(read_pairs(str(pool_file)), SPEC, CurateConfig(tokenizer="none", report=False), out_dir=tmp_path / "cur")
+    assert sorted(p.name for p in (tmp_path / "cur").iterdir()) == sorted([*FILES, "manifest.json"])
+
+
+def test_cached_conversion_removes_a_killed_conversions_parts(tmp_path, pool_file):
+    """A conversion killed (SIGKILL) midway leaves its part files in the cache; the next one of
+    the same file, holding the lock, removes them instead of leaving a pool-sized leak."""
+    from pairlab.io.convert import cached_parquet
+
+    path = tmp_path / "pool.jsonl"
+    write_pairs(read_pairs(str(pool_file)), path)
+    pool, _, _ = cached_parquet(path, chunk_rows=64)
+    key = pool.name.removesuffix(".parquet")
+    pool.unlink()  # as if the conversion had never finished
+    parts = pool.parent / f".{key}.converting.parquet.abc123.parts"
+    parts.mkdir()
+    (parts / "part-00000.parquet").write_bytes(b"half")
+    again, _, _ = cached_parquet(path, chunk_rows=64)
+    assert again == pool and pool.exists() and not parts.exists()
+    assert len(pd.read_parquet(pool)) == len(read_pairs(str(path)))

@@ -215,6 +215,10 @@ def test_convert_in_chunks_writes_the_whole_file_parquet(tmp_path, suffix, capsy
     assert main(["convert", "--input", str(path), "--out", str(kept), "--chunk-rows", "7",
                  "--rejects", str(tmp_path / "rejects.csv")]) == 0
     assert len(pd.read_csv(tmp_path / "rejects.csv")) == a.attrs["read_stats"]["rejected"]
+    assert main(["convert", "--input", str(path), "--out", str(tmp_path / "kept0.parquet"), "--chunk-rows",
+                 "0", "--rejects", str(tmp_path / "rejects0.csv")]) == 0
+    notes = capsys.readouterr().err.strip().splitlines()  # the note on both paths, the same
+    assert len(notes) == 2 and notes[0] == notes[1] and ": note: " in notes[0]
 
 
 def test_convert_in_chunks_strict_or_failing_leaves_no_output(tmp_path, capsys):
