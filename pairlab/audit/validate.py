@@ -43,6 +43,9 @@ class ValidateConfig:
     the README). The demo-like size of the issue is ``n=400 max_steps=100 max_length=128``."""
 
     model: str = field(default="smollm2-135m-instruct", metadata={"help": "model spec to train and audit"})
+    quantization: str = field(default="4bit", metadata={"help": (
+        "base model while training and auditing: 4bit (QLoRA) or none (full-precision LoRA, "
+        "1.7x faster per step on an AVX2-only CPU)")})
     n: int = field(default=64, metadata={"min": 1, "help": "training pairs to simulate (arithmetic, checkable answers)"})
     n_eval: int = field(default=24, metadata={"min": 1, "help": "held-out clean pairs (eval split)"})
     n_val: int = field(default=24, metadata={"min": 1, "help": (
@@ -245,7 +248,7 @@ def split_held_out(held_out: pd.DataFrame, n_val: int) -> tuple[pd.DataFrame, pd
 def train_config(cfg: ValidateConfig, **overrides: Any):
     from ..train import load_train_config
 
-    values = {"model": cfg.model, "seed": cfg.seed, "save_steps": cfg.save_steps, "save_total_limit": None,
+    values = {"model": cfg.model, "quantization": cfg.quantization, "seed": cfg.seed, "save_steps": cfg.save_steps, "save_total_limit": None,
               "lora.r": cfg.lora_r, "lora.alpha": 2 * cfg.lora_r, "dpo.max_length": cfg.max_length,
               "dpo.max_steps": cfg.max_steps, "dpo.per_device_train_batch_size": cfg.batch_size,
               "dpo.learning_rate": cfg.learning_rate, "dpo.beta": cfg.beta, "logging_steps": 1}

@@ -1,4 +1,5 @@
-"""A two-arm ablation on SmolLM2-135M (4-bit) whose truth is known: the verdict must point the right way.
+"""A two-arm ablation on SmolLM2-135M (full-precision LoRA: 4-bit training is tested in
+tests/train/test_e2e.py, and costs 1.7x the step time) whose truth is known: the verdict must point the right way.
 
 The pool is simulated with (nearly) exact raters, then exactly half its labels are flipped and
 the two halves become two sources: arm `clean` trains on the untouched half, arm `flipped` on
@@ -48,7 +49,7 @@ def known_truth(tmp_path_factory):
         "seeds": [0],
         "evaluate_base": False,
         "curate": {"max_length": 128},
-        "train": {"model": "smollm2-135m-instruct", "quantization": "4bit", "save_steps": 50,
+        "train": {"model": "smollm2-135m-instruct", "quantization": "none", "save_steps": 50,
                   "dpo": {"per_device_train_batch_size": 4, "max_length": 128, "learning_rate": 5.0e-4,
                           "beta": 0.1, "warmup_steps": 0}},
         "eval": {"batch_size": 16, "generate": False},
