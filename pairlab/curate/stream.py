@@ -40,6 +40,7 @@ import pandas as pd
 
 from .. import artifacts
 from ..dirs import CurateDir
+from ..io.read import CHUNK_ROWS
 from ..io.sources import count_lines, is_line_file
 from ..schema import PairDataError, validate_pairs
 from .config import CurateConfig
@@ -53,8 +54,9 @@ from .text import normalize_column
 #: Pools with more rows than this stream by default (``chunk_rows`` unset). A 60k realistic
 #: pool read whole peaked at 5.2 GB; streamed, its peak is the chunk's, not the pool's.
 STREAM_ABOVE_ROWS = 50_000
-#: Default chunk size: scoring a chunk of 30k realistic pairs peaked at 1.5 GB; 10k keeps it well under.
-DEFAULT_CHUNK_ROWS = 10_000
+#: Default chunk size (the readers' own): scoring a chunk of 30k realistic pairs peaked at
+#: 1.5 GB; 10k keeps it well under.
+DEFAULT_CHUNK_ROWS = CHUNK_ROWS
 #: Dropped rows kept per filter for the report's examples.
 _EXAMPLES = 10
 

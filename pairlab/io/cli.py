@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from ..cli import Command, add_input_args, announce_rejects, read_input
+from .read import CHUNK_ROWS
 
 
 def _convert_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,7 +21,7 @@ def _convert_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rejects", metavar="FILE", default=None,
                         help="also write the rejected rows (file, line/row, field, reason, "
                              "record) to FILE: .parquet, .jsonl or .csv")
-    parser.add_argument("--chunk-rows", type=int, default=10_000, metavar="N",
+    parser.add_argument("--chunk-rows", type=int, default=CHUNK_ROWS, metavar="N",
                         help="a JSONL/CSV/TSV input converted to .parquet is read and written N rows "
                              "at a time (bounded memory; the same file as a whole read); 0 = read it whole")
 
