@@ -26,7 +26,15 @@ RSS after importing the libraries (``baseline_rss_mb``, the same imports in ever
 child) and the peak above it, so the libraries' share is stated; the weights alone
 (``model_footprint_mb``); and a third run, QLoRA with activation checkpointing, since at
 135M parameters a training step's activations, which 4-bit does not shrink, outweigh
-the weights. ``PAIRLAB_BENCH_QUICK=1`` shrinks everything for a smoke check.
+the weights. Every 4-bit run loads the pre-quantized NF4 checkpoint (built first, in a
+process of its own), as a user's second and later runs do.
+
+(d) The same two runs (QLoRA, full-precision LoRA) on a model of SmolLM2-1.7B's shape
+(24 layers, hidden 2048, MLP 8192, 49,152-token vocabulary, tied embeddings) with random
+weights, built once under ``$PAIRLAB_CACHE/models``: memory depends on the shapes, not
+the values, and no 1.7B checkpoint can be downloaded here. It shows where the weights,
+which 4-bit shrinks, outweigh the activations and the libraries, which it does not.
+``PAIRLAB_BENCH_QUICK=1`` shrinks everything for a smoke check and skips (d).
 """
 from __future__ import annotations
 
@@ -183,13 +191,13 @@ from pairlab.simulate import simulate_pairs
 from pairlab.train import load_train_config, train
 from pairlab.train.pipeline import peak_rss_mb
 baseline = peak_rss_mb()
-quant, steps, batch, max_length = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+model, quant, steps, batch, max_length = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 pairs, _ = simulate_pairs(n=60, seed=0, topics={"facts": 1.0, "definitions": 1.0})
 with tempfile.TemporaryDirectory() as tmp:
-    cfg = load_train_config(None, ["model=smollm2-135m-instruct", f"quantization={quant}", "seed=0",
+    cfg = load_train_config(None, [f"model={model}", f"quantization={quant}", "seed=0",
         f"ref_cache_dir={tmp}/cache", "save_steps=100000", f"dpo.max_steps={steps}",
         f"dpo.per_device_train_batch_size={batch}", f"dpo.max_length={max_length}",
-        "dpo.learning_rate=0.0001", *sys.argv[5:]])
+        "dpo.learning_rate=0.0001", *sys.argv[6:]])
     r = train(pairs.head(batch * steps), cfg, tmp + "/run")
     print("RESULT " + json.dumps({"peak_rss_mb": r.peak_rss_mb, "baseline_rss_mb": round(baseline, 1),
         "peak_above_baseline_mb": round(r.peak_rss_mb - baseline, 1),
@@ -210,18 +218,35 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3) if a and b else None
 
 
-def bench_memory_and_step_time(out_dir: Path) -> dict:
-    # one optimizer step: the peak is reached in the first (optimizer state, activations)
-    steps, batch, max_length = (1, 2, 64) if QUICK else (1, 2, 96)
+def _child_env() -> dict:
+    return {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+
+
+def _warm_nf4_checkpoint(model: str) -> None:
+    """Build the model's pre-quantized NF4 checkpoint in a process of its own (once per cache)."""
+    code = f"from pairlab.models import load_model; load_model({model!r}, quantization='4bit')"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_child_env(), timeout=3600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"4-bit load of {model} failed:\n{proc.stderr[-3000:]}")
+
+
+def _memory_runs(model: str, runs, steps: int, batch: int, max_length: int) -> dict:
+    _warm_nf4_checkpoint(model)
     results = {}
-    for name, quant, extra in MEMORY_RUNS:
-        env = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
-        proc = subprocess.run([sys.executable, "-c", _CHILD, quant, str(steps), str(batch), str(max_length), *extra],
-                              capture_output=True, text=True, env=env, timeout=900)
+    for name, quant, extra in runs:
+        proc = subprocess.run([sys.executable, "-c", _CHILD, model, quant, str(steps), str(batch), str(max_length),
+                               *extra], capture_output=True, text=True, env=_child_env(), timeout=3600)
         line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
         if proc.returncode != 0 or not line:
             raise RuntimeError(f"{name} run failed:\n{proc.stderr[-3000:]}")
         results[name] = json.loads(line[0][7:])
+    return results
+
+
+def bench_memory_and_step_time(out_dir: Path) -> dict:
+    # one optimizer step: the peak is reached in the first (optimizer state, activations)
+    steps, batch, max_length = (1, 2, 64) if QUICK else (1, 2, 96)
+    results = _memory_runs("smollm2-135m-instruct", MEMORY_RUNS, steps, batch, max_length)
     from pairlab.models import cpu_has_native_bf16
 
     q, full, ckpt = (results[name] for name, _, _ in MEMORY_RUNS)
@@ -242,10 +267,52 @@ def bench_memory_and_step_time(out_dir: Path) -> dict:
     }
 
 
+#: SmolLM2-1.7B's published shape (config.json of HuggingFaceTB/SmolLM2-1.7B-Instruct).
+SCALE_SHAPE = {"hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 24,
+               "num_attention_heads": 32, "num_key_value_heads": 32, "max_position_embeddings": 8192,
+               "rope_theta": 130000.0, "rms_norm_eps": 1e-5, "tie_word_embeddings": True}
+
+
+def _build_scale_model(out: Path) -> None:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from pairlab.models import EMBEDDED, load_tokenizer
+
+    tokenizer = load_tokenizer(EMBEDDED)
+    config = LlamaConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **SCALE_SHAPE)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config).to(torch.bfloat16)  # bf16 on disk: half the bytes; loads as fp32
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+
+
+def bench_memory_at_scale(out_dir: Path) -> dict:
+    if QUICK:
+        return {"skipped": "PAIRLAB_BENCH_QUICK=1"}
+    from pairlab import models
+
+    started = time.time()
+    path = models._build_once(models._models_cache() / "smollm2-1.7b-shape-random-v1", _build_scale_model)
+    build_s = round(time.time() - started, 1)
+    steps, batch, max_length = 1, 2, 96
+    runs = MEMORY_RUNS[:2]
+    results = _memory_runs(str(path), runs, steps, batch, max_length)
+    q, full = (results[name] for name, _, _ in runs)
+    return {"model": "random weights in SmolLM2-1.7B's shape", "shape": SCALE_SHAPE, "build_s": build_s,
+            "batch": batch, "max_length": max_length, "steps": steps, **results,
+            "peak_rss_ratio_4bit_over_full": _ratio(q["peak_rss_mb"], full["peak_rss_mb"]),
+            "above_baseline_ratio_4bit_over_full": _ratio(q["peak_above_baseline_mb"],
+                                                          full["peak_above_baseline_mb"]),
+            "weights_ratio_4bit_over_full": _ratio(q["model_footprint_mb"], full["model_footprint_mb"])}
+
+
 def main(out_dir: Path) -> dict:
     t0 = time.time()
     result = {"quick": QUICK, "a_reference_cache": bench_ref_cache(out_dir)}
     result["b_c_memory_and_step_time"] = memory = bench_memory_and_step_time(out_dir)
+    result["d_memory_at_scale"] = scale = bench_memory_at_scale(out_dir)
     ratio = memory["peak_rss_ratio_4bit_over_full"]
     result["goals"] = {
         "k_arm_reference_saving": result["a_reference_cache"]["goal"],
@@ -257,7 +324,9 @@ def main(out_dir: Path) -> dict:
                                               "lora_full_precision": memory["lora_full_precision"]["baseline_rss_mb"]},
                               "above_baseline_ratio": memory["above_baseline_ratio_4bit_over_full"],
                               "with_activation_checkpointing": memory["peak_rss_ratio_4bit_checkpointing_over_full"],
-                              "weights_only_ratio": memory["weights_ratio_4bit_over_full"]},
+                              "weights_only_ratio": memory["weights_ratio_4bit_over_full"],
+                              "at_1_7b_shape": scale.get("peak_rss_ratio_4bit_over_full"),
+                              "met_at_1_7b_shape": (scale.get("peak_rss_ratio_4bit_over_full") or 1) <= 0.5},
     }
     result["wall_s"] = round(time.time() - t0, 1)
     return result

@@ -319,11 +319,16 @@ def load_model(spec: str = EMBEDDED, *, quantization: str = "4bit", dtype: str =
     _warn_remote_code(trust_remote_code, spec)
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
+    source = resolved.path
     if quantization == "4bit":
         kwargs["quantization_config"] = quantization_config(compute_dtype)
         kwargs["device_map"] = {"": 0 if device == "cuda" else device}
+        prequantized = _prequantized_4bit(resolved, compute_dtype, kwargs) if device == "cpu" else None
+        if prequantized is not None:
+            source = str(prequantized)
+            del kwargs["quantization_config"], kwargs["revision"]  # the checkpoint's config carries it
     try:
-        model = AutoModelForCausalLM.from_pretrained(resolved.path, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except OSError as err:
         raise ModelError(f"cannot load model: {err}", field="model") from None
     if quantization == "none":
@@ -335,6 +340,50 @@ def load_model(spec: str = EMBEDDED, *, quantization: str = "4bit", dtype: str =
             keep_4bit_weights_trainable(model)
     model.eval()
     return model
+
+
+#: Bump when the pre-quantized checkpoint layout changes, so stale ones are rebuilt.
+PREQUANTIZED_VERSION = "q1"
+
+
+def _weights_identity(path: Path) -> str | None:
+    """Names, sizes and mtimes of a local checkpoint's safetensors files (None: there are none)."""
+    files = sorted(path.glob("*.safetensors")) if path.is_dir() else []
+    return ";".join(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files) or None
+
+
+def _prequantized_4bit(resolved: ResolvedModel, compute_dtype, kwargs: dict[str, Any]) -> Path | None:
+    """A CPU NF4 checkpoint of a local model, quantized once and kept under ``$PAIRLAB_CACHE/models``.
+
+    Loading a full-precision checkpoint in 4-bit reads every full-precision weight to
+    quantize it, so the whole checkpoint passes through memory on every load (SmolLM2-135M:
+    532 MB of fp32 for a 177 MB model) and the quantization is redone each time. The
+    quantized model saved once (bitsandbytes' own serialization) loads with the same weights
+    bit for bit, reading only its packed 4-bit tensors. Keyed by the source's weight files
+    (name, size, mtime), the compute dtype and the bitsandbytes and transformers versions.
+    Hub models (their snapshots are not ours to fingerprint) and ``trust_remote_code``
+    models load as before.
+    """
+    path = Path(resolved.path)
+    ident = _weights_identity(path) if resolved.kind != "hub" else None
+    if ident is None or kwargs.get("trust_remote_code"):
+        return None
+    import hashlib
+    import json
+
+    import bitsandbytes
+    import transformers
+
+    key = hashlib.sha256(json.dumps([str(path.resolve()), ident, str(compute_dtype), bitsandbytes.__version__,
+                                     transformers.__version__, PREQUANTIZED_VERSION]).encode()).hexdigest()[:16]
+
+    def build(out: Path) -> None:
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(resolved.path, **kwargs)
+        model.save_pretrained(out, safe_serialization=True)
+
+    return _build_once(_models_cache() / f"{path.name}-nf4-{key}", build)
 
 
 def _own_unquantized_weights(model) -> None:

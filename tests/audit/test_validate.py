@@ -7,6 +7,7 @@ from pairlab import artifacts
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # ~6 min on the slow CPU; CI runs the tiny-model validation and the quick suite
 def test_validate_on_simulator_flips_smollm2(tmp_path):
     from pairlab.cli import main
 
@@ -24,8 +25,10 @@ def test_validate_on_simulator_flips_smollm2(tmp_path):
     assert set(auroc) >= {"tracin", "tracin_cosine", "self_influence", "rating_gap", "implicit_margin",
                           "policy_margin", "base_margin",
                           "loss_difference", "confidence", "rank_average"}
-    assert max(v for v in auroc.values() if v is not None) >= 0.7
-    assert auroc["tracin"] is not None and auroc["tracin"] > 0.5
+    # This configuration measured tracin 0.878 and rating_gap 0.61 (seed 0, the slow CPU);
+    # the tolerance (0.08) covers the other CPU kind's bf16 numerics.
+    assert auroc["tracin"] is not None and auroc["tracin"] >= 0.80
+    assert auroc["tracin"] > auroc["rating_gap"] + 0.1
     assert (tmp_path / "v" / "audit" / "audit.html").exists()
 
 
