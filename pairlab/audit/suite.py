@@ -47,6 +47,9 @@ class SuiteConfig:
     from the README's measured costs; see the README). ``quick`` swaps in :data:`QUICK`."""
 
     model: str = field(default="smollm2-135m-instruct", metadata={"help": "model spec trained and audited"})
+    quantization: str = field(default="4bit", metadata={"help": (
+        "base model while training and auditing: 4bit (QLoRA) or none (full-precision LoRA, "
+        "1.7x faster per step on an AVX2-only CPU)")})
     noise_types: list[str] = field(default_factory=lambda: ["uniform", "length", "source", "marker"],
                                    metadata={"help": "noise types, each run on every seed"})
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"min": 0, "help": "seeds per noise type"})
@@ -75,6 +78,11 @@ class SuiteConfig:
         for name in [*self.noise_types, *([self.counterfactual_noise] if self.counterfactual_noise else [])]:
             if name not in NOISE_TYPES:
                 raise ConfigError(f"unknown noise type {name!r}", field="noise_types", hint=f"choose from {list(NOISE_TYPES)}")
+        from ..models import QUANTIZATIONS
+
+        if self.quantization not in QUANTIZATIONS:
+            raise ConfigError(f"unknown quantization {self.quantization!r}", field="quantization",
+                              hint=f"choose one of {list(QUANTIZATIONS)}")
         if not self.seeds or not self.noise_types:
             raise ConfigError("needs at least one seed and one noise type", field="seeds")
         if self.default_score is not None and self.default_score not in ATTRIBUTION_SCORES:
@@ -96,7 +104,7 @@ QUICK: dict[str, Any] = {"model": "tiny-random-llama", "noise_types": ["uniform"
 def validate_config(cfg: SuiteConfig, noise: str, seed: int):
     from .validate import ValidateConfig
 
-    return ValidateConfig(model=cfg.model, n=cfg.n, n_val=cfg.n_val, n_eval=cfg.n_eval, flip_rate=cfg.flip_rate,
+    return ValidateConfig(model=cfg.model, quantization=cfg.quantization, n=cfg.n, n_val=cfg.n_val, n_eval=cfg.n_eval, flip_rate=cfg.flip_rate,
                           noise=noise, seed=seed, max_length=cfg.max_length, max_steps=cfg.max_steps,
                           batch_size=cfg.batch_size, save_steps=cfg.save_steps, proj_dim=cfg.proj_dim,
                           counterfactual=False, lossdiff=cfg.lossdiff, ref_cache_dir=cfg.ref_cache_dir)

@@ -161,3 +161,15 @@ def test_suite_counterfactual_resumes_the_quick_runs(quick_suite):
     assert "vs_minus_random" in cf["arms"]["clean"]
     assert set(cf["base_effect"]) >= {"accuracy_noisy", "accuracy_clean", "measurable"}
     assert result["goal"]["counterfactual"]["status"] in ("met", "not met")
+
+
+def test_suite_quantization_reaches_every_run_and_is_checked():
+    from pairlab.audit.suite import SuiteConfig, validate_config
+    from pairlab.errors import ConfigError
+
+    cfg = SuiteConfig(quantization="none", noise_types=["length"], seeds=[3]).validate()
+    run = validate_config(cfg, "length", 3)
+    assert (run.quantization, run.noise, run.seed) == ("none", "length", 3)
+    assert validate_config(SuiteConfig().validate(), "marker", 0).quantization == "4bit"
+    with pytest.raises(ConfigError, match="quantization"):
+        SuiteConfig(quantization="8bit").validate()
