@@ -247,14 +247,15 @@ def plan_commands(cfg: AblationConfig, layout: Layout, config_path: str | None) 
     model = train_config(cfg, cfg.arms[0], cfg.seeds[0]).model
     if cfg.evaluate_base:
         cmds.append(f"pairlab evaluate --model {q(model)} --eval {q(str(layout.eval))} --eval-format pairs "
-                    f"--config {q(str(layout.base_eval_yaml))} --out {q(str(layout.base_eval))}")
+                    f"--config {q(str(layout.base_eval_yaml))} --out {q(str(layout.base_eval))} --resume")
     for arm in cfg.arms:
         for seed in cfg.seeds:
             run = layout.run(arm.name, seed)
             cmds.append(f"pairlab train --pairs {q(str(layout.curate(arm.name) / CurateDir.PAIRS))} "
                         f"--config {q(str(layout.train_yaml(arm.name, seed)))} --out {q(str(run))} --resume"
                         f" && pairlab evaluate --run {q(str(run))} --eval {q(str(layout.eval))} --eval-format pairs "
-                        f"--config {q(str(layout.eval_yaml))} --out {q(str(layout.arm_eval(arm.name, seed)))}")
+                        f"--config {q(str(layout.eval_yaml))} --out {q(str(layout.arm_eval(arm.name, seed)))} "
+                        "--resume")
     if config_path:
         cmds.append(f"pairlab ablate --config {q(config_path)} --out {q(str(layout.root))} --report-only")
     return cmds

@@ -37,6 +37,10 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
                         default=None, help=helps["benchmark_reference_free"])
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a finished evaluation in EVAL_DIR (else refused)")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep a finished evaluation in EVAL_DIR when it is this one (same eval pairs, config, "
+                             "model and run, the run unchanged since): nothing is recomputed; a different one "
+                             "is refused")
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -56,7 +60,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     config = load_eval_config(args.config, overrides)
     from ..dirs import EvalDir
 
-    EvalDir.prepare(args.out, inputs=[args.run, args.eval], overwrite=args.overwrite)  # before any reading
+    EvalDir.prepare(args.out, inputs=[args.run, args.eval], overwrite=args.overwrite,  # before any reading
+                    resume=args.resume)
     from . import benchmarks
 
     if config.benchmark in benchmarks.KINDS or (config.benchmark == "auto" and args.eval_format == "auto"
@@ -65,10 +70,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     else:
         pairs = read_input(args, "eval")
     result = evaluate(pairs, args.out, run=args.run, model=args.model, config=config, eval_spec=args.eval,
-                      overwrite=args.overwrite)
+                      overwrite=args.overwrite, resume=args.resume)
     from ..distributed import is_main
 
     if not is_main():  # under `torchrun` / `accelerate launch`: rank 0 alone reports
+        return 0
+    if result.metrics.get("already_finished"):
+        print(f"{result.out_dir} already holds this evaluation (--resume): nothing recomputed; "
+              f"accuracy {result.metrics['accuracy']:.3f} over {result.metrics['n_pairs']} pairs")
         return 0
     m, ref, t = result.metrics, result.reference, result.metrics["truncation"]
     print(m["verdict"]["text"])

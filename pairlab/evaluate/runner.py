@@ -85,7 +85,8 @@ def eval_record(pairs: pd.DataFrame, spec: str | None = None) -> dict[str, Any]:
 
 def evaluate(pairs: pd.DataFrame, out_dir: str | os.PathLike, *, run: str | os.PathLike | None = None,
              model: str | None = None, config: EvalConfig | None = None,
-             eval_spec: str | None = None, progress: bool = True, overwrite: bool = False) -> EvalResult:
+             eval_spec: str | None = None, progress: bool = True, overwrite: bool = False,
+             resume: bool = False) -> EvalResult:
     """Score held-out pairs with a trained adapter (``run``) or a bare model (``model``); write EVAL_DIR.
 
     Parameters
@@ -100,6 +101,10 @@ def evaluate(pairs: pd.DataFrame, out_dir: str | os.PathLike, *, run: str | os.P
     progress : tqdm bars (with an ETA) over the log-prob passes.
     overwrite : replace a finished evaluation in ``out_dir`` (else it is refused; an
         interrupted one is always redone).
+    resume : a finished evaluation in ``out_dir`` of the same pairs, config, model and run
+        (the run's manifest unchanged since) is returned as it is, nothing recomputed
+        (``metrics["already_finished"]``); a finished one that differs is refused. What an
+        `ablate --plan` resubmission needs.
     """
     started = time.time()
     config = (config or EvalConfig()).validate()
@@ -118,7 +123,9 @@ def evaluate(pairs: pd.DataFrame, out_dir: str | os.PathLike, *, run: str | os.P
         from .generate import select_prompts
 
         prompts = select_prompts(pairs, config.n_prompts, config.prompts_file)
-    EvalDir.prepare(out, inputs=[run, eval_spec], overwrite=overwrite)  # refuse before any work
+    state = EvalDir.prepare(out, inputs=[run, eval_spec], overwrite=overwrite, resume=resume)  # before any work
+    if state == "complete":
+        return finished_evaluation(out, pairs, config, setup, eval_spec)
     timing: dict[str, float] = {}
 
     t0 = time.time()
@@ -212,13 +219,47 @@ def evaluate(pairs: pd.DataFrame, out_dir: str | os.PathLike, *, run: str | os.P
     if generations is not None:
         artifacts.write_parquet(out / GENERATIONS, generations)
     EvalDir.finish(out, config=to_dict(config), seed=config.seed,  # last: complete from here on
-                   started=started, inputs={"eval": record, "run": setup.run, "model": setup.model},
+                   started=started, inputs={"eval": record, "run": setup.run, "model": setup.model,
+                                            "run_manifest_sha256": _run_manifest_sha256(setup.run)},
                    settings=asdict(setup), reference=ref_stats, timing=timing,
                    distributed={"world_size": world_size()})
     report, report_error = write_report(out)
     return EvalResult(out_dir=out, per_pair=per_pair, metrics=summary, generations=generations,
                       reference=ref_stats, report=report, excluded=excluded, policy_logps=policy_stats,
                       report_error=report_error)
+
+
+def _run_manifest_sha256(run: str | None) -> str | None:
+    return artifacts.file_sha256(Path(run) / artifacts.MANIFEST) if run else None
+
+
+def finished_evaluation(out: Path, pairs: pd.DataFrame, config: EvalConfig, setup, eval_spec: str | None) -> EvalResult:
+    """The finished evaluation in ``out`` (verified), when it is this one: same eval pairs, config,
+    model and run, the run unchanged since (its manifest's sha256). Else a :class:`StageDirError`."""
+    import json
+
+    from ..dirs import StageDirError
+
+    manifest = EvalDir.verify(out)
+    done = manifest.get("inputs") or {}
+    now = {"eval pairs": eval_record(pairs, eval_spec)["pairs_sha256"], "run": setup.run, "model": setup.model,
+           "run manifest": _run_manifest_sha256(setup.run), "config": json.loads(json.dumps(to_dict(config)))}
+    before = {"eval pairs": (done.get("eval") or {}).get("pairs_sha256"), "run": done.get("run"),
+              "model": done.get("model"), "run manifest": done.get("run_manifest_sha256"),
+              "config": manifest.get("config")}
+    differs = [name for name in now if now[name] != before[name]]
+    if differs:
+        raise StageDirError(f"holds a finished evaluation of a different {differs[0]}; --resume keeps only "
+                            "the same evaluation", file=str(out), field="--out",
+                            hint="pass --overwrite to replace it, or choose another --out")
+    metrics_ = artifacts.read_json(out / METRICS)
+    metrics_["already_finished"] = True
+    generations = pd.read_parquet(out / GENERATIONS) if (out / GENERATIONS).exists() else None
+    report = out / EvalDir.REPORT
+    return EvalResult(out_dir=out, per_pair=pd.read_parquet(out / PER_PAIR), metrics=metrics_,
+                      generations=generations, reference=manifest.get("reference") or {},
+                      report=report if report.exists() else None, excluded=pd.read_parquet(out / EXCLUDED),
+                      policy_logps=metrics_.get("policy_logps"))
 
 
 def write_report(out: Path) -> tuple[Path | None, str | None]:

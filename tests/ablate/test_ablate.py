@@ -144,6 +144,20 @@ def test_report_only_and_plan(killed_then_resumed, capsys):
     assert f"--config {train_yaml}" in cmds[2]
     tcfg = load_train_config(str(train_yaml))
     assert tcfg.dpo["max_steps"] == 2 and tcfg.model == "tiny-random-llama"
+    # A resubmitted plan line on a finished run redoes nothing and succeeds (train and evaluate --resume).
+    import os
+    import shlex
+    import subprocess
+    import sys
+
+    arm_dir = r["out"] / "arms" / "gap1" / "seed0"
+    stamp = {str(p): p.stat().st_mtime_ns for p in arm_dir.rglob("*") if p.is_file()}
+    line = cmds[2].replace("pairlab ", f"{shlex.quote(sys.executable)} -m pairlab ")
+    proc = subprocess.run(["bash", "-c", line], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "TQDM_DISABLE": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "already holds this evaluation" in proc.stdout
+    assert {str(p): p.stat().st_mtime_ns for p in arm_dir.rglob("*") if p.is_file()} == stamp
     from pairlab.cli import main
 
     assert main(["ablate", "--config", str(r["config"]), "--out", str(r["out"]), "--report-only"]) == 0

@@ -161,3 +161,31 @@ def test_bare_model_is_its_own_reference(base_eval, sim_split):
     assert m["reference"]["computed"] == 0  # the trained run's evaluation cached this base's reference
     gens = pd.read_parquet(base_eval / "generations.parquet")
     assert set(gens["model"]) == {"base"} and gens["implicit_reward"].isna().all()
+
+
+def test_resume_keeps_the_same_finished_evaluation_and_refuses_another(tiny_run, eval_file, work, sim_split, capsys):
+    """`evaluate --resume` (what `ablate --plan` prints): a finished evaluation of the same pairs,
+    config and run is kept as is; one that differs is refused, never silently reused."""
+    import os
+
+    from pairlab.cli import main
+    from pairlab.io import write_pairs
+
+    out = work / "eval_resume"
+    args = ["evaluate", "--run", str(tiny_run), "--eval", str(eval_file), "--out", str(out), "--no-generate"]
+    assert main(args) == 0
+    stamp = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    capsys.readouterr()
+    assert main([*args, "--resume"]) == 0
+    assert "already holds this evaluation" in capsys.readouterr().out
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == stamp  # nothing rewritten
+    assert main(args) == 2  # without --resume a finished evaluation is still refused
+    assert "already holds a finished" in capsys.readouterr().err
+    assert main([*args, "--resume", "--batch-size", "2"]) == 2
+    assert "different config" in capsys.readouterr().err
+    fewer = work / "eval_fewer.parquet"
+    write_pairs(sim_split[1].head(5), fewer)
+    assert main([*args[:4], str(fewer), *args[5:], "--resume"]) == 2
+    assert "different eval pairs" in capsys.readouterr().err
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == stamp
+    assert os.path.exists(out / "manifest.json")
