@@ -27,14 +27,17 @@ child) and the peak above it, so the libraries' share is stated; the weights alo
 (``model_footprint_mb``); and a third run, QLoRA with activation checkpointing, since at
 135M parameters a training step's activations, which 4-bit does not shrink, outweigh
 the weights. Every 4-bit run loads the pre-quantized NF4 checkpoint (built first, in a
-process of its own), as a user's second and later runs do.
+process of its own), as a user's second and later runs do. Each configuration runs in
+``PAIRLAB_BENCH_MEMORY_REPEATS`` (default 3) processes, interleaved; its figures are the median
+run's (a process's peak varies by a few hundred MB between identical runs).
 
 (d) The same two runs (QLoRA, full-precision LoRA) on a model of SmolLM2-1.7B's shape
 (24 layers, hidden 2048, MLP 8192, 49,152-token vocabulary, tied embeddings) with random
 weights, built once under ``$PAIRLAB_CACHE/models``: memory depends on the shapes, not
 the values, and no 1.7B checkpoint can be downloaded here. It shows where the weights,
 which 4-bit shrinks, outweigh the activations and the libraries, which it does not.
-``PAIRLAB_BENCH_QUICK=1`` shrinks everything for a smoke check and skips (d).
+One run per configuration (minutes each). ``PAIRLAB_BENCH_QUICK=1`` shrinks everything for a
+smoke check and skips (d).
 """
 from __future__ import annotations
 
@@ -230,16 +233,28 @@ def _warm_nf4_checkpoint(model: str) -> None:
         raise RuntimeError(f"4-bit load of {model} failed:\n{proc.stderr[-3000:]}")
 
 
-def _memory_runs(model: str, runs, steps: int, batch: int, max_length: int) -> dict:
+#: Processes per configuration: one process's peak varies by a few hundred MB from run to run
+#: (how the allocator's heap fragments depends on thread timing), so each figure is the median
+#: run's, with every run's peak beside it. The runs of the configurations are interleaved.
+MEMORY_REPEATS = int(os.environ.get("PAIRLAB_BENCH_MEMORY_REPEATS", "3"))
+
+
+def _memory_runs(model: str, runs, steps: int, batch: int, max_length: int, repeats: int = MEMORY_REPEATS) -> dict:
     _warm_nf4_checkpoint(model)
+    every: dict[str, list[dict]] = {name: [] for name, _, _ in runs}
+    for _ in range(max(1, repeats)):
+        for name, quant, extra in runs:
+            proc = subprocess.run([sys.executable, "-c", _CHILD, model, quant, str(steps), str(batch),
+                                   str(max_length), *extra], capture_output=True, text=True, env=_child_env(),
+                                  timeout=3600)
+            line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+            if proc.returncode != 0 or not line:
+                raise RuntimeError(f"{name} run failed:\n{proc.stderr[-3000:]}")
+            every[name].append(json.loads(line[0][7:]))
     results = {}
-    for name, quant, extra in runs:
-        proc = subprocess.run([sys.executable, "-c", _CHILD, model, quant, str(steps), str(batch), str(max_length),
-                               *extra], capture_output=True, text=True, env=_child_env(), timeout=3600)
-        line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-        if proc.returncode != 0 or not line:
-            raise RuntimeError(f"{name} run failed:\n{proc.stderr[-3000:]}")
-        results[name] = json.loads(line[0][7:])
+    for name, found in every.items():
+        found = sorted(found, key=lambda r: r["peak_rss_mb"])
+        results[name] = {**found[len(found) // 2], "peak_rss_mb_runs": [r["peak_rss_mb"] for r in found]}
     return results
 
 
@@ -298,7 +313,7 @@ def bench_memory_at_scale(out_dir: Path) -> dict:
     build_s = round(time.time() - started, 1)
     steps, batch, max_length = 1, 2, 96
     runs = MEMORY_RUNS[:2]
-    results = _memory_runs(str(path), runs, steps, batch, max_length)
+    results = _memory_runs(str(path), runs, steps, batch, max_length, repeats=1)  # ~3 min a run here
     q, full = (results[name] for name, _, _ in runs)
     return {"model": "random weights in SmolLM2-1.7B's shape", "shape": SCALE_SHAPE, "build_s": build_s,
             "batch": batch, "max_length": max_length, "steps": steps, **results,
