@@ -127,16 +127,21 @@ def _models_cache() -> Path:
 CONVERSIONS: list[dict[str, Any]] = []
 
 
-def _build_once(target: Path, build) -> Path:
-    """Build a model directory into a temp dir and rename it into place (atomic, race-safe)."""
+def _build_once(target: Path, build, kind: str = "conversion") -> Path:
+    """Build a model directory into a temp dir and rename it into place (atomic, race-safe).
+
+    ``kind``: ``conversion`` (the embedded GGUF model, the tiny model) or ``nf4`` (a
+    pre-quantized 4-bit checkpoint), as recorded in :data:`CONVERSIONS`.
+    """
     if (target / "config.json").exists():
-        CONVERSIONS.append({"target": target.name, "built": False, "seconds": 0.0})
+        CONVERSIONS.append({"target": target.name, "built": False, "seconds": 0.0, "kind": kind})
         return target
     started = time.time()
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         build(tmp)
-        CONVERSIONS.append({"target": target.name, "built": True, "seconds": round(time.time() - started, 3)})
+        CONVERSIONS.append({"target": target.name, "built": True, "seconds": round(time.time() - started, 3),
+                            "kind": kind})
         try:
             os.rename(tmp, target)
         except OSError:  # another process finished first: keep theirs
@@ -326,11 +331,13 @@ def load_model(spec: str = EMBEDDED, *, quantization: str = "4bit", dtype: str =
         prequantized = _prequantized_4bit(resolved, compute_dtype, kwargs) if device == "cpu" else None
         if prequantized is not None:
             source = str(prequantized)
-            del kwargs["quantization_config"], kwargs["revision"]  # the checkpoint's config carries it
+            kwargs = {k: v for k, v in kwargs.items() if k not in ("quantization_config", "revision")}
     try:
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except OSError as err:
         raise ModelError(f"cannot load model: {err}", field="model") from None
+    if source != resolved.path:  # read from the NF4 checkpoint: name the source (adapters record it)
+        model.name_or_path = model.config._name_or_path = resolved.path
     if quantization == "none":
         model.to(device)
     else:
@@ -347,9 +354,21 @@ PREQUANTIZED_VERSION = "q1"
 
 
 def _weights_identity(path: Path) -> str | None:
-    """Names, sizes and mtimes of a local checkpoint's safetensors files (None: there are none)."""
-    files = sorted(path.glob("*.safetensors")) if path.is_dir() else []
-    return ";".join(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files) or None
+    """What identifies a local checkpoint's contents, cheaply: its safetensors files' names, sizes,
+    inodes, mtimes and ctimes (a copy or a swapped-in file cannot keep all of them), and the
+    sha256 of every JSON file beside them (config, generation config). None: no safetensors."""
+    import hashlib
+
+    if not path.is_dir() or not any(path.glob("*.safetensors")):
+        return None
+    parts = []
+    for f in sorted(path.iterdir()):
+        if f.suffix == ".safetensors":
+            st = f.stat()
+            parts.append(f"{f.name}:{st.st_size}:{st.st_ino}:{st.st_mtime_ns}:{st.st_ctime_ns}")
+        elif f.suffix == ".json" and f.is_file():
+            parts.append(f"{f.name}:{hashlib.sha256(f.read_bytes()).hexdigest()}")
+    return ";".join(parts)
 
 
 def _prequantized_4bit(resolved: ResolvedModel, compute_dtype, kwargs: dict[str, Any]) -> Path | None:
@@ -374,8 +393,10 @@ def _prequantized_4bit(resolved: ResolvedModel, compute_dtype, kwargs: dict[str,
     import bitsandbytes
     import transformers
 
-    key = hashlib.sha256(json.dumps([str(path.resolve()), ident, str(compute_dtype), bitsandbytes.__version__,
-                                     transformers.__version__, PREQUANTIZED_VERSION]).encode()).hexdigest()[:16]
+    recipe = kwargs["quantization_config"].to_dict()
+    key = hashlib.sha256(json.dumps([str(path.resolve()), ident, str(compute_dtype), recipe, bitsandbytes.__version__,
+                                     transformers.__version__, PREQUANTIZED_VERSION], default=str,
+                                    sort_keys=True).encode()).hexdigest()[:16]
 
     def build(out: Path) -> None:
         from transformers import AutoModelForCausalLM
@@ -383,7 +404,11 @@ def _prequantized_4bit(resolved: ResolvedModel, compute_dtype, kwargs: dict[str,
         model = AutoModelForCausalLM.from_pretrained(resolved.path, **kwargs)
         model.save_pretrained(out, safe_serialization=True)
 
-    return _build_once(_models_cache() / f"{path.name}-nf4-{key}", build)
+    try:
+        return _build_once(_models_cache() / f"{path.name}-nf4-{key}", build, kind="nf4")
+    except OSError as err:  # a broken source fails the direct load with its own error; a full or
+        log.warning("NF4 checkpoint not cached (%s): quantizing at load", err)  # read-only cache: go on
+        return None
 
 
 def _own_unquantized_weights(model) -> None:

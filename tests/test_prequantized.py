@@ -59,3 +59,32 @@ def test_tiny_4bit_load_quantizes_once_then_reads_the_nf4_checkpoint(tmp_path, m
 @pytest.mark.slow
 def test_smollm2_4bit_from_the_nf4_checkpoint_equals_quantizing_the_fp32_one(monkeypatch):
     _check_same_model(models.EMBEDDED, monkeypatch)
+
+
+def test_nf4_cache_follows_the_source_config_names_the_source_and_never_hides_a_broken_model(tmp_path, monkeypatch):
+    """A changed config.json is a new checkpoint; the model keeps its source's name (an adapter
+    records it as its base); a sharded model with a shard missing is a one-line ModelError."""
+    import json
+    import shutil
+
+    from transformers import AutoModelForCausalLM
+
+    monkeypatch.setenv("PAIRLAB_CACHE", str(tmp_path / "cache"))
+    tiny = models.resolve_model(models.TINY).path
+    src = tmp_path / "sharded"
+    AutoModelForCausalLM.from_pretrained(tiny, dtype=torch.float32).save_pretrained(src, max_shard_size="2MB")
+    assert len(list(src.glob("model-*.safetensors"))) > 1
+    first = _check_same_model(str(src), monkeypatch)
+    model = models.load_model(str(src), quantization="4bit", dtype="float32")
+    assert model.name_or_path == str(src) and model.config._name_or_path == str(src)
+    config = json.loads((src / "config.json").read_text())
+    config["rms_norm_eps"] = 0.5
+    (src / "config.json").write_text(json.dumps(config))
+    changed = _check_same_model(str(src), monkeypatch)
+    assert changed["built"] is True and changed["target"] != first["target"]
+    assert models.load_model(str(src), quantization="4bit", dtype="float32").config.rms_norm_eps == 0.5
+    broken = tmp_path / "broken"
+    shutil.copytree(src, broken)
+    sorted(broken.glob("model-*.safetensors"))[-1].unlink()
+    with pytest.raises(models.ModelError, match="cannot load model"):
+        models.load_model(str(broken), quantization="4bit", dtype="float32")

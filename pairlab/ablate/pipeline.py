@@ -409,8 +409,8 @@ def _phase(phases: dict[str, float], name: str) -> Iterator[None]:
 def phase_timings(phases: dict[str, float], wall_s: float) -> dict[str, Any]:
     """Each phase's wall seconds and share of the ablation's wall time (``make bench`` reads it).
 
-    Phases: ``model_conversion`` (the embedded model's one-time GGUF conversion, 0 when
-    cached), ``pool_and_curation``, ``reference_pass`` (the shared prefill),
+    Phases: ``model_conversion`` (the one-time model builds: the embedded model's GGUF
+    conversion and the CPU NF4 checkpoint, 0 when cached), ``pool_and_curation``, ``reference_pass`` (the shared prefill),
     ``evaluate/base``, ``train/<arm>/seed<S>`` and ``evaluate/<arm>/seed<S>`` per run, and
     ``reports`` (comparison, report, table). A skipped (finished) step counts its check only.
     """

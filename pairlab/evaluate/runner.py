@@ -77,7 +77,9 @@ def eval_record(pairs: pd.DataFrame, spec: str | None = None) -> dict[str, Any]:
     """What was evaluated: the spec and a content hash of the pairs (ids + ratings)."""
     columns = [c for c in ("pair_id", "score_chosen", "score_rejected") if c in pairs]
     record: dict[str, Any] = {"spec": spec, "n_pairs": len(pairs),
-                              "pairs_sha256": artifacts.frame_sha256(pairs, columns)}
+                              "pairs_sha256": artifacts.frame_sha256(pairs, columns),
+                              # every column (source, true preference, ...): what `--resume` compares
+                              "table_sha256": artifacts.frame_sha256(pairs, sorted(map(str, pairs.columns)))}
     if spec and Path(spec).is_file():
         record["file_sha256"] = artifacts.file_sha256(spec)
     return record
@@ -220,7 +222,7 @@ def evaluate(pairs: pd.DataFrame, out_dir: str | os.PathLike, *, run: str | os.P
         artifacts.write_parquet(out / GENERATIONS, generations)
     EvalDir.finish(out, config=to_dict(config), seed=config.seed,  # last: complete from here on
                    started=started, inputs={"eval": record, "run": setup.run, "model": setup.model,
-                                            "run_manifest_sha256": _run_manifest_sha256(setup.run)},
+                                            **_resume_identity(config, setup)},
                    settings=asdict(setup), reference=ref_stats, timing=timing,
                    distributed={"world_size": world_size()})
     report, report_error = write_report(out)
@@ -229,24 +231,45 @@ def evaluate(pairs: pd.DataFrame, out_dir: str | os.PathLike, *, run: str | os.P
                       report_error=report_error)
 
 
-def _run_manifest_sha256(run: str | None) -> str | None:
-    return artifacts.file_sha256(Path(run) / artifacts.MANIFEST) if run else None
+def _resume_identity(config: EvalConfig, setup) -> dict[str, Any]:
+    """What else makes an evaluation this one, beyond its pairs and config: the run's manifest
+    (a retrained run changes it), the model's weights and the prompts file's content."""
+    from ..models import model_fingerprint
+
+    prompts = config.prompts_file
+    return {"run_manifest_sha256": artifacts.file_sha256(Path(setup.run) / artifacts.MANIFEST) if setup.run else None,
+            "model_fingerprint": model_fingerprint(setup.model, setup.quantization, setup.dtype,
+                                                   (setup.model_options or {}).get("model_revision")),
+            "prompts_file_sha256": artifacts.file_sha256(prompts) if prompts and Path(prompts).is_file() else None}
 
 
 def finished_evaluation(out: Path, pairs: pd.DataFrame, config: EvalConfig, setup, eval_spec: str | None) -> EvalResult:
-    """The finished evaluation in ``out`` (verified), when it is this one: same eval pairs, config,
-    model and run, the run unchanged since (its manifest's sha256). Else a :class:`StageDirError`."""
+    """The finished evaluation in ``out`` (verified), when it is this one: the same eval table
+    (every column), config, model (its weights' fingerprint), run (its manifest unchanged since)
+    and prompts file. Else a :class:`StageDirError` naming the first difference."""
     import json
 
     from ..dirs import StageDirError
 
+    def where(run: str | None) -> str | None:
+        return str(Path(run).resolve()) if run else None
+
     manifest = EvalDir.verify(out)
     done = manifest.get("inputs") or {}
-    now = {"eval pairs": eval_record(pairs, eval_spec)["pairs_sha256"], "run": setup.run, "model": setup.model,
-           "run manifest": _run_manifest_sha256(setup.run), "config": json.loads(json.dumps(to_dict(config)))}
-    before = {"eval pairs": (done.get("eval") or {}).get("pairs_sha256"), "run": done.get("run"),
-              "model": done.get("model"), "run manifest": done.get("run_manifest_sha256"),
-              "config": manifest.get("config")}
+    identity = _resume_identity(config, setup)
+    now = {"eval pairs": eval_record(pairs, eval_spec)["table_sha256"], "config": json.loads(json.dumps(to_dict(config))),
+           "run": where(setup.run), "run manifest": identity["run_manifest_sha256"],
+           "model": identity["model_fingerprint"], "prompts file": identity["prompts_file_sha256"]}
+    recorded = {"eval pairs": "table_sha256" in (done.get("eval") or {}), "run manifest": "run_manifest_sha256" in done,
+                "model": "model_fingerprint" in done, "prompts file": "prompts_file_sha256" in done}
+    missing = [name for name, present in recorded.items() if not present]
+    if missing:
+        raise StageDirError(f"holds a finished evaluation that does not record its {missing[0]} (written by an "
+                            "older pairlab), so --resume cannot tell it is this one", file=str(out), field="--out",
+                            hint="pass --overwrite to redo it, or choose another --out")
+    before = {"eval pairs": done["eval"]["table_sha256"], "config": manifest.get("config"), "run": where(done.get("run")),
+              "run manifest": done["run_manifest_sha256"], "model": done["model_fingerprint"],
+              "prompts file": done["prompts_file_sha256"]}
     differs = [name for name in now if now[name] != before[name]]
     if differs:
         raise StageDirError(f"holds a finished evaluation of a different {differs[0]}; --resume keeps only "

@@ -25,9 +25,14 @@ def test_validate_on_simulator_flips_smollm2(tmp_path):
     assert set(auroc) >= {"tracin", "tracin_cosine", "self_influence", "rating_gap", "implicit_margin",
                           "policy_margin", "base_margin",
                           "loss_difference", "confidence", "rank_average"}
-    # This configuration measured tracin 0.878 and rating_gap 0.61 (seed 0, the slow CPU);
-    # the tolerance (0.08) covers the other CPU kind's bf16 numerics.
-    assert auroc["tracin"] is not None and auroc["tracin"] >= 0.80
+    # This configuration measured tracin 0.878, ekfac (the default harmful_score) 0.866 and
+    # rating_gap 0.61 (seed 0, the slow AVX2 CPU, fp32). The tolerance (0.08) is a margin for
+    # the other CPU kind's numerics, not a measured spread: it ran on this kind only.
+    from pairlab.audit.pipeline import AuditConfig
+
+    default = AuditConfig().harmful_score
+    assert auroc[default] is not None and auroc[default] >= 0.866 - 0.08
+    assert auroc["tracin"] is not None and auroc["tracin"] >= 0.878 - 0.08
     assert auroc["tracin"] > auroc["rating_gap"] + 0.1
     assert (tmp_path / "v" / "audit" / "audit.html").exists()
 

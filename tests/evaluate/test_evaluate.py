@@ -187,5 +187,11 @@ def test_resume_keeps_the_same_finished_evaluation_and_refuses_another(tiny_run,
     write_pairs(sim_split[1].head(5), fewer)
     assert main([*args[:4], str(fewer), *args[5:], "--resume"]) == 2
     assert "different eval pairs" in capsys.readouterr().err
+    relabelled = work / "eval_relabelled.parquet"  # the same pairs, another source: by_source would be stale
+    write_pairs(sim_split[1].assign(source="elsewhere"), relabelled)
+    assert main([*args[:4], str(relabelled), *args[5:], "--resume"]) == 2
+    assert "different eval pairs" in capsys.readouterr().err
+    relative = os.path.relpath(tiny_run)  # the same run spelled another way is the same run
+    assert main([args[0], "--run", relative, *args[3:], "--resume"]) == 0
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == stamp
     assert os.path.exists(out / "manifest.json")
