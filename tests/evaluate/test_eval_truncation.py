@@ -155,10 +155,13 @@ def test_prompts_far_longer_than_max_length_tiny_model(tmp_path, sim_split):
 def test_interrupted_evaluation_resumes_without_recomputing(tmp_path, sim_split):
     """SIGINT after a few saved chunks; the rerun reads them and computes only the rest."""
     from pairlab.io import write_pairs
+    from pairlab.simulate import simulate_pairs
 
-    # 40 pairs in chunks of 2: on a fast idle CPU the tiny model scores 12 pairs in about the
-    # time the poll takes, so a run of 12 could finish before the interrupt landed
-    pairs = sim_split[0].head(40)
+    # 150 pairs in chunks of 2: the interrupt is sent once 2 chunks are saved, and the other
+    # 73 forwards outlast the poll and the signal's delivery on any CPU (with 40 pairs, an
+    # idle CPU finished all 5 tries before the signal landed: the tiny model scores a batch of
+    # 2 in a few milliseconds there)
+    pairs, _ = simulate_pairs(n=150, seed=5, topics={"facts": 1.0, "definitions": 1.0})
     path = write_pairs(pairs, tmp_path / "pairs.parquet")
     env = {**os.environ, "TQDM_DISABLE": "1"}
     for attempt in range(5):  # a run that still finished before the interrupt is redone
