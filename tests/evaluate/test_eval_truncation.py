@@ -169,8 +169,11 @@ def test_interrupted_evaluation_resumes_without_recomputing(tmp_path, sim_split)
         args = ["evaluate", "--model", "tiny-random-llama", "--eval", str(path), "--max-length", "96",
                 "--batch-size", "2", "--set", "chunk_pairs=2", "--set", f"ref_cache_dir={cache}", "--no-generate"]
         first = tmp_path / f"first-{attempt}"
+        # SIGINT's default action restored in the child: a test run started as a background job
+        # (`make test &`, nohup) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt
         proc = subprocess.Popen([sys.executable, "-m", "pairlab", *args, "--out", str(first)],
-                                cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.time() + 240
         while time.time() < deadline and proc.poll() is None and len(list(cache.glob("*/shard-*.parquet"))) < 2:
             time.sleep(0.01)
