@@ -378,8 +378,8 @@ def _prequantized_4bit(resolved: ResolvedModel, compute_dtype, kwargs: dict[str,
     quantize it, so the whole checkpoint passes through memory on every load (SmolLM2-135M:
     532 MB of fp32 for a 177 MB model) and the quantization is redone each time. The
     quantized model saved once (bitsandbytes' own serialization) loads with the same weights
-    bit for bit, reading only its packed 4-bit tensors. Keyed by the source's weight files
-    (name, size, mtime), the compute dtype and the bitsandbytes and transformers versions.
+    bit for bit, reading only its packed 4-bit tensors. Keyed by :func:`_weights_identity`,
+    the quantization recipe, the compute dtype and the bitsandbytes and transformers versions.
     Hub models (their snapshots are not ours to fingerprint) and ``trust_remote_code``
     models load as before.
     """
