@@ -170,6 +170,8 @@ def test_suite_quantization_reaches_every_run_and_is_checked():
     cfg = SuiteConfig(quantization="none", noise_types=["length"], seeds=[3]).validate()
     run = validate_config(cfg, "length", 3)
     assert (run.quantization, run.noise, run.seed) == ("none", "length", 3)
-    assert validate_config(SuiteConfig().validate(), "marker", 0).quantization == "4bit"
+    default = validate_config(SuiteConfig().validate(), "marker", 0)
+    assert default.quantization == "none" and default.save_steps == default.max_steps  # one checkpoint
+    assert validate_config(SuiteConfig(quantization="4bit").validate(), "marker", 0).quantization == "4bit"
     with pytest.raises(ConfigError, match="quantization"):
         SuiteConfig(quantization="8bit").validate()
