@@ -44,7 +44,8 @@ SYSTEMATIC = ("length", "source", "marker")
 @dataclass
 class SuiteConfig:
     """Defaults: the full suite on SmolLM2-135M with full-precision LoRA and one checkpoint (the
-    sizes measured in docs/results/audit-suite.md: about 13 min a run on an idle 2-core AVX2 CPU).
+    sizes measured in docs/results/audit-suite.md: about 13 min a run on an idle 2-core AVX2 CPU, so
+    the 12 runs alone take about 2.6 h there).
     ``quick`` swaps in :data:`QUICK`."""
 
     model: str = field(default="smollm2-135m-instruct", metadata={"help": "model spec trained and audited"})
@@ -65,7 +66,7 @@ class SuiteConfig:
     save_steps: int = field(default=40, metadata={"min": 1, "help": (
         "checkpoint cadence (TracIn / influence use each); the default, max_steps, audits the final "
         "adapter only: half the gradient passes of two checkpoints, with ekfac's AUROC within 0.011 "
-        "of theirs on the measured SmolLM2 runs")})
+        "of theirs on the three measured SmolLM2 runs")})
     proj_dim: int = field(default=16, metadata={"min": 1, "help": "projection size per factor side"})
     default_score: Optional[str] = field(default=None, metadata={
         "help": "the audit score the goal is stated for (null: AuditConfig's harmful_score)"})
