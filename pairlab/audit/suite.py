@@ -43,16 +43,15 @@ SYSTEMATIC = ("length", "source", "marker")
 
 @dataclass
 class SuiteConfig:
-    """Defaults: the full suite on SmolLM2-135M with full-precision LoRA and one checkpoint (the
-    sizes measured in docs/results/audit-suite.md: about 13 min a run on an idle 2-core AVX2 CPU, so
-    the 12 runs alone take about 2.6 h there).
-    ``quick`` swaps in :data:`QUICK`."""
+    """Defaults: the full suite on SmolLM2-135M, with full-precision LoRA (1.7x faster a step than
+    QLoRA on an AVX2-only CPU; the suite validates the scores, not the quantization) and one
+    checkpoint, the final adapter (half the gradient passes of two). docs/results/audit-suite.md
+    has the measured costs: about 13 min a run on an idle 2-core AVX2 CPU, estimated from the
+    phases of a measured run. ``quick`` swaps in :data:`QUICK`."""
 
     model: str = field(default="smollm2-135m-instruct", metadata={"help": "model spec trained and audited"})
-    quantization: str = field(default="none", metadata={"help": (
-        "base model while training and auditing: none (full-precision LoRA, the default: 1.7x faster "
-        "per step than 4bit on an AVX2-only CPU, and the suite validates the scores, not the "
-        "quantization) or 4bit (QLoRA)")})
+    quantization: str = field(default="none", metadata={
+        "help": "base model while training and auditing: none (full-precision LoRA) or 4bit (QLoRA)"})
     noise_types: list[str] = field(default_factory=lambda: ["uniform", "length", "source", "marker"],
                                    metadata={"help": "noise types, each run on every seed"})
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"min": 0, "help": "seeds per noise type"})
@@ -63,10 +62,8 @@ class SuiteConfig:
     max_length: int = field(default=96, metadata={"min": 1, "help": "DPO max_length"})
     max_steps: int = field(default=40, metadata={"min": 1, "help": "optimizer steps per training (every arm)"})
     batch_size: int = field(default=4, metadata={"min": 1, "help": "pairs per optimizer step"})
-    save_steps: int = field(default=40, metadata={"min": 1, "help": (
-        "checkpoint cadence (TracIn / influence use each); the default, max_steps, audits the final "
-        "adapter only: half the gradient passes of two checkpoints, with ekfac's AUROC within 0.011 "
-        "of theirs on the three measured SmolLM2 runs")})
+    save_steps: Optional[int] = field(default=None, metadata={
+        "min": 1, "help": "checkpoint cadence (TracIn / influence use each); null: max_steps (the final adapter only)"})
     proj_dim: int = field(default=16, metadata={"min": 1, "help": "projection size per factor side"})
     default_score: Optional[str] = field(default=None, metadata={
         "help": "the audit score the goal is stated for (null: AuditConfig's harmful_score)"})
@@ -114,7 +111,7 @@ def validate_config(cfg: SuiteConfig, noise: str, seed: int):
 
     return ValidateConfig(model=cfg.model, quantization=cfg.quantization, n=cfg.n, n_val=cfg.n_val, n_eval=cfg.n_eval, flip_rate=cfg.flip_rate,
                           noise=noise, seed=seed, max_length=cfg.max_length, max_steps=cfg.max_steps,
-                          batch_size=cfg.batch_size, save_steps=cfg.save_steps, proj_dim=cfg.proj_dim,
+                          batch_size=cfg.batch_size, save_steps=cfg.save_steps or cfg.max_steps, proj_dim=cfg.proj_dim,
                           counterfactual=False, lossdiff=cfg.lossdiff, ref_cache_dir=cfg.ref_cache_dir)
 
 

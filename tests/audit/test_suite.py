@@ -171,7 +171,8 @@ def test_suite_quantization_reaches_every_run_and_is_checked():
     run = validate_config(cfg, "length", 3)
     assert (run.quantization, run.noise, run.seed) == ("none", "length", 3)
     default = validate_config(SuiteConfig().validate(), "marker", 0)
-    assert default.quantization == "none" and default.save_steps == default.max_steps  # one checkpoint
+    assert default.quantization == "none" and default.save_steps == default.max_steps == 40  # one checkpoint
+    assert validate_config(SuiteConfig(max_steps=80).validate(), "marker", 0).save_steps == 80  # still one
     assert validate_config(SuiteConfig(quantization="4bit").validate(), "marker", 0).quantization == "4bit"
     with pytest.raises(ConfigError, match="quantization"):
         SuiteConfig(quantization="8bit").validate()
