@@ -82,7 +82,14 @@ def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def write_parquet(path: str | os.PathLike, df: pd.DataFrame) -> Path:
+def write_parquet(path: str | os.PathLike, df: pd.DataFrame, *, keep_attrs: bool = False) -> Path:
+    """Write ``df`` atomically. pandas stores ``df.attrs`` in the file's metadata, and a read
+    leaves incidental ones there (a simulation's temporary file path, read statistics), so the
+    same rows would give other bytes and another sha256, which manifests record and resume
+    compares. They are dropped unless ``keep_attrs`` (`pairlab convert` keeps its read statistics)."""
+    if df.attrs and not keep_attrs:
+        df = df.copy(deep=False)
+        df.attrs = {}
     with atomic_path(path) as tmp:
         df.to_parquet(tmp, index=False)
     return Path(path)

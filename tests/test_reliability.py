@@ -244,3 +244,32 @@ def test_simulate_refuses_another_stage_and_a_finished_one(tmp_path, pool, capsy
     assert main(["simulate", "--n", "12", "--seed", "1", "--out", str(tmp_path / "sim"), "--overwrite"]) == 0
     assert json.loads((tmp_path / "sim" / dirs.MANIFEST).read_text())["seed"] == 1
     dirs.SimulateDir.verify(tmp_path / "sim")
+
+
+def test_the_same_rows_write_the_same_bytes_whatever_their_attrs(tmp_path):
+    """pandas stores df.attrs in Parquet metadata; a simulation leaves its temporary file's path
+    there, so each resume rewrote the suite's LossDiff pairs with another sha256 and retrained
+    the validation policy. Stage files now drop incidental attrs (`pairlab convert` keeps its
+    read statistics through write_pairs)."""
+    from pairlab import artifacts
+    from pairlab.audit.suite import SuiteConfig, validate_config
+    from pairlab.audit.validate import _write_train_pairs, simulate_data, split_held_out
+
+    frame = pd.DataFrame({"a": [1, 2], "b": ["x", "y"]})
+    one, two = frame.copy(), frame.copy()
+    one.attrs["read_stats"] = {"spec": "/tmp/pairlab-sim-aaa/eval.jsonl"}
+    two.attrs["read_stats"] = {"spec": "/tmp/pairlab-sim-bbb/eval.jsonl"}
+    assert artifacts.write_parquet(tmp_path / "1.parquet", one).read_bytes() == \
+        artifacts.write_parquet(tmp_path / "2.parquet", two).read_bytes()
+    assert one.attrs["read_stats"]["spec"].endswith("aaa/eval.jsonl")  # the caller's frame keeps them
+    kept = artifacts.write_parquet(tmp_path / "3.parquet", one, keep_attrs=True)
+    assert pd.read_parquet(kept).attrs == one.attrs
+
+    vcfg = validate_config(SuiteConfig(noise_types=["length"]).validate(), "length", 0)
+    shas = []
+    for _ in range(2):  # two simulations of the same config: the suite's first run and its resume
+        _, held = simulate_data(vcfg)
+        val, _ = split_held_out(held, vcfg.n_val)
+        assert val.attrs  # what made the bytes differ
+        shas.append(artifacts.file_sha256(_write_train_pairs(val, tmp_path / "val-run")))
+    assert shas[0] == shas[1]

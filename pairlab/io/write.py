@@ -31,7 +31,7 @@ def write_pairs(df: pd.DataFrame, path: str | Path) -> Path:
     out["prompt"] = [as_messages(m) for m in out["prompt"]]
     out.attrs = _jsonable_attrs(df.attrs)
     if path.suffix == ".parquet":
-        return artifacts.write_parquet(path, _arrow_safe(out))
+        return artifacts.write_parquet(path, _arrow_safe(out), keep_attrs=True)
     if path.suffix == ".jsonl":
         # Missing values as JSON null (NaN is not valid JSON; pd.NA is not serialisable).
         for col in out.columns:
