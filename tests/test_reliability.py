@@ -273,3 +273,10 @@ def test_the_same_rows_write_the_same_bytes_whatever_their_attrs(tmp_path):
         assert val.attrs  # what made the bytes differ
         shas.append(artifacts.file_sha256(_write_train_pairs(val, tmp_path / "val-run")))
     assert shas[0] == shas[1]
+    # a file an older pairlab wrote (attrs included) holding the same rows is kept, not rewritten
+    old = tmp_path / "old" / "pairs.parquet"
+    old.parent.mkdir()
+    val.to_parquet(old, index=False)
+    before = artifacts.file_sha256(old)
+    assert artifacts.file_sha256(_write_train_pairs(val, old.parent)) == before
+    assert artifacts.file_sha256(_write_train_pairs(val.iloc[1:], old.parent)) != before  # other rows: rewritten

@@ -259,11 +259,20 @@ def train_config(cfg: ValidateConfig, **overrides: Any):
 
 
 def _write_train_pairs(pairs: pd.DataFrame, out: Path) -> Path:
-    """OUT/pairs.parquet, rewritten only when the pairs differ (a rerun keeps the file its run recorded)."""
+    """OUT/pairs.parquet, rewritten only when the pairs differ (a rerun keeps the file its run recorded).
+
+    Compared after a Parquet round trip: a fresh simulation holds its prompts as lists, a file
+    reads them back as arrays, and the same rows must count as the same."""
+    import io
+
     path = out / ValidationDir.TRAIN_PAIRS
     pairs = pairs.reset_index(drop=True)
-    if not path.exists() or not pd.read_parquet(path).equals(pairs):
-        artifacts.write_parquet(path, pairs)
+    if path.exists():
+        buffer = io.BytesIO()
+        pairs.to_parquet(buffer, index=False)
+        if pd.read_parquet(path).equals(pd.read_parquet(buffer)):
+            return path
+    artifacts.write_parquet(path, pairs)
     return path
 
 
