@@ -280,3 +280,13 @@ def test_the_same_rows_write_the_same_bytes_whatever_their_attrs(tmp_path):
     before = artifacts.file_sha256(old)
     assert artifacts.file_sha256(_write_train_pairs(val, old.parent)) == before
     assert artifacts.file_sha256(_write_train_pairs(val.iloc[1:], old.parent)) != before  # other rows: rewritten
+
+
+def test_a_directory_killed_between_creating_and_writing_its_start_marker_is_refused(tmp_path):
+    """A SIGKILL can land after the marker file is created and before its stage name is written
+    (the CI-like run of test_kill caught it): report readers say it is interrupted, not 'unknown'."""
+    from pairlab.reports import render_report
+
+    (tmp_path / dirs.STARTED).write_text("")
+    with pytest.raises(StageDirError, match="interrupted pairlab directory"):
+        render_report(tmp_path)
