@@ -287,6 +287,15 @@ def test_a_directory_killed_between_creating_and_writing_its_start_marker_is_ref
     (the CI-like run of test_kill caught it): report readers say it is interrupted, not 'unknown'."""
     from pairlab.reports import render_report
 
-    (tmp_path / dirs.STARTED).write_text("")
+    (tmp_path / dirs.STARTED).write_text("")  # an older pairlab wrote the marker in place
     with pytest.raises(StageDirError, match="interrupted pairlab directory"):
         render_report(tmp_path)
+    (tmp_path / dirs.STARTED).unlink()
+    (tmp_path / f".{dirs.STARTED}.abc123.tmp").write_text("")  # killed inside today's atomic write
+    with pytest.raises(StageDirError, match="interrupted pairlab directory"):
+        render_report(tmp_path)
+    fresh = tmp_path / "fresh"
+    dirs.EvalDir.mark_started(fresh)  # the marker is written whole, never empty
+    assert dirs.started_by(fresh) == "evaluate" and sorted(p.name for p in fresh.iterdir()) == [dirs.STARTED]
+    with pytest.raises(StageDirError, match="incomplete evaluate directory"):
+        render_report(fresh)
