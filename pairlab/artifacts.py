@@ -59,6 +59,8 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "tolist") and getattr(obj, "ndim", 0) > 0:  # arrays, a one-element one too
+        return obj.tolist()
     if hasattr(obj, "item"):  # numpy scalars
         return obj.item()
     if hasattr(obj, "tolist"):

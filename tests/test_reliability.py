@@ -299,3 +299,25 @@ def test_a_directory_killed_between_creating_and_writing_its_start_marker_is_ref
     assert dirs.started_by(fresh) == "evaluate" and sorted(p.name for p in fresh.iterdir()) == [dirs.STARTED]
     with pytest.raises(StageDirError, match="incomplete evaluate directory"):
         render_report(fresh)
+
+
+def test_a_table_hashes_the_same_in_memory_and_read_back(tmp_path):
+    """Parquet reads list cells back as numpy arrays; a one-element array once hashed as its
+    scalar (``ndarray.item()``), so a one-message prompt changed the hash and a cache keyed on
+    it (the audit's gradients) missed on every read-back copy."""
+    import numpy as np
+
+    from pairlab import artifacts
+
+    df = pd.DataFrame({"pair_id": ["a", "b"], "prompt": [["one turn"], ["two", "turns"]],
+                       "chosen": ["x", "y"], "n": [1, 2]})
+    path = artifacts.write_parquet(tmp_path / "t.parquet", df)
+    back = pd.read_parquet(path)
+    assert isinstance(back["prompt"][0], np.ndarray)
+    assert artifacts.frame_sha256(back) == artifacts.frame_sha256(df)
+    assert artifacts.frame_sha256(back.iloc[::-1]) != artifacts.frame_sha256(df)  # row order matters
+    changed = df.copy()
+    changed.at[0, "prompt"] = ["one turn", "more"]
+    assert artifacts.frame_sha256(changed) != artifacts.frame_sha256(df)
+    assert json.loads(artifacts.to_json({"v": np.array(["only"])})) == {"v": ["only"]}
+    assert json.loads(artifacts.to_json({"v": np.float32(0.5)})) == {"v": 0.5}
