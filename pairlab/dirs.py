@@ -298,6 +298,8 @@ class StageDir:
         """Create ``out`` and record that this stage is writing it (before any output)."""
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
+        for stale in out.glob(f".{STARTED}.*.tmp"):  # a marker write killed earlier
+            _remove(stale)
         artifacts.write_text(out / STARTED, cls.STAGE + "\n")  # atomic: never an empty marker
 
     @classmethod
@@ -356,7 +358,8 @@ def refuse_unfinished(path: str | os.PathLike) -> None:
     for stage_dir in ([STAGE_DIRS[owner]] if owner in STAGE_DIRS else []) + list(STAGE_DIRS.values()):
         if stage_dir.has_debris(path):
             stage_dir.verify(path)  # raises: incomplete, and how to redo it
-    if (path / STARTED).exists() or any(p.name.startswith(f".{STARTED}.") for p in path.iterdir()):
+    if (path / STARTED).exists() or any(p.name.startswith(f".{STARTED}.") and _is_temp(p.name)
+                                             for p in path.iterdir()):
         raise StageDirError("holds an interrupted pairlab directory (killed as it started): incomplete",
                             file=str(path), hint="rerun the command that writes it, with --overwrite")
 

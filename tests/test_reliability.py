@@ -295,7 +295,9 @@ def test_a_directory_killed_between_creating_and_writing_its_start_marker_is_ref
     with pytest.raises(StageDirError, match="interrupted pairlab directory"):
         render_report(tmp_path)
     fresh = tmp_path / "fresh"
-    dirs.EvalDir.mark_started(fresh)  # the marker is written whole, never empty
+    fresh.mkdir()
+    (fresh / f".{dirs.STARTED}.old.tmp").write_text("")
+    dirs.EvalDir.mark_started(fresh)  # the marker is written whole, never empty; a killed write's temp goes
     assert dirs.started_by(fresh) == "evaluate" and sorted(p.name for p in fresh.iterdir()) == [dirs.STARTED]
     with pytest.raises(StageDirError, match="incomplete evaluate directory"):
         render_report(fresh)
