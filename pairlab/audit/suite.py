@@ -393,7 +393,48 @@ def results_markdown(result: dict[str, Any], scores: list[str] | None = None) ->
                   "| score | min lead | mean lead | runs with lead ≥ margin |", "|---|---|---|---|"]
         for s, row in sorted(choice["table"].items(), key=lambda kv: -kv[1]["min_lead"]):
             lines.append(f"| `{s}` | {row['min_lead']:+.3f} | {row['mean_lead']:+.3f} | {row['wins']} / {row['runs']} |")
+    lines += _counterfactual_markdown(result)
     return "\n".join(lines) + "\n"
+
+
+def _counterfactual_markdown(result: dict[str, Any]) -> list[str]:
+    """The counterfactual arms (pooled held-out loss and accuracy with CIs, per-seed accuracy,
+    mislabeled pairs each removal took out) and its goal line; nothing when it did not run."""
+    cf = result.get("counterfactual") or {}
+    arms = cf.get("arms") or {}
+    if not arms:
+        return []
+    seeds = [str(s) for s in cf.get("seeds", [])]
+    removed = cf.get("removed") or {}
+
+    def ci(value, bounds, pct=False):
+        f = (lambda v: f"{100 * v:.1f}") if pct else (lambda v: f"{v:.3f}")
+        return f"{f(value)}{'%' if pct else ''} ({f(bounds[0])}–{f(bounds[1])})" if bounds else f(value)
+
+    lines = ["", f"**counterfactual ({cf.get('noise')})**, {cf.get('n_pairs')} held-out pairs over seeds "
+             f"{', '.join(seeds)}: default `{cf.get('default_score')}`, best free `{cf.get('best_free_baseline')}`", "",
+             "| arm | mislabeled removed / k, per seed | held-out DPO loss (95% CI) | accuracy (95% CI) | "
+             "accuracy per seed |", "|---|---|---|---|---|"]
+    for name, arm in arms.items():
+        taken = ", ".join(f"{removed[s][name]}/{removed[s]['k']}" if name in removed.get(s, {}) else "–"
+                           for s in seeds)
+        per = ", ".join(f"{100 * arm['per_seed'][s]['accuracy']:.1f}" for s in seeds if s in arm.get("per_seed", {}))
+        lines.append(f"| {name} | {taken} | {ci(arm['heldout_loss'], arm.get('heldout_loss_ci95'))} | "
+                     f"{ci(arm['accuracy'], arm.get('accuracy_ci95'), pct=True)} | {per} |")
+    goal = (result.get("goal") or {}).get("counterfactual") or {}
+    diff = goal.get("heldout_loss_difference") or {}
+    if diff:
+        lines += ["", f"Goal ({goal.get('default_arm')} lowers held-out loss more than {goal.get('baseline_arm')}, "
+                  f"pooled 95% CI excluding 0): **{goal.get('status')}**; loss difference (default − baseline) "
+                  f"{diff['mean_difference']:+.3f} ({diff['ci95'][0]:+.3f} to {diff['ci95'][1]:+.3f}), "
+                  f"p = {diff['p_value']:.3g}"]
+    base = cf.get("base_effect") or {}
+    if base.get("accuracy"):
+        acc = base["accuracy"]
+        lines += ["", f"Base effect (noisy pool against clean pool): accuracy {100 * acc['mean_difference']:+.1f} points "
+                  f"({100 * acc['ci95'][0]:+.1f} to {100 * acc['ci95'][1]:+.1f}); "
+                  f"{'measurable' if base.get('measurable') else 'not measurable'}"]
+    return lines
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,13 +3,15 @@ counterfactual arms (pure, by hand), and the --quick suite end to end through th
 runs it; about 2 min of CPU time on the 2-core CPU here, more wall time under load)."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from pairlab import artifacts
 from pairlab.audit.detection import detection_metrics
-from pairlab.audit.suite import choose_default, counterfactual_goal, noise_goal, pooled_arms
+from pairlab.audit.suite import choose_default, counterfactual_goal, noise_goal, pooled_arms, results_markdown
 
 
 def test_detection_metrics_by_hand():
@@ -80,6 +82,18 @@ def test_pooled_arms_and_counterfactual_goal():
     goal = counterfactual_goal({"frames": frames}, "minus_default_x", "minus_baseline_y")
     assert goal["met"] and goal["heldout_loss_difference"]["mean_difference"] < 0
     assert not counterfactual_goal({"frames": frames}, "minus_baseline_y", "minus_default_x")["met"]
+    # the published table: one row per arm with its pooled figures, then the goal line
+    result = {"counterfactual": {"noise": "length", "default_score": "x", "best_free_baseline": "y",
+                                 "removed": {s: {"k": 20, "minus_default_x": 15 + int(s)} for s in ("0", "1", "2")},
+                                 **json.loads(artifacts.to_json({k: v for k, v in pooled.items() if k != "frames"}))},
+              "goal": {"counterfactual": goal}}
+    text = results_markdown(result)
+    row = next(line for line in text.splitlines() if line.startswith("| minus_default_x |"))
+    assert "15/20, 16/20, 17/20" in row and f"{arm['heldout_loss']:.3f} ({low:.3f}–{high:.3f})" in row
+    assert f"{100 * arm['per_seed'][1]['accuracy']:.1f}" in row.split("|")[-2]
+    diff = goal["heldout_loss_difference"]
+    assert f"**met**; loss difference (default − baseline) {diff['mean_difference']:+.3f}" in text
+    assert "counterfactual" not in results_markdown({"goal": {}})
 
 
 @pytest.fixture(scope="module")
@@ -161,6 +175,10 @@ def test_suite_counterfactual_resumes_the_quick_runs(quick_suite):
     assert "vs_minus_random" in cf["arms"]["clean"]
     assert set(cf["base_effect"]) >= {"accuracy_noisy", "accuracy_clean", "measurable"}
     assert result["goal"]["counterfactual"]["status"] in ("met", "not met")
+    text = results_markdown(result)  # what `python -m pairlab.audit.suite OUT` prints
+    for name, arm in cf["arms"].items():
+        assert f"| {name} |" in text and f"{arm['heldout_loss']:.3f}" in text
+    assert f"**{result['goal']['counterfactual']['status']}**" in text
 
 
 def test_suite_quantization_reaches_every_run_and_is_checked():
