@@ -298,9 +298,7 @@ class StageDir:
         """Create ``out`` and record that this stage is writing it (before any output)."""
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        for stale in out.glob(f".{STARTED}.*.tmp"):  # a marker write killed earlier
-            _remove(stale)
-        artifacts.write_text(out / STARTED, cls.STAGE + "\n")  # atomic: never an empty marker
+        (out / STARTED).write_text(cls.STAGE + "\n")
 
     @classmethod
     def clean(cls, out: str | os.PathLike, *, scratch: bool = False) -> None:
@@ -343,25 +341,6 @@ def started_by(path: str | os.PathLike) -> str | None:
         return marker.read_text().strip() or None
     except OSError:
         return None
-
-
-def refuse_unfinished(path: str | os.PathLike) -> None:
-    """Raise a :class:`StageDirError` when ``path`` is a directory a stage started and never finished.
-
-    By its start marker (even one killed as it was written) or by a stage's debris; a directory with a
-    manifest, or with no trace of pairlab, passes (the caller says what else it is).
-    """
-    path = Path(path)
-    if not path.is_dir() or (path / MANIFEST).exists():
-        return
-    owner = started_by(path)
-    for stage_dir in ([STAGE_DIRS[owner]] if owner in STAGE_DIRS else []) + list(STAGE_DIRS.values()):
-        if stage_dir.has_debris(path):
-            stage_dir.verify(path)  # raises: incomplete, and how to redo it
-    if (path / STARTED).exists() or any(p.name.startswith(f".{STARTED}.") and _is_temp(p.name)
-                                             for p in path.iterdir()):
-        raise StageDirError("holds an interrupted pairlab directory (killed as it started): incomplete",
-                            file=str(path), hint="rerun the command that writes it, with --overwrite")
 
 
 def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
