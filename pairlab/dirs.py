@@ -39,10 +39,15 @@ from . import artifacts
 from .schema import PairDataError
 
 MANIFEST = artifacts.MANIFEST
-#: Written by :meth:`StageDir.start` before any output and removed once the manifest is
-#: written: names the stage that owns an unfinished directory (two stages both write a
-#: ``pairs.parquet``, so the file names alone cannot tell whose debris it is).
+#: The start marker, ``.pairlab-started.STAGE``: created (empty) by :meth:`StageDir.start`
+#: before any output and removed once the manifest is written. It names the stage that owns
+#: an unfinished directory (two stages both write a ``pairs.parquet``, so the file names alone
+#: cannot tell whose debris it is). The stage is in the file's *name*, so the marker says
+#: whose it is from the instant it exists: creating a file is atomic, writing its content is not.
 STARTED = ".pairlab-started"
+#: What :func:`started_by` returns for a marker that names no stage (an earlier pairlab wrote the
+#: stage into ``.pairlab-started``; a kill before that write left it empty).
+UNKNOWN_STAGE = "?"
 #: Report files any directory may hold after ``pairlab report DIR``.
 GENERIC_REPORTS = ("report.html", "report.json")
 
@@ -170,6 +175,7 @@ class StageDir:
                                 else f"not a {cls.STAGE} directory (a file)", file=str(path),
                                 hint=f"pass the --out of a finished `{cls.COMMAND}`")
         if not (path / MANIFEST).exists():
+            _refuse_unknown_start(path)
             if cls.has_debris(path):
                 raise StageDirError(f"incomplete {cls.STAGE} directory: no {MANIFEST}, so `{cls.COMMAND}` "
                                     "was interrupted (or is still running)", file=str(path),
@@ -237,8 +243,9 @@ class StageDir:
         if not (out / MANIFEST).exists():
             owner = started_by(out)
             if owner is not None and owner != cls.STAGE:
-                command = STAGE_DIRS[owner].COMMAND if owner in STAGE_DIRS else owner
-                raise StageDirError(f"holds an interrupted `{command}` directory", file=str(out), field="--out",
+                what = (f"an interrupted `{STAGE_DIRS[owner].COMMAND}` directory" if owner in STAGE_DIRS
+                        else "an interrupted pairlab directory whose stage is unknown (killed as it started)")
+                raise StageDirError(f"holds {what}", file=str(out), field="--out",
                                     hint="choose another --out; pairlab does not delete another stage's files")
             for other in STAGE_DIRS.values():
                 own = set(cls.owned()) | set(cls.CACHES)
@@ -298,7 +305,7 @@ class StageDir:
         """Create ``out`` and record that this stage is writing it (before any output)."""
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / STARTED).write_text(cls.STAGE + "\n")
+        marker_path(out, cls.STAGE).touch()
 
     @classmethod
     def clean(cls, out: str | os.PathLike, *, scratch: bool = False) -> None:
@@ -328,19 +335,42 @@ class StageDir:
         out = Path(out)
         hashed = hash_outputs(out, cls.OUTPUTS if outputs is None else outputs)
         written = artifacts.write_manifest(out, stage=cls.STAGE, outputs=hashed, complete=True, **manifest)
-        (out / STARTED).unlink(missing_ok=True)  # the manifest now says whose directory it is
+        for marker in start_markers(out):  # the manifest now says whose directory it is
+            marker.unlink(missing_ok=True)
         return written
 
 
+def marker_path(path: str | os.PathLike, stage: str) -> Path:
+    """The start marker ``stage`` creates in ``path``."""
+    return Path(path) / f"{STARTED}.{stage}"
+
+
+def start_markers(path: str | os.PathLike) -> list[Path]:
+    """Every start marker in ``path`` (this version's and an older pairlab's), sorted."""
+    path = Path(path)
+    if not path.is_dir():
+        return []
+    return sorted(p for p in path.iterdir() if p.name == STARTED or p.name.startswith(STARTED + "."))
+
+
 def started_by(path: str | os.PathLike) -> str | None:
-    """The stage named by ``path``'s start marker (an unfinished directory), else None."""
-    marker = Path(path) / STARTED
-    if (Path(path) / MANIFEST).exists() or not marker.is_file():
+    """The stage that started ``path`` and did not finish it (its start marker), else None.
+
+    :data:`UNKNOWN_STAGE` for a marker that names none (an older pairlab killed between
+    creating its marker and writing the stage into it). Every reader refuses such a directory
+    as interrupted; no stage cleans it, since nothing says whose files it holds.
+    """
+    path = Path(path)
+    if (path / MANIFEST).exists():
         return None
-    try:
-        return marker.read_text().strip() or None
-    except OSError:
-        return None
+    for marker in start_markers(path):
+        if marker.name != STARTED:
+            return marker.name[len(STARTED) + 1:] or UNKNOWN_STAGE
+        try:
+            return marker.read_text().strip() or UNKNOWN_STAGE
+        except OSError:
+            return UNKNOWN_STAGE
+    return None
 
 
 def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
@@ -496,10 +526,25 @@ def verify(path: str | os.PathLike) -> tuple[type[StageDir], dict[str, Any]]:
         if kind is None:
             raise StageDirError(f"unknown stage '{stage}'", file=str(path / MANIFEST), field="stage")
         return kind, kind.verify(path)
+    _refuse_unknown_start(path)
     for kind in STAGE_DIRS.values():
         if kind.has_debris(path):
             kind.verify(path)  # raises: incomplete
     raise StageDirError(f"not a pairlab stage directory (no {MANIFEST})", file=str(path))
+
+
+def _refuse_unknown_start(path: Path) -> None:
+    """Refuse a directory whose start marker names no stage: interrupted, not a data folder."""
+    owner = started_by(path)
+    if owner is not None and owner not in STAGE_DIRS:
+        raise StageDirError("holds an interrupted pairlab directory (killed as it started; its stage "
+                            "is unknown): incomplete", file=str(path),
+                            hint="rerun the command that writes it, into an empty --out")
+
+
+def is_unfinished(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a stage directory that was started and not finished (by any stage)."""
+    return started_by(path) is not None or any(k.has_debris(path) for k in STAGE_DIRS.values())
 
 
 def check_input_file(path: str | os.PathLike) -> type[StageDir] | None:
@@ -509,7 +554,7 @@ def check_input_file(path: str | os.PathLike) -> type[StageDir] | None:
     other paths (plain files and folders, hub ids) are left to their readers."""
     path = Path(path)
     if path.is_dir():
-        if (path / MANIFEST).exists() or any(k.has_debris(path) for k in STAGE_DIRS.values()):
+        if (path / MANIFEST).exists() or is_unfinished(path):
             return verify(path)[0]
         return None
     if not path.is_file():
@@ -524,6 +569,8 @@ def check_input_file(path: str | os.PathLike) -> type[StageDir] | None:
         if kind is not None and path.name in kind.OUTPUTS:
             kind.verify(parent)
         return None
+    if path.name in {n for kind in STAGE_DIRS.values() for n in kind.OUTPUTS}:
+        _refuse_unknown_start(parent)
     for kind in STAGE_DIRS.values():
         if path.name in kind.OUTPUTS and kind.has_debris(parent):
             kind.verify(parent)  # raises: incomplete
@@ -531,5 +578,6 @@ def check_input_file(path: str | os.PathLike) -> type[StageDir] | None:
 
 
 __all__ = ["AblationDir", "AuditDir", "CompareDir", "CurateDir", "EvalDir", "GENERIC_REPORTS", "MANIFEST",
-           "NoiseDir", "RunDir", "STAGE_DIRS", "SimulateDir", "StageDir", "StageDirError", "ValidationDir",
-           "check_input_file", "check_not_input", "check_output_file", "hash_outputs", "read_manifest", "verify"]
+           "NoiseDir", "RunDir", "STAGE_DIRS", "STARTED", "UNKNOWN_STAGE", "SimulateDir", "StageDir", "StageDirError", "ValidationDir",
+           "check_input_file", "check_not_input", "check_output_file", "hash_outputs", "is_unfinished",
+           "marker_path", "read_manifest", "start_markers", "started_by", "verify"]

@@ -111,7 +111,7 @@ def test_clean_removes_only_what_the_stage_owns(tmp_path):
     (out / "mine").mkdir()
     assert CurateDir.prepare(out) == "incomplete"
     CurateDir.start(out)
-    assert sorted(p.name for p in out.iterdir()) == [dirs.STARTED, "mine", "notes.txt"]
+    assert sorted(p.name for p in out.iterdir()) == [f"{dirs.STARTED}.curate", "mine", "notes.txt"]
     assert dirs.started_by(out) == "curate"
 
 
@@ -134,7 +134,7 @@ def test_debris_of_a_shared_file_name_is_told_by_its_start_marker(tmp_path):
         (out / kind.PAIRS).write_text("x")
         (out / ".pairs.parquet.x1.tmp").unlink()
         kind.finish(out, config={})
-        assert dirs.started_by(out) is None and not (out / dirs.STARTED).exists()
+        assert dirs.started_by(out) is None and dirs.start_markers(out) == []
 
 
 # ---------------------------------------------------------------- the reproductions of issue 16
@@ -282,14 +282,49 @@ def test_the_same_rows_write_the_same_bytes_whatever_their_attrs(tmp_path):
     assert artifacts.file_sha256(_write_train_pairs(val.iloc[1:], old.parent)) != before  # other rows: rewritten
 
 
-def test_a_directory_killed_between_creating_and_writing_its_start_marker_is_refused(tmp_path):
-    """A SIGKILL can land after the marker file is created and before its stage name is written
-    (the CI-like run of test_kill caught it): report readers say it is interrupted, not 'unknown'."""
+def test_the_start_marker_names_its_stage_the_instant_it_exists(tmp_path):
+    """The stage is in the marker's file name, not its content: there is no instant at which a
+    started directory holds a marker that names no stage (a kill between creating a file and
+    writing it left an empty one before)."""
+    from pairlab.dirs import NoiseDir
+
+    for kind in (CurateDir, NoiseDir, RunDir):
+        out = tmp_path / kind.STAGE
+        kind.start(out)
+        assert [p.name for p in out.iterdir()] == [dirs.marker_path(out, kind.STAGE).name]
+        assert dirs.marker_path(out, kind.STAGE).stat().st_size == 0
+        assert dirs.started_by(out) == kind.STAGE
+        with pytest.raises(StageDirError, match=f"incomplete {kind.STAGE} directory"):
+            dirs.verify(out)
+    # an earlier pairlab's marker (the stage written into it) is still read
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    (legacy / dirs.STARTED).write_text("curate\n")
+    assert dirs.started_by(legacy) == "curate" and CurateDir.prepare(legacy) == "incomplete"
+    CurateDir.start(legacy)
+    (legacy / CurateDir.PAIRS).write_text("x")
+    CurateDir.finish(legacy, config={})
+    assert dirs.start_markers(legacy) == [] and dirs.started_by(legacy) is None
+
+
+def test_a_start_marker_that_names_no_stage_is_refused_everywhere(tmp_path):
+    """An earlier pairlab killed between creating ``.pairlab-started`` and writing its stage
+    left it empty: every reader and writer says it is interrupted; none takes it for a data
+    folder, and none cleans it (nothing says whose files it holds)."""
     from pairlab.reports import render_report
 
-    (tmp_path / dirs.STARTED).write_text("")
-    with pytest.raises(StageDirError, match="interrupted pairlab directory"):
-        render_report(tmp_path)
+    out = tmp_path / "killed"
+    out.mkdir()
+    (out / dirs.STARTED).write_text("")
+    (out / "pairs.parquet").write_text("half")
+    assert dirs.started_by(out) == dirs.UNKNOWN_STAGE and dirs.is_unfinished(out)
+    for read in (render_report, dirs.verify, dirs.check_input_file, CurateDir.verify,
+                 lambda p: dirs.check_input_file(p / "pairs.parquet")):
+        with pytest.raises(StageDirError, match="interrupted pairlab directory"):
+            read(out)
+    with pytest.raises(StageDirError, match="interrupted pairlab directory whose stage is unknown"):
+        CurateDir.prepare(out)
+    assert sorted(p.name for p in out.iterdir()) == [dirs.STARTED, "pairs.parquet"]
 
 
 def test_a_table_hashes_the_same_in_memory_and_read_back(tmp_path):

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import artifacts
-from ..dirs import GENERIC_REPORTS, STAGE_DIRS, STARTED, AblationDir, AuditDir, CurateDir, EvalDir, RunDir, StageDirError
+from ..dirs import GENERIC_REPORTS, STAGE_DIRS, AblationDir, AuditDir, CurateDir, EvalDir, RunDir, is_unfinished, verify
 from ..errors import ReportError  # noqa: F401  (the reports import it from here)
 
 FORMATS = ("html", "json")
@@ -64,12 +64,8 @@ def detect_kind(directory: str | os.PathLike) -> ReportKind:
     for kind in REPORT_KINDS.values():
         if kind.marker_files and all((directory / f).exists() for f in kind.marker_files):
             return kind
-    for stage_dir in STAGE_DIRS.values():  # a stage killed while writing: say so
-        if stage is None and stage_dir.has_debris(directory):
-            stage_dir.verify(directory)  # raises: incomplete, and how to redo it
-    if stage is None and (directory / STARTED).exists():  # killed between creating its start marker and writing it
-        raise StageDirError("holds an interrupted pairlab directory (killed as it started): incomplete",
-                            file=str(directory), hint="rerun the command that writes it, with --overwrite")
+    if stage is None and is_unfinished(directory):  # a stage killed while writing: say so
+        verify(directory)  # raises: incomplete, and how to redo it
     what = f"manifest stage '{stage}'" if stage is not None else "no manifest.json and no known files"
     raise ReportError(f"cannot tell what kind of directory this is ({what}); report kind not supported yet",
                       file=str(directory),
