@@ -55,8 +55,9 @@ _INPUT_OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("map", {"action": "append", "default": [], "metavar": "FIELD=PATH",
              "help": "feed a schema field from a (dotted) input field or column, e.g. "
                      "score_chosen=metadata.score_chosen or prompt=question; repeatable"}),
-    ("split", {"default": None, "metavar": "SPLIT", "help": "split of a hub dataset or a saved DatasetDict "
-                                        "(e.g. train_prefs)"}),
+    ("split", {"default": None, "metavar": "SPLIT", "help": "split of a hub dataset, a saved DatasetDict, or a "
+                                        "folder of hub-named files (train_prefs-00000-of-00001.parquet): "
+                                        "e.g. train_prefs"}),
     ("hub-config", {"default": None, "metavar": "NAME",
                     "help": "config (subset) name of a hub dataset (online)"}),
     ("hub-revision", {"default": None, "metavar": "REV",

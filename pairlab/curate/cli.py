@@ -64,9 +64,9 @@ def run(args: argparse.Namespace) -> int:
     if rows:  # a pool larger than memory (pairs Parquet, JSONL, CSV): in chunks of `rows`
         return _run_streamed(args, filters, config, started, rows)
     pairs, rejects = read_input(args, with_rejects=True)
-    eval_pairs = None
+    eval_pairs, eval_inputs = None, None
     if args.eval_from:  # its unreadable rows are accounted for in dropped.parquet too
-        eval_pairs, eval_rejects = read_input(args, dest="eval_from", with_rejects=True)
+        eval_pairs, eval_rejects, eval_inputs = _read_eval_from(args)
         rejects = pd.concat([rejects, eval_rejects], ignore_index=True) if len(eval_rejects) else rejects
     read = pairs.attrs.get("read_stats", {})
     inputs = {"spec": args.input, "format": args.input_format,
@@ -77,16 +77,27 @@ def run(args: argparse.Namespace) -> int:
     except (IsADirectoryError, FileNotFoundError, PermissionError):
         pass
     result = curate(pairs, filters, config, out_dir=args.out, eval_pairs=eval_pairs, inputs=inputs,
-                    overwrite=args.overwrite, rejects=rejects)
+                    overwrite=args.overwrite, rejects=rejects, eval_inputs=eval_inputs)
 
     _print_summary(result, args, started)
     return 0
 
 
+def _read_eval_from(args: argparse.Namespace):
+    """``--eval-from`` read with its rejects and its own counts (for the manifest)."""
+    eval_pairs, eval_rejects = read_input(args, dest="eval_from", with_rejects=True)
+    read = eval_pairs.attrs.get("read_stats", {})
+    return eval_pairs, eval_rejects, {"spec": args.eval_from, "rows_in_input": read.get("rows"),
+                                      "records_read": read.get("records"), "rejected": read.get("rejected", 0),
+                                      "unreadable": len(eval_rejects)}
+
+
 def _print_summary(result, args: argparse.Namespace, started: float) -> None:
     counts = result.manifest["counts"]
+    from_eval = result.manifest["inputs"].get("eval_from", {}).get("unreadable", 0)
     unreadable = (f"; {counts['unreadable']} unreadable input rows in dropped.parquet"
-                  if counts.get("unreadable") else "")
+                  + (f" ({counts['unreadable'] - from_eval} of the pool, {from_eval} of --eval-from)"
+                     if from_eval else "") if counts.get("unreadable") else "")
     print(f"curated {counts['input']} pairs -> train {counts['train']}, eval {counts['eval']}, "
           f"dropped {counts['dropped']}{unreadable}  (scores {'cached' if result.manifest['score_cache']['hit'] else 'computed'}, "
           f"{time.time() - started:.1f} s)")
@@ -145,14 +156,15 @@ def _run_streamed(args: argparse.Namespace, filters, config, started: float, row
         inputs.update(rows_in_input=read.get("rows"), records_read=read.get("records"),
                       rejected=read.get("rejected", 0))
         announce_rejects("curate", read)
-    eval_pairs = None
+    eval_pairs, eval_inputs = None, None
     if args.eval_from:  # its unreadable rows are accounted for in dropped.parquet too
-        eval_pairs, eval_rejects = read_input(args, dest="eval_from", with_rejects=True)
+        eval_pairs, eval_rejects, eval_inputs = _read_eval_from(args)
         if len(eval_rejects):
             rejects = eval_rejects if rejects is None or not len(rejects) else \
                 pd.concat([rejects, eval_rejects], ignore_index=True)
     result = curate_stream(pool, filters, config, out_dir=args.out, eval_pairs=eval_pairs,
-                           inputs=inputs, overwrite=args.overwrite, chunk_rows=rows, rejects=rejects)
+                           inputs=inputs, overwrite=args.overwrite, chunk_rows=rows, rejects=rejects,
+                           eval_inputs=eval_inputs)
     _print_summary(result, args, started)
     return 0
 

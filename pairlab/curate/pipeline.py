@@ -134,14 +134,14 @@ def load_filter_file(path: str | Path) -> tuple[list[Filter], dict[str, Any]]:
     return parse_filters(data, source=str(path)), config
 
 
-def _check_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
+def _check_pairs(pairs: pd.DataFrame, source: str | None = None) -> pd.DataFrame:
     validate_pairs(pairs)
     pairs = pairs.reset_index(drop=True)
     dup = pairs["pair_id"].duplicated()
     if dup.any():
         row = int(np.argmax(dup.to_numpy()))
         raise PairDataError(f"pair_id {pairs['pair_id'].iloc[row]!r} occurs more than once",
-                            field="pair_id", row=row,
+                            file=source, field="pair_id", row=row,
                             hint="pair_ids must be unique; rebuild the table with pairlab's reader")
     return pairs
 
@@ -158,7 +158,8 @@ def _check_requirements(filters: list[Filter], cfg: CurateConfig) -> None:
 def curate(pairs: pd.DataFrame, filters: Any = None, config: CurateConfig | None = None, *,
            out_dir: str | Path | None = None, eval_pairs: pd.DataFrame | None = None,
            tokenizer=None, inputs: dict[str, Any] | None = None,
-           overwrite: bool = False, rejects: pd.DataFrame | None = None) -> CurateResult:
+           overwrite: bool = False, rejects: pd.DataFrame | None = None,
+           eval_inputs: dict[str, Any] | None = None) -> CurateResult:
     """Score, split and filter a pool of pairs; optionally write the audit trail.
 
     Parameters
@@ -189,7 +190,7 @@ def curate(pairs: pd.DataFrame, filters: Any = None, config: CurateConfig | None
     if out_dir is not None:
         CurateDir.prepare(out_dir, overwrite=overwrite,
                           inputs=[(inputs or {}).get("spec"), cfg.contamination_file])
-    pairs = _check_pairs(pairs)
+    pairs = _check_pairs(pairs, (inputs or {}).get("spec"))
     if eval_pairs is not None:
         eval_pairs = validate_pairs(eval_pairs).reset_index(drop=True)
 
@@ -228,9 +229,7 @@ def curate(pairs: pd.DataFrame, filters: Any = None, config: CurateConfig | None
         "seed": cfg.seed,
         "config": dataclasses.asdict(cfg),
         "filters": [f.spec() for f in parsed],
-        "inputs": {"pool": {"rows": n, "unreadable": n_unreadable, "content_sha256": content_hash,
-                            **(inputs or {})},
-                   **({"eval_from": {"rows": len(eval_pairs)}} if eval_pairs is not None else {})},
+        "inputs": input_records(n, n_unreadable, content_hash, inputs, eval_pairs, eval_inputs),
         "counts": counts,
         "steps": steps,
         "score_cache": cache_info,
@@ -244,6 +243,18 @@ def curate(pairs: pd.DataFrame, filters: Any = None, config: CurateConfig | None
         timings["write_s"] = time.time() - t0
     timings["total_s"] = time.time() - started
     return result
+
+
+def input_records(n: int, n_unreadable: int, content_hash: str, inputs: dict[str, Any] | None,
+                  eval_pairs: pd.DataFrame | None, eval_inputs: dict[str, Any] | None) -> dict[str, Any]:
+    """The manifest's ``inputs``: the pool and ``--eval-from`` each with its own counts (the
+    unreadable rows of both go to dropped.parquet; each input says how many were its own)."""
+    from_eval = int((eval_inputs or {}).get("unreadable", 0))
+    records = {"pool": {"rows": n, "content_sha256": content_hash, **(inputs or {}),
+                        "unreadable": n_unreadable - from_eval}}
+    if eval_pairs is not None:
+        records["eval_from"] = {"rows": len(eval_pairs), **(eval_inputs or {}), "unreadable": from_eval}
+    return records
 
 
 def unreadable_rows(rejects: pd.DataFrame) -> pd.DataFrame:
@@ -379,4 +390,4 @@ def write_result(result: CurateResult, out_dir: str | Path, *, started: float | 
 
 
 __all__ = ["CurateResult", "EVAL_OVERLAP", "UNREADABLE", "cached_scores", "curate",
-           "load_filter_file", "pool_hash", "unreadable_rows", "write_result"]
+           "input_records", "load_filter_file", "pool_hash", "unreadable_rows", "write_result"]

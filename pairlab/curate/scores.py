@@ -272,9 +272,17 @@ def read_prompts(path: str | Path) -> pd.Series:
     if path.suffix == ".txt":
         lines = path.read_text(encoding="utf-8").splitlines()
         return pd.Series([line for line in lines if line.strip()], dtype="str")
-    from ..io import read_pairs
+    from ..io import read_pairs_with_rejects
+    from ..io.rejects import describe_reject
 
-    return read_pairs(str(path))["prompt_text"].astype("str")
+    pairs, rejects = read_pairs_with_rejects(str(path))
+    if len(rejects):  # a prompt the check cannot read is one it would silently miss
+        first = describe_reject(rejects.iloc[0].to_dict())
+        raise PairDataError(f"{len(rejects)} of {pairs.attrs.get('read_stats', {}).get('rows', '?')} rows cannot "
+                            f"be read, so their prompts would go unchecked (first: {first})", file=str(path),
+                            field="contamination_file",
+                            hint="fix those rows, or give the prompts as a .txt file (one per line)")
+    return pairs["prompt_text"].astype("str")
 
 
 def compute_scores(pairs: pd.DataFrame, config: CurateConfig | None = None, *,

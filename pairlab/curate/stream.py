@@ -46,7 +46,7 @@ from ..schema import PairDataError, validate_pairs
 from .config import CurateConfig
 from .filters import parse_filters
 from .pipeline import (_CONTENT_COLUMNS, CurateResult, _apply_filters, _cache_key, _check_requirements,
-                       mark_status, unreadable_rows)
+                       input_records, mark_status, unreadable_rows)
 from .scores import compute_scores, prompt_duplicate_scores, prompt_signatures, read_prompts
 from .split import split_masks
 from .text import normalize_column
@@ -246,7 +246,8 @@ class _Appender:
 def curate_stream(path: str | Path, filters: Any = None, config: CurateConfig | None = None, *,
                   out_dir: str | Path, eval_pairs: pd.DataFrame | None = None, tokenizer=None,
                   inputs: dict[str, Any] | None = None, overwrite: bool = False,
-                  chunk_rows: int | None = None, rejects: pd.DataFrame | None = None) -> CurateResult:
+                  chunk_rows: int | None = None, rejects: pd.DataFrame | None = None,
+                  eval_inputs: dict[str, Any] | None = None) -> CurateResult:
     """:func:`~pairlab.curate.curate` of the pairs Parquet file ``path``, streamed (see module doc).
 
     Writes ``out_dir`` exactly as :func:`curate` does. ``rejects``: the input rows the
@@ -297,8 +298,7 @@ def curate_stream(path: str | Path, filters: Any = None, config: CurateConfig | 
     manifest = {
         "stage": "curate", "seed": cfg.seed, "config": dataclasses.asdict(cfg),
         "filters": [f.spec() for f in parsed],
-        "inputs": {"pool": {"rows": n, "unreadable": n_unreadable, "content_sha256": content_hash, **inputs},
-                   **({"eval_from": {"rows": len(eval_pairs)}} if eval_pairs is not None else {})},
+        "inputs": input_records(n, n_unreadable, content_hash, inputs, eval_pairs, eval_inputs),
         "counts": counts, "steps": steps, "score_cache": cache_info,
         "split": ({"by": "prompt_hash", "eval_fraction": cfg.eval_fraction, "seed": cfg.seed}
                   if eval_pairs is None else {"by": "eval_from", "overlap_dropped": int(overlap.sum())}),

@@ -36,6 +36,18 @@ def _convert(args: argparse.Namespace) -> int:
     check_output_file(args.out, [args.input], overwrite=args.overwrite)
     if args.rejects:
         check_output_file(args.rejects, [args.input, args.out], overwrite=args.overwrite, flag="--rejects")
+        from pathlib import Path
+
+        from ..schema import PairDataError
+        from .rejects import REJECT_SUFFIXES
+
+        if Path(args.rejects).resolve() == Path(args.out).resolve():
+            raise PairDataError("--rejects is the same file as --out: the rejected rows would replace "
+                                "the pairs", file=str(args.rejects), field="--rejects",
+                                hint="name another file for the rejected rows")
+        if Path(args.rejects).suffix not in REJECT_SUFFIXES:  # before anything is written
+            raise PairDataError(f"unsupported output type '{Path(args.rejects).suffix}'", file=str(args.rejects),
+                                field="--rejects", hint="write .parquet, .jsonl or .csv")
     if args.chunk_rows < 0:
         from ..schema import PairDataError
 

@@ -194,11 +194,30 @@ def _messages(value: Any, batch: RecordBatch, index: int, field: str) -> list[di
         content = message["content"]
         if content is None:
             content = ""
+        if isinstance(content, (list, tuple, np.ndarray)):  # OpenAI-style parts: [{"type": "text", "text": ...}]
+            content = _text_parts(content, turn, batch, index, field)
         if not isinstance(content, str) or not isinstance(message["role"], str):
             raise PairDataError(f"message {turn} has non-string role/content "
                                 f"({type(content).__name__})", field=field, **batch.where(index))
         out.append({"role": message["role"], "content": content})
     return out
+
+
+def _text_parts(parts: Any, turn: int, batch: RecordBatch, index: int, field: str) -> str:
+    """A message's content given as parts: its text parts joined by newlines; any other part
+    (an image, audio) is refused, since pairlab scores text only."""
+    texts = []
+    for part in parts:
+        if isinstance(part, str):
+            texts.append(part)
+            continue
+        kind = part.get("type", "text") if isinstance(part, dict) else type(part).__name__
+        if kind != "text" or not isinstance(part.get("text"), str):
+            raise PairDataError(f"message {turn} has a content part of type '{kind}': only text parts "
+                                "are read", field=field, **batch.where(index),
+                                hint="keep text-only conversations, or drop this row")
+        texts.append(part["text"])
+    return "\n".join(texts)
 
 
 def _completion_kind(value: Any, batch: RecordBatch, index: int, field: str) -> str:

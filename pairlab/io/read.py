@@ -108,7 +108,7 @@ def read_pairs_with_rejects(spec: str | Path, format: str = "auto",
     elif sources.is_saved_dataset(path):
         frames.append(batch_frame(lambda: sources.read_saved(path, split)))
     else:
-        for file in sources.list_files(spec_text):
+        for file in sources.list_files(spec_text, split):
             fast = _read_pairs_parquet(file, fmt, explicit, stats)
             frames.append(fast if fast is not None else
                           batch_frame(lambda file=file: sources.read_file(file, log)))

@@ -96,6 +96,10 @@ def _plain(value: Any) -> Any:
     return value.tolist() if hasattr(value, "tolist") else str(value)
 
 
+#: File types :func:`write_rejects` writes.
+REJECT_SUFFIXES = (".parquet", ".jsonl", ".csv")
+
+
 def write_rejects(rejects: pd.DataFrame, path: str | Path) -> Path:
     """Write the rejects table atomically: ``.parquet``, ``.jsonl`` or ``.csv`` by suffix."""
     from .. import artifacts

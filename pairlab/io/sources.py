@@ -31,12 +31,63 @@ from ..schema import PairDataError
 from .rejects import RejectLog
 
 
-def _zstd_open(path: Path) -> IO[bytes]:
-    import zstandard
+class _ZstdFrames(io.RawIOBase):
+    """A ``.zst`` file decompressed frame after frame, refusing a stream that is cut short.
 
-    # The decompressing reader has no readline: buffer it so lines can be iterated.
-    reader = zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True)
-    return io.BufferedReader(reader)
+    ``zstandard``'s stream reader ends quietly where the input ends, even inside a frame,
+    so a truncated download would read as a shorter file. Here the end of the input inside
+    a frame is an :class:`EOFError` (the readers' "cut short" error). An empty file reads as
+    empty, as ``gzip`` reads one.
+    """
+
+    def __init__(self, path: Path, block: int = 1 << 20) -> None:
+        import zstandard
+
+        self._fh = open(path, "rb")
+        self._dctx = zstandard.ZstdDecompressor()
+        self._obj = self._dctx.decompressobj()
+        self._block = block
+        self._out, self._pos = b"", 0
+        self._in_frame = False  # input of the current frame has been fed, its end not seen
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def _feed(self, data: bytes) -> bytes:
+        parts = []
+        while data:
+            parts.append(self._obj.decompress(data))
+            self._in_frame = True
+            if not self._obj.eof:
+                break
+            self._in_frame = False
+            data = self._obj.unused_data  # the next frame's first bytes, if any
+            self._obj = self._dctx.decompressobj()
+        return b"".join(parts)
+
+    def readinto(self, buffer) -> int:
+        while self._pos >= len(self._out) and not self._done:
+            chunk = self._fh.read(self._block)
+            if not chunk:
+                self._done = True
+                if self._in_frame:
+                    raise EOFError("the zstd stream ends inside a frame: the file is cut short")
+                break
+            self._out, self._pos = self._feed(chunk), 0
+        n = min(len(buffer), len(self._out) - self._pos)
+        buffer[:n] = self._out[self._pos:self._pos + n]
+        self._pos += n
+        return n
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
+
+
+def _zstd_open(path: Path) -> IO[bytes]:
+    # Buffered, so lines can be iterated.
+    return io.BufferedReader(_ZstdFrames(path))
 
 
 #: Inner file types the readers know, by suffix.
@@ -44,14 +95,46 @@ FILE_TYPES = (".jsonl", ".json", ".parquet", ".csv", ".tsv")
 #: Compression suffix -> how to open the file as a decompressed binary stream.
 COMPRESSIONS: dict[str, Callable[[Path], IO[bytes]]] = {
     ".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open, ".zst": _zstd_open}
-SUFFIXES = tuple(t + c for t in FILE_TYPES for c in ("", *COMPRESSIONS))
-SUPPORTED = ".jsonl, .json, .parquet, .csv or .tsv, optionally compressed as .gz, .bz2, .xz or .zst"
+#: Other names of an inner file type.
+ALIASES = {".ndjson": ".jsonl"}
+SUFFIXES = tuple(t + c for t in (*FILE_TYPES, *ALIASES) for c in ("", *COMPRESSIONS))
+SUPPORTED = ".jsonl (.ndjson), .json, .parquet, .csv or .tsv, optionally compressed as .gz, .bz2, .xz or .zst"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 # csv's default field limit (128 KiB) is below some real responses; one field may hold a
 # whole conversation. sys.maxsize overflows a C long on some platforms, so 2**31 - 1.
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 # A CSV cell decoded with errors="surrogateescape" holds these where the bytes were not UTF-8.
 _UNDECODED = re.compile("[\udc80-\udcff]")
+# A JSON escape of a UTF-16 surrogate: valid in pairs (an emoji), not alone.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _lone_surrogate(value: Any, path: str = "") -> str | None:
+    """Where in a parsed JSON value a string holds an unpaired UTF-16 surrogate (``"\\ud800"``
+    parses, but is not Unicode text: Arrow, Parquet and UTF-8 cannot hold it), else None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path or "value"
+        return None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        if isinstance(key, str) and _lone_surrogate(key) is not None:
+            return f"{path}.{key!r}" if path else "a field name"
+        where = _lone_surrogate(item, f"{path}[{key}]" if isinstance(key, int) else
+                                f"{path}.{key}" if path else str(key))
+        if where is not None:
+            return where
+    return None
+
+
+def _surrogate_error(where: str, **position: Any) -> PairDataError:
+    field = re.split(r"[.\[]", where, maxsplit=1)[0]
+    detail = "" if where == field else f" (at {where})"
+    return PairDataError(f"an unpaired UTF-16 surrogate escape (\\ud800-\\udfff) is not valid text{detail}",
+                         field=None if where in ("value", "a field name") else field, **position,
+                         hint="the writer split an emoji or wrote broken escapes; fix or drop the row")
 
 
 @dataclass
@@ -79,6 +162,7 @@ def file_type(path: Path) -> tuple[str | None, str | None]:
     compression = suffixes[-1] if suffixes and suffixes[-1] in COMPRESSIONS else None
     inner = suffixes[-2] if compression and len(suffixes) > 1 else (
         suffixes[-1] if suffixes and not compression else None)
+    inner = ALIASES.get(inner, inner)
     return (inner if inner in FILE_TYPES else None), compression
 
 
@@ -88,16 +172,62 @@ def is_saved_dataset(path: Path) -> bool:
         (path / "state.json").is_file() and (path / "dataset_info.json").is_file()))
 
 
-def list_files(spec: str | Path) -> list[Path]:
-    """The files a local spec names (a file, or a directory's data files sorted by name)."""
+#: A hub-style shard name, ``train_prefs-00000-of-00001``: its split is the part before the shard.
+_SHARD = re.compile(r"^(?P<split>.+?)-\d{5}-of-\d{5}$")
+#: File names the hub reads as splits (``train.jsonl``, ``test_prefs.parquet``), as its data-file patterns do.
+_SPLIT_WORD = re.compile(r"^(train|training|test|testing|valid|validation|dev|eval|evaluation)([_-].*)?$",
+                         re.IGNORECASE)
+
+
+def _stem(path: Path) -> str:
+    """The name without its file-type and compression suffixes (``a.b.jsonl.gz`` -> ``a.b``)."""
+    name = path.name
+    if file_type(path)[1]:
+        name = name.rsplit(".", 1)[0]
+    return name.rsplit(".", 1)[0] if file_type(path)[0] else name
+
+
+def split_of(path: Path) -> str | None:
+    """The split a data file's name gives, as the hub names its files (``train_prefs`` for
+    ``train_prefs-00000-of-00001.parquet``, ``test`` for ``test.jsonl.gz``), else None."""
+    stem = _stem(path)
+    match = _SHARD.match(stem)
+    if match:
+        return match["split"]
+    return stem if _SPLIT_WORD.match(stem) else None
+
+
+def list_files(spec: str | Path, split: str | None = None) -> list[Path]:
+    """The files a local spec names (a file, or a directory's data files sorted by name).
+
+    A directory laid out as a hub dataset is published (``data/`` under the repository
+    root; files named ``SPLIT-00000-of-00001.parquet``) is read one split at a time: ``split``
+    picks the files whose names give that split, and several splits without ``split`` are an
+    error rather than a merge (test rows must not leak into training).
+    """
     path = Path(spec).expanduser()
     if path.is_dir():
-        files = sorted(p for p in path.iterdir()
-                       if p.is_file() and not p.name.startswith(".") and file_type(p)[0])
+        files = _data_files(path)
+        if not files and _data_files(path / "data"):  # a hub dataset repository's root
+            path, files = path / "data", _data_files(path / "data")
         if not files:
             raise PairDataError("directory holds no data files and is not a datasets "
                                 "save_to_disk directory", file=str(path),
                                 hint=f"put {SUPPORTED} files in it")
+        splits = sorted({s for s in map(split_of, files) if s is not None})
+        if split is not None:
+            chosen = [f for f in files if split_of(f) == split]
+            if not chosen:
+                raise PairDataError(f"no file of split '{split}' (file names give "
+                                    + (f"the splits {', '.join(splits)})" if splits else "no split)"),
+                                    file=str(path), field="--split",
+                                    hint="pass one of those to --split, or name a file")
+            return chosen
+        if len(splits) > 1:
+            raise PairDataError(f"holds the files of {len(splits)} splits ({', '.join(splits)}); "
+                                "reading them together would mix them", file=str(path), field="--split",
+                                hint=f"pass --split {next((x for x in splits if x.lower().startswith('train')), splits[0])}"
+                                     " (or another), or name a file")
         return files
     if path.exists():
         if file_type(path)[0] is None:
@@ -107,6 +237,12 @@ def list_files(spec: str | Path) -> list[Path]:
                                      "too, e.g. test.jsonl.gz)")
         return [path]
     raise PairDataError("no such file or directory", file=str(path))
+
+
+def _data_files(path: Path) -> list[Path]:
+    if not path.is_dir():
+        return []
+    return sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".") and file_type(p)[0])
 
 
 def is_hub_id(spec: str) -> bool:
@@ -263,6 +399,10 @@ def _jsonl_rows(path: Path, log: RejectLog) -> Iterator[tuple[int, dict[str, Any
                                       **where), text.rstrip("\r\n"))
                 yield lineno, None
                 continue
+            if _SURROGATE_ESCAPE.search(text) and (bad := _lone_surrogate(record)) is not None:
+                log.add(_surrogate_error(bad, **where), text.rstrip("\r\n"))
+                yield lineno, None
+                continue
             yield lineno, record
 
 
@@ -292,8 +432,11 @@ def _read_json(path: Path, log: RejectLog) -> RecordBatch:
         raise PairDataError(f"expected a JSON list of objects, got {type(data).__name__}",
                             file=str(path))
     records, rows = [], []
+    check = bool(_SURROGATE_ESCAPE.search(text))
     for i, record in enumerate(data):
-        if isinstance(record, dict):
+        if check and isinstance(record, dict) and (bad := _lone_surrogate(record)) is not None:
+            log.add(_surrogate_error(bad, file=str(path), row=i), json.dumps(record))
+        elif isinstance(record, dict):
             records.append(record)
             rows.append(i)
         else:
