@@ -396,7 +396,9 @@ class SimulateDir(StageDir):
     EVAL_PAIRS = "eval_pairs.parquet"
     OUTPUTS = (TRAIN_RAW, EVAL_RAW, TRAIN_PAIRS, EVAL_PAIRS)
     REQUIRED = (TRAIN_RAW,)
-    MARKERS = (TRAIN_RAW, TRAIN_PAIRS)
+    #: not train.jsonl: a user's own data folder often holds one (its start marker tells a
+    #: killed simulate apart)
+    MARKERS = (TRAIN_PAIRS,)
 
 
 class NoiseDir(StageDir):

@@ -1,0 +1,224 @@
+"""Inputs an independent probe of ~200 real-file variants found mishandled, each fixed here.
+
+Every case goes through the CLI (what a user runs): a clear one-line error with exit 2 and
+no traceback, or the rows read, with every row read or rejected.
+"""
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from pairlab.cli import main
+from pairlab.io import read_pairs_with_rejects
+
+
+def _rows(tag: str, n: int) -> list[dict]:
+    return [{"prompt": f"{tag} question {i}?", "chosen": f"good {i}", "rejected": f"bad {i}"} for i in range(n)]
+
+
+def _jsonl(path, records) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def test_lone_surrogate_escapes_are_rejected_rows_not_a_traceback(tmp_path):
+    """``"\\ud800"`` parses as JSON but is not text (Arrow and UTF-8 refuse it); a valid pair
+    of escapes (an emoji) and an escaped backslash are read as they are."""
+    path = tmp_path / "s.jsonl"
+    path.write_text('{"prompt":"q","chosen":"x","rejected":"y"}\n'
+                    '{"prompt":"a\\ud800","chosen":"b","rejected":"c"}\n'
+                    '{"prompt":"ok \\ud83d\\ude00","chosen":"b","rejected":"c","note":"\\\\ud800 literal"}\n'
+                    '{"prompt":"p","chosen":[{"role":"user","content":"u"},'
+                    '{"role":"assistant","content":"x\\udfff"}],"rejected":"c"}\n')
+    pairs, rejects = read_pairs_with_rejects(path)
+    assert sorted(pairs["prompt_text"]) == ["ok \U0001F600", "q"]
+    assert rejects[["line", "field"]].values.tolist() == [[2, "prompt"], [4, "chosen"]]
+    assert "surrogate" in rejects["reason"].iloc[0] and "chosen[1].content" in rejects["reason"].iloc[1]
+    array = tmp_path / "s.json"
+    array.write_text('[{"prompt":"q","chosen":"x","rejected":"y","note":"\\udfff"},'
+                     '{"prompt":"q2","chosen":"x","rejected":"y"}]')
+    pairs, rejects = read_pairs_with_rejects(array)
+    assert pairs["prompt_text"].tolist() == ["q2"] and rejects[["row", "field"]].values.tolist() == [[0, "note"]]
+    # the CLI writes the good pairs and the rejects (their raw text is valid UTF-8)
+    proc = subprocess.run([sys.executable, "-m", "pairlab", "convert", "--input", str(path), "--out",
+                           str(tmp_path / "o.parquet"), "--rejects", str(tmp_path / "r.parquet")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert len(pd.read_parquet(tmp_path / "r.parquet")) == 2
+
+
+def _zst_stream(records: list[dict], cut_after: int | None = None) -> bytes:
+    import zstandard
+
+    buffer = io.BytesIO()
+    writer = zstandard.ZstdCompressor().stream_writer(buffer, closefd=False)
+    cut = None
+    for i, record in enumerate(records):
+        writer.write((json.dumps(record) + "\n").encode())
+        writer.flush(zstandard.FLUSH_BLOCK)
+        if i == cut_after:
+            cut = buffer.tell()
+    writer.flush(zstandard.FLUSH_FRAME)
+    data = buffer.getvalue()
+    return data if cut is None else data[:cut]
+
+
+@pytest.mark.parametrize("trim", [0, 5])
+def test_a_cut_short_zst_is_an_error_not_a_shorter_file(tmp_path, capsys, trim):
+    """zstandard's stream reader ends quietly inside a frame: 60 of 100 rows once read
+    "successfully". Cut at a block boundary (trim 0) or inside a block (trim 5)."""
+    records = _rows("z", 100)
+    whole = tmp_path / "whole.jsonl.zst"
+    whole.write_bytes(_zst_stream(records))
+    cut = tmp_path / "cut.jsonl.zst"
+    at_block = _zst_stream(records, cut_after=59)
+    cut.write_bytes(_zst_stream(records)[:len(at_block) + trim])
+    assert main(["convert", "--input", str(whole), "--out", str(tmp_path / "w.parquet")]) == 0
+    assert len(pd.read_parquet(tmp_path / "w.parquet")) == 100
+    capsys.readouterr()
+    assert main(["convert", "--input", str(cut), "--out", str(tmp_path / "c.parquet")]) == 2
+    err = capsys.readouterr().err
+    assert "cut short" in err and str(cut) in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "c.parquet").exists()
+    for command in (["inspect", "--input", str(cut)],
+                    ["curate", "--input", str(cut), "--tokenizer", "none", "--no-report",
+                     "--out", str(tmp_path / "cur")]):
+        assert main(command) == 2 and "cut short" in capsys.readouterr().err
+
+
+def test_multi_frame_and_empty_zst(tmp_path, capsys):
+    import zstandard
+
+    c = zstandard.ZstdCompressor()
+    frames = b"".join(c.compress("".join(json.dumps(r) + "\n" for r in _rows(f"f{j}", 10)).encode())
+                      for j in range(3))
+    (tmp_path / "m.jsonl.zst").write_bytes(frames)
+    pairs, rejects = read_pairs_with_rejects(tmp_path / "m.jsonl.zst")
+    assert len(pairs) == 30 and len(rejects) == 0
+    (tmp_path / "mc.jsonl.zst").write_bytes(frames[:-3])
+    assert main(["convert", "--input", str(tmp_path / "mc.jsonl.zst"), "--out", str(tmp_path / "x.parquet")]) == 2
+    assert "cut short" in capsys.readouterr().err
+    (tmp_path / "e.jsonl.zst").write_bytes(b"")
+    assert main(["convert", "--input", str(tmp_path / "e.jsonl.zst"), "--out", str(tmp_path / "y.parquet")]) == 2
+    assert "empty file" in capsys.readouterr().err
+
+
+def test_rejects_may_not_be_the_output_nor_an_unknown_type(tmp_path, capsys):
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"prompt":"a","chosen":"b","rejected":"c"}\n{"prompt":"d","chosen":"e"\n')
+    out = tmp_path / "o.parquet"
+    for rejects in (str(out), str(tmp_path / "." / "o.parquet")):
+        assert main(["convert", "--input", str(path), "--out", str(out), "--rejects", rejects]) == 2
+        assert "same file as --out" in capsys.readouterr().err and not out.exists()
+    assert main(["convert", "--input", str(path), "--out", str(out), "--rejects", str(tmp_path / "r.txt")]) == 2
+    assert "unsupported output type '.txt'" in capsys.readouterr().err
+    assert not out.exists()  # refused before anything was written
+
+
+def _hub_snapshot(root) -> None:
+    data = root / "data"
+    data.mkdir(parents=True)
+    pd.DataFrame(_rows("train", 3)).to_parquet(data / "train_prefs-00000-of-00001.parquet")
+    pd.DataFrame(_rows("test", 2)).to_parquet(data / "test_prefs-00000-of-00001.parquet")
+    pd.DataFrame({"messages": [[{"role": "user", "content": "x"}]]}).to_parquet(
+        data / "train_sft-00000-of-00001.parquet")
+    (root / "README.md").write_text("# dataset card")
+
+
+def test_a_hub_snapshot_folder_is_read_one_split_at_a_time(tmp_path, capsys):
+    """A dataset downloaded as the hub publishes it: test rows must never leak into the
+    training pairs; ``--split`` picks the files, and the repository root finds ``data/``."""
+    root = tmp_path / "snap"
+    _hub_snapshot(root)
+    for spec, split, tag, n in ((root / "data", "train_prefs", "train", 3), (root, "test_prefs", "test", 2)):
+        out = tmp_path / f"{split}.parquet"
+        assert main(["convert", "--input", str(spec), "--split", split, "--out", str(out)]) == 0
+        got = pd.read_parquet(out)
+        assert len(got) == n and got["prompt_text"].str.startswith(tag).all()
+    capsys.readouterr()
+    assert main(["convert", "--input", str(root), "--out", str(tmp_path / "all.parquet")]) == 2
+    err = capsys.readouterr().err
+    assert "3 splits (test_prefs, train_prefs, train_sft)" in err and "--split train_prefs" in err
+    assert main(["convert", "--input", str(root), "--split", "nope", "--out", str(tmp_path / "n.parquet")]) == 2
+    assert "no file of split 'nope'" in capsys.readouterr().err
+    # plain shards of one split (or files named by no split) are still read together
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    _jsonl(plain / "part-0.jsonl", _rows("a", 2))
+    _jsonl(plain / "part-1.jsonl", _rows("b", 2))
+    pairs, _ = read_pairs_with_rejects(plain)
+    assert len(pairs) == 4
+    # train.jsonl + test.jsonl are splits by name
+    _jsonl(plain / "train.jsonl", _rows("t", 1))
+    _jsonl(plain / "test.jsonl", _rows("u", 1))
+    assert main(["convert", "--input", str(plain), "--out", str(tmp_path / "p.parquet")]) == 2
+    assert "2 splits (test, train)" in capsys.readouterr().err
+
+
+def test_ndjson_and_text_content_parts_are_read(tmp_path):
+    nd = tmp_path / "x.ndjson"
+    _jsonl(nd, _rows("n", 4))
+    assert len(read_pairs_with_rejects(nd)[0]) == 4
+    parts = tmp_path / "parts.jsonl"
+    _jsonl(parts, [
+        {"prompt": [{"role": "user", "content": [{"type": "text", "text": "Hi"}, {"type": "text", "text": "there"}]}],
+         "chosen": [{"role": "assistant", "content": [{"type": "text", "text": "Hello"}]}],
+         "rejected": [{"role": "assistant", "content": "Go away"}]},
+        {"prompt": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}],
+         "chosen": [{"role": "assistant", "content": "a"}], "rejected": [{"role": "assistant", "content": "b"}]}])
+    pairs, rejects = read_pairs_with_rejects(parts)
+    assert pairs[["prompt_text", "chosen", "rejected"]].values.tolist() == [["Hi\nthere", "Hello", "Go away"]]
+    assert rejects["line"].tolist() == [2] and "type 'image_url'" in rejects["reason"].iloc[0]
+
+
+def test_curate_counts_eval_from_rows_as_its_own(tmp_path, capsys):
+    pool, ev = tmp_path / "pool.jsonl", tmp_path / "ev.jsonl"
+    _jsonl(pool, _rows("p", 4))
+    ev.write_text(json.dumps(_rows("e", 1)[0]) + "\n[1, 2]\n42\n" + json.dumps(_rows("f", 1)[0]) + "\n")
+    out = tmp_path / "cur"
+    assert main(["curate", "--input", str(pool), "--eval-from", str(ev), "--tokenizer", "none",
+                 "--no-report", "--out", str(out)]) == 0
+    assert "(0 of the pool, 2 of --eval-from)" in capsys.readouterr().out
+    inputs = json.loads((out / "manifest.json").read_text())["inputs"]
+    assert inputs["pool"]["unreadable"] == 0 and inputs["pool"]["rows_in_input"] == 4
+    assert {k: inputs["eval_from"][k] for k in ("rows", "rows_in_input", "rejected", "unreadable")} == \
+        {"rows": 2, "rows_in_input": 4, "rejected": 2, "unreadable": 2}
+    dropped = pd.read_parquet(out / "dropped.parquet")
+    assert (dropped["dropped_by"] == "unreadable").sum() == 2
+
+
+def test_curate_refuses_a_contamination_file_it_cannot_fully_read(tmp_path, capsys):
+    """A contamination row that does not parse is a prompt the check would silently miss."""
+    pool, contam, filters = tmp_path / "pool.jsonl", tmp_path / "contam.jsonl", tmp_path / "f.yaml"
+    _jsonl(pool, [{"prompt": "What is 2+2?", "chosen": "4", "rejected": "5"}, *_rows("p", 2)])
+    contam.write_text('{"prompt":"Unrelated","chosen":"a","rejected":"b"}\n'
+                      '{"prompt":"What is 2+2?","chosen":5,"rejected":"x"}\n')
+    filters.write_text("- drop_contaminated\n")
+    args = ["curate", "--input", str(pool), "--filters", str(filters), "--tokenizer", "none", "--no-report"]
+    assert main([*args, "--contamination-file", str(contam), "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert "1 of 2 rows cannot be read" in err and "contamination_file" in err and "line 2" in err
+    assert not (tmp_path / "a" / "manifest.json").exists()
+    txt = tmp_path / "contam.txt"
+    txt.write_text("Unrelated\nWhat is 2+2?\n")
+    assert main([*args, "--contamination-file", str(txt), "--out", str(tmp_path / "b")]) == 0
+    dropped = pd.read_parquet(tmp_path / "b" / "dropped.parquet")
+    assert dropped["prompt_text"].tolist() == ["What is 2+2?"]
+
+
+def test_curate_duplicate_pair_id_error_names_the_file(tmp_path, capsys):
+    src = tmp_path / "x.jsonl"
+    _jsonl(src, _rows("d", 3))
+    assert main(["convert", "--input", str(src), "--out", str(tmp_path / "p.parquet")]) == 0
+    table = pd.read_parquet(tmp_path / "p.parquet")
+    dup = tmp_path / "dup.parquet"
+    pd.concat([table, table.head(1)], ignore_index=True).to_parquet(dup)
+    capsys.readouterr()
+    assert main(["curate", "--input", str(dup), "--tokenizer", "none", "--no-report",
+                 "--out", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert f"{dup}, row 3, field 'pair_id'" in err and "more than once" in err
