@@ -558,8 +558,20 @@ def _flat(layout: str) -> Callable[[ReadContext], pd.DataFrame]:
         if layout == "h4" and ctx.whole_file_checks and "messages" in ctx.records[0] \
                 and "messages" not in dropped:
             dropped.append("messages")
-        return finalize_pairs(out)
+        return _keep_input_ids(out, finalize_pairs(out))
     return rows
+
+
+def _keep_input_ids(rows: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
+    """pairlab derives ``pair_id`` from the content; an input's own ``pair_id`` (one that is
+    not pairlab's) is kept as ``input_pair_id``, so results can be joined back to the source."""
+    if "pair_id" not in rows or "input_pair_id" in pairs:
+        return pairs
+    ids = rows["pair_id"].to_numpy(dtype=object)
+    if all(i is None or str(i) == p for i, p in zip(ids, pairs["pair_id"])):
+        return pairs  # pairlab's own ids, read back
+    pairs["input_pair_id"] = ["" if i is None else str(i) for i in ids]
+    return pairs
 
 
 # Detection order: most specific first (Argilla before h4: Argilla-cleaned also has message lists).

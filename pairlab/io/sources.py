@@ -470,7 +470,9 @@ def _read_delimited(path: Path, log: RejectLog) -> RecordBatch:
 def _delimited_rows(path: Path, log: RejectLog) -> Iterator[tuple[int, dict[str, Any] | None]]:
     """CSV (``,``) or TSV (tab), with a header row; every value is read as text.
 
-    ``(line, record)`` per row, ``(line, None)`` for a row that goes to ``log``. The csv
+    A cell holding a message list (``[{"role": ..., "content": ...}]``, in JSON or in the
+    Python repr ``pandas.to_csv`` writes) is read as that list, so a conversational dataset
+    saved as CSV keeps its turns. ``(line, record)`` per row, ``(line, None)`` for a row that goes to ``log``. The csv
     module rather than ``pandas.read_csv``: it reports the line each row starts on (quoted
     cells may span lines) and hands over a malformed row instead of skipping it, so every
     row is read or rejected with its line. Numbers in score columns are parsed later, like
@@ -493,9 +495,12 @@ def _delimited_rows(path: Path, log: RejectLog) -> Iterator[tuple[int, dict[str,
                 where = {"file": str(path), "line": lineno}
                 text = delimiter.join(values)
                 if len(values) != len(header):
+                    spans = reader.line_num - lineno  # physical lines this record took
+                    quote = (f"; it runs over {spans + 1} lines, so a quote opened on line {lineno} may "
+                             "never close" if spans > 0 and len(values) < len(header) else "")
                     log.add(PairDataError(f"expected {len(header)} fields (as the header), got "
-                                          f"{len(values)}", **where,
-                                          hint="quote cells that contain the delimiter"),
+                                          f"{len(values)}{quote}", **where,
+                                          hint="close every quote, and quote cells that contain the delimiter"),
                             _UNDECODED.sub("\ufffd", text))
                     yield lineno, None
                     continue
@@ -506,10 +511,29 @@ def _delimited_rows(path: Path, log: RejectLog) -> Iterator[tuple[int, dict[str,
                             _UNDECODED.sub("\ufffd", text))
                     yield lineno, None
                     continue
-                yield lineno, dict(zip(header, values))
+                yield lineno, {h: _message_cell(v) for h, v in zip(header, values)}
         except csv.Error as err:  # e.g. a NUL byte: the reader cannot go on past it
             raise PairDataError(f"malformed {file_type(path)[0][1:].upper()} ({err})",
                                 file=str(path), line=reader.line_num) from None
+
+
+def _message_cell(value: str) -> Any:
+    """A CSV cell holding a message list, as ``to_csv`` writes one (JSON, or the Python
+    repr pandas writes for a list of dicts), parsed into that list; any other cell as is."""
+    text = value.strip()
+    if not (text.startswith("[{") and text.endswith("}]") and "role" in text and "content" in text):
+        return value
+    import ast
+
+    for parse in (json.loads, ast.literal_eval):
+        try:
+            parsed = parse(text)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            continue
+        if isinstance(parsed, list) and parsed and all(
+                isinstance(m, dict) and "role" in m and "content" in m for m in parsed):
+            return parsed
+    return value
 
 
 def _check_header(header: list[str], path: Path) -> None:

@@ -222,3 +222,37 @@ def test_curate_duplicate_pair_id_error_names_the_file(tmp_path, capsys):
                  "--out", str(tmp_path / "c")]) == 2
     err = capsys.readouterr().err
     assert f"{dup}, row 3, field 'pair_id'" in err and "more than once" in err
+
+
+def test_an_inputs_own_pair_id_is_kept_as_input_pair_id(tmp_path):
+    src = tmp_path / "ids.jsonl"
+    _jsonl(src, [{**r, "pair_id": f"mine-{i}"} for i, r in enumerate(_rows("i", 3))])
+    pairs, _ = read_pairs_with_rejects(src)
+    assert pairs["input_pair_id"].tolist() == ["mine-0", "mine-1", "mine-2"]
+    assert not pairs["pair_id"].str.startswith("mine").any()
+    # pairlab's own JSONL read back: its ids are pairlab's, no extra column
+    assert main(["convert", "--input", str(src), "--out", str(tmp_path / "o.jsonl")]) == 0
+    back, _ = read_pairs_with_rejects(tmp_path / "o.jsonl")
+    assert back["pair_id"].tolist() == pairs["pair_id"].tolist()
+    assert back["input_pair_id"].tolist() == ["mine-0", "mine-1", "mine-2"]
+
+
+def test_message_lists_in_csv_cells_are_read_as_messages(tmp_path):
+    """A conversational dataset saved with pandas ``to_csv`` (Python repr) or with JSON
+    cells keeps its turns instead of becoming the repr's text."""
+    records = [{"prompt": "Say hi", "chosen": [{"role": "user", "content": "Say hi"},
+                                               {"role": "assistant", "content": "Hi, there!"}],
+                "rejected": [{"role": "user", "content": "Say hi"}, {"role": "assistant", "content": "No."}]}]
+    frame = pd.DataFrame(records)
+    frame.to_csv(tmp_path / "repr.csv", index=False)
+    frame.assign(chosen=[json.dumps(records[0]["chosen"])], rejected=[json.dumps(records[0]["rejected"])]) \
+        .to_csv(tmp_path / "json.csv", index=False)
+    for name in ("repr.csv", "json.csv"):
+        pairs, rejects = read_pairs_with_rejects(tmp_path / name)
+        assert len(rejects) == 0, name
+        assert pairs[["prompt_text", "chosen", "rejected"]].values.tolist() == [["Say hi", "Hi, there!", "No."]], name
+    # text that only looks like a list stays text
+    pd.DataFrame({"prompt": ["q"], "chosen": ["[{not a list}]"], "rejected": ["[1, 2]"]}).to_csv(
+        tmp_path / "text.csv", index=False)
+    pairs, _ = read_pairs_with_rejects(tmp_path / "text.csv")
+    assert pairs[["chosen", "rejected"]].values.tolist() == [["[{not a list}]", "[1, 2]"]]
