@@ -18,6 +18,7 @@ import codecs
 import csv
 import gzip
 import io
+import itertools
 import json
 import lzma
 import re
@@ -481,7 +482,10 @@ def _delimited_rows(path: Path, log: RejectLog) -> Iterator[tuple[int, dict[str,
     delimiter = "\t" if file_type(path)[0] == ".tsv" else ","
     with _open(path) as raw, io.TextIOWrapper(raw, encoding="utf-8-sig",
                                               errors="surrogateescape", newline="") as fh:
-        reader = csv.reader(fh, delimiter=delimiter)
+        first = fh.readline()
+        if delimiter == "," and _semicolon_header(first):
+            delimiter = ";"  # a spreadsheet's CSV export in locales with a decimal comma
+        reader = csv.reader(itertools.chain([first], fh), delimiter=delimiter)
         try:
             header = next(reader, None)
             if header is None:
@@ -515,6 +519,16 @@ def _delimited_rows(path: Path, log: RejectLog) -> Iterator[tuple[int, dict[str,
         except csv.Error as err:  # e.g. a NUL byte: the reader cannot go on past it
             raise PairDataError(f"malformed {file_type(path)[0][1:].upper()} ({err})",
                                 file=str(path), line=reader.line_num) from None
+
+
+def _semicolon_header(line: str) -> bool:
+    """A header row separated by ``;`` and holding no ``,`` (Excel's CSV where the decimal
+    separator is a comma): read with ``;``."""
+    try:
+        names = next(csv.reader([line], delimiter=";"))
+    except (csv.Error, StopIteration):
+        return False
+    return len(names) > 1 and "," not in line and all(n.strip() for n in names)
 
 
 def _message_cell(value: str) -> Any:

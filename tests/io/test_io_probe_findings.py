@@ -256,3 +256,20 @@ def test_message_lists_in_csv_cells_are_read_as_messages(tmp_path):
         tmp_path / "text.csv", index=False)
     pairs, _ = read_pairs_with_rejects(tmp_path / "text.csv")
     assert pairs[["chosen", "rejected"]].values.tolist() == [["[{not a list}]", "[1, 2]"]]
+
+
+def test_a_semicolon_separated_csv_is_read(tmp_path):
+    """A spreadsheet's CSV export where the decimal separator is a comma uses ';'."""
+    (tmp_path / "semi.csv").write_text('prompt;chosen;rejected;score_chosen;score_rejected\n'
+                                       'q1;"a; with semicolon";b;4,5;2\nq2;c;d;3;1\n')
+    pairs, rejects = read_pairs_with_rejects(tmp_path / "semi.csv")
+    assert pairs[["prompt_text", "chosen", "rejected", "score_chosen"]].values.tolist() == [["q2", "c", "d", 3.0]]
+    # a decimal comma in a score is not read as a number: rejected with its line and field
+    assert rejects[["line", "field"]].values.tolist() == [[2, "score_chosen"]]
+    (tmp_path / "semi2.csv").write_text('prompt;chosen;rejected\nq1;"a; with semicolon";b\n')
+    pairs, rejects = read_pairs_with_rejects(tmp_path / "semi2.csv")
+    assert len(rejects) == 0 and pairs["chosen"].tolist() == ["a; with semicolon"]
+    # a comma CSV whose header has no ';' stays a comma CSV, quoted ';' in cells and all
+    (tmp_path / "comma.csv").write_text('prompt,chosen,rejected\n"x;y",c,d\n')
+    pairs, _ = read_pairs_with_rejects(tmp_path / "comma.csv")
+    assert pairs["prompt_text"].tolist() == ["x;y"]
