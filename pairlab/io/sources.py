@@ -173,11 +173,13 @@ def is_saved_dataset(path: Path) -> bool:
         (path / "state.json").is_file() and (path / "dataset_info.json").is_file()))
 
 
-#: A hub-style shard name, ``train_prefs-00000-of-00001``: its split is the part before the shard.
-_SHARD = re.compile(r"^(?P<split>.+?)-\d{5}-of-\d{5}$")
-#: File names the hub reads as splits (``train.jsonl``, ``test_prefs.parquet``), as its data-file patterns do.
-_SPLIT_WORD = re.compile(r"^(train|training|test|testing|valid|validation|dev|eval|evaluation)([_-].*)?$",
-                         re.IGNORECASE)
+#: A hub-style shard name, ``train_prefs-00000-of-00001`` (older uploads add ``-<hash>``):
+#: its split is the part before the shard number.
+_SHARD = re.compile(r"^(?P<split>.+?)-\d{5}-of-\d{5}(?:-[0-9a-zA-Z]+)?$")
+#: File names the hub reads as splits, as its data-file patterns do: ``train.jsonl``,
+#: ``test_prefs.parquet``, ``train-1.jsonl`` (a numbered part of ``train``).
+_SPLIT_WORD = re.compile(r"^(?P<split>(?:train|training|test|testing|valid|validation|dev|eval|evaluation)"
+                         r"(?:_[a-z]+)*)(?:[-_.]?\d+\w*)?$", re.IGNORECASE)
 
 
 def _stem(path: Path) -> str:
@@ -192,10 +194,8 @@ def split_of(path: Path) -> str | None:
     """The split a data file's name gives, as the hub names its files (``train_prefs`` for
     ``train_prefs-00000-of-00001.parquet``, ``test`` for ``test.jsonl.gz``), else None."""
     stem = _stem(path)
-    match = _SHARD.match(stem)
-    if match:
-        return match["split"]
-    return stem if _SPLIT_WORD.match(stem) else None
+    match = _SHARD.match(stem) or _SPLIT_WORD.match(stem)
+    return match["split"] if match else None
 
 
 def list_files(spec: str | Path, split: str | None = None) -> list[Path]:

@@ -273,3 +273,23 @@ def test_a_semicolon_separated_csv_is_read(tmp_path):
     (tmp_path / "comma.csv").write_text('prompt,chosen,rejected\n"x;y",c,d\n')
     pairs, _ = read_pairs_with_rejects(tmp_path / "comma.csv")
     assert pairs["prompt_text"].tolist() == ["x;y"]
+
+
+@pytest.mark.parametrize("name, split", [
+    ("train_prefs-00000-of-00001.parquet", "train_prefs"), ("train-00000-of-00003-abc123.parquet", "train"),
+    ("train.jsonl", "train"), ("test.jsonl.gz", "test"), ("train-1.jsonl", "train"), ("train_0001.csv", "train"),
+    ("validation.parquet", "validation"), ("test_gen-00000-of-00001.parquet", "test_gen"),
+    ("part-0.jsonl", None), ("data.jsonl", None), ("trainer.jsonl", None)])
+def test_split_of_a_file_name(name, split):
+    from pathlib import Path
+
+    from pairlab.io.sources import split_of
+
+    assert split_of(Path(name)) == split
+
+
+def test_shards_of_one_split_are_read_together(tmp_path):
+    for i in range(3):
+        pd.DataFrame(_rows(f"s{i}", 2)).to_parquet(tmp_path / f"train-{i:05d}-of-00003-ab12.parquet")
+    pairs, _ = read_pairs_with_rejects(tmp_path)
+    assert len(pairs) == 6
