@@ -39,15 +39,14 @@ def _convert(args: argparse.Namespace) -> int:
         from pathlib import Path
 
         from ..schema import PairDataError
-        from .rejects import REJECT_SUFFIXES
+        from .rejects import REJECT_SUFFIXES, unsupported_rejects_path
 
         if Path(args.rejects).resolve() == Path(args.out).resolve():
             raise PairDataError("--rejects is the same file as --out: the rejected rows would replace "
                                 "the pairs", file=str(args.rejects), field="--rejects",
                                 hint="name another file for the rejected rows")
         if Path(args.rejects).suffix not in REJECT_SUFFIXES:  # before anything is written
-            raise PairDataError(f"unsupported output type '{Path(args.rejects).suffix}'", file=str(args.rejects),
-                                field="--rejects", hint="write .parquet, .jsonl or .csv")
+            raise unsupported_rejects_path(args.rejects)
     if args.chunk_rows < 0:
         from ..schema import PairDataError
 

@@ -114,8 +114,14 @@ def write_rejects(rejects: pd.DataFrame, path: str | Path) -> Path:
         with artifacts.atomic_path(path) as tmp:
             out.to_csv(tmp, index=False)
         return path
-    raise PairDataError(f"unsupported output type '{path.suffix}'", file=str(path),
-                        field="--rejects", hint="write .parquet, .jsonl or .csv")
+    raise unsupported_rejects_path(path)
+
+
+def unsupported_rejects_path(path: str | Path) -> PairDataError:
+    """The error for a rejects file of a type :func:`write_rejects` does not write."""
+    return PairDataError(f"unsupported output type '{Path(path).suffix}'", file=str(path),
+                         field="--rejects", hint="write " + ", ".join(REJECT_SUFFIXES[:-1])
+                         + " or " + REJECT_SUFFIXES[-1])
 
 
 def describe_reject(reject: dict[str, Any]) -> str:
