@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -258,6 +259,39 @@ def _internal_error(args: argparse.Namespace) -> int:
     return EXIT_INTERNAL_ERROR
 
 
+#: Argument dests that name an input (a file or a directory a command reads): an output flag may
+#: not be one of them nor contain one.
+INPUT_DESTS = ("input", "from_spec", "eval_from", "contamination_file", "pairs", "model", "tokenizer",
+               "config", "run", "eval", "prompts_file", "eval_dirs", "dir", "baseline", "from_dir",
+               "timings", "source", "eval_dir")
+#: Argument dests that name a file or directory a command writes.
+OUTPUT_DESTS = (("out", "--out"), ("rejects", "--rejects"))
+
+
+def same_path(a: str, b: str) -> bool:
+    return Path(a).resolve() == Path(b).resolve()
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Every output flag: not an input, not around one, not inside another stage's directory."""
+    from .dirs import check_out_location
+
+    inputs: list[str] = []
+    for dest in INPUT_DESTS:
+        value = getattr(args, dest, None)
+        inputs += [v for v in (value if isinstance(value, list) else [value]) if isinstance(v, str) and v]
+    config = getattr(args, "config", None)
+    for dest, flag in OUTPUT_DESTS:
+        value = getattr(args, dest, None)
+        if isinstance(value, str) and value and value != "-":
+            if isinstance(config, str) and config and os.path.exists(config) and same_path(value, config):
+                raise PairlabError(f"{flag} is the config file {config}: writing there would overwrite it",
+                                   field=flag, hint=f"choose another {flag}")
+            # a config may lie inside the output (`ablate`'s Slurm folder holds its resolved config)
+            check_out_location(value, [i for i in inputs if i is not config], flag=flag,
+                               report_of=getattr(args, "dir", None) if args.command == "report" else None)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command. Exit codes: 0 ok; 2 user error (:class:`~pairlab.errors.PairlabError`,
     a bad path, bad encoding or bad config; one line, no traceback); 1 internal error
@@ -269,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USER_ERROR
     try:
+        check_outputs(args)
         code = args._run(args)
     except PairlabError as err:
         return _error(args, str(err))

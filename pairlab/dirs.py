@@ -128,6 +128,50 @@ def check_output_file(out: str | os.PathLike, inputs: Iterable[str | os.PathLike
                             hint=f"pass --overwrite to replace it, or choose another {flag}")
 
 
+def enclosing_stage_dir(path: str | os.PathLike) -> tuple[Path, str] | None:
+    """(directory, stage) of the nearest pairlab stage directory strictly above ``path``: one whose
+    manifest names a known stage, or one a stage started and did not finish. None when there is none."""
+    for parent in Path(path).resolve().parents:
+        if (parent / MANIFEST).exists():
+            try:
+                stage = read_manifest(parent).get("stage")
+            except StageDirError:
+                continue  # not a manifest pairlab wrote
+            if stage in STAGE_DIRS:
+                return parent, stage
+        else:
+            owner = started_by(parent)
+            if owner is not None:
+                return parent, owner
+    return None
+
+
+def check_out_location(out: str | os.PathLike, inputs: Iterable[str | os.PathLike | None] = (), *,
+                       flag: str = "--out", report_of: str | os.PathLike | None = None) -> None:
+    """Where a user may point an output flag: never at or around an input, and never inside another
+    stage's directory (its outputs are hashed into its manifest; pairlab writes there only as that
+    stage). ``report_of``: ``pairlab report DIR --out``, which may write DIR's own report files."""
+    check_not_input(out, inputs, flag=flag)
+    found = enclosing_stage_dir(out)
+    if found is None:
+        return
+    parent, stage = found
+    kind = STAGE_DIRS.get(stage)
+    inside = Path(out).resolve().relative_to(parent).parts
+    if kind is not None and len(inside) > 1 and inside[0] in kind.NESTED:
+        return  # a container's own per-arm stage directories (the `ablate --plan` commands write there)
+    if (report_of is not None and kind is not None and parent == Path(report_of).resolve()
+            and Path(out).resolve().parent == parent and Path(out).name in (*kind.REPORTS, *GENERIC_REPORTS)):
+        return
+    what = (f"the {stage} directory {parent}" if kind is not None
+            else f"the interrupted pairlab directory {parent}")
+    allowed = ""
+    if report_of is not None and kind is not None:
+        allowed = f", or one of DIR's report files ({', '.join(dict.fromkeys((*kind.REPORTS, *GENERIC_REPORTS)))})"
+    raise StageDirError(f"lies inside {what}: pairlab does not write into another stage's directory",
+                        file=str(out), field=flag, hint=f"choose a {flag} outside it{allowed}")
+
+
 class StageDir:
     """What one stage's directory holds and how to verify it (subclasses fill the names)."""
 
@@ -141,6 +185,9 @@ class StageDir:
     CACHES: ClassVar[tuple[str, ...]] = ()
     #: Files whose presence without a manifest marks this stage's interrupted debris.
     MARKERS: ClassVar[tuple[str, ...]] = ()
+    #: Subfolders that hold this stage's own nested stage directories (an ablation's arms), which
+    #: the commands it prints (`ablate --plan`) write into.
+    NESTED: ClassVar[tuple[str, ...]] = ()
     #: What to tell the user to do with an interrupted directory.
     REDO: ClassVar[str] = "rerun `{command} ... --out {dir}` to redo it"
 
@@ -509,6 +556,7 @@ class AblationDir(StageDir):
     REQUIRED = (CONFIG, COMPARISON)
     #: Every arm is its own stage directories (verified by themselves); the plan files follow the config.
     SCRATCH = (ARMS, BASE, "eval.yaml", "eval-base.yaml")
+    NESTED = (ARMS, BASE)
     MARKERS = (CONFIG, ARMS)
     REDO = "rerun `{command} ... --out {dir}`: it resumes what is missing"
 
@@ -581,5 +629,5 @@ def check_input_file(path: str | os.PathLike) -> type[StageDir] | None:
 
 __all__ = ["AblationDir", "AuditDir", "CompareDir", "CurateDir", "EvalDir", "GENERIC_REPORTS", "MANIFEST",
            "NoiseDir", "RunDir", "STAGE_DIRS", "STARTED", "UNKNOWN_STAGE", "SimulateDir", "StageDir", "StageDirError", "ValidationDir",
-           "check_input_file", "check_not_input", "check_output_file", "hash_outputs", "is_unfinished",
+           "check_input_file", "check_not_input", "check_out_location", "check_output_file", "enclosing_stage_dir", "hash_outputs", "is_unfinished",
            "marker_path", "read_manifest", "start_markers", "started_by", "verify"]

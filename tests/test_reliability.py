@@ -347,3 +347,58 @@ def test_a_table_hashes_the_same_in_memory_and_read_back(tmp_path):
     assert artifacts.frame_sha256(changed) != artifacts.frame_sha256(df)
     assert json.loads(artifacts.to_json({"v": np.array(["only"])})) == {"v": ["only"]}
     assert json.loads(artifacts.to_json({"v": np.float32(0.5)})) == {"v": 0.5}
+
+
+def test_no_command_writes_inside_another_stage_directory(tmp_path, pool, capsys):
+    """Every output flag is refused inside a finished or interrupted stage directory (before
+    anything is read or written), except an ablation's own arms/ and base/ (its --plan commands)."""
+    src = _pool_file(tmp_path, pool)
+    cur = tmp_path / "cur"
+    assert _curate(src, cur) == 0
+    killed = tmp_path / "killed"
+    dirs.RunDir.mark_started(killed)  # a train killed at its first step
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("{}\n")
+    before = {p.name: p.read_bytes() for p in cur.iterdir() if p.is_file()}
+    for parent in (cur, killed):
+        commands = [
+            ["convert", "--input", str(src), "--out", str(parent / "pairs.parquet"), "--overwrite"],
+            ["convert", "--input", str(src), "--out", str(tmp_path / "ok.parquet"), "--rejects", str(parent / "r.jsonl")],
+            ["simulate", "--out", str(parent / "sim")],
+            ["simulate", "--from", str(src), "--out", str(parent / "noisy")],
+            ["curate", "--input", str(src), "--out", str(parent / "sub")],
+            ["train", "--pairs", str(cur), "--out", str(parent / "run")],
+            ["evaluate", "--model", "tiny-random-llama", "--eval", str(src), "--out", str(parent / "ev")],
+            ["compare", str(cur), str(cur), "--out", str(parent / "cmp")],
+            ["audit", "--run", str(cur), "--eval", str(src), "--out", str(parent / "audit")],
+            ["ablate", "--config", str(cfg), "--out", str(parent / "abl")],
+            ["export", str(cur), "--out", str(parent / "export")],
+            ["report", str(cur), "--out", str(parent / "deep" / "report.html")],
+        ]
+        for argv in commands:
+            assert main(argv) == 2, argv
+            err = capsys.readouterr().err
+            assert "lies inside" in err and "Traceback" not in err, (argv, err)
+            assert err.count("\n") == 1
+    assert {p.name: p.read_bytes() for p in cur.iterdir() if p.is_file()} == before
+    assert sorted(p.name for p in killed.iterdir()) == [".pairlab-started.train"]
+    # an ablation's own layout is where its --plan commands write
+    abl = tmp_path / "abl"
+    dirs.AblationDir.mark_started(abl)
+    dirs.check_out_location(abl / "arms" / "a" / "seed0" / "run")
+    dirs.check_out_location(abl / "base" / "eval")
+    with pytest.raises(StageDirError, match="lies inside the ablate directory"):
+        dirs.check_out_location(abl / "mine")
+
+
+def test_an_output_flag_is_never_an_input(tmp_path, pool, capsys):
+    """Not the config file, not around a data input (checked for every command, before anything runs)."""
+    src = _pool_file(tmp_path, pool)
+    cfg = tmp_path / "abl.yaml"
+    cfg.write_text("arms: []\n")
+    cfg_text = cfg.read_text()
+    assert main(["ablate", "--config", str(cfg), "--out", str(cfg)]) == 2
+    assert "is the config file" in capsys.readouterr().err
+    assert main(["train", "--pairs", str(src), "--out", str(tmp_path)]) == 2
+    assert "contains the input" in capsys.readouterr().err
+    assert cfg.read_text() == cfg_text and src.exists()

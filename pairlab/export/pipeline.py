@@ -53,6 +53,25 @@ def _seed_dirs(arm_dir: Path) -> list[Path]:
     return sorted((p for p in arm_dir.glob("seed*") if p.name[4:].isdigit()), key=lambda p: int(p.name[4:]))
 
 
+def check_eval_of_run(manifest: dict[str, Any], eval_dir: str | os.PathLike, run: Path) -> None:
+    """Refuse ``--eval`` when its manifest says it evaluated another run (or the base model), or
+    this run as it was before it was retrained (the run's manifest has changed since)."""
+    done = manifest.get("inputs") or {}
+    evaluated = done.get("run")
+    if not evaluated:
+        raise StageDirError(f"an evaluation of the model {done.get('model')!r}, not of the run {run}",
+                            file=str(eval_dir), field="--eval", hint="pass an evaluation of this run (pairlab "
+                            f"evaluate --run {run} ...)")
+    if Path(str(evaluated)).resolve() != run.resolve():
+        raise StageDirError(f"an evaluation of another run ({evaluated}), not of {run}", file=str(eval_dir),
+                            field="--eval", hint=f"pass an evaluation of this run (pairlab evaluate --run {run} ...)")
+    recorded = done.get("run_manifest_sha256")
+    if recorded and recorded != artifacts.file_sha256(run / artifacts.MANIFEST):
+        raise StageDirError(f"evaluated {run} before it was last written (its manifest has changed since)",
+                            file=str(eval_dir), field="--eval", hint=f"evaluate the run again: pairlab evaluate "
+                            f"--run {run} ... --overwrite")
+
+
 def resolve_source(source: str | os.PathLike, *, arm: str | None = None, seed: int | None = None,
                    eval_dir: str | os.PathLike | None = None) -> ExportSource:
     """A run directory, an ablation arm (``ABL/arms/ARM``), or an ablation (its winner, or ``arm``)."""
@@ -81,10 +100,15 @@ def resolve_source(source: str | os.PathLike, *, arm: str | None = None, seed: i
     pairs = Path(str(manifest.get("inputs", {}).get("pairs", "")))
     curate = pairs.parent if pairs.name == CurateDir.PAIRS and CurateDir.is_complete(pairs.parent) else None
     if eval_dir is not None:
-        EvalDir.verify(eval_dir)
+        check_eval_of_run(EvalDir.verify(eval_dir), eval_dir, path)
         found = Path(eval_dir)
     else:  # an ablation keeps a run's evaluation beside it (seedS/run, seedS/eval)
         found = path.parent / "eval" if EvalDir.is_complete(path.parent / "eval") else None
+        if found is not None:
+            try:
+                check_eval_of_run(EvalDir.verify(found), found, path)
+            except StageDirError:  # evaluated before the run was redone: not this run's evaluation
+                found = None
     return ExportSource(run=path, name=hub_repo_name(path), curate=curate, eval=found)
 
 

@@ -125,6 +125,11 @@ def _options(kind: ReportKind, directory: str | os.PathLike, options: dict[str, 
     unknown = sorted(set(given) - set(kind.options))
     if unknown:
         raise ReportError(f"option(s) {unknown} do not apply to {kind.name} reports", file=str(directory))
+    if given.get("baseline") is not None:  # read like any stage input: complete and unchanged
+        if Path(given["baseline"]).resolve() == Path(directory).resolve():
+            raise ReportError("the baseline is the evaluation being reported", file=str(given["baseline"]),
+                              field="--baseline", hint="pass another evaluation of the same pairs")
+        STAGE_DIRS["evaluate"].verify(given["baseline"])
     return given
 
 

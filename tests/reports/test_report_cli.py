@@ -70,3 +70,34 @@ def test_curation_directory_uses_the_curation_report(tmp_path, monkeypatch):
     assert render_report(out) == out / "curation.html"
     assert (out / "curation.html").exists()
     assert json.loads(render_report(out, format="json").read_text())["kind"] == "curation"
+
+
+def test_baseline_is_verified_like_any_input(tmp_path, capsys):
+    """--baseline must be a complete, unchanged evaluation, and not the one reported."""
+    base = fx.write_eval_dir(tmp_path / "base", n=20, trained=False)
+    aligned = fx.write_eval_dir(tmp_path / "aligned", n=20)
+    assert main(["report", str(aligned), "--baseline", str(aligned)]) == 2
+    assert "the baseline is the evaluation being reported" in capsys.readouterr().err
+    with open(base / "per_pair.parquet", "ab") as f:  # corrupt it after evaluate finished
+        f.write(b"junk")
+    assert main(["report", str(aligned), "--baseline", str(base)]) == 2
+    err = capsys.readouterr().err
+    assert "per_pair.parquet" in err and "changed after" in err and "Traceback" not in err
+    (base / "manifest.json").unlink()
+    assert main(["report", str(aligned), "--baseline", str(base)]) == 2
+    assert "incomplete evaluate directory" in capsys.readouterr().err
+
+
+def test_out_never_lands_on_a_stage_output(tmp_path, capsys):
+    """`report --out` writes DIR's own report files or outside any stage directory, never over an output."""
+    aligned = fx.write_eval_dir(tmp_path / "aligned", n=20)
+    other = fx.write_eval_dir(tmp_path / "other", n=20)
+    before = {p.name: p.read_bytes() for p in aligned.iterdir()}
+    for out in (aligned / "per_pair.parquet", aligned / "manifest.json", aligned / "sub" / "r.html",
+                other / "report.html", aligned):
+        assert main(["report", str(aligned), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert "--out" in err and "Traceback" not in err
+    assert {p.name: p.read_bytes() for p in aligned.iterdir()} == before
+    assert main(["report", str(aligned), "--out", str(aligned / "report.html")]) == 0
+    assert main(["report", str(aligned), "--out", str(tmp_path / "elsewhere.html")]) == 0
