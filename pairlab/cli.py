@@ -106,6 +106,29 @@ def add_input_args(parser: argparse.ArgumentParser, *, flag: str = "--input",
                                  "reading on")
 
 
+def bounded(kind: type = float, *, min: float | None = None, gt: float | None = None,
+            max: float | None = None, lt: float | None = None) -> Callable[[str], Any]:
+    """An argparse ``type`` that parses ``kind`` and checks its range (argparse then exits 2 naming the flag)."""
+    from .config import range_text
+
+    rule = {k: v for k, v in (("min", min), ("gt", gt), ("max", max), ("lt", lt)) if v is not None}
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'a whole number' if kind is int else 'a number'}, "
+                                             f"got {text!r}") from None
+        ok = (("min" not in rule or value >= rule["min"]) and ("gt" not in rule or value > rule["gt"])
+              and ("max" not in rule or value <= rule["max"]) and ("lt" not in rule or value < rule["lt"]))
+        if not ok or value != value:
+            raise argparse.ArgumentTypeError(f"must be {range_text(rule)}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
 def add_config_args(parser: argparse.ArgumentParser, *, example: str, required: bool = False,
                     config_help: str = "config fields in a YAML file") -> None:
     """The one override grammar of every command that takes a config: ``--config FILE`` plus
@@ -177,8 +200,15 @@ def _commands() -> list[Command]:
     return commands
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse's usage errors as one line (like every other pairlab error), exit 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="pairlab",
         description="Curate preference pairs, train QLoRA DPO on them, evaluate and audit.")
     from . import __version__
@@ -272,6 +302,34 @@ def same_path(a: str, b: str) -> bool:
     return Path(a).resolve() == Path(b).resolve()
 
 
+#: Argument dests that read pairs, and the role a stage directory given there plays.
+PAIR_INPUT_ROLES = {"input": "train", "from_spec": "train", "pairs": "train", "eval": "eval", "eval_from": "eval"}
+
+
+def resolve_stage_inputs(args: argparse.Namespace) -> None:
+    """A stage directory given where pairs are read (``--eval cur``) is verified and replaced by the
+    pairs file it holds for that role (``cur/eval.parquet``), said on stderr; one holding no pairs
+    (an evaluation) is refused. ``train --pairs`` resolves its own (its record names the directory)."""
+    from .dirs import check_input_file, pairs_file_of
+
+    for dest, role in PAIR_INPUT_ROLES.items():
+        value = getattr(args, dest, None)
+        if not isinstance(value, str) or not value or (args.command == "train" and dest == "pairs"):
+            continue
+        flag = "--from" if dest == "from_spec" else "--" + dest.replace("_", "-")
+        if not Path(value).is_dir():
+            continue
+        kind = check_input_file(value)
+        if kind is None:
+            continue  # a plain folder of data files (a hub snapshot): read as such
+        resolved = pairs_file_of(value, kind, role, flag=flag)
+        setattr(args, dest, str(resolved))
+        if getattr(args, f"{dest}_format", None) == "auto":  # pairlab wrote it: its own layout
+            setattr(args, f"{dest}_format", "pairs")
+        print(f"pairlab {args.command}: {flag} {value}: reading {resolved} (the {kind.STAGE} directory's "
+              f"{'held-out' if role == 'eval' else 'training'} pairs)", file=sys.stderr)
+
+
 def check_outputs(args: argparse.Namespace) -> None:
     """Every output flag: not an input, not around one, not inside another stage's directory."""
     from .dirs import check_out_location
@@ -298,12 +356,18 @@ def main(argv: list[str] | None = None) -> int:
     (traceback + a request to report it); 130 interrupted."""
     quiet_console()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # a usage error (one line) returns 2; --help and --version exit as usual
+        if not done.code:
+            raise
+        return done.code if isinstance(done.code, int) else EXIT_USER_ERROR
     if not getattr(args, "_run", None):
         parser.print_help()
         return EXIT_USER_ERROR
     try:
         check_outputs(args)
+        resolve_stage_inputs(args)
         code = args._run(args)
     except PairlabError as err:
         return _error(args, str(err))

@@ -17,6 +17,7 @@ The message names the dotted field (``lora.r: must be >= 1, got -4``).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -192,15 +193,32 @@ def _coerce(value: Any, tp: Any, key: str, source: str | None) -> Any:
             return [_coerce(v, args[0], f"{key}[{i}]", source) for i, v in enumerate(value)]
         return list(value) if origin is list else tuple(value)
     if origin is dict and isinstance(value, dict):
+        if len(args) == 2 and args[1] is not Any:  # typed values: {topic: weight}
+            return {k: _coerce(v, args[1], f"{key}.{k}", source) for k, v in value.items()}
         return dict(value)
     if tp is Any or tp is typing.Any:
         return value
     if dataclasses.is_dataclass(tp) and isinstance(value, dict):
         return from_dict(tp, value, source=source, prefix=f"{key}.")
-    if isinstance(tp, type) and isinstance(value, tp):
+    if isinstance(tp, type) and isinstance(value, tp) and not (isinstance(value, bool) and tp is not bool):
         return value
     expected = getattr(tp, "__name__", str(tp))
     raise ConfigError(f"expected {expected}, got {value!r}", file=source, field=key)
+
+
+def _nullable(tp: Any) -> bool:
+    if tp is Any or tp is type(None):
+        return True
+    origin = typing.get_origin(tp)
+    return (origin is typing.Union or origin is types.UnionType) and type(None) in typing.get_args(tp)
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    return dataclasses.MISSING
 
 
 def from_dict(cls: type[T], data: dict[str, Any], *, source: str | None = None,
@@ -214,6 +232,16 @@ def from_dict(cls: type[T], data: dict[str, Any], *, source: str | None = None,
     if unknown:
         raise ConfigError(f"unknown key; valid keys: {sorted(names)}", file=source,
                           field=prefix + unknown[0])
+    missing = [f.name for f in dataclasses.fields(cls) if f.init and f.name not in data
+               and _default(f) is dataclasses.MISSING]
+    if missing:
+        raise ConfigError("missing required key", file=source, field=prefix + missing[0])
+    for f in dataclasses.fields(cls):  # null only where the field may be null
+        if f.name in data and data[f.name] is None and not _nullable(hints[f.name]) and _default(f) is not None:
+            default = _default(f)
+            shown = f" (default {default!r})" if not dataclasses.is_dataclass(default) and default != {} else ""
+            raise ConfigError(f"must not be null{shown}", file=source, field=prefix + f.name,
+                              hint="give a value, or leave the key out for the default")
     kwargs = {k: _coerce(v, hints[k], prefix + k, source) for k, v in data.items()}
     for f in dataclasses.fields(cls):
         if f.name in kwargs:
@@ -286,8 +314,23 @@ def load_config(cls: type[T], path: str | os.PathLike | None = None,
         if not isinstance(loaded, dict):
             raise ConfigError("top level must be a mapping", file=str(path))
         data.update(loaded)
+    keys = list(overrides) if isinstance(overrides, dict) else list(cli_overrides(overrides, cls))
     apply_overrides(data, overrides, cls)
-    return from_dict(cls, data, source=None if path is None else str(path))
+    with blame_overrides(keys):
+        return from_dict(cls, data, source=None if path is None else str(path))
+
+
+@contextlib.contextmanager
+def blame_overrides(keys: typing.Iterable[str], flag: str = "--set"):
+    """Re-raise a ConfigError about a field an override set as the override's (not the YAML file's)."""
+    try:
+        yield
+    except ConfigError as err:
+        field = err.field or ""
+        for key in keys:
+            if field == key or field.startswith((key + ".", key + "[")) or key.startswith(field + ".") and field:
+                raise type(err)(err.message, file=f"{flag} {key}", field=err.field, hint=err.hint) from None
+        raise
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

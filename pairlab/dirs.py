@@ -583,6 +583,29 @@ def verify(path: str | os.PathLike) -> tuple[type[StageDir], dict[str, Any]]:
     raise StageDirError(f"not a pairlab stage directory (no {MANIFEST})", file=str(path))
 
 
+#: A stage directory given where pairs are read (``--input``, ``--eval``): the file it holds for
+#: each role ("train": pairs to curate, train on or add noise to; "eval": held-out pairs).
+PAIR_FILES: dict[str, dict[str, str]] = {
+    SimulateDir.STAGE: {"train": SimulateDir.TRAIN_PAIRS, "eval": SimulateDir.EVAL_PAIRS},
+    NoiseDir.STAGE: {"train": NoiseDir.PAIRS, "eval": NoiseDir.PAIRS},
+    CurateDir.STAGE: {"train": CurateDir.PAIRS, "eval": CurateDir.EVAL},
+    AblationDir.STAGE: {"train": AblationDir.POOL_PAIRS, "eval": AblationDir.EVAL_PAIRS},
+    ValidationDir.STAGE: {"eval": ValidationDir.EVAL_PAIRS},
+}
+
+
+def pairs_file_of(path: str | os.PathLike, kind: type[StageDir], role: str, *, flag: str = "--input") -> Path:
+    """The pairs file a complete stage directory holds for ``role``; a StageDirError when it holds none."""
+    name = PAIR_FILES.get(kind.STAGE, {}).get(role)
+    if name is None or not (Path(path) / name).is_file():
+        holds = sorted(set(PAIR_FILES.get(kind.STAGE, {}).values()))
+        raise StageDirError(f"a {kind.STAGE} directory holds no {'held-out ' if role == 'eval' else ''}pairs to read",
+                            file=str(path), field=flag,
+                            hint=f"pass one of its files: {', '.join(holds)}" if holds else
+                            "pass a pairs file, or a simulate / curate directory")
+    return Path(path) / name
+
+
 def _refuse_unknown_start(path: Path) -> None:
     """Refuse a directory whose start marker names no stage: interrupted, not a data folder."""
     owner = started_by(path)
@@ -628,6 +651,6 @@ def check_input_file(path: str | os.PathLike) -> type[StageDir] | None:
 
 
 __all__ = ["AblationDir", "AuditDir", "CompareDir", "CurateDir", "EvalDir", "GENERIC_REPORTS", "MANIFEST",
-           "NoiseDir", "RunDir", "STAGE_DIRS", "STARTED", "UNKNOWN_STAGE", "SimulateDir", "StageDir", "StageDirError", "ValidationDir",
+           "NoiseDir", "PAIR_FILES", "RunDir", "STAGE_DIRS", "STARTED", "UNKNOWN_STAGE", "SimulateDir", "StageDir", "StageDirError", "ValidationDir",
            "check_input_file", "check_not_input", "check_out_location", "check_output_file", "enclosing_stage_dir", "hash_outputs", "is_unfinished",
-           "marker_path", "read_manifest", "start_markers", "started_by", "verify"]
+           "marker_path", "pairs_file_of", "read_manifest", "start_markers", "started_by", "verify"]

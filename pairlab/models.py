@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from .artifacts import cache_dir
-from .errors import ModelError  # noqa: F401  (stages import it from here)
+from .errors import ConfigError, ModelError  # noqa: F401  (stages import it from here)
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,15 @@ class ResolvedModel:
 
 
 # ---------------------------------------------------------------- devices and dtypes
+
+def check_device(device: Any, *, field: str = "device", source: str | None = None) -> None:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N``: refused at load time, not when the model moves."""
+    import re
+
+    if not isinstance(device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+        raise ConfigError(f"unknown device {device!r}", file=source, field=field,
+                         hint="choose auto, cpu, cuda or cuda:N")
+
 
 def pick_device(device: str = "auto") -> str:
     """'auto' -> 'cuda' when a GPU is visible, else 'cpu'."""
@@ -208,6 +217,9 @@ def resolve_model(spec: str) -> ResolvedModel:
     if spec == TINY:
         target = _models_cache() / f"{TINY}-{CACHE_VERSION}"
         return ResolvedModel(spec, str(_build_once(target, _build_tiny)), "tiny")
+    if not isinstance(spec, str) or not spec.strip():
+        raise ModelError(f"empty model spec {spec!r}", field="model",
+                         hint=f"use {EMBEDDED}, {TINY}, a local model directory or a hub id like org/name")
     path = Path(spec).expanduser()
     if path.exists():
         if not (path / "config.json").exists():
@@ -277,8 +289,11 @@ def load_tokenizer(spec: str = EMBEDDED, *, trust_remote_code: bool = False, mod
         try:
             tokenizer = AutoTokenizer.from_pretrained(resolved.path, trust_remote_code=trust_remote_code,
                                                       revision=_revision(resolved, model_revision))
-        except OSError as err:
-            raise ModelError(f"cannot load tokenizer: {err}", field="model") from None
+        except (OSError, ValueError, TypeError, KeyError) as err:  # a local folder missing or holding bad files
+            if not isinstance(err, OSError) and resolved.kind == "hub":
+                raise
+            raise ModelError(f"cannot load tokenizer: {' '.join(str(err).split())[:300]}",
+                             file=resolved.path if resolved.kind == "local" else None, field="model") from None
     if chat_template:
         tokenizer.chat_template = load_chat_template(chat_template)
     if tokenizer.pad_token is None:
@@ -334,8 +349,11 @@ def load_model(spec: str = EMBEDDED, *, quantization: str = "4bit", dtype: str =
             kwargs = {k: v for k, v in kwargs.items() if k not in ("quantization_config", "revision")}
     try:
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
-    except OSError as err:
-        raise ModelError(f"cannot load model: {err}", field="model") from None
+    except (OSError, ValueError, TypeError, KeyError) as err:  # a local folder missing or holding bad files
+        if not isinstance(err, OSError) and resolved.kind != "local":
+            raise
+        raise ModelError(f"cannot load model: {' '.join(str(err).split())[:300]}",
+                         file=resolved.path if resolved.kind == "local" else None, field="model") from None
     if source != resolved.path:  # read from the NF4 checkpoint: name the source (adapters record it)
         model.name_or_path = model.config._name_or_path = resolved.path
     if quantization == "none":

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli import Command, add_config_args
+from ..cli import Command, add_config_args, bounded
 from ..config import ConfigError
 from ..dirs import AblationDir
 
@@ -39,30 +39,30 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="delete an earlier ablation in DIR and start again (by default re-using DIR "
                              "resumes it: finished runs are skipped)")
-    parser.add_argument("--target-diff", type=float, default=0.05, metavar="D",
+    parser.add_argument("--target-diff", type=bounded(float, gt=0, max=1), default=0.05, metavar="D",
                         help="with --plan: the accuracy difference (0.05 = 5 points) the power plan sizes the "
                              "design for")
 
 
 def _power_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--target-diff", type=float, required=True, metavar="D",
+    parser.add_argument("--target-diff", type=bounded(float, gt=0, max=1), required=True, metavar="D",
                         help="accuracy difference to detect (0.05 = 5 points)")
     parser.add_argument("--from", dest="from_dir", metavar="DIR",
                         help="an ablation directory: its config (arms, budget, eval pairs, seeds), the "
                              "discordance of its evaluated arms and the timings in its manifests")
     parser.add_argument("--config", metavar="YAML", help="an ablation config to plan for (arms, budget, seeds)")
-    parser.add_argument("--discordance", type=float, metavar="P",
+    parser.add_argument("--discordance", type=bounded(float, gt=0, max=1), metavar="P",
                         help="share of eval pairs two arms disagree on (default: measured in --from, else "
                              f"{_default_discordance()}, an assumed default)")
-    parser.add_argument("--arms", type=int, default=2, help="arms, baseline included (without --from/--config)")
-    parser.add_argument("--steps", type=float, default=30, help="optimizer steps per run (without --from/--config)")
-    parser.add_argument("--eval-pairs", type=int, metavar="N",
+    parser.add_argument("--arms", type=bounded(int, min=2), default=2, help="arms, baseline included (without --from/--config)")
+    parser.add_argument("--steps", type=bounded(float, gt=0), default=30, help="optimizer steps per run (without --from/--config)")
+    parser.add_argument("--eval-pairs", type=bounded(int, min=1), metavar="N",
                         help="eval pairs available (default: the eval split of --from)")
     parser.add_argument("--timings", metavar="DIR",
                         help="a directory of earlier runs/evaluations on this machine whose manifests give "
                              "s/step and s/pair (default: --from; else documented defaults)")
-    parser.add_argument("--alpha", type=float, default=0.05, help="significance level before Holm")
-    parser.add_argument("--power", type=float, default=0.8, help="power")
+    parser.add_argument("--alpha", type=bounded(float, gt=0, lt=1), default=0.05, help="significance level before Holm")
+    parser.add_argument("--power", type=bounded(float, gt=0, lt=1), default=0.8, help="power")
 
 
 def _default_discordance() -> float:
@@ -112,6 +112,10 @@ def _power(args: argparse.Namespace) -> int:
                                    ("--power", args.power, 0, 1), ("--discordance", args.discordance, 0, 1)):
         if value is not None and not low < value < high:
             raise ConfigError(f"must be between {low} and {high}", field=name)
+    if args.timings and not Path(args.timings).is_dir():
+        raise ConfigError("not a directory" if Path(args.timings).exists() else "no such directory",
+                          file=args.timings, field="--timings",
+                          hint="a directory of earlier runs/evaluations (an ablation's --out)")
     if args.from_dir or args.config:
         from ..config import load_config
         from .config import AblationConfig

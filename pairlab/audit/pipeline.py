@@ -71,11 +71,14 @@ class AuditConfig:
     report: bool = field(default=True, metadata={"help": "write audit.html"})
 
     def validate(self) -> "AuditConfig":
+        from ..models import check_device
+
+        check_device(self.device)
         check_ranges(self)  # numeric fields: the ranges in their metadata
-        unknown = [s for s in [*self.combine, self.harmful_score] if s not in SCORES]
-        if unknown:
-            raise ConfigError(f"unknown score '{unknown[0]}'", field="combine",
-                              hint=f"choose from {SCORES}")
+        for name, scores in (("harmful_score", [self.harmful_score]), ("combine", self.combine)):
+            unknown = [s for s in scores if s not in SCORES]
+            if unknown:
+                raise ConfigError(f"unknown score '{unknown[0]}'", field=name, hint=f"choose from {SCORES}")
         return self
 
 

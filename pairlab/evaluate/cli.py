@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..cli import Command, add_config_args, add_input_args, read_input
+from ..cli import Command, add_config_args, add_input_args, bounded, read_input
 
 #: Shortcut flag -> EvalConfig field (everything else through --set key=value).
 _FLAGS = {"--batch-size": ("batch_size", int), "--beta": ("beta", float),
@@ -105,8 +105,8 @@ def _compare_arguments(parser: argparse.ArgumentParser) -> None:
                         help="evaluation directories on the same pairs; the first is the baseline")
     parser.add_argument("--out", metavar="DIR", default=None,
                         help="write DIR/comparison.json (else the JSON goes to stdout)")
-    parser.add_argument("--n-boot", type=int, default=2000, help="paired bootstrap resamples")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument("--n-boot", type=bounded(int, min=1), default=2000, help="paired bootstrap resamples")
+    parser.add_argument("--seed", type=bounded(int, min=0), default=0, help="bootstrap seed")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a finished comparison in --out (else refused)")
 

@@ -26,11 +26,21 @@ from .runner import METRICS, PER_PAIR
 COMPARISON = CompareDir.COMPARISON
 
 
+#: The per_pair.parquet columns a comparison reads.
+COMPARED_COLUMNS = ("pair_id", "correct", "tie", "margin")
+
+
 def read_eval(eval_dir: str | os.PathLike) -> tuple[pd.DataFrame, dict[str, Any]]:
     """(per_pair table, metrics) of a complete evaluation directory (its manifest verified)."""
     path = Path(eval_dir)
     EvalDir.verify(path)
-    return pd.read_parquet(path / PER_PAIR), artifacts.read_json(path / METRICS)
+    per_pair = pd.read_parquet(path / PER_PAIR)
+    missing = [c for c in COMPARED_COLUMNS if c not in per_pair.columns]
+    if missing:  # an older pairlab's evaluation, or one written by hand
+        raise PairDataError(f"has no column '{missing[0]}' (columns: {list(per_pair.columns)})",
+                        file=str(path / PER_PAIR), field=missing[0],
+                        hint=f"evaluate again: pairlab evaluate ... --out {path} --overwrite")
+    return per_pair, artifacts.read_json(path / METRICS)
 
 
 def _aligned(base: pd.DataFrame, other: pd.DataFrame, base_dir: str, other_dir: str) -> pd.DataFrame:
@@ -66,6 +76,12 @@ def compare(eval_dirs: list[str | os.PathLike], *, n_boot: int = 2000, seed: int
     if len(eval_dirs) < 2:
         raise PairDataError("compare needs at least two evaluation directories")
     dirs = [str(d) for d in eval_dirs]
+    seen: dict[Path, str] = {}
+    for d in dirs:
+        if Path(d).resolve() in seen:
+            raise PairDataError(f"given twice (also as {seen[Path(d).resolve()]}): an evaluation compared with "
+                                "itself differs by nothing", file=d, hint="pass each evaluation directory once")
+        seen[Path(d).resolve()] = d
     loaded = [read_eval(d) for d in dirs]
     base, _ = loaded[0]
     evals = [_summary(d, pp, info) for d, (pp, info) in zip(dirs, loaded)]

@@ -64,8 +64,9 @@ class EvalConfig:
     top_p: float = field(default=0.95, metadata={"help": "sampling nucleus", "gt": 0, "max": 1})
 
     def validate(self) -> "EvalConfig":
-        from ..models import DTYPES, QUANTIZATIONS
+        from ..models import DTYPES, QUANTIZATIONS, check_device
 
+        check_device(self.device)
         if self.quantization is not None and self.quantization not in QUANTIZATIONS:
             raise ConfigError(f"unknown quantization '{self.quantization}'", field="quantization",
                               hint=f"choose one of {QUANTIZATIONS}")

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
-from ..config import ConfigError, check_range, check_ranges, cli_overrides, from_dict, read_yaml, set_dotted
+from ..config import ConfigError, blame_overrides, check_range, check_ranges, cli_overrides, from_dict, read_yaml, set_dotted
 
 #: Options TRL 1.x removed, with what to do instead (users bring configs from TRL 0.x).
 REMOVED_DPO_KEYS: dict[str, str] = {
@@ -139,7 +139,7 @@ def dpo_field_names() -> set[str]:
     return {f.name for f in dataclasses.fields(DPOConfig) if f.init}
 
 
-def coerce_dpo_values(dpo: dict[str, Any]) -> dict[str, Any]:
+def coerce_dpo_values(dpo: dict[str, Any], *, prefix: str = "") -> dict[str, Any]:
     """YAML reads ``1e-4`` (no dot) as a string: turn such strings into the field's number type."""
     from trl import DPOConfig
 
@@ -150,25 +150,27 @@ def coerce_dpo_values(dpo: dict[str, Any]) -> dict[str, Any]:
             try:
                 out[key] = types[key](float(value)) if types[key] is int else float(value)
             except ValueError:
-                raise ConfigError(f"expected a number, got {value!r}", field=f"dpo.{key}") from None
+                raise ConfigError(f"expected a number, got {value!r}", field=f"{prefix}dpo.{key}") from None
     return out
 
 
-def check_dpo_keys(dpo: dict[str, Any], *, source: str | None = None) -> None:
+def check_dpo_keys(dpo: dict[str, Any], *, source: str | None = None, prefix: str = "") -> None:
     """Reject unknown, removed and pairlab-managed DPOConfig keys, naming the key."""
+    if not isinstance(dpo, dict):
+        raise ConfigError(f"expected a mapping of trl.DPOConfig fields, got {dpo!r}", file=source, field=f"{prefix}dpo")
     names = dpo_field_names()
     for key in dpo:
         if key in REMOVED_DPO_KEYS and key not in names:
             raise ConfigError(f"'{key}' no longer exists in TRL 1.16's DPOConfig", file=source,
-                              field=f"dpo.{key}", hint=REMOVED_DPO_KEYS[key])
+                              field=f"{prefix}dpo.{key}", hint=REMOVED_DPO_KEYS[key])
         if key in MANAGED_DPO_KEYS:
-            raise ConfigError("set by pairlab, not under dpo:", file=source, field=f"dpo.{key}",
+            raise ConfigError("set by pairlab, not under dpo:", file=source, field=f"{prefix}dpo.{key}",
                               hint=MANAGED_DPO_KEYS[key])
         if key not in names:
             import difflib
 
             close = difflib.get_close_matches(key, names, n=3)
-            raise ConfigError("not a trl.DPOConfig field", file=source, field=f"dpo.{key}",
+            raise ConfigError("not a trl.DPOConfig field", file=source, field=f"{prefix}dpo.{key}",
                               hint=f"did you mean {close}?" if close else "see trl.DPOConfig")
 
 
@@ -206,8 +208,9 @@ def load_train_config(path: str | os.PathLike | None = None,
     for dotted, leaf in _leaves(mapped):
         set_dotted(data, dotted, leaf)
     emit_notices(notices)
-    cfg = from_dict(TrainConfig, data, source=source)
-    validate(cfg, source=source)
+    with blame_overrides([dotted for dotted, _ in _leaves(mapped)]):
+        cfg = from_dict(TrainConfig, data, source=source)
+        validate(cfg, source=source)
     return cfg
 
 
@@ -216,18 +219,90 @@ def validate(cfg: TrainConfig, *, source: str | None = None, prefix: str = "") -
 
     ``prefix`` leads the field names in messages (``arms.gap.train.`` inside an ablation).
     """
-    from ..models import DTYPES, QUANTIZATIONS
+    from ..models import DTYPES, QUANTIZATIONS, check_device
 
     if cfg.quantization not in QUANTIZATIONS:
         raise ConfigError(f"unknown quantization '{cfg.quantization}'", file=source,
-                          field="quantization", hint=f"choose one of {QUANTIZATIONS}")
+                          field=f"{prefix}quantization", hint=f"choose one of {QUANTIZATIONS}")
     if cfg.dtype not in DTYPES:
-        raise ConfigError(f"unknown dtype '{cfg.dtype}'", file=source, field="dtype",
+        raise ConfigError(f"unknown dtype '{cfg.dtype}'", file=source, field=f"{prefix}dtype",
                           hint=f"choose one of {DTYPES}")
+    check_device(cfg.device, field=f"{prefix}device", source=source)
+    if not cfg.lora.target_modules or (isinstance(cfg.lora.target_modules, str) and not cfg.lora.target_modules.strip()):
+        raise ConfigError("no modules to adapt", file=source, field=f"{prefix}lora.target_modules",
+                          hint="'all-linear', or a list of module names such as [q_proj, v_proj]")
     check_ranges(cfg, source=source, prefix=prefix)
-    check_dpo_keys(cfg.dpo, source=source)
-    for key, value in coerce_dpo_values(cfg.dpo).items():
+    check_dpo_keys(cfg.dpo, source=source, prefix=prefix)
+    coerced = coerce_dpo_values(cfg.dpo, prefix=prefix)
+    check_dpo_values(coerced, source=source, prefix=prefix)
+    for key, value in coerced.items():
         check_range(value, DPO_RANGES.get(key, {}), f"{prefix}dpo.{key}", source=source)
+
+
+#: TRL 1.16's loss types (trl/trainer/dpo_trainer.py, its "Unknown loss type" list).
+LOSS_TYPES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
+              "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm")
+TRUNCATION_MODES = ("keep_start", "keep_end")
+
+
+def check_dpo_values(dpo: dict[str, Any], *, source: str | None = None, prefix: str = "") -> None:
+    """What TRL would only find after the model loads (or mid-step): null where DPOConfig needs a
+    value, a fraction where it needs a whole number, an unknown loss type or truncation mode, and
+    loggers that cannot work here."""
+    from trl import DPOConfig
+
+    defaults = {f.name: f.default for f in dataclasses.fields(DPOConfig) if f.init}
+    whole = {f.name for f in dataclasses.fields(DPOConfig) if f.init and str(f.type).replace("<class 'int'>", "int")
+             .split(" |")[0] == "int"}  # declared int (warmup_steps is a float: < 1 is a ratio)
+    for key, value in dpo.items():
+        where = f"{prefix}dpo.{key}"
+        default = defaults.get(key, dataclasses.MISSING)
+        if value is None and default is not None and default is not dataclasses.MISSING:
+            raise ConfigError(f"must not be null (default {default!r})", file=source, field=where,
+                              hint="give a value, or leave the key out for the default")
+        if isinstance(default, (int, float)) and not isinstance(default, bool) and value is not None:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"expected a number, got {value!r}", file=source, field=where)
+            if key in whole and not float(value).is_integer():
+                raise ConfigError(f"expected a whole number, got {value!r}", file=source, field=where)
+    losses = dpo.get("loss_type", [])
+    for i, loss in enumerate([losses] if isinstance(losses, str) else losses or []):
+        if loss not in LOSS_TYPES:
+            import difflib
+
+            close = difflib.get_close_matches(str(loss), LOSS_TYPES, n=1)
+            raise ConfigError(f"unknown loss type {loss!r}", file=source, field=f"{prefix}dpo.loss_type",
+                              hint=(f"did you mean {close[0]!r}? " if close else "") + f"TRL 1.16 has {list(LOSS_TYPES)}")
+    mode = dpo.get("truncation_mode", "keep_start")
+    if mode not in TRUNCATION_MODES:
+        raise ConfigError(f"unknown truncation mode {mode!r}", file=source, field=f"{prefix}dpo.truncation_mode",
+                          hint=f"TRL 1.16 has {list(TRUNCATION_MODES)} (keep_end is deprecated)")
+    reporters = dpo.get("report_to", "none")
+    if "wandb" in ([reporters] if isinstance(reporters, str) else reporters or []):
+        check_wandb(field=f"{prefix}dpo.report_to", source=source)
+    # push_to_hub is checked when the trainer creates its repository (a recipe may be loaded offline
+    # to be run elsewhere); a hub that cannot be reached is then a one-line error naming the key.
+
+
+
+def check_wandb(*, field: str, source: str | None = None) -> None:
+    """``report_to: wandb`` needs the package, and a login or an offline mode (else it fails at step 0)."""
+    import importlib.util
+
+    if importlib.util.find_spec("wandb") is None:
+        raise ConfigError("report_to wandb, but wandb is not installed", file=source, field=field,
+                          hint="pip install wandb (or pairlab[tracking]), or report_to: tensorboard")
+    mode = os.environ.get("WANDB_MODE", "").lower()
+    if mode in ("offline", "disabled", "dryrun") or os.environ.get("WANDB_API_KEY"):
+        return
+    netrc = os.path.expanduser(os.environ.get("NETRC", "~/.netrc"))
+    try:
+        logged_in = "api.wandb.ai" in open(netrc, encoding="utf-8").read()
+    except OSError:
+        logged_in = False
+    if not logged_in:
+        raise ConfigError("report_to wandb, but there is no wandb login (WANDB_API_KEY, `wandb login`)", file=source,
+                          field=field, hint="run `wandb login`, or set WANDB_MODE=offline to log locally")
 
 
 def dpo_settings(cfg: TrainConfig) -> dict[str, Any]:

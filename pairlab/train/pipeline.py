@@ -235,6 +235,12 @@ def finished_result(out: Path) -> TrainResult:
                        already_finished=True)
 
 
+def _is_hub_error(err: BaseException) -> bool:
+    """A network or hub error (push_to_hub creating its repository offline, a missing token)."""
+    return any(c.__module__.split(".")[0] in ("httpx", "httpx2", "httpcore", "httpcore2", "requests", "urllib3",
+                                            "huggingface_hub") for c in type(err).__mro__)
+
+
 def train(pairs: pd.DataFrame | str | os.PathLike, config: TrainConfig | None = None,
           out_dir: str | os.PathLike = "run", *, resume: bool = False, overwrite: bool = False,
           callbacks: list | None = None, console_progress: bool = True) -> TrainResult:
@@ -267,11 +273,6 @@ def train(pairs: pd.DataFrame | str | os.PathLike, config: TrainConfig | None = 
         dup = df.loc[df["pair_id"].duplicated(), "pair_id"].iloc[0]
         raise PairDataError(f"pair_id '{dup}' appears twice", file=input_record.get("pairs"),
                             field="pair_id", hint="deduplicate with `pairlab curate`")
-    # Inputs read and checked: now clear the old outputs (checkpoints too with overwrite).
-    # Under a launcher only rank 0 touches the directory (the others checked it above, with
-    # the same flags, so they agree); the trainer's first collective orders them after it.
-    if is_main():
-        RunDir.start(out, inputs=inputs, overwrite=overwrite, resume=resume)
 
     from peft import LoraConfig
 
@@ -286,6 +287,11 @@ def train(pairs: pd.DataFrame | str | os.PathLike, config: TrainConfig | None = 
     tokenizer = load_tokenizer(config.model, **load_options(config))
     fingerprint = model_fingerprint(config.model, config.quantization, config.dtype, config.model_revision)
     tokenized, truncation, trained = truncation_before_training(df, tokenizer, args)
+    # Inputs read and checked, the tokenizer loaded: now clear the old outputs (checkpoints too
+    # with overwrite). Under a launcher only rank 0 touches the directory (the others checked it
+    # above, with the same flags, so they agree); the trainer's first collective orders them after it.
+    if is_main():
+        RunDir.start(out, inputs=inputs, overwrite=overwrite, resume=resume)
     ref_cache = None
     prefilled = 0
     if config.ref_cache:
@@ -308,7 +314,14 @@ def train(pairs: pd.DataFrame | str | os.PathLike, config: TrainConfig | None = 
                                     pair_ids=df["pair_id"].astype(str).tolist(), ref_cache=ref_cache,
                                     callbacks=callbacks)
     except ValueError as err:  # TRL's own config checks (e.g. exo_pair without label_smoothing)
-        raise ConfigError(str(err), field="dpo") from None
+        where = "lora.target_modules" if "target_modules" in str(err) or "Target modules" in str(err) else "dpo"
+        raise ConfigError(str(err), field=where) from None
+    except Exception as err:
+        if not _is_hub_error(err):
+            raise
+        raise ConfigError(f"cannot reach the Hugging Face Hub ({type(err).__name__}: {err})", field="dpo.push_to_hub",
+                          hint="set dpo.push_to_hub: false and push later (pairlab export --hub-model-id), "
+                               "or log in / go online") from None
     # TRL dropped the pairs whose prompt alone reaches max_length while preparing its dataset:
     # record its own count next to ours (they agree unless TRL changes the rule).
     truncation["trl_trained_pairs"] = len(trainer.train_dataset)
