@@ -32,11 +32,34 @@ from .errors import ConfigError
 T = TypeVar("T")
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (safe_load keeps the last,
+    silently: ``beta: 0.1`` then ``beta: 0.5`` further down would win without a word)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    first = seen.get(key)
+                except TypeError:  # an unhashable key: SafeLoader's own error follows
+                    continue
+                if first is not None:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} given twice (first on line {first})", key_node.start_mark)
+                seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+
 def read_yaml(path: str | os.PathLike) -> Any:
-    """A YAML file (``safe_load`` only); every way it can fail is a one-line ConfigError."""
+    """A YAML file (safe loading only, a key given twice refused); every way it can fail is a
+    one-line ConfigError."""
     try:
         with open(path, encoding="utf-8") as fh:
-            return yaml.safe_load(fh)
+            return yaml.load(fh, Loader=UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
     except FileNotFoundError:
         raise ConfigError("file not found", file=str(path)) from None
     except IsADirectoryError:
@@ -316,13 +339,19 @@ def load_config(cls: type[T], path: str | os.PathLike | None = None,
         data.update(loaded)
     keys = list(overrides) if isinstance(overrides, dict) else list(cli_overrides(overrides, cls))
     apply_overrides(data, overrides, cls)
-    with blame_overrides(keys):
-        return from_dict(cls, data, source=None if path is None else str(path))
+    source = None if path is None else str(path)
+    with blame_overrides(keys, source=source):
+        cfg = from_dict(cls, data, source=source)
+        validate = getattr(cfg, "validate", None)
+        if callable(validate):  # the config's own checks, named after where the value was set
+            validate()
+    return cfg
 
 
 @contextlib.contextmanager
-def blame_overrides(keys: typing.Iterable[str], flag: str = "--set"):
-    """Re-raise a ConfigError about a field an override set as the override's (not the YAML file's)."""
+def blame_overrides(keys: typing.Iterable[str], flag: str = "--set", *, source: str | None = None):
+    """Re-raise a ConfigError about a field an override set as the override's; one that names no
+    file as ``source``'s (the YAML file the value came from)."""
     try:
         yield
     except ConfigError as err:
@@ -330,6 +359,8 @@ def blame_overrides(keys: typing.Iterable[str], flag: str = "--set"):
         for key in keys:
             if field == key or field.startswith((key + ".", key + "[")) or key.startswith(field + ".") and field:
                 raise type(err)(err.message, file=f"{flag} {key}", field=err.field, hint=err.hint) from None
+        if err.file is None and source is not None:
+            raise type(err)(err.message, file=source, line=err.line, field=err.field, hint=err.hint) from None
         raise
 
 

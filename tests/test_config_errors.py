@@ -21,7 +21,15 @@ def w(tmp_path_factory) -> dict[str, Path]:
     files = {"good": good, "out": root / "out"}
     for name, text in {"model_null": "model: null\n", "dpo_null": "dpo: null\n", "lora_null": "lora: null\n",
                        "beta_ok": "dpo:\n  beta: 0.2\n", "arm_no_name": "arms:\n  - filters: []\n",
-                       "topics": "topics:\n  arithmetic: {x: 1}\n"}.items():
+                       "topics": "topics:\n  arithmetic: {x: 1}\n",
+                       "dup_key": "dpo:\n  beta: 0.1\n  learning_rate: 1.0e-4\n  beta: 0.5\n",
+                       "abl_noise": "pool:\n  simulate: {n: 40}\n  noise: gaussian\narms:\n  - name: all\n",
+                       "abl_seeds": "pool:\n  simulate: {n: 40}\nseeds: [0, 0]\narms:\n  - name: all\n",
+                       "abl_loss": "pool:\n  simulate: {n: 40}\narms:\n  - name: all\n    train:\n"
+                                   "      dpo: {loss_type: sigmod}\n",
+                       "abl_sample0": "pool:\n  simulate: {n: 40}\narms:\n  - name: all\n    filters:\n"
+                                      "      - sample: {n: 0}\n",
+                       "abl_ok": "pool:\n  simulate: {n: 40}\narms:\n  - name: all\n"}.items():
         files[name] = root / f"{name}.yaml"
         files[name].write_text(text)
     bad_model = root / "bad-model"
@@ -65,6 +73,16 @@ CASES = [
     ("power-negative-pairs", "power --target-diff 0.1 --eval-pairs -3", ["--eval-pairs", ">= 1"]),
     ("power-missing-timings", "power --target-diff 0.1 --timings {out}", ["--timings", "no such directory"]),
     ("unknown-flag", "power --target-diff 0.1 --bogus", ["unrecognized arguments: --bogus"]),
+    ("yaml-duplicate-key", TRAIN + " --config {dup_key}", ["dup_key.yaml, line 4", "'beta' given twice (first on line 2)"]),
+    ("ablate-unknown-noise", "ablate --config {abl_noise} --out {out} --plan", ["abl_noise.yaml", "pool.noise", "'gaussian'"]),
+    ("ablate-repeated-seed", "ablate --config {abl_seeds} --out {out} --plan", ["abl_seeds.yaml", "'seeds'", "twice"]),
+    ("ablate-arm-train-error-names-arm-and-file", "ablate --config {abl_loss} --out {out} --plan",
+     ["abl_loss.yaml", "arms.all.train.dpo.loss_type", "'sigmod'"]),
+    ("ablate-sample-of-none", "ablate --config {abl_sample0} --out {out} --plan", ["sample.n", ">= 1, got 0"]),
+    ("ablate-task-without-step", "ablate --config {abl_ok} --out {out} --task 3", ["--task", "--step arm"]),
+    ("audit-validate-with-run", "audit --validate --run {good} --out {out}", ["--run", "does not apply to --validate"]),
+    ("audit-quick-without-validate", "audit --run {good} --eval {good} --quick --out {out}",
+     ["--quick", "only with --validate"]),
 ]
 
 

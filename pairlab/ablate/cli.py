@@ -75,6 +75,9 @@ def _run(args: argparse.Namespace) -> int:
     from .config import load_ablation_config
     from .pipeline import ablate, print_plan
 
+    if args.task is not None and args.step != "arm":
+        raise ConfigError("--task applies only with --step arm (it picks one arm x seed of the grid)",
+                          field="--task", hint="add --step arm, or drop --task to run every arm")
     cfg = load_ablation_config(args.config, args.overrides)
     if args.step or (args.executor or cfg.executor.name) != "local" or args.dry_run:
         from ..executors.cli import run_executor

@@ -112,6 +112,19 @@ class AblationConfig:
         check_ranges(self)  # numeric fields: the ranges in their metadata
         if not self.seeds:
             raise ConfigError("at least one seed", field="seeds")
+        repeated = sorted({s for s in self.seeds if self.seeds.count(s) > 1})
+        if repeated:
+            raise ConfigError(f"seed {repeated[0]} is listed twice: a repeated seed retrains the same run and "
+                              "counts it twice in the pooled test", field="seeds", hint="list each seed once")
+        from ..simulate.noise import NOISE_TYPES
+
+        if self.pool.noise not in NOISE_TYPES:
+            raise ConfigError(f"unknown noise type {self.pool.noise!r}", field="pool.noise",
+                              hint=f"one of {list(NOISE_TYPES)}")
+        from ..simulate.config import FLIP_BY
+
+        if self.pool.flip_by not in FLIP_BY:
+            raise ConfigError(f"unknown flip_by {self.pool.flip_by!r}", field="pool.flip_by", hint=f"one of {list(FLIP_BY)}")
         from ..executors import EXECUTORS
         from ..tracking import TRACKERS
 

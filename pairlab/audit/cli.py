@@ -40,6 +40,20 @@ def run(args: argparse.Namespace) -> int:
     from ..schema import PairDataError
 
     refuse_positional_overrides(args.legacy_overrides, "audit")
+    from ..errors import ConfigError
+
+    given = [flag for flag, value in (("--run", args.run), ("--eval", args.eval), ("--pairs", args.pairs))
+             if value is not None]
+    if args.validate and given:  # --validate builds its own run and pairs
+        raise ConfigError(f"{given[0]} does not apply to --validate (it trains and audits its own simulated run)",
+                          field=given[0], hint="drop it, or drop --validate to audit your run")
+    if not args.validate:
+        extra = [flag for flag, value in (("--suite", args.suite), ("--quick", args.quick), ("--noise", args.noise),
+                                          ("--model", args.model), ("--n", args.n), ("--flip-rate", args.flip_rate),
+                                          ("--seed", args.seed)) if value not in (None, False)]
+        if extra:
+            raise ConfigError(f"{extra[0]} applies only with --validate", field=extra[0],
+                              hint="add --validate, or drop it")
     if args.validate and (args.suite or args.quick):
         return _run_suite(args)
     if args.validate:

@@ -383,12 +383,12 @@ def _parse_sample(value: Any, key: str) -> SampleParams:
     data = _mapping(value, key, {"n": None, "fraction": None, "seed": None, "stratify": None})
     if (data["n"] is None) == (data["fraction"] is None):
         raise ConfigError("give exactly one of n or fraction", field=key)
-    n = None if data["n"] is None else int(_number(data["n"], f"{key}.n", low=0, integer=True))
+    n = None if data["n"] is None else int(_number(data["n"], f"{key}.n", low=1, integer=True))  # 0 keeps nothing
     fraction = None
     if data["fraction"] is not None:
         fraction = _number(data["fraction"], f"{key}.fraction", low=0)
-        if fraction > 1:
-            raise ConfigError(f"must be in [0, 1], got {fraction}", field=f"{key}.fraction")
+        if not 0 < fraction <= 1:
+            raise ConfigError(f"must be in (0, 1], got {fraction}", field=f"{key}.fraction")
     stratify = data["stratify"]
     if stratify is not None:
         stratify = _score_name(stratify, f"{key}.stratify", numeric=False)
