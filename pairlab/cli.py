@@ -296,6 +296,8 @@ INPUT_DESTS = ("input", "from_spec", "eval_from", "contamination_file", "pairs",
                "timings", "source", "eval_dir")
 #: Argument dests that name a file or directory a command writes.
 OUTPUT_DESTS = (("out", "--out"), ("rejects", "--rejects"))
+#: Commands whose --out is a file (the others write a directory).
+FILE_OUTPUT_COMMANDS = ("convert", "report")
 
 
 def same_path(a: str, b: str) -> bool:
@@ -345,6 +347,9 @@ def check_outputs(args: argparse.Namespace) -> None:
             if isinstance(config, str) and config and os.path.exists(config) and same_path(value, config):
                 raise PairlabError(f"{flag} is the config file {config}: writing there would overwrite it",
                                    field=flag, hint=f"choose another {flag}")
+            if (args.command in FILE_OUTPUT_COMMANDS or dest == "rejects") and Path(value).is_dir():
+                raise PairlabError("is a directory; it names the file to write", file=value, field=flag,
+                                   hint=f"give a file path, e.g. {Path(value) / ('report.html' if args.command == 'report' else 'pairs.parquet')}")
             # a config may lie inside the output (`ablate`'s Slurm folder holds its resolved config)
             check_out_location(value, [i for i in inputs if i is not config], flag=flag,
                                report_of=getattr(args, "dir", None) if args.command == "report" else None)

@@ -36,6 +36,8 @@ def w(tmp_path_factory) -> dict[str, Path]:
     bad_model.mkdir()
     (bad_model / "config.json").write_text('{"model_type": "llama"}')  # no tokenizer, no weights
     files["bad_model"] = bad_model
+    (root / "adir").mkdir()
+    files["adir"] = root / "adir"
     return files
 
 
@@ -80,6 +82,8 @@ CASES = [
      ["abl_loss.yaml", "arms.all.train.dpo.loss_type", "'sigmod'"]),
     ("ablate-sample-of-none", "ablate --config {abl_sample0} --out {out} --plan", ["sample.n", ">= 1, got 0"]),
     ("ablate-task-without-step", "ablate --config {abl_ok} --out {out} --task 3", ["--task", "--step arm"]),
+    ("report-out-is-a-directory", "report {good} --out {adir}", ["adir", "is a directory", "report.html"]),
+    ("convert-out-is-a-directory", "convert --input {good} --out {adir} --overwrite", ["adir", "is a directory"]),
     ("audit-validate-with-run", "audit --validate --run {good} --out {out}", ["--run", "does not apply to --validate"]),
     ("audit-quick-without-validate", "audit --run {good} --eval {good} --quick --out {out}",
      ["--quick", "only with --validate"]),

@@ -297,6 +297,9 @@ def _row_texts(record: dict, batch: RecordBatch, index: int, layout: str
         return _split_conversations(prompt, _messages(chosen, batch, index, "chosen"),
                                     _messages(rejected, batch, index, "rejected"), batch, index)
 
+    for name, value in (("chosen", chosen), ("rejected", rejected)):  # as a null prompt is
+        if value is None:
+            raise PairDataError(f"{name} is null", field=name, **batch.where(index))
     chosen, rejected = chosen or "", rejected or ""
     if layout == "hh" and prompt is MISSING:  # full transcripts on both sides
         return _split_conversations(MISSING, parse_transcript(chosen), parse_transcript(rejected),

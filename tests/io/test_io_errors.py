@@ -202,7 +202,9 @@ def test_suspicious_rows_are_kept_and_flagged(jsonl):
         {"prompt": "e", "chosen": "fine", "rejected": "worse", "score_chosen": 2, "score_rejected": 1},
     ]
     df = read_pairs(jsonl(records))
-    assert len(df) == 5
-    assert df["flags"].tolist() == ["empty_chosen", "chosen_equals_rejected", "missing_score",
-                                    "empty_chosen;missing_score", ""]
-    assert df.attrs["read_stats"]["flagged"] == 4
+    # an empty chosen is data (kept, flagged); a null one is missing data: rejected, as a null prompt is
+    assert len(df) == 4
+    assert df["flags"].tolist() == ["empty_chosen", "chosen_equals_rejected", "missing_score", ""]
+    assert df.attrs["read_stats"]["flagged"] == 3
+    stats = df.attrs["read_stats"]
+    assert stats["rejected"] == 1 and "chosen is null" in str(stats["rejects"][0])
