@@ -348,8 +348,14 @@ def check_outputs(args: argparse.Namespace) -> None:
                 raise PairlabError(f"{flag} is the config file {config}: writing there would overwrite it",
                                    field=flag, hint=f"choose another {flag}")
             if (args.command in FILE_OUTPUT_COMMANDS or dest == "rejects") and Path(value).is_dir():
+                from .dirs import MANIFEST
+
+                if (Path(value) / MANIFEST).exists():
+                    raise PairlabError("is a pairlab stage directory; not overwriting it", file=value, field=flag,
+                                       hint=f"choose another {flag}: a file path")
                 raise PairlabError("is a directory; it names the file to write", file=value, field=flag,
-                                   hint=f"give a file path, e.g. {Path(value) / ('report.html' if args.command == 'report' else 'pairs.parquet')}")
+                                   hint=f"give a file path inside it, e.g. {Path(value) / 'out.html'}"
+                                   if args.command == "report" else "give a file path inside it")
             # a config may lie inside the output (`ablate`'s Slurm folder holds its resolved config)
             check_out_location(value, [i for i in inputs if i is not config], flag=flag,
                                report_of=getattr(args, "dir", None) if args.command == "report" else None)

@@ -349,16 +349,23 @@ def load_config(cls: type[T], path: str | os.PathLike | None = None,
 
 
 @contextlib.contextmanager
-def blame_overrides(keys: typing.Iterable[str], flag: str = "--set", *, source: str | None = None):
-    """Re-raise a ConfigError about a field an override set as the override's; one that names no
-    file as ``source``'s (the YAML file the value came from)."""
+def blame_overrides(keys: typing.Iterable[str], *, source: str | None = None):
+    """A ConfigError about a field an override set (``--set``, or a command's own flag) names no
+    file: the YAML file did not set it. One that names no file otherwise is ``source``'s (the YAML
+    file the value came from). An ablation arm's field (``arms.NAME.train.dpo.beta``) matches the
+    override of the shared section (``train.dpo.beta``)."""
+    import re
+
     try:
         yield
     except ConfigError as err:
         field = err.field or ""
-        for key in keys:
-            if field == key or field.startswith((key + ".", key + "[")) or key.startswith(field + ".") and field:
-                raise type(err)(err.message, file=f"{flag} {key}", field=err.field, hint=err.hint) from None
+        for name in {field, re.sub(r"^arms\.[^.]+\.", "", field)}:
+            for key in keys:
+                if name and (name == key or name.startswith((key + ".", key + "[")) or key.startswith(name + ".")):
+                    if err.file is None or err.file != source:
+                        raise
+                    raise type(err)(err.message, field=err.field, hint=err.hint) from None
         if err.file is None and source is not None:
             raise type(err)(err.message, file=source, line=err.line, field=err.field, hint=err.hint) from None
         raise

@@ -132,17 +132,23 @@ def enclosing_stage_dir(path: str | os.PathLike) -> tuple[Path, str] | None:
     """(directory, stage) of the nearest pairlab stage directory strictly above ``path``: one whose
     manifest names a known stage, or one a stage started and did not finish. None when there is none."""
     for parent in Path(path).resolve().parents:
-        if (parent / MANIFEST).exists():
-            try:
-                stage = read_manifest(parent).get("stage")
-            except StageDirError:
-                continue  # not a manifest pairlab wrote
-            if stage in STAGE_DIRS:
-                return parent, stage
-        else:
-            owner = started_by(parent)
-            if owner is not None:
-                return parent, owner
+        # By name only: a parent may be enterable but not listable (a cluster's 0711 /scratch).
+        try:
+            if (parent / MANIFEST).exists():
+                try:
+                    stage = read_manifest(parent).get("stage")
+                except StageDirError:
+                    continue  # not a manifest pairlab wrote
+                if stage in STAGE_DIRS:
+                    return parent, stage
+                continue
+            for stage in STAGE_DIRS:
+                if marker_path(parent, stage).exists():
+                    return parent, stage
+            if (parent / STARTED).exists():
+                return parent, started_by(parent) or UNKNOWN_STAGE
+        except OSError:
+            continue
     return None
 
 

@@ -46,13 +46,15 @@ EVAL = "evaluate --model tiny-random-llama --eval {good} --out {out}"
 CASES = [
     # (id, argv, text the one line must hold)
     ("model-null-in-yaml", TRAIN + " --config {model_null}", ["model_null.yaml", "field 'model'", "must not be null"]),
-    ("model-null-by-set", TRAIN + " --set model=", ["--set model", "must not be null"]),
+    ("model-null-by-set", TRAIN + " --set model=", ["field 'model'", "must not be null"]),
     ("dpo-null", TRAIN + " --config {dpo_null}", ["field 'dpo'", "must not be null"]),
     ("lora-null", TRAIN + " --config {lora_null}", ["field 'lora'", "must not be null"]),
     ("lora-r-bool", TRAIN + " --set lora.r=true", ["field 'lora.r'", "expected int"]),
     ("lora-no-modules", TRAIN + " --set lora.target_modules=[]", ["lora.target_modules", "no modules"]),
     ("beta-null", TRAIN + " --set dpo.beta=", ["dpo.beta", "must not be null"]),
-    ("set-blamed-not-the-file", TRAIN + " --config {beta_ok} --set dpo.beta=-1", ["--set dpo.beta", "> 0"]),
+    ("set-blamed-not-the-file", TRAIN + " --config {beta_ok} --set dpo.beta=-1", ["dpo.beta", "> 0", "!beta_ok.yaml"]),
+    ("loss-type-number", TRAIN + " --set dpo.loss_type=1", ["dpo.loss_type", "expected a loss name"]),
+    ("report-to-number", TRAIN + " --set dpo.report_to=5", ["dpo.report_to", "expected a logger name"]),
     ("truncation-middle", TRAIN + " --set dpo.truncation_mode=middle", ["dpo.truncation_mode", "'middle'"]),
     ("loss-type-typo", TRAIN + " --set dpo.loss_type=sigmod", ["dpo.loss_type", "did you mean 'sigmoid'"]),
     ("loss-type-list", TRAIN + " --set dpo.loss_type=[sigmoid,nope]", ["dpo.loss_type", "'nope'"]),
@@ -81,8 +83,10 @@ CASES = [
     ("ablate-arm-train-error-names-arm-and-file", "ablate --config {abl_loss} --out {out} --plan",
      ["abl_loss.yaml", "arms.all.train.dpo.loss_type", "'sigmod'"]),
     ("ablate-sample-of-none", "ablate --config {abl_sample0} --out {out} --plan", ["sample.n", ">= 1, got 0"]),
+    ("ablate-set-in-shared-train-not-blamed-on-file",
+     "ablate --config {abl_ok} --out {out} --plan --set train.dpo.beta=-1", ["arms.all.train.dpo.beta", "!abl_ok.yaml"]),
     ("ablate-task-without-step", "ablate --config {abl_ok} --out {out} --task 3", ["--task", "--step arm"]),
-    ("report-out-is-a-directory", "report {good} --out {adir}", ["adir", "is a directory", "report.html"]),
+    ("report-out-is-a-directory", "report {good} --out {adir}", ["adir", "is a directory", "out.html"]),
     ("convert-out-is-a-directory", "convert --input {good} --out {adir} --overwrite", ["adir", "is a directory"]),
     ("audit-validate-with-run", "audit --validate --run {good} --out {out}", ["--run", "does not apply to --validate"]),
     ("audit-quick-without-validate", "audit --run {good} --eval {good} --quick --out {out}",
@@ -103,7 +107,10 @@ def test_a_bad_value_is_one_line_naming_it(case_id, argv, expected, w, capsys, m
     assert code == 2, err
     assert "Traceback" not in err and len(lines) == 1 and ": error: " in lines[0], err
     for text in expected:
-        assert text.format(**w) in lines[0], f"{text!r} not in {lines[0]!r}"
+        if text.startswith("!"):
+            assert text[1:] not in lines[0], f"{text[1:]!r} in {lines[0]!r}"
+        else:
+            assert text.format(**w) in lines[0], f"{text!r} not in {lines[0]!r}"
     assert not out.exists(), "a refused command wrote output"
 
 
@@ -136,3 +143,30 @@ def test_a_stage_directory_given_as_pairs_reads_its_file_for_the_role(tmp_path, 
     assert "holds no held-out pairs" in err and "--eval" in err
     assert main(["compare", str(ev), str(ev)]) == 2
     assert "given twice" in capsys.readouterr().err
+
+
+def test_values_trl_allows_to_be_null_stay_allowed():
+    """`dpo.max_length: null` is TRL's "no truncation"; only fields that need a value refuse null."""
+    from pairlab.train.config import load_train_config
+
+    assert load_train_config(None, ["dpo.max_length=null", "dpo.pad_to_multiple_of=null"]).dpo["max_length"] is None
+
+
+def test_the_output_check_never_lists_a_parent_directory(tmp_path, monkeypatch):
+    """On a cluster a parent (/scratch, /home) may be enterable but not listable (mode 0711): the
+    check looks markers up by name. (The tests run as root, which ignores modes, so listing is
+    made to fail instead.)"""
+    import pathlib
+
+    from pairlab import dirs
+
+    killed = tmp_path / "killed"
+    dirs.CurateDir.mark_started(killed)
+
+    def unlistable(self):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(pathlib.Path, "iterdir", unlistable)
+    dirs.check_out_location(tmp_path / "fresh" / "out")  # no parent is a stage directory
+    with pytest.raises(dirs.StageDirError, match="lies inside the curate directory"):
+        dirs.check_out_location(killed / "sub")

@@ -54,22 +54,26 @@ def _seed_dirs(arm_dir: Path) -> list[Path]:
 
 
 def check_eval_of_run(manifest: dict[str, Any], eval_dir: str | os.PathLike, run: Path) -> None:
-    """Refuse ``--eval`` when its manifest says it evaluated another run (or the base model), or
-    this run as it was before it was retrained (the run's manifest has changed since)."""
+    """Refuse ``--eval`` unless its manifest says it evaluated this run as it is now: the sha256 of
+    the run's manifest it recorded is the run's current one (whatever path the run was given by,
+    relative or from another directory). An evaluation of the base model, of another run, or of
+    this run before it was retrained is refused. (Without a recorded sha256, an older pairlab's
+    evaluation: the run's path decides.)"""
     done = manifest.get("inputs") or {}
     evaluated = done.get("run")
+    hint = f"pass an evaluation of this run (pairlab evaluate --run {run} ...)"
     if not evaluated:
         raise StageDirError(f"an evaluation of the model {done.get('model')!r}, not of the run {run}",
-                            file=str(eval_dir), field="--eval", hint="pass an evaluation of this run (pairlab "
-                            f"evaluate --run {run} ...)")
-    if Path(str(evaluated)).resolve() != run.resolve():
-        raise StageDirError(f"an evaluation of another run ({evaluated}), not of {run}", file=str(eval_dir),
-                            field="--eval", hint=f"pass an evaluation of this run (pairlab evaluate --run {run} ...)")
+                            file=str(eval_dir), field="--eval", hint=hint)
     recorded = done.get("run_manifest_sha256")
-    if recorded and recorded != artifacts.file_sha256(run / artifacts.MANIFEST):
-        raise StageDirError(f"evaluated {run} before it was last written (its manifest has changed since)",
-                            file=str(eval_dir), field="--eval", hint=f"evaluate the run again: pairlab evaluate "
-                            f"--run {run} ... --overwrite")
+    if recorded:
+        if recorded != artifacts.file_sha256(run / artifacts.MANIFEST):
+            raise StageDirError(f"an evaluation of another run ({evaluated}), or of {run} before it was last "
+                                "written: the run manifest it recorded is not this run's", file=str(eval_dir),
+                                field="--eval", hint=hint + ", or evaluate it again with --overwrite")
+    elif Path(str(evaluated)).resolve() != run.resolve():
+        raise StageDirError(f"an evaluation of another run ({evaluated}), not of {run}", file=str(eval_dir),
+                            field="--eval", hint=hint)
 
 
 def resolve_source(source: str | os.PathLike, *, arm: str | None = None, seed: int | None = None,

@@ -208,7 +208,7 @@ def load_train_config(path: str | os.PathLike | None = None,
     for dotted, leaf in _leaves(mapped):
         set_dotted(data, dotted, leaf)
     emit_notices(notices)
-    with blame_overrides([dotted for dotted, _ in _leaves(mapped)]):
+    with blame_overrides([dotted for dotted, _ in _leaves(mapped)], source=source):
         cfg = from_dict(TrainConfig, data, source=source)
         validate(cfg, source=source)
     return cfg
@@ -248,16 +248,17 @@ TRUNCATION_MODES = ("keep_start", "keep_end")
 def check_dpo_values(dpo: dict[str, Any], *, source: str | None = None, prefix: str = "") -> None:
     """What TRL would only find after the model loads (or mid-step): null where DPOConfig needs a
     value, a fraction where it needs a whole number, an unknown loss type or truncation mode, and
-    loggers that cannot work here."""
+    or a logger named by something other than its name."""
     from trl import DPOConfig
 
-    defaults = {f.name: f.default for f in dataclasses.fields(DPOConfig) if f.init}
+    defaults = {f.name: DPO_DEFAULTS.get(f.name, f.default) for f in dataclasses.fields(DPOConfig) if f.init}
+    nullable = {f.name for f in dataclasses.fields(DPOConfig) if f.init and "None" in str(f.type)}
     whole = {f.name for f in dataclasses.fields(DPOConfig) if f.init and str(f.type).replace("<class 'int'>", "int")
              .split(" |")[0] == "int"}  # declared int (warmup_steps is a float: < 1 is a ratio)
     for key, value in dpo.items():
         where = f"{prefix}dpo.{key}"
         default = defaults.get(key, dataclasses.MISSING)
-        if value is None and default is not None and default is not dataclasses.MISSING:
+        if value is None and key not in nullable and default is not None and default is not dataclasses.MISSING:
             raise ConfigError(f"must not be null (default {default!r})", file=source, field=where,
                               hint="give a value, or leave the key out for the default")
         if isinstance(default, (int, float)) and not isinstance(default, bool) and value is not None:
@@ -266,7 +267,11 @@ def check_dpo_values(dpo: dict[str, Any], *, source: str | None = None, prefix: 
             if key in whole and not float(value).is_integer():
                 raise ConfigError(f"expected a whole number, got {value!r}", file=source, field=where)
     losses = dpo.get("loss_type", [])
-    for i, loss in enumerate([losses] if isinstance(losses, str) else losses or []):
+    losses = [losses] if isinstance(losses, str) else losses
+    if not isinstance(losses, list) or not all(isinstance(loss, str) for loss in losses):
+        raise ConfigError(f"expected a loss name or a list of them, got {dpo.get('loss_type')!r}", file=source,
+                          field=f"{prefix}dpo.loss_type", hint=f"TRL 1.16 has {list(LOSS_TYPES)}")
+    for loss in losses:
         if loss not in LOSS_TYPES:
             import difflib
 
@@ -274,19 +279,28 @@ def check_dpo_values(dpo: dict[str, Any], *, source: str | None = None, prefix: 
             raise ConfigError(f"unknown loss type {loss!r}", file=source, field=f"{prefix}dpo.loss_type",
                               hint=(f"did you mean {close[0]!r}? " if close else "") + f"TRL 1.16 has {list(LOSS_TYPES)}")
     mode = dpo.get("truncation_mode", "keep_start")
-    if mode not in TRUNCATION_MODES:
+    if not isinstance(mode, str) or mode not in TRUNCATION_MODES:
         raise ConfigError(f"unknown truncation mode {mode!r}", file=source, field=f"{prefix}dpo.truncation_mode",
                           hint=f"TRL 1.16 has {list(TRUNCATION_MODES)} (keep_end is deprecated)")
     reporters = dpo.get("report_to", "none")
-    if "wandb" in ([reporters] if isinstance(reporters, str) else reporters or []):
-        check_wandb(field=f"{prefix}dpo.report_to", source=source)
+    if reporters is not None and not (isinstance(reporters, str) or (
+            isinstance(reporters, list) and all(isinstance(r, str) for r in reporters))):
+        raise ConfigError(f"expected a logger name or a list of them, got {reporters!r}", file=source,
+                          field=f"{prefix}dpo.report_to", hint="e.g. none, tensorboard, wandb")
     # push_to_hub is checked when the trainer creates its repository (a recipe may be loaded offline
     # to be run elsewhere); a hub that cannot be reached is then a one-line error naming the key.
 
 
 
+def reports_to(cfg: TrainConfig, name: str) -> bool:
+    reporters = dpo_settings(cfg).get("report_to") or []
+    return name in ([reporters] if isinstance(reporters, str) else reporters)
+
+
 def check_wandb(*, field: str, source: str | None = None) -> None:
-    """``report_to: wandb`` needs the package, and a login or an offline mode (else it fails at step 0)."""
+    """``report_to: wandb`` needs the package, and a login or an offline mode (else it fails at step 0).
+    Checked where the training runs (`pairlab train`, an ablation's arm), not where a config is
+    only planned or submitted: a cluster job may export WANDB_API_KEY itself."""
     import importlib.util
 
     if importlib.util.find_spec("wandb") is None:
@@ -295,9 +309,12 @@ def check_wandb(*, field: str, source: str | None = None) -> None:
     mode = os.environ.get("WANDB_MODE", "").lower()
     if mode in ("offline", "disabled", "dryrun") or os.environ.get("WANDB_API_KEY"):
         return
+    from urllib.parse import urlparse
+
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or "api.wandb.ai"
     netrc = os.path.expanduser(os.environ.get("NETRC", "~/.netrc"))
     try:
-        logged_in = "api.wandb.ai" in open(netrc, encoding="utf-8").read()
+        logged_in = host in open(netrc, encoding="utf-8").read()
     except OSError:
         logged_in = False
     if not logged_in:

@@ -26,7 +26,7 @@ from ..config import ConfigError, to_dict
 from ..dirs import RunDir, StageDirError, check_input_file
 from ..distributed import is_main, local_device
 from ..schema import PairDataError, validate_pairs
-from .config import TrainConfig, build_dpo_config, dpo_settings, validate
+from .config import TrainConfig, build_dpo_config, check_wandb, dpo_settings, reports_to, validate
 from .dynamics import step_log
 from .resume import checkpoint_dynamics, latest_checkpoint
 
@@ -261,6 +261,8 @@ def train(pairs: pd.DataFrame | str | os.PathLike, config: TrainConfig | None = 
     started = time.time()
     config = config or TrainConfig()
     validate(config)  # bad DPO keys fail here, before any model loads
+    if reports_to(config, "wandb"):  # here, where it trains (a planned or submitted config may log in later)
+        check_wandb(field="dpo.report_to")
     out = Path(out_dir)
     inputs = [] if isinstance(pairs, pd.DataFrame) else [pairs]
     state, checkpoint = _prepare_out_dir(out, resume, overwrite, inputs)

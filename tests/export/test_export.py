@@ -117,26 +117,21 @@ def test_export_refuses_an_existing_out_and_an_ablation_without_winner(exported,
     assert not (tmp_path / "x").exists()
 
 
-def test_export_refuses_an_evaluation_of_another_run(exported, tmp_path, capsys):
-    """`--eval` must be an evaluation of the exported run, as it is now (its manifest recorded by evaluate)."""
+def test_export_takes_only_an_evaluation_of_the_run_as_it_is(exported, tmp_path, capsys, monkeypatch):
+    """`--eval` must have evaluated the exported run as it is now (the run manifest's sha256 the
+    evaluation recorded), whatever path names the run; another run's or a stale one is refused."""
     import shutil
 
     from pairlab.cli import main
 
+    monkeypatch.chdir(tmp_path)  # the evaluation recorded the run by another path: still the same run
+    assert main(["export", str(exported / "my-run"), "--eval", str(exported / "eval"), "--out", "from-elsewhere"]) == 0
     other = tmp_path / "other-run"
-    shutil.copytree(exported / "my-run", other)  # a complete run dir, but not the one `eval` evaluated
+    shutil.copytree(exported / "my-run", other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    (other / "manifest.json").write_text(json.dumps({**manifest, "note": "retrained"}))  # another run now
     capsys.readouterr()
     assert main(["export", str(other), "--eval", str(exported / "eval"), "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert "an evaluation of another run" in err and "--eval" in err and "Traceback" not in err
     assert not (tmp_path / "x").exists()
-    # the right run, but evaluated before its manifest changed (a retrained run)
-    manifest = json.loads((other / "manifest.json").read_text())
-    (other / "manifest.json").write_text(json.dumps({**manifest, "note": "retrained"}))
-    eval_copy = tmp_path / "eval-copy"
-    shutil.copytree(exported / "eval", eval_copy)
-    m = json.loads((eval_copy / "manifest.json").read_text())
-    m["inputs"]["run"] = str(other)
-    (eval_copy / "manifest.json").write_text(json.dumps(m))
-    assert main(["export", str(other), "--eval", str(eval_copy), "--out", str(tmp_path / "y")]) == 2
-    assert "before it was last written" in capsys.readouterr().err
