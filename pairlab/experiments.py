@@ -14,7 +14,10 @@ for, under **one resume rule**:
   directory it cannot vouch for.
 
 "Other inputs": a run whose training pairs file differs from the one it recorded, and an
-evaluation older than the run it scores (the run was retrained after it).
+evaluation that is not of the same eval pairs (every column), config, model weights, run (the
+sha256 of the run's manifest as it is now: the run was retrained after it) and prompts file.
+That evaluation test is `pairlab evaluate --resume`'s own (``evaluate.runner.finished_evaluation``):
+one rule, which `--resume` applies by refusing a difference and a step by redoing it.
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ import pandas as pd
 
 from . import artifacts
 from .config import to_dict
-from .dirs import MANIFEST, CurateDir, EvalDir, RunDir, StageDir, read_manifest
+from .dirs import MANIFEST, CurateDir, EvalDir, RunDir, StageDir, StageDirError, read_manifest
 
 log = logging.getLogger("pairlab.experiments")
 
@@ -157,10 +160,16 @@ def ensure_evaluated(eval_pairs: pd.DataFrame, out: Path, config, *, run: Path |
     from .evaluate.runner import evaluate
 
     out = Path(out)
-    state, why = step_state(EvalDir, out, config=to_dict(config), after=Path(run) if run is not None else None,
-                            inputs={"model": model} if model is not None else None)
+    state, why = step_state(EvalDir, out)  # verified (a directory changed by hand raises), or todo
     if state == "done":
-        return {"state": SKIPPED}
+        # One resume rule with `pairlab evaluate --resume` (evaluate.runner.finished_evaluation):
+        # the same eval pairs (every column), config, model weights, run (its manifest as it is now)
+        # and prompts file. --resume refuses a difference; a step redoes it.
+        try:
+            evaluate(eval_pairs, out, run=run, model=model, config=config, eval_spec=eval_spec, resume=True)
+            return {"state": SKIPPED}
+        except StageDirError as err:
+            state, why = "stale", err.message
     if state == "stale":
         _replace(EvalDir, out, why)
     with run_log(log_path):

@@ -221,7 +221,8 @@ def evaluate(pairs: pd.DataFrame, out_dir: str | os.PathLike, *, run: str | os.P
     if generations is not None:
         artifacts.write_parquet(out / GENERATIONS, generations)
     EvalDir.finish(out, config=to_dict(config), seed=config.seed,  # last: complete from here on
-                   started=started, inputs={"eval": record, "run": setup.run, "model": setup.model,
+                   started=started, inputs={"eval": record, "run": str(Path(setup.run).resolve()) if setup.run else None,
+                                            "model": setup.model,
                                             **_resume_identity(config, setup)},
                    settings=asdict(setup), reference=ref_stats, timing=timing,
                    distributed={"world_size": world_size()})
