@@ -25,13 +25,16 @@ def test_validate_on_simulator_flips_smollm2(tmp_path):
     assert set(auroc) >= {"tracin", "tracin_cosine", "self_influence", "rating_gap", "implicit_margin",
                           "policy_margin", "base_margin",
                           "loss_difference", "confidence", "rank_average"}
-    # This configuration measured tracin 0.878, ekfac (the default harmful_score) 0.866 and
-    # rating_gap 0.61 (seed 0, the slow AVX2 CPU, fp32). The tolerance (0.08) is a margin for
-    # the other CPU kind's numerics, not a measured spread: it ran on this kind only.
+    # This configuration measured tracin 0.878, ekfac 0.866 and rating_gap 0.61 (seed 0, the slow
+    # AVX2 CPU, fp32). The tolerance (0.08) is a margin for the other CPU kind's numerics, not a
+    # measured spread: it ran on this kind only. The default harmful_score (tracin_cosine, the
+    # SmolLM2 suite's choice) was not measured in this configuration: it is held to the bar the
+    # docs state for every gradient score here, well above chance.
     from pairlab.audit.pipeline import AuditConfig
 
     default = AuditConfig().harmful_score
-    assert auroc[default] is not None and auroc[default] >= 0.866 - 0.08
+    assert auroc["ekfac"] is not None and auroc["ekfac"] >= 0.866 - 0.08
+    assert auroc[default] is not None and auroc[default] >= 0.7
     assert auroc["tracin"] is not None and auroc["tracin"] >= 0.878 - 0.08
     assert auroc["tracin"] > auroc["rating_gap"] + 0.1
     assert (tmp_path / "v" / "audit" / "audit.html").exists()
