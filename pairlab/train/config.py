@@ -245,6 +245,34 @@ LOSS_TYPES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_
 TRUNCATION_MODES = ("keep_start", "keep_end")
 
 
+def _dpo_field_types() -> dict[str, tuple[Any, bool]]:
+    """DPOConfig field -> (its non-None type, or None when several; whether it may be None), from the
+    resolved annotations (a field's ``type`` may be a string, ``Optional[int]`` or ``int | None``)."""
+    import types
+    import typing
+
+    from trl import DPOConfig
+
+    try:
+        hints = typing.get_type_hints(DPOConfig)
+    except Exception:  # an annotation that does not resolve here: fall back to the raw ones
+        hints = {f.name: f.type for f in dataclasses.fields(DPOConfig)}
+    out: dict[str, tuple[Any, bool]] = {}
+    for f in dataclasses.fields(DPOConfig):
+        if not f.init:
+            continue
+        tp = hints.get(f.name, f.type)
+        if isinstance(tp, str):
+            parts = [p.strip() for p in tp.replace("Optional[", "").rstrip("]").split("|")]
+            out[f.name] = ({"int": int, "float": float}.get(parts[0]) if len(parts) <= 2 else None,
+                           "None" in tp or "Optional" in tp)
+            continue
+        args = typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) else (tp,)
+        rest = [a for a in args if a is not type(None)]
+        out[f.name] = (rest[0] if len(rest) == 1 else None, type(None) in args or f.default is None)
+    return out
+
+
 def check_dpo_values(dpo: dict[str, Any], *, source: str | None = None, prefix: str = "") -> None:
     """What TRL would only find after the model loads (or mid-step): null where DPOConfig needs a
     value, a fraction where it needs a whole number, an unknown loss type or truncation mode, and
@@ -252,9 +280,9 @@ def check_dpo_values(dpo: dict[str, Any], *, source: str | None = None, prefix: 
     from trl import DPOConfig
 
     defaults = {f.name: DPO_DEFAULTS.get(f.name, f.default) for f in dataclasses.fields(DPOConfig) if f.init}
-    nullable = {f.name for f in dataclasses.fields(DPOConfig) if f.init and "None" in str(f.type)}
-    whole = {f.name for f in dataclasses.fields(DPOConfig) if f.init and str(f.type).replace("<class 'int'>", "int")
-             .split(" |")[0] == "int"}  # declared int (warmup_steps is a float: < 1 is a ratio)
+    declared = _dpo_field_types()
+    nullable = {name for name, (_, may_be_none) in declared.items() if may_be_none}
+    whole = {name for name, (base, _) in declared.items() if base is int}  # warmup_steps is a float (< 1: a ratio)
     for key, value in dpo.items():
         where = f"{prefix}dpo.{key}"
         default = defaults.get(key, dataclasses.MISSING)

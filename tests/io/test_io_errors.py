@@ -145,7 +145,7 @@ def test_forced_format_that_does_not_fit(jsonl):
 
 def test_parquet_errors_name_the_row(tmp_path):
     path = tmp_path / "rows.parquet"
-    pd.DataFrame({"prompt": ["a", "b"], "chosen": ["x", "y"], "rejected": ["z", None],
+    pd.DataFrame({"prompt": ["a", "b"], "chosen": ["x", "y"], "rejected": ["z", ""],
                   "score_chosen": ["1", "oops"]}).to_parquet(path)
     err = _error(path)
     assert (err.row, err.field) == (1, "score_chosen") and "row 1" in str(err)

@@ -73,7 +73,7 @@ def test_raw_records_are_rejected_one_by_one(jsonl):
 
 def test_parquet_rows_are_rejected_by_row(tmp_path):
     path = tmp_path / "rows.parquet"
-    pd.DataFrame({"prompt": ["a", "b", "c"], "chosen": ["x", None, "w"], "rejected": ["z", "y", "w"],
+    pd.DataFrame({"prompt": ["a", "b", "c"], "chosen": ["x", "", "w"], "rejected": ["z", "y", "w"],
                   "score_chosen": ["1", "oops", " 2 "]}).to_parquet(path)
     df, rejects = read_pairs_with_rejects(path)
     assert df["prompt_text"].tolist() == ["a", "c"] and df["score_chosen"].tolist() == [1.0, 2.0]
@@ -216,3 +216,15 @@ def test_cli_bad_rows_never_traceback(tmp_path):
         assert "Traceback" not in proc.stderr
         assert proc.returncode == (2 if extra else 0)
         assert "line 2" in proc.stderr
+
+
+def test_a_null_completion_is_rejected_like_a_null_prompt(tmp_path):
+    """A null chosen or rejected is missing data: the row is rejected naming the field (an empty
+    string is data: kept and flagged)."""
+    path = tmp_path / "rows.parquet"
+    pd.DataFrame({"prompt": ["a", "b", "c", None], "chosen": ["x", None, "", "u"],
+                  "rejected": ["z", "y", "w", "v"]}).to_parquet(path)
+    df, rejects = read_pairs_with_rejects(path)
+    assert df["prompt_text"].tolist() == ["a", "c"] and "empty_chosen" in df["flags"].iloc[1]
+    assert rejects[["row", "field"]].astype(object).values.tolist() == [[1, "chosen"], [3, "prompt"]]
+    assert rejects["reason"].tolist() == ["chosen is null", "prompt is null"]
