@@ -108,21 +108,20 @@ def add_input_args(parser: argparse.ArgumentParser, *, flag: str = "--input",
 
 def bounded(kind: type = float, *, min: float | None = None, gt: float | None = None,
             max: float | None = None, lt: float | None = None) -> Callable[[str], Any]:
-    """An argparse ``type`` that parses ``kind`` and checks its range (argparse then exits 2 naming the flag)."""
-    from .config import range_text
+    """An argparse ``type`` that parses ``kind`` and checks its range with the configs' own rule
+    (:func:`pairlab.config.check_range`); argparse then exits 2 naming the flag."""
+    from .config import check_range
 
     rule = {k: v for k, v in (("min", min), ("gt", gt), ("max", max), ("lt", lt)) if v is not None}
 
     def parse(text: str):
         try:
             value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {'a whole number' if kind is int else 'a number'}, "
-                                             f"got {text!r}") from None
-        ok = (("min" not in rule or value >= rule["min"]) and ("gt" not in rule or value > rule["gt"])
-              and ("max" not in rule or value <= rule["max"]) and ("lt" not in rule or value < rule["lt"]))
-        if not ok or value != value:
-            raise argparse.ArgumentTypeError(f"must be {range_text(rule)}, got {text}")
+            check_range(value, rule, "")
+        except ValueError as err:  # a ConfigError is a ValueError too
+            message = getattr(err, "message", None) or (f"expected {'a whole number' if kind is int else 'a number'}, "
+                                                         f"got {text!r}")
+            raise argparse.ArgumentTypeError(message) from None
         return value
 
     parse.__name__ = kind.__name__

@@ -246,30 +246,21 @@ TRUNCATION_MODES = ("keep_start", "keep_end")
 
 
 def _dpo_field_types() -> dict[str, tuple[Any, bool]]:
-    """DPOConfig field -> (its non-None type, or None when several; whether it may be None), from the
-    resolved annotations (a field's ``type`` may be a string, ``Optional[int]`` or ``int | None``)."""
+    """DPOConfig field -> (its one non-None type, else None; whether it may be None), from the
+    resolved annotations: TRL's ``TrlParser`` rewrites ``Field.type`` (``int | None`` -> ``int``)."""
     import types
     import typing
 
     from trl import DPOConfig
 
-    try:
-        hints = typing.get_type_hints(DPOConfig)
-    except Exception:  # an annotation that does not resolve here: fall back to the raw ones
-        hints = {f.name: f.type for f in dataclasses.fields(DPOConfig)}
+    hints = typing.get_type_hints(DPOConfig)
     out: dict[str, tuple[Any, bool]] = {}
     for f in dataclasses.fields(DPOConfig):
-        if not f.init:
-            continue
-        tp = hints.get(f.name, f.type)
-        if isinstance(tp, str):
-            parts = [p.strip() for p in tp.replace("Optional[", "").rstrip("]").split("|")]
-            out[f.name] = ({"int": int, "float": float}.get(parts[0]) if len(parts) <= 2 else None,
-                           "None" in tp or "Optional" in tp)
-            continue
-        args = typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) else (tp,)
-        rest = [a for a in args if a is not type(None)]
-        out[f.name] = (rest[0] if len(rest) == 1 else None, type(None) in args or f.default is None)
+        if f.init:
+            tp = hints[f.name]
+            args = typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) else (tp,)
+            rest = [a for a in args if a is not type(None)]
+            out[f.name] = (rest[0] if len(rest) == 1 else None, type(None) in args or f.default is None)
     return out
 
 
