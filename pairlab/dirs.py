@@ -609,7 +609,22 @@ def pairs_file_of(path: str | os.PathLike, kind: type[StageDir], role: str, *, f
                             file=str(path), field=flag,
                             hint=f"pass one of its files: {', '.join(holds)}" if holds else
                             "pass a pairs file, or a simulate / curate directory")
+    if role == "eval" and _parquet_rows(Path(path) / name) == 0:  # curate with eval_fraction 0, a tiny pool
+        raise StageDirError(f"a {kind.STAGE} directory whose {name} holds no held-out pairs (0 rows)",
+                            file=str(path), field=flag,
+                            hint="rerun curate with --eval-fraction above 0 (or a larger input), "
+                                 "or pass held-out pairs from another file")
     return Path(path) / name
+
+
+def _parquet_rows(path: Path) -> int | None:
+    """A Parquet file's row count from its footer; None when it is not readable as Parquet."""
+    try:
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows
+    except Exception:  # noqa: BLE001 - its reader reports what is wrong with it
+        return None
 
 
 def _refuse_unknown_start(path: Path) -> None:

@@ -143,6 +143,15 @@ def test_a_stage_directory_given_as_pairs_reads_its_file_for_the_role(tmp_path, 
     assert "holds no held-out pairs" in err and "--eval" in err
     assert main(["compare", str(ev), str(ev)]) == 2
     assert "given twice" in capsys.readouterr().err
+    none_held = tmp_path / "cur0"  # curate with eval_fraction 0 writes an empty eval.parquet
+    assert main(["curate", "--input", str(good), "--out", str(none_held), "--tokenizer", "none",
+                 "--set", "eval_fraction=0"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--model", "tiny-random-llama", "--eval", str(none_held),
+                 "--out", str(tmp_path / "e3")]) == 2
+    err = capsys.readouterr().err
+    assert "0 rows" in err and "--eval-fraction" in err and "Traceback" not in err, err
+    assert not (tmp_path / "e3").exists()
 
 
 def test_values_trl_allows_to_be_null_stay_allowed():
