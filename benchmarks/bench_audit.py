@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 
 MODEL = "smollm2-135m-instruct"
+#: The batched-vs-naive agreement the gradient tests require (their rtol).
+NAIVE_TOLERANCE = 1e-3
 
 
 def _bf16_native() -> bool:
@@ -97,6 +99,19 @@ def main(out_dir: Path) -> dict:
         "cpu_capability": getattr(torch.backends.cpu, "get_cpu_capability", lambda: "unknown")(),
         "threads": torch.get_num_threads(),
         "max_rel_diff_batched_vs_naive": float(rel),
+        "goals": {
+            "attribution_vs_training": {
+                "measured": round(attr_pps / train_pps, 3), "goal": ">= 0.8x training throughput (pairs/s)",
+                "met": attr_pps / train_pps >= 0.8, "dtype": compute,
+                "cpu": "bf16-native" if _bf16_native() else "no native bf16"},
+            "attribution_vs_naive": {
+                "measured": round(attr_pps / (n_naive / naive_s), 3), "goal": ">= 2x the naive per-pair loop",
+                "met": attr_pps / (n_naive / naive_s) >= 2.0, "dtype": compute},
+            "batched_equals_naive": {
+                "measured": float(rel), "goal": f"max relative difference <= {NAIVE_TOLERANCE} "
+                                                "(tests/audit/test_gradients.py's rtol)",
+                "met": float(rel) <= NAIVE_TOLERANCE},
+        },
     }
 
 
