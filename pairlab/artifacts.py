@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 import sys
@@ -72,8 +73,29 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+def strict_json_dumps(obj: Any, **kwargs: Any) -> str:
+    """``json.dumps`` that writes valid JSON: a NaN or infinite float becomes null (Python's
+    NaN / Infinity tokens are not JSON, and strict readers - jq, JavaScript, Go - refuse them)."""
+    try:
+        return json.dumps(obj, default=_json_default, allow_nan=False, **kwargs)
+    except ValueError:  # a non-finite float somewhere (the rare case): replace, then write
+        return json.dumps(finite_or_null(obj), default=_json_default, allow_nan=False, **kwargs)
+
+
+def finite_or_null(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_or_null(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_or_null(v) for v in obj]
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):  # numpy scalars and arrays
+        return finite_or_null(obj.tolist())
+    return obj
+
+
 def to_json(obj: Any) -> str:
-    return json.dumps(obj, indent=2, sort_keys=False, default=_json_default, ensure_ascii=False)
+    return strict_json_dumps(obj, indent=2, sort_keys=False, ensure_ascii=False)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
@@ -104,7 +126,7 @@ def write_jsonl(path: str | os.PathLike, records: Any) -> Path:
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as fh:
             for rec in records:
-                fh.write(json.dumps(rec, default=_json_default, ensure_ascii=False) + "\n")
+                fh.write(strict_json_dumps(rec, ensure_ascii=False) + "\n")
     return Path(path)
 
 

@@ -29,16 +29,15 @@ def _convert_arguments(parser: argparse.ArgumentParser) -> None:
 def _convert(args: argparse.Namespace) -> int:
     from . import write_pairs, write_trl_dataset
 
-    from .rejects import write_rejects
-
     from ..dirs import check_output_file
+    from ..schema import PairDataError
+    from .rejects import write_rejects
 
     check_output_file(args.out, [args.input], overwrite=args.overwrite)
     if args.rejects:
         check_output_file(args.rejects, [args.input, args.out], overwrite=args.overwrite, flag="--rejects")
         from pathlib import Path
 
-        from ..schema import PairDataError
         from .rejects import REJECT_SUFFIXES, unsupported_rejects_path
 
         if Path(args.rejects).resolve() == Path(args.out).resolve():
@@ -48,17 +47,26 @@ def _convert(args: argparse.Namespace) -> int:
         if Path(args.rejects).suffix not in REJECT_SUFFIXES:  # before anything is written
             raise unsupported_rejects_path(args.rejects)
     if args.chunk_rows < 0:
-        from ..schema import PairDataError
-
         raise PairDataError(f"--chunk-rows must be 0 or more, got {args.chunk_rows}", field="--chunk-rows")
-    if _convert_streams(args):
-        path, stats, rejects = _convert_chunks(args)
-        if args.rejects:  # as read_input announces them on the whole-file path
-            announce_rejects(args.command, stats)
-    else:
-        df, rejects = read_input(args, with_rejects=True, announce=bool(args.rejects))
-        stats = df.attrs.get("read_stats", {})
-        path = write_trl_dataset(df, args.out) if args.trl else write_pairs(df, args.out)
+    try:
+        if _convert_streams(args):
+            path, stats, rejects = _convert_chunks(args)
+            if args.rejects:  # as read_input announces them on the whole-file path
+                announce_rejects(args.command, stats)
+        else:
+            df, rejects = read_input(args, with_rejects=True, announce=bool(args.rejects))
+            stats = df.attrs.get("read_stats", {})
+            path = write_trl_dataset(df, args.out) if args.trl else write_pairs(df, args.out)
+    except PairDataError as err:
+        every = getattr(err, "rejects", None)
+        if not args.rejects or every is None or args.strict:
+            raise
+        # no row could be read: still an error, but every row's reason is kept in --rejects
+        written = write_rejects(every, args.rejects)
+        raise PairDataError(err.message, file=err.file, line=err.line, row=err.row, field=err.field,
+                            hint=f"{err.hint}; all {len(every)} rejected rows, each with its reason, "
+                                 f"are in {written}" if err.hint else
+                                 f"all {len(every)} rejected rows, each with its reason, are in {written}") from None
     n_pairs = stats.get("pairs", 0)
     extra = f", {stats['ties_dropped']} ties dropped" if stats.get("ties_dropped") else ""
     print(f"wrote {n_pairs} pairs to {path} (layout {stats.get('layout')}, "

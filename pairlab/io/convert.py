@@ -17,6 +17,7 @@ import pandas as pd
 
 from .. import artifacts
 from . import fields
+from ..schema import PairDataError
 from .read import CHUNK_ROWS, iter_pairs_chunks
 from .rejects import RejectLog, write_rejects
 from .write import PairsParquetWriter
@@ -45,8 +46,10 @@ def convert_chunked(spec: str | Path, out: str | Path, *, chunk_rows: int = CHUN
             stats = pairs.attrs["read_stats"]
             if len(chunk_rejects):
                 rejects.append(chunk_rejects)
-    except BaseException:
+    except BaseException as err:
         writer.abort()
+        if isinstance(err, PairDataError) and getattr(err, "rejects", None) is not None and rejects:
+            err.rejects = pd.concat([*rejects, err.rejects], ignore_index=True)  # every chunk's rows
         raise
     path = writer.close({"read_stats": stats})
     return path, stats, pd.concat(rejects, ignore_index=True) if rejects else RejectLog().frame()

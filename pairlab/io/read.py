@@ -94,7 +94,11 @@ def read_pairs_with_rejects(spec: str | Path, format: str = "auto",
                                 hint="expected JSON objects (one per line or a list), "
                                      "Parquet rows, or CSV/TSV rows under a header")
         if rejected == batch.rows:
-            raise all_rejected_error(log.rows[mark], rejected)
+            err = all_rejected_error(log.rows[mark], rejected)
+            every = RejectLog()
+            every.rows = log.rows[mark:]
+            err.rejects = every.frame()  # convert --rejects keeps them even so
+            raise err
         stats["rows"] += batch.rows
         stats["records"] += batch.rows - rejected
         stats["rejected"] += rejected
@@ -199,7 +203,12 @@ def iter_pairs_chunks(spec: str | Path, format: str = "auto",
         rejects = log.frame()
         log.rows = []
         if last:
-            _whole_file_checks(stats, explicit, found, first_record, first_reject, layout, name, binarize)
+            try:
+                _whole_file_checks(stats, explicit, found, first_record, first_reject, layout, name, binarize)
+            except PairDataError as err:
+                if stats["rows"] and stats["rejected"] == stats["rows"]:
+                    err.rejects = rejects  # the last chunk's: the caller holds the earlier ones
+                raise
         snapshot = copy.deepcopy(stats)
         _finish_stats(snapshot)
         frame.attrs["read_stats"] = snapshot

@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..artifacts import finite_or_null
 from ..schema import PairDataError
 
 #: Columns of the rejects table, in order. ``line`` is 1-based (JSONL, CSV), ``row``
@@ -87,7 +88,7 @@ def record_text(record: Any) -> str:
     if isinstance(record, str):
         return record
     try:
-        return json.dumps(record, ensure_ascii=False, default=_plain)
+        return json.dumps(finite_or_null(record), ensure_ascii=False, default=_plain, allow_nan=False)
     except (TypeError, ValueError, RecursionError):
         return repr(record)
 

@@ -255,8 +255,43 @@ def is_hub_id(spec: str) -> bool:
 # ---------------------------------------------------------------- files
 
 def _open(path: Path) -> IO[bytes]:
+    """The file's bytes, decompressed; a UTF-16 text file (a byte-order mark first: Excel's
+    "Unicode text", PowerShell's default) is transcoded to UTF-8 as it is read."""
     compression = file_type(path)[1]
-    return COMPRESSIONS[compression](path) if compression else open(path, "rb")
+    fh = COMPRESSIONS[compression](path) if compression else open(path, "rb")
+    try:
+        head = fh.peek(2)[:2]
+    except (OSError, EOFError, ValueError, lzma.LZMAError):  # a broken container: its reader says so
+        return fh
+    if head in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        return io.BufferedReader(_Utf16AsUtf8(fh))
+    return fh
+
+
+class _Utf16AsUtf8(io.RawIOBase):
+    """A UTF-16 byte stream (BOM first) read as UTF-8 bytes; an unpaired surrogate reads as U+FFFD."""
+
+    def __init__(self, raw: IO[bytes], block: int = 1 << 16) -> None:
+        self._raw, self._block = raw, block
+        self._decoder = codecs.getincrementaldecoder("utf-16")(errors="replace")
+        self._out, self._pos, self._done = b"", 0, False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while self._pos >= len(self._out) and not self._done:
+            chunk = self._raw.read(self._block)
+            self._done = not chunk
+            self._out, self._pos = self._decoder.decode(chunk, final=self._done).encode("utf-8"), 0
+        n = min(len(buffer), len(self._out) - self._pos)
+        buffer[:n] = self._out[self._pos:self._pos + n]
+        self._pos += n
+        return n
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
 
 
 def _container_error(path: Path, err: BaseException) -> PairDataError:

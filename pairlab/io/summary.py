@@ -18,11 +18,14 @@ from .rejects import describe_reject
 
 
 def _range(values: pd.Series) -> dict[str, Any]:
-    known = values.dropna()
-    if known.empty:
-        return {"min": None, "max": None, "mean": None, "missing": int(values.isna().sum())}
-    return {"min": float(known.min()), "max": float(known.max()),
-            "mean": round(float(known.mean()), 4), "missing": int(values.isna().sum())}
+    """min / max / mean of the finite values; unknown (NaN) ones counted as ``missing``, infinite
+    ones (flagged ``nonfinite_score`` on their rows) as ``nonfinite``."""
+    numbers = pd.to_numeric(values, errors="coerce").astype(float)
+    finite = numbers[np.isfinite(numbers.to_numpy())]
+    counts = {"missing": int(numbers.isna().sum()), "nonfinite": int(numbers.notna().sum() - len(finite))}
+    if finite.empty:
+        return {"min": None, "max": None, "mean": None, **counts}
+    return {"min": float(finite.min()), "max": float(finite.max()), "mean": round(float(finite.mean()), 4), **counts}
 
 
 def _snippet(text: str, width: int = 80) -> str:
@@ -88,10 +91,11 @@ def summarize_pairs(df: pd.DataFrame, examples: int = 2, token_lengths: pd.DataF
 
 
 def _fmt_range(r: dict[str, Any]) -> str:
+    extra = (f", {r['missing']} missing" if r["missing"] else "") + \
+        (f", {r['nonfinite']} infinite" if r.get("nonfinite") else "")
     if r["min"] is None:
-        return f"unknown ({r['missing']} missing)"
-    text = f"{r['min']:g} .. {r['max']:g}  (mean {r['mean']:g})"
-    return text + (f", {r['missing']} missing" if r["missing"] else "")
+        return "unknown (" + extra.lstrip(", ") + ")"
+    return f"{r['min']:g} .. {r['max']:g}  (mean {r['mean']:g})" + extra
 
 
 def _fmt_counts(counts: dict[str, int]) -> str:

@@ -293,3 +293,66 @@ def test_shards_of_one_split_are_read_together(tmp_path):
         pd.DataFrame(_rows(f"s{i}", 2)).to_parquet(tmp_path / f"train-{i:05d}-of-00003-ab12.parquet")
     pairs, _ = read_pairs_with_rejects(tmp_path)
     assert len(pairs) == 6
+
+
+# ---------------------------------------------------------------- the third probe (session 12)
+
+def test_non_finite_scores_never_reach_json_output(tmp_path, capsys):
+    """JSON has no NaN or Infinity: a JSONL written by convert and `inspect --json` stay valid
+    JSON (an infinite score is written as null; its row keeps the `nonfinite_score` flag), and
+    inspect's score ranges are those of the finite scores, with no numpy warning on stderr."""
+    src = tmp_path / "nan.jsonl"
+    src.write_text('{"prompt":"q","chosen":"c","rejected":"r","score_chosen":NaN,"score_rejected":Infinity}\n'
+                   '{"prompt":"q2","chosen":"c2","rejected":"r2","score_chosen":5,"score_rejected":-Infinity}\n'
+                   '{"prompt":"q3","chosen":"c3","rejected":"r3","score_chosen":"1e400","score_rejected":2}\n')
+    out = tmp_path / "o.jsonl"
+    assert main(["convert", "--input", str(src), "--out", str(out)]) == 0
+    rows = [json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} in the JSONL")) for line in
+            out.read_text().splitlines()]
+    assert [r["score_rejected"] for r in rows] == [None, None, 2.0]
+    assert [r["score_chosen"] for r in rows] == [None, 5.0, None]
+    assert all("nonfinite_score" in r["flags"] for r in rows)
+    capsys.readouterr()
+    assert main(["inspect", "--input", str(src), "--json"]) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out, parse_constant=lambda c: pytest.fail(f"{c} in inspect --json"))
+    assert summary["scores"]["score_chosen"] == {"min": 5.0, "max": 5.0, "mean": 5.0, "missing": 1, "nonfinite": 1}
+    assert summary["scores"]["score_rejected"]["nonfinite"] == 2
+    assert "RuntimeWarning" not in captured.err and "Traceback" not in captured.err
+
+
+@pytest.mark.parametrize("out_name", ["o.parquet", "o.jsonl"])  # the chunked and the whole-file path
+def test_rejects_file_is_written_even_when_no_row_could_be_read(tmp_path, capsys, out_name):
+    """Every row rejected is an error (exit 2, nothing written to --out), but --rejects still
+    holds every row with its reason: the first alone says too little."""
+    src = tmp_path / "bad.jsonl"
+    src.write_text('{"prompt": "q"}\nnot json\n{"prompt":"q2","chosen":1,"rejected":"r"}\n')
+    rejects = tmp_path / "r.jsonl"
+    assert main(["convert", "--input", str(src), "--out", str(tmp_path / out_name), "--rejects", str(rejects)]) == 2
+    err = capsys.readouterr().err
+    assert "no row could be read (3 of 3 rejected)" in err and f"are in {rejects}" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    got = [json.loads(line) for line in rejects.read_text().splitlines()]
+    assert [r["line"] for r in got] == [1, 2, 3] and all(r["reason"] for r in got)
+    assert not (tmp_path / out_name).exists()
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be-bom"])
+def test_utf16_files_with_a_byte_order_mark_are_read(tmp_path, encoding):
+    """Excel's "Unicode text" (UTF-16 LE, BOM, CRLF, tabs) and PowerShell's default output are
+    UTF-16: transcoded as read, whatever the container."""
+    import gzip
+
+    from pairlab.io import read_pairs
+
+    def encode(text: str) -> bytes:
+        return text.encode("utf-16") if encoding == "utf-16" else b"\xfe\xff" + text.encode("utf-16-be")
+
+    tsv = tmp_path / "excel.tsv"
+    tsv.write_bytes(encode("prompt\tchosen\trejected\r\nq1 ü\tc1\tr1\r\nq2 😀\tc2\tr2\r\n"))
+    assert read_pairs(tsv)[["prompt_text", "chosen"]].values.tolist() == [["q1 ü", "c1"], ["q2 😀", "c2"]]
+    jsonl = tmp_path / "ps.jsonl.gz"
+    with gzip.open(jsonl, "wb") as fh:
+        fh.write(encode("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in _rows("é", 3))))
+    pairs, rejects = read_pairs_with_rejects(jsonl)
+    assert len(pairs) == 3 and len(rejects) == 0 and pairs["prompt_text"].iloc[0] == "é question 0?"
