@@ -302,6 +302,11 @@ def _row_texts(record: dict, batch: RecordBatch, index: int, layout: str
             raise PairDataError(f"{name} is null", field=name, **batch.where(index))
     chosen, rejected = chosen or "", rejected or ""
     if layout == "hh" and prompt is MISSING:  # full transcripts on both sides
+        for name, value in (("chosen", chosen), ("rejected", rejected)):
+            if not re.search(r"(?:^|\n\n)Assistant:", value.lstrip("\n")):
+                raise PairDataError("no 'Assistant:' turn in this transcript", field=name, **batch.where(index),
+                                    hint="hh-rlhf rows are '\\n\\nHuman: ...\\n\\nAssistant: ...' transcripts, "
+                                         "the answer last")
         return _split_conversations(MISSING, parse_transcript(chosen), parse_transcript(rejected),
                                     batch, index)
     if prompt is MISSING or prompt is None:

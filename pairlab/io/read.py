@@ -115,7 +115,8 @@ def read_pairs_with_rejects(spec: str | Path, format: str = "auto",
         for file in sources.list_files(spec_text, split):
             fast = _read_pairs_parquet(file, fmt, explicit, stats)
             frames.append(fast if fast is not None else
-                          batch_frame(lambda file=file: sources.read_file(file, log)))
+                          batch_frame(lambda file=file: sources.read_file(
+                              file, log, split if file == path else None)))
     df = _concat(frames)
     stats["pairs"] = len(df)
     stats["flagged"] = int((df["flags"] != "").sum())

@@ -301,11 +301,14 @@ def _container_error(path: Path, err: BaseException) -> PairDataError:
                          file=str(path), hint="the file is corrupt or cut short; download it again")
 
 
-def read_file(path: Path, log: RejectLog) -> RecordBatch:
-    """One local file -> its records (no layout logic here); unparseable rows go to ``log``."""
+def read_file(path: Path, log: RejectLog, split: str | None = None) -> RecordBatch:
+    """One local file -> its records (no layout logic here); unparseable rows go to ``log``.
+    ``split`` picks one list of a JSON object of splits (``{"train": [...], "test": [...]}``)."""
     kind = file_type(path)[0]
-    readers = {".parquet": _read_parquet, ".json": _read_json, ".jsonl": _read_jsonl,
-               ".csv": _read_delimited, ".tsv": _read_delimited}
+    if kind == ".json":
+        with _container_errors(path):
+            return _read_json(path, log, split)
+    readers = {".parquet": _read_parquet, ".jsonl": _read_jsonl, ".csv": _read_delimited, ".tsv": _read_delimited}
     with _container_errors(path):
         return readers[kind](path, log)
 
@@ -349,6 +352,9 @@ def iter_record_batches(path: Path, log: RejectLog, chunk_rows: int, *, min_reco
     """
     rows_of = _jsonl_rows if file_type(path)[0] == ".jsonl" else _delimited_rows
     with _container_errors(path):
+        if rows_of is _jsonl_rows and _is_json_document(path):  # a JSON array saved as .jsonl
+            yield _read_json(path, log), True
+            return
         rows = rows_of(path, log)
         ahead = next(rows, None)
         first = True
@@ -382,8 +388,21 @@ def count_lines(path: Path, stop_above: int | None = None, block: int = 1 << 22)
     return n
 
 
-def _read_jsonl(path: Path, log: RejectLog) -> RecordBatch:
+def _read_jsonl(path: Path, log: RejectLog, sniff: bool = True) -> RecordBatch:
+    if sniff and _is_json_document(path):  # a (pretty-printed) JSON array or object named .jsonl
+        return _read_json(path, log)
     return _collect(str(path), _jsonl_rows(path, log))
+
+
+def _is_json_document(path: Path) -> bool:
+    """Whether a ``.jsonl`` file is one JSON document instead: its first non-blank line is
+    ``[`` or ``{`` alone, or opens an array of objects (a JSON-lines row is an object on one line)."""
+    with _open(path) as fh:
+        for raw in fh:
+            line = raw.removeprefix(codecs.BOM_UTF8).strip()
+            if line:
+                return line in (b"[", b"{") or re.match(rb"\[\s*\{", line) is not None
+    return False
 
 
 def _collect(name: str, rows: Iterator[tuple[int, dict[str, Any] | None]]) -> RecordBatch:
@@ -442,7 +461,31 @@ def _jsonl_rows(path: Path, log: RejectLog) -> Iterator[tuple[int, dict[str, Any
             yield lineno, record
 
 
-def _read_json(path: Path, log: RejectLog) -> RecordBatch:
+def _records_of_object(data: dict, path: Path, split: str | None) -> Any:
+    """A top-level JSON object: ``{"data": [...]}`` style wrappers give their list; an object
+    of splits (``{"train": [...], "test": [...]}``) gives the ``split`` asked for, and is an
+    error without one (reading them together would mix them); any other object is one record.
+    """
+    lists = {k: v for k, v in data.items() if isinstance(v, list) and v and isinstance(v[0], dict)
+             and "role" not in v[0]}  # a list of chat messages is a field of one record, not records
+    if split is not None and len(lists) > 1 or split in lists:
+        if split not in lists:
+            raise PairDataError(f"no split '{split}' in this JSON object (its lists of records: "
+                                f"{', '.join(lists)})", file=str(path), field="--split",
+                                hint="pass one of those to --split")
+        return lists[split]
+    if len(lists) > 1:
+        names = list(lists)
+        raise PairDataError(f"holds {len(lists)} lists of records ({', '.join(names)}); reading them "
+                            "together would mix them", file=str(path), field="--split",
+                            hint=f"pass --split {next((n for n in names if n.lower().startswith('train')), names[0])}"
+                                 " (or another)")
+    if len(lists) == 1 and len(data) <= 2:
+        return next(iter(lists.values()))
+    return [data]
+
+
+def _read_json(path: Path, log: RejectLog, split: str | None = None) -> RecordBatch:
     with _open(path) as fh:
         data_bytes = fh.read()
     try:
@@ -455,15 +498,13 @@ def _read_json(path: Path, log: RejectLog) -> RecordBatch:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         if err.msg == "Extra data":  # a .json file that is really JSON lines
-            return _read_jsonl(path, log)
+            return _read_jsonl(path, log, sniff=False)
         raise PairDataError(f"malformed JSON ({err.msg.removesuffix(' at')} at column {err.colno})",
                             file=str(path), line=err.lineno) from None
     except (ValueError, RecursionError) as err:
         raise PairDataError(f"malformed JSON ({type(err).__name__})", file=str(path)) from None
     if isinstance(data, dict):
-        # {"data": [...]} style wrappers; a single object is one record.
-        lists = [v for v in data.values() if isinstance(v, list) and v and isinstance(v[0], dict)]
-        data = lists[0] if len(lists) == 1 and len(data) <= 2 else [data]
+        data = _records_of_object(data, path, split)
     if not isinstance(data, list):
         raise PairDataError(f"expected a JSON list of objects, got {type(data).__name__}",
                             file=str(path))

@@ -356,3 +356,42 @@ def test_utf16_files_with_a_byte_order_mark_are_read(tmp_path, encoding):
         fh.write(encode("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in _rows("é", 3))))
     pairs, rejects = read_pairs_with_rejects(jsonl)
     assert len(pairs) == 3 and len(rejects) == 0 and pairs["prompt_text"].iloc[0] == "é question 0?"
+
+
+def test_a_json_object_of_splits_reads_the_split_asked_for(tmp_path, capsys):
+    """``{"train": [...], "test": [...]}``: --split picks one; without it, an error naming the
+    splits (merging them would leak test rows); a name it lacks is named too."""
+    path = tmp_path / "splits.json"
+    path.write_text(json.dumps({"train": _rows("tr", 3), "test": _rows("te", 2)}))
+    out = tmp_path / "o.parquet"
+    assert main(["convert", "--input", str(path), "--split", "test", "--out", str(out)]) == 0
+    assert sorted(pd.read_parquet(out)["prompt_text"]) == ["te question 0?", "te question 1?"]
+    for extra, expected in (([], "holds 2 lists of records (train, test)"), (["--split", "dev"], "no split 'dev'")):
+        capsys.readouterr()
+        assert main(["convert", "--input", str(path), *extra, "--out", str(tmp_path / "x.parquet")]) == 2
+        err = capsys.readouterr().err
+        assert expected in err and "--split" in err and len(err.strip().splitlines()) == 1
+    # one record whose chosen / rejected are message lists stays one record
+    single = tmp_path / "one.json"
+    single.write_text(json.dumps({"chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
+                                  "rejected": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "b"}]}))
+    assert read_pairs_with_rejects(single)[0][["chosen", "rejected"]].values.tolist() == [["a", "b"]]
+
+
+@pytest.mark.parametrize("indent", [2, None])
+@pytest.mark.parametrize("chunk_rows", ["0", "2"])  # the whole-file and the chunked reader
+def test_a_json_array_saved_as_jsonl_is_read_as_one_document(tmp_path, indent, chunk_rows):
+    path = tmp_path / "pretty.jsonl"
+    path.write_text(json.dumps(_rows("p", 3), indent=indent))
+    out = tmp_path / "o.parquet"
+    assert main(["convert", "--input", str(path), "--out", str(out), "--chunk-rows", chunk_rows]) == 0
+    assert len(pd.read_parquet(out)) == 3
+
+
+def test_an_hh_transcript_without_turn_markers_says_so(tmp_path):
+    path = tmp_path / "hh.jsonl"
+    good = {"chosen": "\n\nHuman: hi\n\nAssistant: hello", "rejected": "\n\nHuman: hi\n\nAssistant: go away"}
+    _jsonl(path, [good, good, {"chosen": "no markers here", "rejected": "none either"}])
+    pairs, rejects = read_pairs_with_rejects(path)
+    assert len(pairs) == 2 and rejects[["line", "field"]].values.tolist() == [[3, "chosen"]]
+    assert "no 'Assistant:' turn" in rejects["reason"].iloc[0]
