@@ -76,6 +76,17 @@ def main(out_dir: Path) -> dict:
     naive = naive_pair_gradients(model, tokenizer, pairs.head(n_naive), ref[:n_naive], projections, loss)
     naive_s = time.time() - t0
     rel = np.abs(batched[:n_naive] - naive).max() / np.abs(naive).max()
+    rel_fp32 = None
+    if str(next(p.dtype for p in model.parameters() if p.is_floating_point())) != "torch.float32":
+        # In bf16 both passes round differently (batch of 4 with padding against batch of 1), so
+        # the tolerance the tests set (fp32) is checked on the same pairs in fp32 compute too.
+        model32, _ = load_trainable_policy(resolve_setup(EvalConfig(dtype="float32"), run=run), run / "adapter")
+        proj32 = build_projections(model32, 16, seed=0)
+        b32, _, _ = pair_gradients(model32, tokenizer, pairs.head(n_naive), ref[:n_naive], proj32, loss,
+                                   batch_size=batch)
+        n32 = naive_pair_gradients(model32, tokenizer, pairs.head(n_naive), ref[:n_naive], proj32, loss)
+        rel_fp32 = float(np.abs(b32 - n32).max() / np.abs(n32).max())
+        del model32
     # The dtype each pass computed in: training and attribution load the base the same way.
     compute = str(next(p.dtype for p in model.parameters() if p.is_floating_point())).removeprefix("torch.")
     lora = str(projections[0].module.weight.dtype).removeprefix("torch.")
@@ -99,6 +110,7 @@ def main(out_dir: Path) -> dict:
         "cpu_capability": getattr(torch.backends.cpu, "get_cpu_capability", lambda: "unknown")(),
         "threads": torch.get_num_threads(),
         "max_rel_diff_batched_vs_naive": float(rel),
+        "max_rel_diff_batched_vs_naive_fp32": rel_fp32,
         "goals": {
             "attribution_vs_training": {
                 "measured": round(attr_pps / train_pps, 3), "goal": ">= 0.8x training throughput (pairs/s)",
@@ -108,9 +120,11 @@ def main(out_dir: Path) -> dict:
                 "measured": round(attr_pps / (n_naive / naive_s), 3), "goal": ">= 2x the naive per-pair loop",
                 "met": attr_pps / (n_naive / naive_s) >= 2.0, "dtype": compute},
             "batched_equals_naive": {
-                "measured": float(rel), "goal": f"max relative difference <= {NAIVE_TOLERANCE} "
-                                                "(tests/audit/test_gradients.py's rtol)",
-                "met": float(rel) <= NAIVE_TOLERANCE},
+                "measured": float(rel if rel_fp32 is None else rel_fp32),
+                "goal": f"max relative difference <= {NAIVE_TOLERANCE} in fp32 "
+                        "(tests/audit/test_gradients.py's rtol)",
+                "met": float(rel if rel_fp32 is None else rel_fp32) <= NAIVE_TOLERANCE,
+                "in_compute_dtype": {"dtype": compute, "max_rel_diff": float(rel)}},
         },
     }
 
