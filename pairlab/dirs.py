@@ -613,7 +613,8 @@ def pairs_file_of(path: str | os.PathLike, kind: type[StageDir], role: str, *, f
         raise StageDirError(f"a {kind.STAGE} directory whose {name} holds no held-out pairs (0 rows)",
                             file=str(path), field=flag,
                             hint="rerun curate with --eval-fraction above 0 (or a larger input), "
-                                 "or pass held-out pairs from another file")
+                                 "or pass held-out pairs from another file" if kind.STAGE == "curate" else
+                            f"rerun {kind.STAGE} so that it holds some out, or pass held-out pairs from another file")
     return Path(path) / name
 
 

@@ -152,7 +152,8 @@ def _run_streamed(args: argparse.Namespace, filters, config, started: float, row
         pool, read, rejects = cached_parquet(args.input, chunk_rows=rows, format=args.input_format,
                                              mapping=args.input_map, binarize=args.input_binarize,
                                              pairing=args.input_pairing, seed=args.input_seed,
-                                             strict=args.strict, file_sha256=inputs["file_sha256"])
+                                             strict=args.strict, file_sha256=inputs["file_sha256"],
+                                             split=getattr(args, "input_split", None))
         inputs.update(rows_in_input=read.get("rows"), records_read=read.get("records"),
                       rejected=read.get("rejected", 0))
         announce_rejects("curate", read)

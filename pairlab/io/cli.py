@@ -107,6 +107,7 @@ def _convert_chunks(args: argparse.Namespace):
     return convert_chunked(args.input, args.out, chunk_rows=args.chunk_rows, format=args.input_format,
                            mapping=args.input_map, binarize=args.input_binarize,
                            pairing=args.input_pairing, seed=args.input_seed, strict=args.strict,
+                           split=args.input_split,
                            hub_config=getattr(args, "input_hub_config", None),
                            hub_revision=getattr(args, "input_hub_revision", None))
 

@@ -29,7 +29,8 @@ CONVERSION_VERSION = 1
 def convert_chunked(spec: str | Path, out: str | Path, *, chunk_rows: int = CHUNK_ROWS,
                     format: str = "auto", mapping: Mapping[str, str] | Iterable[str] | None = None,
                     binarize: str = "mean-aspects", pairing: str = "best-vs-random", seed: int = 0,
-                    strict: bool = False, **hub: Any) -> tuple[Path, dict[str, Any], pd.DataFrame]:
+                    strict: bool = False, split: str | None = None,
+                    **hub: Any) -> tuple[Path, dict[str, Any], pd.DataFrame]:
     """Read ``spec`` in chunks into the pairs Parquet ``out``: ``(out, read_stats, rejects)``.
 
     ``out`` appears whole, atomically, once the last chunk is read (an error midway leaves
@@ -40,7 +41,7 @@ def convert_chunked(spec: str | Path, out: str | Path, *, chunk_rows: int = CHUN
     stats: dict[str, Any] = {}
     rejects = []
     try:
-        for pairs, chunk_rejects in iter_pairs_chunks(spec, format, mapping, None, binarize, pairing, seed,
+        for pairs, chunk_rejects in iter_pairs_chunks(spec, format, mapping, split, binarize, pairing, seed,
                                                       strict=strict, chunk_rows=chunk_rows, **hub):
             writer.add(pairs)
             stats = pairs.attrs["read_stats"]
@@ -58,7 +59,7 @@ def convert_chunked(spec: str | Path, out: str | Path, *, chunk_rows: int = CHUN
 def cached_parquet(spec: str | Path, *, chunk_rows: int = CHUNK_ROWS, format: str = "auto",
                    mapping: Mapping[str, str] | Iterable[str] | None = None,
                    binarize: str = "mean-aspects", pairing: str = "best-vs-random", seed: int = 0,
-                   strict: bool = False, file_sha256: str | None = None
+                   strict: bool = False, file_sha256: str | None = None, split: str | None = None
                    ) -> tuple[Path, dict[str, Any], pd.DataFrame]:
     """:func:`convert_chunked` into ``$PAIRLAB_CACHE/pools/<key>.parquet``, or the entry there.
 
@@ -75,6 +76,8 @@ def cached_parquet(spec: str | Path, *, chunk_rows: int = CHUNK_ROWS, format: st
 
     options = {"format": format, "mapping": fields.parse_mapping(mapping), "binarize": binarize,
                "pairing": pairing, "seed": int(seed), "strict": bool(strict)}
+    if split is not None:  # (only a JSON document named .jsonl has splits inside; keys stay as they were)
+        options["split"] = split
     payload = json.dumps({"file_sha256": file_sha256 or artifacts.file_sha256(spec), "options": options,
                           "pairlab": __version__, "version": CONVERSION_VERSION}, sort_keys=True)
     key = artifacts.text_sha256(payload)[:32]

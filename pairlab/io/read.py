@@ -116,7 +116,7 @@ def read_pairs_with_rejects(spec: str | Path, format: str = "auto",
             fast = _read_pairs_parquet(file, fmt, explicit, stats)
             frames.append(fast if fast is not None else
                           batch_frame(lambda file=file: sources.read_file(
-                              file, log, split if file == path else None)))
+                              file, log, split if file == path or sources.split_of(file) is None else None)))
     df = _concat(frames)
     stats["pairs"] = len(df)
     stats["flagged"] = int((df["flags"] != "").sum())
@@ -174,7 +174,7 @@ def iter_pairs_chunks(spec: str | Path, format: str = "auto",
     first_record, first_reject = None, None
     repeats = _RepeatIds()
     for index, (batch, last) in enumerate(sources.iter_record_batches(path, log, chunk_rows,
-                                                                      min_records=layouts.PROBE)):
+                                                                      min_records=layouts.PROBE, split=split)):
         frame = None
         if batch.records:
             first_record = first_record if first_record is not None else batch.records[0]

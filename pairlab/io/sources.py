@@ -218,6 +218,9 @@ def list_files(spec: str | Path, split: str | None = None) -> list[Path]:
         splits = sorted({s for s in map(split_of, files) if s is not None})
         if split is not None:
             chosen = [f for f in files if split_of(f) == split]
+            if not chosen and not splits:  # JSON objects of splits inside: each gives its own
+                chosen = [f for f in files if file_type(f)[0] == ".json"
+                          or file_type(f)[0] == ".jsonl" and _is_json_document(f)]
             if not chosen:
                 raise PairDataError(f"no file of split '{split}' (file names give "
                                     + (f"the splits {', '.join(splits)})" if splits else "no split)"),
@@ -261,8 +264,9 @@ def _open(path: Path) -> IO[bytes]:
     fh = COMPRESSIONS[compression](path) if compression else open(path, "rb")
     try:
         head = fh.peek(2)[:2]
-    except (OSError, EOFError, ValueError, lzma.LZMAError):  # a broken container: its reader says so
-        return fh
+    except (OSError, EOFError, ValueError, lzma.LZMAError):  # a broken container: read afresh, so
+        fh.close()                                           # its reader meets (and names) the error
+        return COMPRESSIONS[compression](path) if compression else open(path, "rb")
     if head in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
         return io.BufferedReader(_Utf16AsUtf8(fh))
     return fh
@@ -305,9 +309,9 @@ def read_file(path: Path, log: RejectLog, split: str | None = None) -> RecordBat
     """One local file -> its records (no layout logic here); unparseable rows go to ``log``.
     ``split`` picks one list of a JSON object of splits (``{"train": [...], "test": [...]}``)."""
     kind = file_type(path)[0]
-    if kind == ".json":
+    if kind in (".json", ".jsonl"):
         with _container_errors(path):
-            return _read_json(path, log, split)
+            return (_read_json if kind == ".json" else _read_jsonl)(path, log, split=split)
     readers = {".parquet": _read_parquet, ".jsonl": _read_jsonl, ".csv": _read_delimited, ".tsv": _read_delimited}
     with _container_errors(path):
         return readers[kind](path, log)
@@ -339,8 +343,8 @@ def is_line_file(spec: str | Path) -> bool:
     return path.is_file() and file_type(path)[0] in LINE_TYPES
 
 
-def iter_record_batches(path: Path, log: RejectLog, chunk_rows: int, *, min_records: int = 0
-                        ) -> Iterator[tuple[RecordBatch, bool]]:
+def iter_record_batches(path: Path, log: RejectLog, chunk_rows: int, *, min_records: int = 0,
+                        split: str | None = None) -> Iterator[tuple[RecordBatch, bool]]:
     """A JSONL/CSV/TSV file as batches of ``chunk_rows`` rows each: ``(batch, is_last)``.
 
     Rows are what the whole-file readers count (blank lines are not rows); a row that does
@@ -353,7 +357,7 @@ def iter_record_batches(path: Path, log: RejectLog, chunk_rows: int, *, min_reco
     rows_of = _jsonl_rows if file_type(path)[0] == ".jsonl" else _delimited_rows
     with _container_errors(path):
         if rows_of is _jsonl_rows and _is_json_document(path):  # a JSON array saved as .jsonl
-            yield _read_json(path, log), True
+            yield _read_json(path, log, split), True
             return
         rows = rows_of(path, log)
         ahead = next(rows, None)
@@ -388,9 +392,9 @@ def count_lines(path: Path, stop_above: int | None = None, block: int = 1 << 22)
     return n
 
 
-def _read_jsonl(path: Path, log: RejectLog, sniff: bool = True) -> RecordBatch:
+def _read_jsonl(path: Path, log: RejectLog, sniff: bool = True, split: str | None = None) -> RecordBatch:
     if sniff and _is_json_document(path):  # a (pretty-printed) JSON array or object named .jsonl
-        return _read_json(path, log)
+        return _read_json(path, log, split)
     return _collect(str(path), _jsonl_rows(path, log))
 
 
@@ -461,14 +465,19 @@ def _jsonl_rows(path: Path, log: RejectLog) -> Iterator[tuple[int, dict[str, Any
             yield lineno, record
 
 
+#: Keys of a chat message (OpenAI, ShareGPT, content parts): a list of such dicts is one field.
+_MESSAGE_KEYS = frozenset({"role", "from", "content", "value", "type"})
+
+
 def _records_of_object(data: dict, path: Path, split: str | None) -> Any:
     """A top-level JSON object: ``{"data": [...]}`` style wrappers give their list; an object
     of splits (``{"train": [...], "test": [...]}``) gives the ``split`` asked for, and is an
     error without one (reading them together would mix them); any other object is one record.
     """
     lists = {k: v for k, v in data.items() if isinstance(v, list) and v and isinstance(v[0], dict)
-             and "role" not in v[0]}  # a list of chat messages is a field of one record, not records
-    if split is not None and len(lists) > 1 or split in lists:
+             and not _MESSAGE_KEYS & set(v[0])}  # chat messages are a field of one record, not records
+    named_splits = [k for k in lists if _SPLIT_WORD.match(str(k))]
+    if split is not None and (len(lists) > 1 or split in lists or named_splits):
         if split not in lists:
             raise PairDataError(f"no split '{split}' in this JSON object (its lists of records: "
                                 f"{', '.join(lists)})", file=str(path), field="--split",

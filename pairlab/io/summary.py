@@ -94,7 +94,7 @@ def _fmt_range(r: dict[str, Any]) -> str:
     extra = (f", {r['missing']} missing" if r["missing"] else "") + \
         (f", {r['nonfinite']} infinite" if r.get("nonfinite") else "")
     if r["min"] is None:
-        return "unknown (" + extra.lstrip(", ") + ")"
+        return "unknown (" + (extra.lstrip(", ") or "0 missing") + ")"
     return f"{r['min']:g} .. {r['max']:g}  (mean {r['mean']:g})" + extra
 
 

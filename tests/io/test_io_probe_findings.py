@@ -395,3 +395,48 @@ def test_an_hh_transcript_without_turn_markers_says_so(tmp_path):
     pairs, rejects = read_pairs_with_rejects(path)
     assert len(pairs) == 2 and rejects[["line", "field"]].values.tolist() == [[3, "chosen"]]
     assert "no 'Assistant:' turn" in rejects["reason"].iloc[0]
+
+
+@pytest.mark.parametrize("chunk_rows", ["0", "2"])
+def test_split_reaches_json_documents_everywhere(tmp_path, capsys, chunk_rows):
+    """--split picks a list of a JSON object of splits named .jsonl (both readers), inside a
+    folder whose file names give no split, and a split the object lacks is an error even when
+    the object holds one split only (never silently another split's rows)."""
+    splits = {"train": _rows("tr", 3), "test": _rows("te", 2)}
+    pretty = tmp_path / "splits.jsonl"
+    pretty.write_text(json.dumps(splits, indent=2))
+    folder = tmp_path / "d"
+    folder.mkdir()
+    (folder / "data.json").write_text(json.dumps(splits))
+    for spec, split, n in ((pretty, "test", 2), (folder, "train", 3)):
+        out = tmp_path / f"o-{spec.name}.parquet"
+        assert main(["convert", "--input", str(spec), "--split", split, "--out", str(out),
+                     "--chunk-rows", chunk_rows]) == 0
+        assert len(pd.read_parquet(out)) == n
+    only = tmp_path / "only.json"
+    only.write_text(json.dumps({"train": _rows("tr", 2)}))
+    capsys.readouterr()
+    assert main(["convert", "--input", str(only), "--split", "test", "--out", str(tmp_path / "x.parquet")]) == 2
+    assert "no split 'test'" in capsys.readouterr().err
+    # chat messages in another convention (ShareGPT's from/value) are one record's fields, not splits
+    sharegpt = tmp_path / "sg.json"
+    sharegpt.write_text(json.dumps({"chosen": [{"from": "human", "value": "q"}], "rejected": [{"from": "human", "value": "r"}]}))
+    assert main(["convert", "--input", str(sharegpt), "--out", str(tmp_path / "y.parquet")]) == 2
+    err = capsys.readouterr().err
+    assert "--split" not in err and "message 0" in err
+
+
+@pytest.mark.parametrize("suffix", [".gz", ".zst"])
+def test_a_small_file_cut_short_is_named_cut_short_not_empty(tmp_path, capsys, suffix):
+    import gzip
+
+    import zstandard
+
+    data = b"".join(json.dumps(r).encode() + b"\n" for r in _rows("c", 3))
+    packed = gzip.compress(data) if suffix == ".gz" else zstandard.ZstdCompressor().compress(data)
+    for cut in (packed[:5], packed[:-3]):
+        path = tmp_path / f"cut.jsonl{suffix}"
+        path.write_bytes(cut)
+        assert main(["convert", "--input", str(path), "--out", str(tmp_path / "o.parquet")]) == 2
+        err = capsys.readouterr().err
+        assert "cannot decompress" in err and "empty file" not in err and "Traceback" not in err, err
