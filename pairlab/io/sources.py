@@ -32,7 +32,32 @@ from ..schema import PairDataError
 from .rejects import RejectLog
 
 
-class _ZstdFrames(io.RawIOBase):
+class _ChunkedStream(io.RawIOBase):
+    """A byte stream made chunk by chunk: subclasses give :meth:`_more` (the next output
+    bytes, None at the end); this serves them to ``readinto``."""
+
+    _out, _pos, _done = b"", 0, False
+
+    def readable(self) -> bool:
+        return True
+
+    def _more(self) -> bytes | None:
+        raise NotImplementedError
+
+    def readinto(self, buffer) -> int:
+        while self._pos >= len(self._out) and not self._done:
+            data = self._more()
+            if data is None:
+                self._done = True
+                break
+            self._out, self._pos = data, 0
+        n = min(len(buffer), len(self._out) - self._pos)
+        buffer[:n] = self._out[self._pos:self._pos + n]
+        self._pos += n
+        return n
+
+
+class _ZstdFrames(_ChunkedStream):
     """A ``.zst`` file decompressed frame after frame, refusing a stream that is cut short.
 
     ``zstandard``'s stream reader ends quietly where the input ends, even inside a frame,
@@ -48,12 +73,7 @@ class _ZstdFrames(io.RawIOBase):
         self._dctx = zstandard.ZstdDecompressor()
         self._obj = self._dctx.decompressobj()
         self._block = block
-        self._out, self._pos = b"", 0
         self._in_frame = False  # input of the current frame has been fed, its end not seen
-        self._done = False
-
-    def readable(self) -> bool:
-        return True
 
     def _feed(self, data: bytes) -> bytes:
         parts = []
@@ -67,19 +87,13 @@ class _ZstdFrames(io.RawIOBase):
             self._obj = self._dctx.decompressobj()
         return b"".join(parts)
 
-    def readinto(self, buffer) -> int:
-        while self._pos >= len(self._out) and not self._done:
-            chunk = self._fh.read(self._block)
-            if not chunk:
-                self._done = True
-                if self._in_frame:
-                    raise EOFError("the zstd stream ends inside a frame: the file is cut short")
-                break
-            self._out, self._pos = self._feed(chunk), 0
-        n = min(len(buffer), len(self._out) - self._pos)
-        buffer[:n] = self._out[self._pos:self._pos + n]
-        self._pos += n
-        return n
+    def _more(self) -> bytes | None:
+        chunk = self._fh.read(self._block)
+        if not chunk:
+            if self._in_frame:
+                raise EOFError("the zstd stream ends inside a frame: the file is cut short")
+            return None
+        return self._feed(chunk)
 
     def close(self) -> None:
         self._fh.close()
@@ -272,26 +286,20 @@ def _open(path: Path) -> IO[bytes]:
     return fh
 
 
-class _Utf16AsUtf8(io.RawIOBase):
+class _Utf16AsUtf8(_ChunkedStream):
     """A UTF-16 byte stream (BOM first) read as UTF-8 bytes; an unpaired surrogate reads as U+FFFD."""
 
     def __init__(self, raw: IO[bytes], block: int = 1 << 16) -> None:
         self._raw, self._block = raw, block
         self._decoder = codecs.getincrementaldecoder("utf-16")(errors="replace")
-        self._out, self._pos, self._done = b"", 0, False
+        self._ended = False
 
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        while self._pos >= len(self._out) and not self._done:
-            chunk = self._raw.read(self._block)
-            self._done = not chunk
-            self._out, self._pos = self._decoder.decode(chunk, final=self._done).encode("utf-8"), 0
-        n = min(len(buffer), len(self._out) - self._pos)
-        buffer[:n] = self._out[self._pos:self._pos + n]
-        self._pos += n
-        return n
+    def _more(self) -> bytes | None:
+        if self._ended:
+            return None
+        chunk = self._raw.read(self._block)
+        self._ended = not chunk
+        return self._decoder.decode(chunk, final=self._ended).encode("utf-8")
 
     def close(self) -> None:
         self._raw.close()
