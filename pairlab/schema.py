@@ -136,8 +136,14 @@ class PairRecord:
 #: rating scale comes near it, and the difference of two such scores overflows to inf.
 SCORE_LIMIT = 1e6
 
+#: Column a reader may add to the rows it builds with flags only it can see (``;``-joined names
+#: from :data:`FLAGS`); :func:`finalize_pairs` folds them into ``flags`` and drops the column.
+NOTE_COLUMN = "_read_flags"
+
 #: Row flag -> meaning (the order flags appear in within a row's ``flags``).
 FLAGS: dict[str, str] = {
+    "empty_prompt": "the prompt has no text",
+    "prompt_mismatch": "the row's prompt text matches no turn of its conversation (the turns are used)",
     "empty_chosen": "chosen is empty or whitespace",
     "empty_rejected": "rejected is empty or whitespace",
     "chosen_equals_rejected": "chosen and rejected are the same text",
@@ -162,7 +168,11 @@ def pair_flags(df: pd.DataFrame) -> pd.Series:
     scores = df[FLOAT_COLUMNS].to_numpy(float)
     with np.errstate(invalid="ignore"):  # NaN compares False: unknown is not 'nonfinite'
         absurd = (np.abs(scores) > SCORE_LIMIT).any(axis=1)
+    noted = df[NOTE_COLUMN].fillna("").astype(str) if NOTE_COLUMN in df else pd.Series("", index=df.index)
     conditions = {
+        "empty_prompt": (df["prompt_text"].astype(str).str.strip() == "") if "prompt_text" in df
+        else pd.Series(False, index=df.index),
+        "prompt_mismatch": noted.str.contains("prompt_mismatch", regex=False),
         "empty_chosen": chosen.str.strip() == "",
         "empty_rejected": rejected.str.strip() == "",
         "chosen_equals_rejected": chosen == rejected,
@@ -218,6 +228,7 @@ def finalize_pairs(df: pd.DataFrame) -> pd.DataFrame:
     repeat = base_ids.groupby(base_ids).cumcount()
     df["pair_id"] = np.where(repeat > 0, base_ids + "-" + repeat.astype(str), base_ids)
     df["flags"] = pair_flags(df)
+    df = df.drop(columns=[NOTE_COLUMN], errors="ignore")
     extra = [c for c in df.columns if c not in PAIR_COLUMNS]
     return df[list(PAIR_COLUMNS) + extra].reset_index(drop=True)
 

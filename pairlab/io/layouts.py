@@ -33,6 +33,7 @@ turns it into a reject, so one bad row never aborts a file.
 """
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -41,7 +42,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from ..schema import FLOAT_COLUMNS, PAIR_COLUMNS, PairDataError, as_messages, finalize_pairs, validate_pairs
+from ..schema import FLOAT_COLUMNS, NOTE_COLUMN, PAIR_COLUMNS, PairDataError, as_messages, finalize_pairs, validate_pairs
 from . import raw
 from .fields import ARGILLA_LEAVES, MISSING, apply_plan, describe_fields
 from .rejects import RejectLog
@@ -188,10 +189,11 @@ def _messages(value: Any, batch: RecordBatch, index: int, field: str) -> list[di
     """Validate a message list: dicts with a string role and string content."""
     out = []
     for turn, message in enumerate(value):
-        if not isinstance(message, dict) or "role" not in message or "content" not in message:
+        calls = _CALL_KEYS & message.keys() if isinstance(message, dict) else set()
+        if not isinstance(message, dict) or "role" not in message or ("content" not in message and not calls):
             raise PairDataError(f"message {turn} is not a {{role, content}} object",
                                 field=field, **batch.where(index))
-        content = message["content"]
+        content = message.get("content")
         if content is None:
             content = ""
         if isinstance(content, (list, tuple, np.ndarray)):  # OpenAI-style parts: [{"type": "text", "text": ...}]
@@ -199,8 +201,53 @@ def _messages(value: Any, batch: RecordBatch, index: int, field: str) -> list[di
         if not isinstance(content, str) or not isinstance(message["role"], str):
             raise PairDataError(f"message {turn} has non-string role/content "
                                 f"({type(content).__name__})", field=field, **batch.where(index))
+        rendered = [_tool_call_text(message[key], key, turn, batch, index, field) for key in sorted(calls)]
+        content = "\n".join(t for t in [content, *rendered] if t)
         out.append({"role": message["role"], "content": content})
     return out
+
+
+#: Message keys that carry an assistant's tool calls: OpenAI's and Hugging Face chat templates'
+#: ``tool_calls`` and OpenAI's older single ``function_call``.
+_CALL_KEYS = {"tool_calls", "function_call"}
+
+
+def _tool_call_text(calls: Any, key: str, turn: int, batch: RecordBatch, index: int, field: str) -> str:
+    """An assistant turn's tool calls as text, one ``<tool_call>{"name": ..., "arguments": ...}
+    </tool_call>`` block per call (the Hermes / Qwen rendering), after the turn's text: a call
+    is what the turn answers, so the two sides of a tool-use pair differ by it. Arguments
+    given as a JSON string (OpenAI) are parsed, so both conventions give the same text."""
+    if calls is None:
+        return ""
+    if isinstance(calls, dict):
+        calls = [calls]
+    if not isinstance(calls, (list, tuple, np.ndarray)):
+        raise PairDataError(f"message {turn} has {key} of type {type(calls).__name__}, expected a list of calls",
+                            field=field, **batch.where(index))
+    blocks = []
+    for call in calls:
+        function = call.get("function", call) if isinstance(call, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise PairDataError(f"message {turn} has a tool call without a function name", field=field,
+                                **batch.where(index), hint='calls look like {"function": {"name": ..., "arguments": ...}}')
+        arguments = function.get("arguments")
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments)
+            except ValueError:
+                pass  # kept as the text it is
+        text = json.dumps({"name": function["name"], "arguments": arguments}, ensure_ascii=False, default=_plain)
+        blocks.append(f"<tool_call>\n{text}\n</tool_call>")
+    return "\n".join(blocks)
+
+
+def _plain(value: Any) -> Any:
+    """JSON for what Arrow hands back inside a call (numpy arrays and scalars)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def _text_parts(parts: Any, turn: int, batch: RecordBatch, index: int, field: str) -> str:
@@ -245,8 +292,10 @@ def _string_prefix_prompt(chosen: str, rejected: str) -> tuple[str, str, str]:
 
 
 def _split_conversations(prompt: Any, chosen: list, rejected: list, batch: RecordBatch,
-                         index: int) -> tuple[list[dict[str, str]], str, str]:
-    """Full conversations -> (prompt messages, chosen text, rejected text).
+                         index: int) -> tuple[Any, ...]:
+    """Full conversations -> (prompt messages, chosen text, rejected text), with a fourth item,
+    the flag ``prompt_mismatch``, when a string ``prompt`` matches none of the context's turns
+    (the turns are used: they are what the answers follow).
 
     The context is everything before the last turn; it must be the same on both sides
     (otherwise the two answers do not answer the same prompt) and the last turn must be
@@ -274,11 +323,15 @@ def _split_conversations(prompt: Any, chosen: list, rejected: list, batch: Recor
             raise PairDataError("missing required field (no prompt and no context turns)",
                                 field="prompt", **batch.where(index))
         context = [{"role": "user", "content": str(prompt)}]
+    elif isinstance(prompt, str) and prompt.strip() and not any(
+            prompt.strip() == m["content"].strip() for m in context):
+        return context, chosen[-1]["content"], rejected[-1]["content"], "prompt_mismatch"
     return context, chosen[-1]["content"], rejected[-1]["content"]
 
 
 def _row_texts(record: dict, batch: RecordBatch, index: int, layout: str
-               ) -> tuple[list[dict[str, str]], str, str]:
+               ) -> tuple[Any, ...]:
+    """(prompt messages, chosen text, rejected text[, a flag only the reader sees])."""
     prompt = record.get("prompt", MISSING)
     chosen = record.get("chosen", MISSING)
     rejected = record.get("rejected", MISSING)
@@ -350,13 +403,15 @@ def flat_rows(batch: RecordBatch, records: list[dict], layout: str, log: RejectL
     rows, kept = [], []
     for index, record in enumerate(records):
         try:
-            prompt, chosen, rejected = _row_texts(record, batch, index, layout)
+            prompt, chosen, rejected, *note = _row_texts(record, batch, index, layout)
             if system:
                 prompt = _with_system(prompt, record.get("system", MISSING), batch, index)
         except PairDataError as err:
             log.add(err, batch.records[index])
             continue
         row = {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+        if note:
+            row[NOTE_COLUMN] = note[0]
         for key, value in record.items():
             if key in ("prompt", "chosen", "rejected") or (system and key == "system"):
                 continue

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bz2
 import codecs
+import collections
 import csv
 import gzip
 import io
@@ -578,23 +579,39 @@ def _delimited_rows(path: Path, log: RejectLog) -> Iterator[tuple[int, dict[str,
         first = fh.readline()
         if delimiter == "," and _semicolon_header(first):
             delimiter = ";"  # a spreadsheet's CSV export in locales with a decimal comma
-        reader = csv.reader(itertools.chain([first], fh), delimiter=delimiter)
+        lines = _Lines(first, fh)
+        reader = csv.reader(lines, delimiter=delimiter)
         try:
             header = next(reader, None)
             if header is None:
                 return
             _check_header(header, path)
-            start = reader.line_num + 1
+            lines.take()
+            start = lines.line + 1
             for values in reader:
-                lineno, start = start, reader.line_num + 1
+                used = lines.take()
+                lineno, start = start, lines.line + 1
                 if not values:
                     continue  # a blank line is not a row
+                stray = False
+                if '"' in used[0] and not _quotes_well_formed(used, delimiter):
+                    # A quote that is text, not CSV quoting: a cell opening with '"' in a file
+                    # that does not quote (as many TSV writers do), or a quote closed mid-cell.
+                    literal = _literal_quotes(used[0], delimiter)
+                    if len(used) == 1:
+                        values = literal if len(literal) == len(header) else values
+                    elif len(literal) == len(header) or len(values) != len(header):
+                        # It swallowed the lines after it: read this line alone (its quotes
+                        # as text) and the swallowed lines as the rows they are.
+                        lines.push_back(used[1:])
+                        values, used, start, stray = literal, used[:1], lineno + 1, True
                 where = {"file": str(path), "line": lineno}
                 text = delimiter.join(values)
                 if len(values) != len(header):
-                    spans = reader.line_num - lineno  # physical lines this record took
+                    spans = len(used) - 1  # physical lines this record took
                     quote = (f"; it runs over {spans + 1} lines, so a quote opened on line {lineno} may "
-                             "never close" if spans > 0 and len(values) < len(header) else "")
+                             "never close" if spans > 0 and len(values) < len(header) else
+                             f"; a quote opened on line {lineno} never closes" if stray else "")
                     log.add(PairDataError(f"expected {len(header)} fields (as the header), got "
                                           f"{len(values)}{quote}", **where,
                                           hint="close every quote, and quote cells that contain the delimiter"),
@@ -611,7 +628,51 @@ def _delimited_rows(path: Path, log: RejectLog) -> Iterator[tuple[int, dict[str,
                 yield lineno, {h: _message_cell(v) for h, v in zip(header, values)}
         except csv.Error as err:  # e.g. a NUL byte: the reader cannot go on past it
             raise PairDataError(f"malformed {file_type(path)[0][1:].upper()} ({err})",
-                                file=str(path), line=reader.line_num) from None
+                                file=str(path), line=lines.line) from None
+
+
+class _Lines:
+    """A delimited file's physical lines for ``csv.reader``: it keeps the lines each record
+    took (:meth:`take`) and can hand lines back to be read again (:meth:`push_back`); ``line``
+    counts the lines consumed, net of those handed back (the reader's own ``line_num`` would
+    count them twice)."""
+
+    def __init__(self, first: str, rest: Iterator[str]):
+        self._lines = itertools.chain([first], rest)
+        self._pending: collections.deque[str] = collections.deque()
+        self._taken: list[str] = []
+        self.line = 0
+
+    def __iter__(self) -> "_Lines":
+        return self
+
+    def __next__(self) -> str:
+        line = self._pending.popleft() if self._pending else next(self._lines)
+        self._taken.append(line)
+        self.line += 1
+        return line
+
+    def take(self) -> list[str]:
+        taken, self._taken = self._taken, []
+        return taken
+
+    def push_back(self, lines: list[str]) -> None:
+        self._pending.extendleft(reversed(lines))
+        self.line -= len(lines)
+
+
+def _quotes_well_formed(lines: list[str], delimiter: str) -> bool:
+    """Whether one record's lines quote their cells as CSV does: a quoted cell is the whole
+    cell, its inner quotes doubled, and the quote closes."""
+    try:
+        return len(list(csv.reader(lines, delimiter=delimiter, strict=True))) == 1
+    except csv.Error:
+        return False
+
+
+def _literal_quotes(line: str, delimiter: str) -> list[str]:
+    """One physical line split on the delimiter with quotes read as text."""
+    return next(csv.reader([line.rstrip("\r\n")], delimiter=delimiter, quoting=csv.QUOTE_NONE), [])
 
 
 def _semicolon_header(line: str) -> bool:

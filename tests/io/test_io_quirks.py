@@ -1,0 +1,153 @@
+"""Real-file quirks a fourth probe left open, each read as its writer meant it.
+
+* quotes in delimited files that do not quote cells (a TSV cell opening with ``"``),
+* assistant turns that are tool calls,
+* rows whose prompt is empty, or whose string prompt disagrees with its conversation.
+"""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from pairlab.cli import main
+from pairlab.io import read_pairs_with_rejects
+from pairlab.schema import FLAGS
+
+
+def _convert(tmp_path, path, chunk_rows: str = "0", extra=()) -> tuple[pd.DataFrame, pd.DataFrame]:
+    out, rejects = tmp_path / f"o{chunk_rows}.parquet", tmp_path / f"r{chunk_rows}.jsonl"
+    assert main(["convert", "--input", str(path), "--out", str(out), "--rejects", str(rejects),
+                 "--chunk-rows", chunk_rows, *extra]) == 0
+    rej = pd.read_json(rejects, lines=True) if rejects.exists() and rejects.stat().st_size else pd.DataFrame()
+    return pd.read_parquet(out), rej
+
+
+# ---------------------------------------------------------------- quotes in TSV / CSV
+
+UNQUOTED_TSV = ('prompt\tchosen\trejected\n'
+                '"Quoted" at the start\tyes\tno\n'                # quotes as text, closed mid-cell
+                'q2\ta\tb\n'
+                '"an open quote that never closes\tc\td\n'        # swallowed every line after it
+                'q4\te\tf\n'
+                'q5\t"a proper\nmulti-line cell"\tg\n'            # real CSV quoting still works
+                'only two\tcells\n'                               # a genuinely bad row
+                '"q7"\t"it""s"\th\n')
+
+
+@pytest.mark.parametrize("chunk_rows", ["0", "2"])  # the whole-file and the chunked reader
+def test_a_tsv_that_does_not_quote_keeps_every_row_and_its_quotes(tmp_path, chunk_rows):
+    path = tmp_path / "unquoted.tsv"
+    path.write_text(UNQUOTED_TSV)
+    pairs, rejects = _convert(tmp_path, path, chunk_rows)
+    assert pairs[["prompt_text", "chosen", "rejected"]].values.tolist() == [
+        ['"Quoted" at the start', "yes", "no"],
+        ["q2", "a", "b"],
+        ['"an open quote that never closes', "c", "d"],
+        ["q4", "e", "f"],
+        ["q5", "a proper\nmulti-line cell", "g"],
+        ["q7", 'it"s', "h"],
+    ]
+    # the one bad row is rejected on its own line (header 1, the multi-line cell on 6-7)
+    assert rejects[["line"]].values.ravel().tolist() == [8]
+    assert "expected 3 fields" in rejects["reason"].iloc[0]
+
+
+def test_a_csv_with_an_unclosed_quote_loses_only_that_row(tmp_path):
+    """A comma CSV: the line with the stray quote is read as text when its cells still
+    count right; when they do not, it alone is rejected and the lines after it are read."""
+    path = tmp_path / "stray.csv"
+    rows = ['prompt,chosen,rejected', 'q1,a,b', '"stray,c,d', 'q3,e,f', '"stray and short,x', 'q5,g,h',
+            '"a, quoted and\nmulti-line cell",i,j', '"multi\nline" then text,k,l']
+    path.write_text("\n".join(rows) + "\n")
+    pairs, rejects = read_pairs_with_rejects(path)
+    assert pairs["prompt_text"].tolist() == ["q1", '"stray', "q3", "q5", "a, quoted and\nmulti-line cell",
+                                             "multi\nline then text"]  # the csv module's reading of the last
+    assert rejects["line"].tolist() == [5]
+    assert "got 2; a quote opened on line 5 never closes" in rejects["reason"].iloc[0]
+
+
+# ---------------------------------------------------------------- tool calls
+
+USER = {"role": "user", "content": "What is the weather in Paris?"}
+
+
+def _openai_call(city: str) -> dict:
+    return {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "call_1", "type": "function",
+         "function": {"name": "get_weather", "arguments": json.dumps({"city": city})}}]}
+
+
+def _call_text(city: str) -> str:
+    return '<tool_call>\n{"name": "get_weather", "arguments": {"city": "%s"}}\n</tool_call>' % city
+
+
+def test_tool_call_turns_are_read_as_their_calls_in_every_convention(tmp_path):
+    hf_style = {"role": "assistant", "tool_calls": [  # no content key, arguments as an object
+        {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]}
+    legacy = {"role": "assistant", "content": "Checking.",  # OpenAI's older single call, after text
+              "function_call": {"name": "get_weather", "arguments": '{"city": "Rome"}'}}
+    rows = [{"chosen": [USER, _openai_call("Paris")], "rejected": [USER, _openai_call("London")]},
+            {"chosen": [USER, hf_style], "rejected": [USER, {"role": "assistant", "content": "I cannot."}]},
+            {"chosen": [USER, legacy], "rejected": [USER, _openai_call("Oslo")]},
+            {"chosen": [USER, {"role": "assistant", "content": None, "tool_calls": [{"function": {}}]}],
+             "rejected": [USER, _openai_call("Oslo")]}]
+    path = tmp_path / "tools.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    pairs, rejects = read_pairs_with_rejects(path)
+    assert pairs[["chosen", "rejected"]].values.tolist() == [
+        [_call_text("Paris"), _call_text("London")],
+        [_call_text("Paris"), "I cannot."],
+        ["Checking.\n" + _call_text("Rome"), _call_text("Oslo")],
+    ]
+    assert not pairs["flags"].str.contains("empty_|chosen_equals").any()
+    assert rejects[["line", "field"]].values.tolist() == [[4, "chosen"]]
+    assert "tool call without a function name" in rejects["reason"].iloc[0]
+
+
+def test_tool_calls_read_from_parquet_structs(tmp_path):
+    """Arrow gives every message every key (None where absent) and arrays for lists."""
+    rows = [{"chosen": [USER, _openai_call("Paris")], "rejected": [USER, _openai_call("Lyon")]},
+            {"chosen": [USER, _openai_call("Nice")], "rejected": [USER, {"role": "assistant", "content": "no"}]}]
+    path = tmp_path / "tools.parquet"
+    pd.DataFrame(rows).to_parquet(path)
+    pairs, rejects = read_pairs_with_rejects(path)
+    assert len(rejects) == 0
+    assert pairs[["chosen", "rejected"]].values.tolist() == [
+        [_call_text("Paris"), _call_text("Lyon")], [_call_text("Nice"), "no"]]
+
+
+def test_a_malformed_tool_call_is_a_one_line_error_under_strict(tmp_path, capsys):
+    path = tmp_path / "bad.jsonl"
+    bad = {"role": "assistant", "content": None, "tool_calls": "get_weather(Paris)"}
+    path.write_text(json.dumps({"chosen": [USER, bad], "rejected": [USER, _openai_call("Oslo")]}) + "\n")
+    assert main(["convert", "--input", str(path), "--out", str(tmp_path / "o.parquet"), "--strict"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "bad.jsonl" in err and "line 1" in err and "chosen" in err and "tool_calls of type str" in err
+
+
+# ---------------------------------------------------------------- prompt flags
+
+def test_empty_and_mismatched_prompts_are_flagged_not_dropped(tmp_path, capsys):
+    conv = lambda q, a: [{"role": "user", "content": q}, {"role": "assistant", "content": a}]  # noqa: E731
+    rows = [{"prompt": "", "chosen": "a", "rejected": "b"},                                  # empty string prompt
+            {"prompt": "   ", "chosen": "c", "rejected": "d"},
+            {"prompt": "What is 2+2?", "chosen": conv("What is 2+2?", "4"), "rejected": conv("What is 2+2?", "5")},
+            {"prompt": " What is 2+2? ", "chosen": conv("What is 2+2?", "four"), "rejected": conv("What is 2+2?", "5")},
+            {"prompt": "Name a colour.", "chosen": conv("What is 2+2?", "4"), "rejected": conv("What is 2+2?", "3")},
+            {"prompt": "q", "chosen": "e", "rejected": "f"}]
+    path = tmp_path / "prompts.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    pairs, rejects = _convert(tmp_path, path)
+    assert len(rejects) == 0 and len(pairs) == 6
+    flags = [set(f.split(";")) - {"missing_score", ""} for f in pairs["flags"]]
+    assert flags == [{"empty_prompt"}, {"empty_prompt"}, set(), set(), {"prompt_mismatch"}, set()]
+    # the conversation's turn is the prompt the answers follow; the reader column is gone
+    assert pairs["prompt_text"].iloc[4] == "What is 2+2?" and "_read_flags" not in pairs.columns
+    assert {"empty_prompt", "prompt_mismatch"} <= FLAGS.keys()
+    capsys.readouterr()
+    assert main(["inspect", "--input", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "empty_prompt 2" in out and "prompt_mismatch 1" in out
