@@ -60,6 +60,31 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def _json_default(obj: Any) -> Any:
+    import datetime
+    import decimal
+
+    import numpy as np
+    import pandas as pd
+
+    if obj is pd.NaT or isinstance(obj, np.datetime64) and np.isnat(obj):
+        return None
+    if isinstance(obj, np.datetime64):  # its .item() is an integer of nanoseconds
+        return str(np.datetime_as_string(obj))
+    if isinstance(obj, (datetime.date, datetime.time)):  # datetime and pandas Timestamp too
+        return obj.isoformat()
+    if isinstance(obj, (datetime.timedelta, np.timedelta64)):
+        span = pd.Timedelta(obj)
+        return None if pd.isna(span) else span.total_seconds()
+    if isinstance(obj, decimal.Decimal):
+        return float(obj) if obj.is_finite() else None
+    if isinstance(obj, (bytes, bytearray, memoryview)):  # text when it is text, else base64
+        raw = bytes(obj)
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            import base64
+
+            return base64.b64encode(raw).decode("ascii")
     if hasattr(obj, "tolist") and getattr(obj, "ndim", 0) > 0:  # arrays, a one-element one too
         return obj.tolist()
     if hasattr(obj, "item"):  # numpy scalars

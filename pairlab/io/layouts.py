@@ -33,6 +33,7 @@ turns it into a reject, so one bad row never aborts a file.
 """
 from __future__ import annotations
 
+import decimal
 import json
 import re
 from collections import Counter
@@ -164,6 +165,7 @@ def unknown_layout_error(batch: RecordBatch, index: int = 0) -> PairDataError:
 
 _HH_START = re.compile(r"^\s*(Human|User):", re.IGNORECASE)
 _HH_TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):[ \t]?")
+_USER_TURN = re.compile(r"(?:^|\n\n)(User|Assistant):[ \t]?")
 
 
 def parse_transcript(text: str) -> list[dict[str, str]]:
@@ -173,12 +175,15 @@ def parse_transcript(text: str) -> list[dict[str, str]]:
     the first marker (rare) is kept as a user turn.
     """
     text = text.lstrip("\n")
-    parts = _HH_TURN.split(text)
+    # 'User:' turns where the transcript opens with one (hh-style data rewritten with 'User:');
+    # otherwise only 'Human:' is the user's, so an answer quoting 'User:' stays whole
+    turns = _USER_TURN if re.match(r"\s*User:", text) else _HH_TURN
+    parts = turns.split(text)
     messages = []
     if parts[0].strip():
         messages.append({"role": "user", "content": parts[0].strip()})
     for speaker, content in zip(parts[1::2], parts[2::2]):
-        role = "user" if speaker == "Human" else "assistant"
+        role = "assistant" if speaker == "Assistant" else "user"
         messages.append({"role": role, "content": content.strip()})
     return messages
 
@@ -493,7 +498,7 @@ def _score_value(value: Any) -> Any:
         return np.nan
     if isinstance(value, (bool, np.bool_)):
         return _NOT_A_SCORE
-    if isinstance(value, (int, float, np.integer, np.floating)):
+    if isinstance(value, (int, float, np.integer, np.floating, decimal.Decimal)):  # Decimal: Arrow's decimal128
         try:
             return float(value)
         except OverflowError:  # an integer beyond float range is still a (huge) number

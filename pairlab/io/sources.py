@@ -205,11 +205,18 @@ def _stem(path: Path) -> str:
     return name.rsplit(".", 1)[0] if file_type(path)[0] else name
 
 
+#: A split word inside a longer name, between separators, as the hub's data-file patterns find
+#: it (``**[-._ 0-9/]train[-._ 0-9]*``): ``uf_train.jsonl``, ``dpo-eval.parquet``, ``hh_test_1.json``.
+_SPLIT_INSIDE = re.compile(r"(?:^|[-._ ])(?P<split>train|training|test|testing|valid|validation|val|dev|eval"
+                           r"|evaluation)(?=[-._ 0-9]|$)", re.IGNORECASE)
+
+
 def split_of(path: Path) -> str | None:
     """The split a data file's name gives, as the hub names its files (``train_prefs`` for
-    ``train_prefs-00000-of-00001.parquet``, ``test`` for ``test.jsonl.gz``), else None."""
+    ``train_prefs-00000-of-00001.parquet``, ``test`` for ``test.jsonl.gz``, ``train`` for
+    ``uf_train.jsonl``), else None."""
     stem = _stem(path)
-    match = _SHARD.match(stem) or _SPLIT_WORD.match(stem)
+    match = _SHARD.match(stem) or _SPLIT_WORD.match(stem) or _SPLIT_INSIDE.search(stem)
     return match["split"] if match else None
 
 
@@ -258,10 +265,15 @@ def list_files(spec: str | Path, split: str | None = None) -> list[Path]:
     raise PairDataError("no such file or directory", file=str(path))
 
 
+#: Files a dataset folder carries beside its data (``datasets``' and the hub's metadata): never rows.
+METADATA_FILES = frozenset({"dataset_info.json", "dataset_infos.json", "dataset_dict.json", "state.json"})
+
+
 def _data_files(path: Path) -> list[Path]:
     if not path.is_dir():
         return []
-    return sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".") and file_type(p)[0])
+    return sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".") and file_type(p)[0]
+                  and p.name.lower() not in METADATA_FILES)
 
 
 def is_hub_id(spec: str) -> bool:
@@ -605,6 +617,8 @@ def _delimited_rows(path: Path, log: RejectLog) -> Iterator[tuple[int, dict[str,
                         # as text) and the swallowed lines as the rows they are.
                         lines.push_back(used[1:])
                         values, used, start, stray = literal, used[:1], lineno + 1, True
+                if any(_CR in v for v in values):
+                    values = [v.replace(_CR, "\r") for v in values]
                 where = {"file": str(path), "line": lineno}
                 text = delimiter.join(values)
                 if len(values) != len(header):
@@ -631,6 +645,11 @@ def _delimited_rows(path: Path, log: RejectLog) -> Iterator[tuple[int, dict[str,
                                 file=str(path), line=lines.line) from None
 
 
+#: Stands for a lone CR inside a cell while the csv module splits a record: a lone surrogate
+#: no decoded text holds (undecodable bytes escape to U+DC80-U+DCFF only).
+_CR = "\ud800"
+
+
 class _Lines:
     """A delimited file's physical lines for ``csv.reader``: it keeps the lines each record
     took (:meth:`take`) and can hand lines back to be read again (:meth:`push_back`); ``line``
@@ -642,12 +661,21 @@ class _Lines:
         self._pending: collections.deque[str] = collections.deque()
         self._taken: list[str] = []
         self.line = 0
+        # A lone CR ends a line only in a file whose lines all end so (old Mac exports): the
+        # header says which. Elsewhere it is a character inside a cell, held as _CR until
+        # the reader has split the record (the csv module would end the record at it).
+        self._cr_ends_lines = first.endswith("\r")
 
     def __iter__(self) -> "_Lines":
         return self
 
     def __next__(self) -> str:
         line = self._pending.popleft() if self._pending else next(self._lines)
+        while not self._cr_ends_lines and line.endswith("\r"):
+            more = next(self._lines, None)
+            if more is None:
+                break
+            line = line[:-1] + _CR + more
         self._taken.append(line)
         self.line += 1
         return line
@@ -705,9 +733,11 @@ def _message_cell(value: str) -> Any:
 
 
 def _check_header(header: list[str], path: Path) -> None:
-    names = [h.strip() for h in header]
-    problem = ("an empty column name" if "" in names else
-               "invalid UTF-8" if any(_UNDECODED.search(h) for h in names) else
+    """Strip the names; an empty one is named ``Unnamed: I`` as pandas names it (the index
+    column ``DataFrame.to_csv`` writes first, a trailing delimiter on every line as spreadsheets
+    export it): an extra column, carried like any other."""
+    names = [h.strip() or f"Unnamed: {i}" for i, h in enumerate(header)]
+    problem = ("invalid UTF-8" if any(_UNDECODED.search(h) for h in names) else
                f"column '{next(h for h in names if names.count(h) > 1)}' twice"
                if len(set(names)) != len(names) else None)
     if problem:

@@ -151,3 +151,104 @@ def test_empty_and_mismatched_prompts_are_flagged_not_dropped(tmp_path, capsys):
     assert main(["inspect", "--input", str(path)]) == 0
     out = capsys.readouterr().out
     assert "empty_prompt 2" in out and "prompt_mismatch 1" in out
+
+
+# ---------------------------------------------------------------- a fourth probe's findings
+
+def _pair_lines(tag: str, n: int) -> str:
+    return "".join(json.dumps({"prompt": f"{tag}{i}", "chosen": "a", "rejected": "b"}) + "\n" for i in range(n))
+
+
+def test_split_words_inside_file_names_are_splits_never_merged(tmp_path, capsys):
+    """``uf_train.jsonl`` / ``uf_test.jsonl`` (or ``dpo-eval``): the hub's patterns read the word
+    between separators as the split, so the folder is refused without --split."""
+    from pairlab.io.sources import split_of
+
+    folder = tmp_path / "d"
+    folder.mkdir()
+    (folder / "uf_train.jsonl").write_text(_pair_lines("train", 3))
+    (folder / "uf_test.jsonl.gz").write_bytes(__import__("gzip").compress(_pair_lines("test", 2).encode()))
+    assert main(["convert", "--input", str(folder), "--out", str(tmp_path / "all.jsonl")]) == 2
+    assert "2 splits (test, train)" in capsys.readouterr().err
+    out = tmp_path / "t.jsonl"
+    assert main(["convert", "--input", str(folder), "--split", "test", "--out", str(out)]) == 0
+    assert [json.loads(x)["prompt_text"] for x in out.read_text().splitlines()] == ["test0", "test1"]
+    names = {"dpo-eval.parquet": "eval", "hh_test_1.json": "test", "my data val.csv": "val",
+             "train_prefs.jsonl": "train_prefs", "trainer_output.jsonl": None, "contest.jsonl": None,
+             "ultrafeedback.jsonl": None, "interval.csv": None}
+    assert {n: split_of(tmp_path / n) for n in names} == names
+
+
+def test_user_assistant_transcripts_keep_their_turns(tmp_path):
+    path = tmp_path / "user.jsonl"
+    path.write_text(json.dumps({"prompt": "User: Hi\n\nAssistant: Hello\n\nUser: Bye?", "chosen": "Bye",
+                                "rejected": "No"}) + "\n"
+                    + json.dumps({"prompt": "\n\nHuman: Say 'User: x'\n\nAssistant: ok\n\nUser: x\n\nHuman: again",
+                                  "chosen": "c", "rejected": "d"}) + "\n")
+    pairs, _ = read_pairs_with_rejects(path)
+    assert [[m["role"] for m in p] for p in pairs["prompt"]] == [["user", "assistant", "user"],
+                                                              ["user", "assistant", "user"]]
+    assert pairs["prompt"].iloc[0][-1]["content"] == "Bye?"
+    # a Human: transcript whose answer quotes 'User:' keeps that answer whole
+    assert pairs["prompt"].iloc[1][1]["content"] == "ok\n\nUser: x"
+
+
+def test_parquet_decimals_dates_and_bytes_are_read_and_written_as_json(tmp_path):
+    import datetime
+    import decimal
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "typed.parquet"
+    pq.write_table(pa.table({
+        "prompt": ["q", "r"], "chosen": ["a", "c"], "rejected": ["b", "d"],
+        "score_chosen": pa.array([decimal.Decimal("8.50"), None], pa.decimal128(4, 2)),
+        "score_rejected": [3.0, 1.0],
+        "created_at": [datetime.datetime(2024, 1, 1, 12, 30), None],
+        "day": [datetime.date(2024, 1, 2)] * 2,
+        "blob": [b"text", b"\xff\x00"],
+        "took": pa.array([datetime.timedelta(seconds=3), None])}), path)
+    pairs, rejects = _convert(tmp_path, path)
+    assert len(rejects) == 0 and pairs["score_chosen"].tolist()[0] == 8.5
+    out = tmp_path / "typed.jsonl"
+    assert main(["convert", "--input", str(path), "--out", str(out)]) == 0
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [(r["score_chosen"], r["created_at"], r["day"], r["blob"], r["took"]) for r in rows] == [
+        (8.5, "2024-01-01T12:30:00", "2024-01-02", "text", 3.0), (None, None, "2024-01-02", "/wA=", None)]
+
+
+def test_dataset_metadata_files_in_a_folder_are_not_rows(tmp_path):
+    folder = tmp_path / "snap"
+    folder.mkdir()
+    (folder / "train.jsonl").write_text(_pair_lines("q", 2))
+    for name in ("dataset_info.json", "dataset_infos.json"):  # a hub snapshot's metadata
+        (folder / name).write_text(json.dumps({"default": {"description": "", "features": {}}}))
+    pairs, rejects = _convert(tmp_path, folder)
+    assert len(pairs) == 2 and len(rejects) == 0
+
+
+def test_csv_index_column_and_trailing_delimiter_are_unnamed_columns(tmp_path):
+    frame = pd.DataFrame({"prompt": ["q1", "q2"], "chosen": ["a", "c"], "rejected": ["b", "d"]})
+    indexed = tmp_path / "idx.csv"
+    frame.to_csv(indexed)  # pandas' default: a first column with an empty name
+    trailing = tmp_path / "trail.csv"
+    trailing.write_bytes(b"prompt,chosen,rejected,\r\nq1,a,b,\r\nq2,c,d,\r\n")  # a spreadsheet's export
+    for path, extra in ((indexed, "Unnamed: 0"), (trailing, "Unnamed: 3")):
+        pairs, rejects = read_pairs_with_rejects(path)
+        assert pairs[["prompt_text", "chosen", "rejected"]].values.tolist() == [["q1", "a", "b"], ["q2", "c", "d"]]
+        assert extra in pairs.columns and len(rejects) == 0
+
+
+@pytest.mark.parametrize("chunk_rows", ["0", "1"])
+def test_a_lone_carriage_return_inside_a_cell_is_text(tmp_path, chunk_rows):
+    """A lone CR in a cell is a character (the csv module would end the row there and count
+    two rows); a file whose every line ends with a lone CR (old Mac exports) still has rows."""
+    path = tmp_path / "cr.tsv"
+    path.write_bytes(b"prompt\tchosen\trejected\nq\ta\rb\tc\n\"q2\r\"\td\te\r\nq3\tf\tg\n")
+    pairs, rejects = _convert(tmp_path, path, chunk_rows)
+    assert pairs[["prompt_text", "chosen"]].values.tolist() == [["q", "a\rb"], ["q2\r", "d"], ["q3", "f"]]
+    assert len(rejects) == 0
+    mac = tmp_path / "mac.csv"
+    mac.write_bytes(b"prompt,chosen,rejected\rq,a,b\rq2,c,d\r")
+    assert read_pairs_with_rejects(mac)[0]["prompt_text"].tolist() == ["q", "q2"]
