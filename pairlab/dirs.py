@@ -543,7 +543,9 @@ class ValidationDir(StageDir):
     TRAIN_PAIRS = "pairs.parquet"
     OUTPUTS = (VALIDATION, EVAL_PAIRS)
     REQUIRED = (VALIDATION,)
-    MARKERS = (VALIDATION,)
+    #: not validation.json: datasets ship their validation split so (SHP's
+    #: ``<domain>/validation.json``); the start marker tells a killed validation apart
+    MARKERS = ()
 
 
 class AblationDir(StageDir):

@@ -144,6 +144,8 @@ NOTE_COLUMN = "_read_flags"
 FLAGS: dict[str, str] = {
     "empty_prompt": "the prompt has no text",
     "prompt_mismatch": "the row's prompt text matches no turn of its conversation (the turns are used)",
+    "implicit_prompt_mid_word": "no prompt field: the prompt is the answers' shared opening (TRL's implicit "
+                                "prompt), and it ends inside a word (map the prompt with --map prompt=FIELD)",
     "empty_chosen": "chosen is empty or whitespace",
     "empty_rejected": "rejected is empty or whitespace",
     "chosen_equals_rejected": "chosen and rejected are the same text",
@@ -173,6 +175,7 @@ def pair_flags(df: pd.DataFrame) -> pd.Series:
         "empty_prompt": (df["prompt_text"].astype(str).str.strip() == "") if "prompt_text" in df
         else pd.Series(False, index=df.index),
         "prompt_mismatch": noted.str.contains("prompt_mismatch", regex=False),
+        "implicit_prompt_mid_word": noted.str.contains("implicit_prompt_mid_word", regex=False),
         "empty_chosen": chosen.str.strip() == "",
         "empty_rejected": rejected.str.strip() == "",
         "chosen_equals_rejected": chosen == rejected,

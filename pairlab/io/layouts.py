@@ -371,6 +371,9 @@ def _row_texts(record: dict, batch: RecordBatch, index: int, layout: str
         if prompt is None:
             raise PairDataError("prompt is null", field="prompt", **batch.where(index))
         text, chosen, rejected = _string_prefix_prompt(chosen, rejected)
+        if text[-1:].isalnum() and chosen[:1].isalnum() and rejected[:1].isalnum():
+            # the answers' shared opening ends inside a word: not a prompt they follow
+            return [{"role": "user", "content": text}], chosen, rejected, "implicit_prompt_mid_word"
         return [{"role": "user", "content": text}], chosen, rejected
     if isinstance(prompt, list):
         return prompt, chosen, rejected

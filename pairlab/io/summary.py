@@ -111,7 +111,9 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"layout       {summary['layout']}" + (f"  (auto-mapped: {_fmt_map(read['auto_mapped'])})"
                                               if read.get("auto_mapped") else ""),
         f"rows         {read.get('rows', '?')}: {read.get('records', '?')} read + "
-        f"{read.get('rejected', 0)} rejected -> {summary['rows']} pairs",
+        f"{read.get('rejected', 0)} rejected -> {summary['rows']} pairs"
+        + (f" ({read['ties_dropped']} ties dropped: the label prefers neither answer)"
+           if read.get("ties_dropped") and "binarize" not in read else ""),
     ]
     if read.get("rejected"):
         shown = read.get("rejects", [])
