@@ -459,7 +459,11 @@ def _reject_rows(df: pd.DataFrame, bad: pd.Series, batch: RecordBatch, log: Reje
 def _check_scalar(df: pd.DataFrame, batch: RecordBatch, field: str, log: RejectLog) -> pd.DataFrame:
     bad = df[field].map(lambda v: isinstance(v, (dict, list, tuple, np.ndarray)))
     return _reject_rows(df, bad, batch, log, field,
-                        lambda v: (f"wrong type: expected a scalar, got {type(v).__name__}", None))
+                        lambda v: (f"wrong type: expected a scalar, got {type(v).__name__}",
+                                   f"map one element of it, e.g. --map {field}={field}.0" if
+                                   isinstance(v, (list, tuple, np.ndarray)) else
+                                   f"map one of its fields, e.g. --map {field}={field}.{next(iter(v), 'KEY')}"
+                                   if isinstance(v, dict) else None))
 
 
 def coerce_scores(df: pd.DataFrame, batch: RecordBatch, log: RejectLog | None = None) -> pd.DataFrame:

@@ -234,9 +234,13 @@ def list_files(spec: str | Path, split: str | None = None) -> list[Path]:
         if not files and _data_files(path / "data"):  # a hub dataset repository's root
             path, files = path / "data", _data_files(path / "data")
         if not files:
+            subfolders = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
             raise PairDataError("directory holds no data files and is not a datasets "
                                 "save_to_disk directory", file=str(path),
-                                hint=f"put {SUPPORTED} files in it")
+                                hint=(f"its subfolders are not read: name one, e.g. {path / subfolders[0]} "
+                                      f"({len(subfolders)} subfolders: {', '.join(subfolders[:5])}"
+                                      f"{', ...' if len(subfolders) > 5 else ''})") if subfolders
+                                else f"put {SUPPORTED} files in it")
         splits = sorted({s for s in map(split_of, files) if s is not None})
         if split is not None:
             chosen = [f for f in files if split_of(f) == split]

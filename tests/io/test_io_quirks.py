@@ -252,3 +252,18 @@ def test_a_lone_carriage_return_inside_a_cell_is_text(tmp_path, chunk_rows):
     mac = tmp_path / "mac.csv"
     mac.write_bytes(b"prompt,chosen,rejected\rq,a,b\rq2,c,d\r")
     assert read_pairs_with_rejects(mac)[0]["prompt_text"].tolist() == ["q", "q2"]
+
+
+def test_a_folder_of_subfolders_and_a_list_valued_field_say_what_to_do(tmp_path, capsys):
+    root = tmp_path / "shp"
+    for domain in ("askscience", "askhistory"):
+        (root / domain).mkdir(parents=True)
+        (root / domain / "train.json").write_text(_pair_lines(domain, 1))
+    assert main(["convert", "--input", str(root), "--out", str(tmp_path / "o.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert "its subfolders are not read" in err and "2 subfolders: askhistory, askscience" in err
+    path = tmp_path / "nectar.jsonl"
+    path.write_text(json.dumps({"prompt": "q", "chosen": "a", "rejected": "b", "source": ["sharegpt", "evol"]}) + "\n")
+    assert main(["convert", "--input", str(path), "--out", str(tmp_path / "o.jsonl")]) == 2
+    assert "map one element of it, e.g. --map source=source.0" in capsys.readouterr().err
+    assert main(["convert", "--input", str(path), "--map", "source=source.0", "--out", str(tmp_path / "o.jsonl")]) == 0
