@@ -382,8 +382,9 @@ def iter_record_batches(path: Path, log: RejectLog, chunk_rows: int, *, min_reco
     rows_of = _jsonl_rows if file_type(path)[0] == ".jsonl" else _delimited_rows
     with _container_errors(path):
         if rows_of is _jsonl_rows and _is_json_document(path):  # a JSON array saved as .jsonl
-            yield _read_json(path, log, split), True
-            return
+            if _parses_as_json(path):  # else JSON lines after all, read in chunks below
+                yield _read_json(path, log, split), True
+                return
         rows = rows_of(path, log)
         ahead = next(rows, None)
         first = True
@@ -419,7 +420,7 @@ def count_lines(path: Path, stop_above: int | None = None, block: int = 1 << 22)
 
 def _read_jsonl(path: Path, log: RejectLog, sniff: bool = True, split: str | None = None) -> RecordBatch:
     if sniff and _is_json_document(path):  # a (pretty-printed) JSON array or object named .jsonl
-        return _read_json(path, log, split)
+        return _read_json(path, log, split, lines_if_malformed=True)
     return _collect(str(path), _jsonl_rows(path, log))
 
 
@@ -432,6 +433,16 @@ def _is_json_document(path: Path) -> bool:
             if line:
                 return line in (b"[", b"{") or re.match(rb"\[\s*\{", line) is not None
     return False
+
+
+def _parses_as_json(path: Path) -> bool:
+    with _open(path) as fh:
+        data = fh.read()
+    try:
+        json.loads(data.decode("utf-8-sig"))
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        return False
+    return True
 
 
 def _collect(name: str, rows: Iterator[tuple[int, dict[str, Any] | None]]) -> RecordBatch:
@@ -519,19 +530,25 @@ def _records_of_object(data: dict, path: Path, split: str | None) -> Any:
     return [data]
 
 
-def _read_json(path: Path, log: RejectLog, split: str | None = None) -> RecordBatch:
+def _read_json(path: Path, log: RejectLog, split: str | None = None, *, lines_if_malformed: bool = False
+               ) -> RecordBatch:
+    """A JSON document. ``lines_if_malformed``: a ``.jsonl`` file that only looked like one (its
+    first line a lone ``{``) and does not parse as one is read as JSON lines, each line read
+    or rejected."""
     with _open(path) as fh:
         data_bytes = fh.read()
     try:
         text = data_bytes.decode("utf-8-sig")
     except UnicodeDecodeError as err:
+        if lines_if_malformed:
+            return _read_jsonl(path, log, sniff=False)
         raise PairDataError("invalid UTF-8", file=str(path),
                             line=data_bytes[:err.start].count(b"\n") + 1,
                             hint="re-encode the file as UTF-8") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
-        if err.msg == "Extra data":  # a .json file that is really JSON lines
+        if err.msg == "Extra data" or lines_if_malformed:  # a .json file that is really JSON lines
             return _read_jsonl(path, log, sniff=False)
         raise PairDataError(f"malformed JSON ({err.msg.removesuffix(' at')} at column {err.colno})",
                             file=str(path), line=err.lineno) from None

@@ -267,3 +267,14 @@ def test_a_folder_of_subfolders_and_a_list_valued_field_say_what_to_do(tmp_path,
     assert main(["convert", "--input", str(path), "--out", str(tmp_path / "o.jsonl")]) == 2
     assert "map one element of it, e.g. --map source=source.0" in capsys.readouterr().err
     assert main(["convert", "--input", str(path), "--map", "source=source.0", "--out", str(tmp_path / "o.jsonl")]) == 0
+
+
+@pytest.mark.parametrize("chunk_rows", ["0", "1"])
+def test_a_jsonl_whose_first_line_is_a_lone_brace_is_still_json_lines(tmp_path, chunk_rows):
+    """A lone '{' first looks like a pretty-printed JSON document; one that does not parse as
+    one is JSON lines after all: that line is rejected and the others are read (found by the
+    property test)."""
+    path = tmp_path / "brace.jsonl"
+    path.write_bytes(b"{\n" + _pair_lines("q", 2).encode() + b"\xff\n")
+    pairs, rejects = _convert(tmp_path, path, chunk_rows)
+    assert pairs["prompt_text"].tolist() == ["q0", "q1"] and rejects["line"].tolist() == [1, 4]
