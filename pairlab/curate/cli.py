@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     read = pairs.attrs.get("read_stats", {})
     inputs = {"spec": args.input, "format": args.input_format,
               "rows_in_input": read.get("rows"), "records_read": read.get("records"),
-              "rejected": read.get("rejected", 0)}
+              "rejected": read.get("rejected", 0), "ties_dropped": read.get("ties_dropped", 0)}
     try:
         inputs["file_sha256"] = file_sha256(args.input)
     except (IsADirectoryError, FileNotFoundError, PermissionError):
@@ -89,6 +89,7 @@ def _read_eval_from(args: argparse.Namespace):
     read = eval_pairs.attrs.get("read_stats", {})
     return eval_pairs, eval_rejects, {"spec": args.eval_from, "rows_in_input": read.get("rows"),
                                       "records_read": read.get("records"), "rejected": read.get("rejected", 0),
+                                      "ties_dropped": read.get("ties_dropped", 0),
                                       "unreadable": len(eval_rejects)}
 
 
@@ -155,7 +156,7 @@ def _run_streamed(args: argparse.Namespace, filters, config, started: float, row
                                              strict=args.strict, file_sha256=inputs["file_sha256"],
                                              split=getattr(args, "input_split", None))
         inputs.update(rows_in_input=read.get("rows"), records_read=read.get("records"),
-                      rejected=read.get("rejected", 0))
+                      rejected=read.get("rejected", 0), ties_dropped=read.get("ties_dropped", 0))
         announce_rejects("curate", read)
     eval_pairs, eval_inputs = None, None
     if args.eval_from:  # its unreadable rows are accounted for in dropped.parquet too

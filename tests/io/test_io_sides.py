@@ -143,3 +143,14 @@ def test_a_prompt_under_question_and_an_implicit_prompt_inside_a_word(tmp_path):
     pairs, _ = read_pairs_with_rejects(implicit)
     assert pairs["prompt_text"].tolist() == ["Le ch", "Q: hi\nA:"]  # TRL keeps the space with the answer
     assert ["implicit_prompt_mid_word" in f for f in pairs["flags"]] == [True, False]
+
+
+def test_curate_records_the_ties_a_label_dropped(tmp_path):
+    rows = [{"prompt": f"q{i}", "response_1": f"one {i}", "response_2": f"two {i}", "preference_strength": s}
+            for i, s in enumerate((-2, 0, 1, 0, 3))]
+    path = tmp_path / "hs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "cur"
+    assert main(["curate", "--input", str(path), "--out", str(out), "--tokenizer", "none"]) == 0
+    pool = json.loads((out / "manifest.json").read_text())["inputs"]["pool"]
+    assert (pool["rows_in_input"], pool["records_read"], pool["ties_dropped"], pool["rows"]) == (5, 5, 2, 3)
