@@ -23,7 +23,9 @@ from .rejects import RejectLog, write_rejects
 from .write import PairsParquetWriter
 
 #: Bump when reading a file may give other pairs than before: cached conversions are redone.
-CONVERSION_VERSION = 1
+#: 2: CSV/TSV quotes that are text and lone CRs, tool calls, the reader flags, the sides layouts,
+#: unnamed CSV columns, split words inside file names, a lone-brace .jsonl.
+CONVERSION_VERSION = 2
 
 
 def convert_chunked(spec: str | Path, out: str | Path, *, chunk_rows: int = CHUNK_ROWS,

@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..schema import PAIR_COLUMNS, PairDataError, finalize_pairs
 from . import fields, layouts, raw, sources
-from .rejects import HEAD, RejectLog, all_rejected_error
+from .rejects import HEAD, RejectLog, all_rejected_error, all_ties_error
 
 #: Rows per chunk of :func:`iter_pairs_chunks` unless told.
 CHUNK_ROWS = 10_000
@@ -118,6 +118,8 @@ def read_pairs_with_rejects(spec: str | Path, format: str = "auto",
                           batch_frame(lambda file=file: sources.read_file(
                               file, log, split if file == path or sources.split_of(file) is None else None)))
     df = _concat(frames)
+    if len(df) == 0 and stats["ties_dropped"]:
+        raise all_ties_error(spec_text, stats)
     stats["pairs"] = len(df)
     stats["flagged"] = int((df["flags"] != "").sum())
     stats["rejects"] = log.head()
@@ -249,6 +251,8 @@ def _whole_file_checks(stats: dict, explicit: dict, found: set, first_record: di
             raise raw.unscored_error(name, binarize)
     if stats["rejected"] == stats["rows"]:
         raise all_rejected_error(first_reject, stats["rejected"])
+    if stats["pairs"] == 0 and stats["ties_dropped"]:
+        raise all_ties_error(name, stats)
 
 
 class _RepeatIds:

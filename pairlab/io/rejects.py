@@ -142,5 +142,14 @@ def all_rejected_error(first: dict[str, Any], n: int) -> PairDataError:
         hint=first["hint"] or "check --format and --map against the file's fields")
 
 
-__all__ = ["HEAD", "REJECT_COLUMNS", "RejectLog", "all_rejected_error", "describe_reject",
+def all_ties_error(file: str, stats: dict[str, Any]) -> PairDataError:
+    """A file whose readable rows are all ties (a label preferring neither answer, raw records
+    whose completions all score the same): no pair to write."""
+    return PairDataError(
+        f"no pair: every row read is a tie ({stats.get('ties_dropped', 0)} ties dropped, "
+        f"{stats.get('rejected', 0)} rows rejected)", file=file,
+        hint="a tie names no preferred answer, so it cannot be a preference pair")
+
+
+__all__ = ["HEAD", "REJECT_COLUMNS", "RejectLog", "all_rejected_error", "all_ties_error", "describe_reject",
            "record_text", "write_rejects"]

@@ -118,22 +118,40 @@ def _detector(sides: Sides) -> Callable[[dict[str, Any], dict[str, str]], bool]:
     def detect(record: dict[str, Any], plan: dict[str, str]) -> bool:
         if not sides.detect or sides.label not in record:
             return False
-        # the answers under their own names, or mapped straight onto chosen/rejected (which
-        # would ignore the label: refused with a hint when the rows are read)
-        return (sides.a in record and sides.b in record) or \
-            {plan.get("chosen"), plan.get("rejected")} == {sides.a, sides.b}
+        if _maps_answers(sides, plan):  # would ignore the label: refused when the rows are read
+            return True
+        # the answers under their own names, in a file that does not name its own chosen/rejected
+        return sides.a in record and sides.b in record and not ("chosen" in record and "rejected" in record)
     return detect
+
+
+def _maps_answers(sides: Sides, plan: dict[str, str]) -> bool:
+    return {plan.get("chosen"), plan.get("rejected")} == {sides.a, sides.b}
+
+
+def _sided(field: str) -> bool:
+    """A schema field that belongs to one side of a pair (it moves when the sides swap)."""
+    return field.startswith(("chosen", "rejected", "score_")) or field.endswith("_model")
 
 
 def _rows(sides: Sides) -> Callable[[ReadContext], pd.DataFrame]:
     def rows(ctx: ReadContext) -> pd.DataFrame:
         batch = ctx.batch
-        if {ctx.plan.get("chosen"), ctx.plan.get("rejected")} == {sides.a, sides.b}:
+        if _maps_answers(sides, ctx.plan):
             raise PairDataError(f"--map chosen={ctx.plan['chosen']} --map rejected={ctx.plan['rejected']} "
                                 f"would ignore '{sides.label}', which names the preferred answer per row "
                                 "(about half the pairs would be read backwards)", file=batch.name,
                                 field="--map", hint=f"drop those two --map: layout {sides.name} picks the sides "
                                                     f"by '{sides.label}' ({sides.label_values})")
+        sided = sorted(f for f, path in ctx.plan.items() if _sided(f) and path != f)
+        if sided:  # the label decides which answer is chosen: a fixed column cannot follow it
+            raise PairDataError(f"--map {sided[0]}={ctx.plan[sided[0]]}: in layout {sides.name} the label "
+                                f"'{sides.label}' decides per row which answer is chosen, so a column cannot "
+                                f"be mapped to {sided[0]}", file=batch.name, field="--map",
+                                hint="scores and models move with their answer"
+                                     + (f" ({', '.join(sides.scores or ())}{', ' if sides.scores and sides.models else ''}"
+                                        f"{', '.join(sides.models or ())})" if sides.scores or sides.models else "")
+                                     + "; drop that --map")
         records, kept, ties = [], [], 0
         for index, record in enumerate(ctx.records):
             label = record.get(sides.label, MISSING)

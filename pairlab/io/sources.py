@@ -217,7 +217,7 @@ def split_of(path: Path) -> str | None:
     ``uf_train.jsonl``), else None."""
     stem = _stem(path)
     match = _SHARD.match(stem) or _SPLIT_WORD.match(stem) or _SPLIT_INSIDE.search(stem)
-    return match["split"] if match else None
+    return match["split"].lower() if match else None
 
 
 def list_files(spec: str | Path, split: str | None = None) -> list[Path]:
@@ -243,7 +243,7 @@ def list_files(spec: str | Path, split: str | None = None) -> list[Path]:
                                 else f"put {SUPPORTED} files in it")
         splits = sorted({s for s in map(split_of, files) if s is not None})
         if split is not None:
-            chosen = [f for f in files if split_of(f) == split]
+            chosen = [f for f in files if split_of(f) == split.lower()]
             if not chosen and not splits:  # JSON objects of splits inside: each gives its own
                 chosen = [f for f in files if file_type(f)[0] == ".json"
                           or file_type(f)[0] == ".jsonl" and _is_json_document(f)]
@@ -253,6 +253,12 @@ def list_files(spec: str | Path, split: str | None = None) -> list[Path]:
                                     file=str(path), field="--split",
                                     hint="pass one of those to --split, or name a file")
             return chosen
+        unnamed = [f.name for f in files if split_of(f) is None]
+        if len(splits) == 1 and unnamed and not splits[0].startswith("train"):
+            raise PairDataError(f"holds the files of split '{splits[0]}' beside files whose names give no split "
+                                f"({', '.join(unnamed[:3])}{', ...' if len(unnamed) > 3 else ''}); reading them "
+                                "together could mix held-out rows into the rest", file=str(path), field="--split",
+                                hint=f"pass --split {splits[0]} to read that split alone, or name a file")
         if len(splits) > 1:
             raise PairDataError(f"holds the files of {len(splits)} splits ({', '.join(splits)}); "
                                 "reading them together would mix them", file=str(path), field="--split",
@@ -627,17 +633,9 @@ def _delimited_rows(path: Path, log: RejectLog) -> Iterator[tuple[int, dict[str,
                 if not values:
                     continue  # a blank line is not a row
                 stray = False
-                if '"' in used[0] and not _quotes_well_formed(used, delimiter):
-                    # A quote that is text, not CSV quoting: a cell opening with '"' in a file
-                    # that does not quote (as many TSV writers do), or a quote closed mid-cell.
-                    literal = _literal_quotes(used[0], delimiter)
-                    if len(used) == 1:
-                        values = literal if len(literal) == len(header) else values
-                    elif len(literal) == len(header) or len(values) != len(header):
-                        # It swallowed the lines after it: read this line alone (its quotes
-                        # as text) and the swallowed lines as the rows they are.
-                        lines.push_back(used[1:])
-                        values, used, start, stray = literal, used[:1], lineno + 1, True
+                if '"' in used[0]:
+                    values, used, stray = _stray_quotes(values, used, header, delimiter, lines)
+                    start = lines.line + 1
                 if any(_CR in v for v in values):
                     values = [v.replace(_CR, "\r") for v in values]
                 where = {"file": str(path), "line": lineno}
@@ -669,6 +667,41 @@ def _delimited_rows(path: Path, log: RejectLog) -> Iterator[tuple[int, dict[str,
 #: Stands for a lone CR inside a cell while the csv module splits a record: a lone surrogate
 #: no decoded text holds (undecodable bytes escape to U+DC80-U+DCFF only).
 _CR = "\ud800"
+
+
+def _stray_quotes(values: list[str], used: list[str], header: list[str], delimiter: str,
+                  lines: "_Lines") -> tuple[list[str], list[str], bool]:
+    """A record whose first line holds a quote: (values, its lines, whether a stray quote
+    swallowed lines, now handed back to be read again).
+
+    A quote can be text, not CSV quoting: a cell such as '"Quoted" text', or a cell opening
+    with '"' in a file that does not quote (as many TSV writers do). Read as quoting it drops
+    quotes or swallows the lines after it into one cell. The record's first line is then read
+    alone, its quotes as text, and the swallowed lines as the rows they are, when:
+
+    * one line, not quoted as CSV quotes: read literally when that gives the header's count;
+    * several lines, not quoted as CSV quotes: when the csv module's reading has the wrong
+      count, or when the first line alone has the header's count and a swallowed line does
+      too (it is a row); else the csv module's reading stands (one sloppy multi-line cell);
+    * several lines quoted well, in a TSV only: when the first line alone has the header's
+      count and a swallowed line does too (a quote that a later '"' happened to close).
+    """
+    n = len(header)
+    if len(used) == 1:
+        if not _quotes_well_formed(used, delimiter):
+            literal = _literal_quotes(used[0], delimiter)
+            if len(literal) == n:
+                return literal, used, False
+        return values, used, False
+    formed = _quotes_well_formed(used, delimiter)
+    if formed and delimiter != "\t":
+        return values, used, False
+    literal = _literal_quotes(used[0], delimiter)
+    rows_inside = len(literal) == n and any(len(_literal_quotes(line, delimiter)) == n for line in used[1:])
+    if rows_inside or (not formed and len(values) != n):
+        lines.push_back(used[1:])
+        return literal, used[:1], True
+    return values, used, False
 
 
 class _Lines:

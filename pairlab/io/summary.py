@@ -75,7 +75,7 @@ def summarize_pairs(df: pd.DataFrame, examples: int = 2, token_lengths: pd.DataF
         "rejected_models": {str(k): int(v) for k, v in df["rejected_model"].replace("", "(unknown)")
                             .value_counts().head(5).items()},
         "prompts": {"unique": int(df["prompt_id"].nunique()),
-                    "multi_turn": int((turns > 1).sum()), "max_turns": int(turns.max() or 0),
+                    "multi_turn": int((turns > 1).sum()), "max_turns": int(turns.max()) if len(turns) else 0,
                     # a context ending on an assistant turn is usually a parsing quirk upstream
                     "last_turn_not_user": int(df["prompt"].map(
                         lambda m: bool(len(m)) and m[-1]["role"] != "user").sum())},

@@ -278,3 +278,55 @@ def test_a_jsonl_whose_first_line_is_a_lone_brace_is_still_json_lines(tmp_path, 
     path.write_bytes(b"{\n" + _pair_lines("q", 2).encode() + b"\xff\n")
     pairs, rejects = _convert(tmp_path, path, chunk_rows)
     assert pairs["prompt_text"].tolist() == ["q0", "q1"] and rejects["line"].tolist() == [1, 4]
+
+
+@pytest.mark.parametrize("chunk_rows", ["0", "7"])
+def test_stray_quotes_across_chunk_boundaries(tmp_path, chunk_rows):
+    """The chunked reader's first chunk holds the first 50 records: the stray quotes, the
+    inch mark that closes one, and the bad row sit just past it, in later chunks."""
+    rows = ["prompt\tchosen\trejected"] + [f"q{i}\ta{i}\tb{i}" for i in range(50)]
+    rows += ['"stray one\tx\ty', "q51\ta51\tb51", '"Hello\tc\td', "q53\ta53\tb53", "only\ttwo",
+             "how tall is 6' 2\"\tyes\tno"] + [f"q{i}\ta{i}\tb{i}" for i in range(56, 70)]
+    path = tmp_path / "long.tsv"
+    path.write_text("\n".join(rows) + "\n")
+    pairs, rejects = _convert(tmp_path, path, chunk_rows)
+    assert len(pairs) == 69 and rejects["line"].tolist() == [56]
+    prompts = pairs["prompt_text"].tolist()
+    assert prompts[50:55] == ['"stray one', "q51", '"Hello', "q53", "how tall is 6' 2\""]
+
+
+def test_a_sloppy_multi_line_cell_stays_one_cell_and_a_csv_is_read_as_csv(tmp_path):
+    """A closing quote followed by text (not CSV, but no row swallowed): the csv module's
+    reading stands, in any column. A CSV's well-quoted multi-line cell whose lines hold commas
+    is one cell (only a TSV reads a well-quoted span that holds whole rows as rows)."""
+    path = tmp_path / "sloppy.csv"
+    path.write_text('prompt,chosen,rejected\nq,r,"start of cell\nmore" tail\n"a, b\nc, d, e\nf",g,h\nq2,d,e\n')
+    pairs, rejects = read_pairs_with_rejects(path)
+    assert pairs[["prompt_text", "rejected"]].values.tolist() == [["q", "start of cell\nmore tail"],
+                                                                  ["a, b\nc, d, e\nf", "h"], ["q2", "e"]]
+    assert len(rejects) == 0
+
+
+def test_folders_mixing_a_held_out_split_with_unnamed_files_are_refused(tmp_path, capsys):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "uf.jsonl").write_text(_pair_lines("pool", 2))
+    (folder / "uf_Test.jsonl").write_text(_pair_lines("test", 2))
+    assert main(["convert", "--input", str(folder), "--out", str(tmp_path / "o.jsonl")]) == 2
+    assert "split 'test' beside files whose names give no split (uf.jsonl)" in capsys.readouterr().err
+    out = tmp_path / "t.jsonl"
+    assert main(["convert", "--input", str(folder), "--split", "TEST", "--out", str(out)]) == 0  # any case
+    assert len(out.read_text().splitlines()) == 2
+    train = tmp_path / "train-and-more"
+    train.mkdir()
+    (train / "train.jsonl").write_text(_pair_lines("a", 2))
+    (train / "extra.jsonl").write_text(_pair_lines("b", 2))  # training data beside training data
+    assert main(["convert", "--input", str(train), "--out", str(tmp_path / "o2.jsonl")]) == 0
+
+
+def test_the_conversion_cache_is_keyed_on_this_reader():
+    """Cached conversions made by an older reader are redone (what today's reader reads
+    differs: stray quotes, lone CRs, tool calls, flags, the sides layouts)."""
+    from pairlab.io.convert import CONVERSION_VERSION
+
+    assert CONVERSION_VERSION >= 2

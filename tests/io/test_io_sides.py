@@ -154,3 +154,53 @@ def test_curate_records_the_ties_a_label_dropped(tmp_path):
     assert main(["curate", "--input", str(path), "--out", str(out), "--tokenizer", "none"]) == 0
     pool = json.loads((out / "manifest.json").read_text())["inputs"]["pool"]
     assert (pool["rows_in_input"], pool["records_read"], pool["ties_dropped"], pool["rows"]) == (5, 5, 2, 3)
+
+
+def test_a_file_with_its_own_chosen_and_rejected_keeps_them(tmp_path):
+    """PKU-like columns beside the file's own chosen/rejected: the file's pairs are read as
+    they are (the label may mean something else there)."""
+    rows = [{"prompt": f"q{i}", "chosen": ("one", "zero")[i % 2], "rejected": ("zero", "one")[i % 2],
+             "response_0": "zero", "response_1": "one", "better_response_id": 0} for i in range(4)]
+    path = tmp_path / "own.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    pairs, _ = read_pairs_with_rejects(path)
+    assert pairs["chosen"].tolist() == ["one", "zero", "one", "zero"]
+    assert pairs.attrs["read_stats"]["layout"] == "generic"
+
+
+def test_mapping_a_sided_field_in_a_sides_layout_is_refused(tmp_path, capsys):
+    rows = [{"history": "h", "human_ref_A": "a", "human_ref_B": "b", "labels": 1, "score_A": 5, "score_B": 1,
+             "c_grade": 9, "r_grade": 1}]
+    path = tmp_path / "shp.jsonl"
+    path.write_text(json.dumps(rows[0]) + "\n")
+    assert main(["convert", "--input", str(path), "--map", "score_chosen=c_grade", "--map", "score_rejected=r_grade",
+                 "--out", str(tmp_path / "o.jsonl")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--map score_chosen=c_grade" in err and "score_A, score_B" in err
+
+
+@pytest.mark.parametrize("chunk_rows", ["0", "4"])
+def test_ties_and_rejects_past_the_first_chunk_and_a_file_of_ties(tmp_path, capsys, chunk_rows):
+    strengths = [(-1) ** i for i in range(50)] + [0, "x", 0, 2, -3]
+    rows = [{"prompt": f"q{i}", "response_1": f"one {i}", "response_2": f"two {i}", "preference_strength": s}
+            for i, s in enumerate(strengths)]
+    path = tmp_path / "hs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    pairs, rejects = _convert_sides(tmp_path, path, chunk_rows)
+    assert len(pairs) == 52 and rejects["line"].tolist() == [52]
+    assert pairs["chosen"].tolist()[-2:] == ["two 53", "one 54"]
+    ties = tmp_path / "ties.jsonl"
+    ties.write_text("".join(json.dumps({**r, "preference_strength": 0}) + "\n" for r in rows[:3]))
+    capsys.readouterr()
+    assert main(["convert", "--input", str(ties), "--out", str(tmp_path / "t.jsonl"), "--chunk-rows", chunk_rows]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "every row read is a tie (3 ties dropped" in err
+    assert main(["inspect", "--input", str(ties)]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def _convert_sides(tmp_path, path, chunk_rows):
+    out, rej = tmp_path / f"o{chunk_rows}.parquet", tmp_path / f"r{chunk_rows}.jsonl"
+    assert main(["convert", "--input", str(path), "--out", str(out), "--rejects", str(rej),
+                 "--chunk-rows", chunk_rows]) == 0
+    return pd.read_parquet(out), pd.read_json(rej, lines=True)
