@@ -346,7 +346,9 @@ def check_outputs(args: argparse.Namespace) -> None:
             if isinstance(config, str) and config and os.path.exists(config) and same_path(value, config):
                 raise PairlabError(f"{flag} is the config file {config}: writing there would overwrite it",
                                    field=flag, hint=f"choose another {flag}")
-            if (args.command in FILE_OUTPUT_COMMANDS or dest == "rejects") and Path(value).is_dir():
+            trl_dir = args.command == "convert" and dest == "out" and getattr(args, "trl", False)
+            if (args.command in FILE_OUTPUT_COMMANDS or dest == "rejects") and Path(value).is_dir() \
+                    and not trl_dir:  # convert --trl writes a save_to_disk directory (it checks it)
                 from .dirs import MANIFEST
 
                 if (Path(value) / MANIFEST).exists():

@@ -56,7 +56,8 @@ def _convert(args: argparse.Namespace) -> int:
         else:
             df, rejects = read_input(args, with_rejects=True, announce=bool(args.rejects))
             stats = df.attrs.get("read_stats", {})
-            path = write_trl_dataset(df, args.out) if args.trl else write_pairs(df, args.out)
+            path = (write_trl_dataset(df, args.out, overwrite=args.overwrite) if args.trl
+                    else write_pairs(df, args.out))
     except PairDataError as err:
         every = getattr(err, "rejects", None)
         if not args.rejects or every is None or args.strict:

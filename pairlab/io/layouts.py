@@ -315,6 +315,12 @@ def _split_conversations(prompt: Any, chosen: list, rejected: list, batch: Recor
                                 field=side, **batch.where(index))
     context = chosen[:-1]
     if context != rejected[:-1]:
+        users = [[m for m in conv[:-1] if m["role"] != "assistant"] for conv in (chosen, rejected)]
+        if users[0] == users[1]:  # the same user turns, different earlier answers
+            raise PairDataError("chosen and rejected differ in earlier assistant turns (a multi-turn "
+                                "answer, or tool calls before the last answer)", field="rejected",
+                                **batch.where(index), hint="pairlab pairs one answer each to the same "
+                                "context: keep single-turn rows, or cut both conversations at their first answer")
         raise PairDataError("chosen and rejected conversations differ before their last turn",
                             field="rejected", **batch.where(index),
                             hint="a pair must answer the same prompt")
@@ -412,8 +418,12 @@ def flat_rows(batch: RecordBatch, records: list[dict], layout: str, log: RejectL
     for index, record in enumerate(records):
         try:
             prompt, chosen, rejected, *note = _row_texts(record, batch, index, layout)
+            if not prompt:  # no turn at all (an empty list): one empty user turn, as an empty string gives
+                prompt = [{"role": "user", "content": ""}]
+            system_used = False
             if system:
-                prompt = _with_system(prompt, record.get("system", MISSING), batch, index)
+                with_system = _with_system(prompt, record.get("system", MISSING), batch, index)
+                system_used, prompt = with_system is not prompt, with_system
         except PairDataError as err:
             log.add(err, batch.records[index])
             continue
@@ -421,8 +431,10 @@ def flat_rows(batch: RecordBatch, records: list[dict], layout: str, log: RejectL
         if note:
             row[NOTE_COLUMN] = note[0]
         for key, value in record.items():
-            if key in ("prompt", "chosen", "rejected") or (system and key == "system"):
+            if key in ("prompt", "chosen", "rejected"):
                 continue
+            if system and key == "system" and (system_used or not (isinstance(value, str) and value.strip())):
+                continue  # a system text not used (the prompt has its own system turn) stays a column
             if layout == "h4" and key == "messages":
                 continue  # H4's `messages` repeats the chosen conversation
             row[key] = value

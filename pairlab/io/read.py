@@ -119,7 +119,9 @@ def read_pairs_with_rejects(spec: str | Path, format: str = "auto",
                               file, log, split if file == path or sources.split_of(file) is None else None)))
     df = _concat(frames)
     if len(df) == 0 and stats["ties_dropped"]:
-        raise all_ties_error(spec_text, stats)
+        err = all_ties_error(spec_text, stats)
+        err.rejects = log.frame()  # convert --rejects keeps the rows that were rejected
+        raise err
     stats["pairs"] = len(df)
     stats["flagged"] = int((df["flags"] != "").sum())
     stats["rejects"] = log.head()
@@ -209,7 +211,7 @@ def iter_pairs_chunks(spec: str | Path, format: str = "auto",
             try:
                 _whole_file_checks(stats, explicit, found, first_record, first_reject, layout, name, binarize)
             except PairDataError as err:
-                if stats["rows"] and stats["rejected"] == stats["rows"]:
+                if stats["rows"] and (stats["rejected"] == stats["rows"] or stats["pairs"] == 0):
                     err.rejects = rejects  # the last chunk's: the caller holds the earlier ones
                 raise
         snapshot = copy.deepcopy(stats)

@@ -208,17 +208,60 @@ def to_trl_dataset(df: pd.DataFrame):
     return datasets.Dataset.from_dict(data, features=features)
 
 
-def write_trl_dataset(df: pd.DataFrame, path: str | Path) -> Path:
-    """Write :func:`to_trl_dataset` as .parquet, .jsonl, or a ``save_to_disk`` directory."""
+#: Suffixes that name a data file of another type: ``--trl --out x.json`` is a mistake, not a
+#: directory called ``x.json``.
+_OTHER_DATA_SUFFIXES = (".json", ".csv", ".tsv", ".gz", ".bz2", ".xz", ".zst", ".arrow", ".txt")
+
+
+def _is_saved_dataset_only(path: Path) -> bool:
+    """A directory holding a ``Dataset.save_to_disk`` output and nothing else (what this writer
+    writes), so replacing it loses nothing of the user's."""
+    names = [p.name for p in path.iterdir()]
+    return {"state.json", "dataset_info.json"} <= set(names) and all(
+        n in ("state.json", "dataset_info.json") or n.endswith(".arrow") for n in names)
+
+
+def write_trl_dataset(df: pd.DataFrame, path: str | Path, *, overwrite: bool = False) -> Path:
+    """Write :func:`to_trl_dataset` as .parquet, .jsonl, or a ``save_to_disk`` directory (any
+    other name, ``ds.v1`` included).
+
+    An existing output is replaced only with ``overwrite``, and a directory only when it is a
+    saved dataset (``datasets.save_to_disk`` output): never a folder of other files.
+    """
     path = Path(path)
-    dataset = to_trl_dataset(df)
-    if path.suffix == ".parquet":
+    if path.exists() and not overwrite:
+        raise PairDataError("already exists", file=str(path), hint="pass overwrite (--overwrite) to replace it")
+    kind = path.suffix.lower()
+    if kind not in (".parquet", ".jsonl") and kind in _OTHER_DATA_SUFFIXES:
+        raise PairDataError(f"unsupported output type '{path.suffix}'", file=str(path),
+                            hint="write .parquet, .jsonl, or a directory (datasets.save_to_disk)")
+    if kind in (".parquet", ".jsonl") and path.is_dir() or kind not in (".parquet", ".jsonl") and path.is_file():
+        raise PairDataError("is a directory" if path.is_dir() else "is a file", file=str(path),
+                            hint="choose another output path")
+    if path.is_dir():
+        if not _is_saved_dataset_only(path):
+            raise PairDataError("is a directory that is not a saved dataset; not replacing it", file=str(path),
+                                hint="choose a new directory (or one this command wrote before)")
+    import datasets
+
+    shown = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()  # one file or folder, written in a moment: no bars on stderr
+    try:
+        _write_dataset(to_trl_dataset(df), path, kind)
+    finally:
+        if shown:
+            datasets.enable_progress_bars()
+    return path
+
+
+def _write_dataset(dataset, path: Path, kind: str) -> None:
+    if kind == ".parquet":
         with artifacts.atomic_path(path) as tmp:
             dataset.to_parquet(str(tmp))
-    elif path.suffix == ".jsonl":
+    elif kind == ".jsonl":
         with artifacts.atomic_path(path) as tmp:
             dataset.to_json(str(tmp), lines=True, force_ascii=False)
-    elif path.suffix == "":
+    else:
         # save_to_disk writes several files: build them in a temp sibling, then move it in
         # whole, so a kill leaves no half-written dataset under ``path``.
         import shutil
@@ -233,7 +276,3 @@ def write_trl_dataset(df: pd.DataFrame, path: str | Path) -> Path:
             (tmp / "dataset").rename(path)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-    else:
-        raise PairDataError(f"unsupported output type '{path.suffix}'", file=str(path),
-                            hint="write .parquet, .jsonl, or a directory (datasets.save_to_disk)")
-    return path
