@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from .artifacts import cache_dir, text_sha256, write_json, write_parquet
-from .schema import as_messages
+from .schema import prompt_turns
 
 #: Columns of :func:`sequence_logps`' result.
 LOGP_COLUMNS = ["pair_id", "chosen_logps", "rejected_logps", "chosen_tokens", "rejected_tokens"]
@@ -61,7 +61,7 @@ def tokenize_pair(tokenizer, prompt: list[dict[str, str]], chosen: str, rejected
     """
     from trl.data_utils import _tokenize, common_prefix_length
 
-    prompt = as_messages(prompt)
+    prompt = prompt_turns(prompt)
     kwargs = {"tools": None}  # what TRL passes for a dataset without a tools column
     prompt_ids = _tokenize(tokenizer, prompt, add_generation_prompt=True, **kwargs)["input_ids"]
     chosen_full = _tokenize(tokenizer, prompt + [{"role": "assistant", "content": chosen}], **kwargs)["input_ids"]

@@ -115,6 +115,13 @@ def as_messages(value: Any) -> list[dict[str, str]]:
     return [{"role": str(m["role"]), "content": str(m["content"])} for m in value]
 
 
+def prompt_turns(value: Any) -> list[dict[str, str]]:
+    """The prompt a chat template is given: its messages, or one empty user turn when it has
+    none (a prompt read as ``[]``; TRL and chat templates cannot render an empty conversation).
+    The pairs table keeps ``[]`` (flagged ``empty_prompt``), so ``pair_id`` does not change."""
+    return as_messages(value) or [{"role": "user", "content": ""}]
+
+
 # ---------------------------------------------------------------- building a table
 
 @dataclass

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..preference import implicit_reward
-from ..schema import PairDataError, as_messages, make_prompt_id, prompt_to_text
+from ..schema import PairDataError, as_messages, make_prompt_id, prompt_to_text, prompt_turns
 
 GENERATION_COLUMNS = ["prompt_id", "prompt_text", "model", "mode", "seed", "text", "n_tokens",
                       "finished", "implicit_reward"]
@@ -138,7 +138,7 @@ def generate_table(model, tokenizer, prompts: pd.DataFrame, *, has_adapter: bool
                 for _, prompt in prompts.iterrows():
                     for _, mode, seed in runs:
                         text, n_tokens, finished = _generate_one(
-                            model, tokenizer, as_messages(prompt["prompt"]), sample=mode == "sample",
+                            model, tokenizer, prompt_turns(prompt["prompt"]), sample=mode == "sample",
                             seed=seed, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
                         rows.append({"prompt_id": prompt["prompt_id"], "prompt": as_messages(prompt["prompt"]),
                                      "prompt_text": prompt["prompt_text"], "model": which, "mode": mode,

@@ -418,8 +418,6 @@ def flat_rows(batch: RecordBatch, records: list[dict], layout: str, log: RejectL
     for index, record in enumerate(records):
         try:
             prompt, chosen, rejected, *note = _row_texts(record, batch, index, layout)
-            if not prompt:  # no turn at all (an empty list): one empty user turn, as an empty string gives
-                prompt = [{"role": "user", "content": ""}]
             system_used = False
             if system:
                 with_system = _with_system(prompt, record.get("system", MISSING), batch, index)

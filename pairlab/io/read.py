@@ -120,7 +120,8 @@ def read_pairs_with_rejects(spec: str | Path, format: str = "auto",
     df = _concat(frames)
     if len(df) == 0 and stats["ties_dropped"]:
         err = all_ties_error(spec_text, stats)
-        err.rejects = log.frame()  # convert --rejects keeps the rows that were rejected
+        if len(log):
+            err.rejects = log.frame()  # convert --rejects keeps the rows that were rejected
         raise err
     stats["pairs"] = len(df)
     stats["flagged"] = int((df["flags"] != "").sum())
@@ -211,7 +212,7 @@ def iter_pairs_chunks(spec: str | Path, format: str = "auto",
             try:
                 _whole_file_checks(stats, explicit, found, first_record, first_reject, layout, name, binarize)
             except PairDataError as err:
-                if stats["rows"] and (stats["rejected"] == stats["rows"] or stats["pairs"] == 0):
+                if stats["rows"] and stats["rejected"] and (stats["rejected"] == stats["rows"] or stats["pairs"] == 0):
                     err.rejects = rejects  # the last chunk's: the caller holds the earlier ones
                 raise
         snapshot = copy.deepcopy(stats)

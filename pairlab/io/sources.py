@@ -684,7 +684,10 @@ def _stray_quotes(values: list[str], used: list[str], header: list[str], delimit
       count, or when the first line alone has the header's count and a swallowed line does
       too (it is a row); else the csv module's reading stands (one sloppy multi-line cell);
     * several lines quoted well, in a TSV only: when the first line alone has the header's
-      count and a swallowed line does too (a quote that a later '"' happened to close).
+      count and so does every swallowed line, at least two, each with a first cell (a quote that
+      a later '"', an inch mark, happened to close); a multi-line cell of tab-indented text stays
+      one. (A well-quoted TSV cell of two or more lines that each hold the header's count of
+      tab-separated text, a first one included, would be read as rows: no reader can tell.)
     """
     n = len(header)
     if len(used) == 1:
@@ -697,7 +700,14 @@ def _stray_quotes(values: list[str], used: list[str], header: list[str], delimit
     if formed and delimiter != "\t":
         return values, used, False
     literal = _literal_quotes(used[0], delimiter)
-    rows_inside = len(literal) == n and any(len(_literal_quotes(line, delimiter)) == n for line in used[1:])
+    if len(literal) == n:
+        inside = [_literal_quotes(line, delimiter) for line in used[1:]]
+        looks_like_row = [len(cells) == n and cells[0].strip() != "" for cells in inside]
+        # quoting that breaks: one swallowed row is evidence enough; well-formed TSV quoting (a
+        # pandas TSV's multi-line cell, tab-indented code) only when every swallowed line is a row
+        rows_inside = (len(inside) >= 2 and all(looks_like_row)) if formed else any(looks_like_row)
+    else:
+        rows_inside = False
     if rows_inside or (not formed and len(values) != n):
         lines.push_back(used[1:])
         return literal, used[:1], True

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .. import artifacts
-from ..schema import PAIR_COLUMNS, PairDataError, as_messages, validate_pairs
+from ..schema import PAIR_COLUMNS, PairDataError, as_messages, prompt_turns, validate_pairs
 
 TRL_COLUMNS = ("prompt", "chosen", "rejected", "pair_id")
 
@@ -185,6 +185,10 @@ def _plain(value: Any) -> Any:
     return value.tolist() if hasattr(value, "tolist") else str(value)
 
 
+#: The columns :func:`to_trl_dataset` writes.
+TRL_COLUMNS = ("prompt", "chosen", "rejected", "pair_id")
+
+
 def to_trl_dataset(df: pd.DataFrame):
     """The pairs as the ``datasets.Dataset`` TRL 1.16 ``DPOTrainer`` accepts.
 
@@ -200,7 +204,7 @@ def to_trl_dataset(df: pd.DataFrame):
         "rejected": datasets.List(message), "pair_id": datasets.Value("string"),
     })
     data = {
-        "prompt": [as_messages(m) for m in df["prompt"]],
+        "prompt": [prompt_turns(m) for m in df["prompt"]],
         "chosen": [[{"role": "assistant", "content": str(c)}] for c in df["chosen"]],
         "rejected": [[{"role": "assistant", "content": str(r)}] for r in df["rejected"]],
         "pair_id": [str(p) for p in df["pair_id"]],
@@ -217,8 +221,14 @@ def _is_saved_dataset_only(path: Path) -> bool:
     """A directory holding a ``Dataset.save_to_disk`` output and nothing else (what this writer
     writes), so replacing it loses nothing of the user's."""
     names = [p.name for p in path.iterdir()]
-    return {"state.json", "dataset_info.json"} <= set(names) and all(
-        n in ("state.json", "dataset_info.json") or n.endswith(".arrow") for n in names)
+    if not ({"state.json", "dataset_info.json"} <= set(names) and all(
+            n in ("state.json", "dataset_info.json") or n.endswith(".arrow") for n in names)):
+        return False
+    try:  # and its columns are this writer's: a user's own saved dataset is never replaced
+        features = json.loads((path / "dataset_info.json").read_text()).get("features", {})
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(features, dict) and set(features) == set(TRL_COLUMNS)
 
 
 def write_trl_dataset(df: pd.DataFrame, path: str | Path, *, overwrite: bool = False) -> Path:
@@ -229,6 +239,9 @@ def write_trl_dataset(df: pd.DataFrame, path: str | Path, *, overwrite: bool = F
     saved dataset (``datasets.save_to_disk`` output): never a folder of other files.
     """
     path = Path(path)
+    if path.is_symlink():  # replacing would follow it (or delete what it points at)
+        raise PairDataError("is a symbolic link; not writing through it", file=str(path),
+                            hint="name the output's real path, or a new one")
     if path.exists() and not overwrite:
         raise PairDataError("already exists", file=str(path), hint="pass overwrite (--overwrite) to replace it")
     kind = path.suffix.lower()

@@ -285,14 +285,15 @@ def test_stray_quotes_across_chunk_boundaries(tmp_path, chunk_rows):
     """The chunked reader's first chunk holds the first 50 records: the stray quotes, the
     inch mark that closes one, and the bad row sit just past it, in later chunks."""
     rows = ["prompt\tchosen\trejected"] + [f"q{i}\ta{i}\tb{i}" for i in range(50)]
-    rows += ['"stray one\tx\ty', "q51\ta51\tb51", '"Hello\tc\td', "q53\ta53\tb53", "only\ttwo",
-             "how tall is 6' 2\"\tyes\tno"] + [f"q{i}\ta{i}\tb{i}" for i in range(56, 70)]
+    rows += ['"stray one\tx\ty', "q51\ta51\tb51", '"Hello\tc\td', "q53\ta53\tb53",
+             "how tall is 6' 2\"\tyes\tno", "only\ttwo"] + [f"q{i}\ta{i}\tb{i}" for i in range(56, 70)]
     path = tmp_path / "long.tsv"
     path.write_text("\n".join(rows) + "\n")
     pairs, rejects = _convert(tmp_path, path, chunk_rows)
-    assert len(pairs) == 69 and rejects["line"].tolist() == [56]
+    assert len(pairs) == 69 and rejects["line"].tolist() == [57]
     prompts = pairs["prompt_text"].tolist()
     assert prompts[50:55] == ['"stray one', "q51", '"Hello', "q53", "how tall is 6' 2\""]
+    assert rejects["reason"].str.contains("expected 3 fields").all()
 
 
 def test_a_sloppy_multi_line_cell_stays_one_cell_and_a_csv_is_read_as_csv(tmp_path):
@@ -330,3 +331,25 @@ def test_the_conversion_cache_is_keyed_on_this_reader():
     from pairlab.io.convert import CONVERSION_VERSION
 
     assert CONVERSION_VERSION >= 2
+
+
+@pytest.mark.parametrize("sep", [",", "\t"])
+def test_pandas_written_files_round_trip_whatever_their_cells_hold(tmp_path, sep):
+    """What pandas writes (quoting cells with quotes, delimiters, CR, LF) reads back exactly:
+    the stray-quote rules never split a well-quoted cell, tab-indented code included."""
+    import random
+
+    rng = random.Random(7)
+    pieces = ['"', "'", "\t", ",", "\n", "\r", "\r\n", " ", "x", "6' 2\"", "\tif x {", "\t\treturn 1", "q\tw"]
+    # (a cell ending in a CR that pandas leaves unquoted, beside its newline, is a CRLF line end to
+    # any reader: pandas' own ambiguity, left out)
+    cells = lambda: "".join(rng.choice(pieces) for _ in range(rng.randint(0, 8))).rstrip("\r") or "t"  # noqa: E731
+    frame = pd.DataFrame({"prompt": [f"q{i}" for i in range(120)], "chosen": [cells() for _ in range(120)],
+                          "rejected": [cells() for _ in range(120)]})
+    code = "```go\nfunc f(x bool) int {\n\tif x {\n\t\treturn 1\n\t}\n\treturn 0\n}\n```"
+    frame.loc[::7, "rejected"] = code
+    path = tmp_path / ("p.tsv" if sep == "\t" else "p.csv")
+    frame.to_csv(path, sep=sep, index=False)
+    pairs, rejects = read_pairs_with_rejects(path)
+    assert len(rejects) == 0
+    assert pairs[["prompt_text", "chosen", "rejected"]].values.tolist() == frame.values.tolist()

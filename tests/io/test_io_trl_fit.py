@@ -51,9 +51,10 @@ def test_an_empty_prompt_list_reaches_trl_as_one_empty_user_turn(tmp_path, smoll
     path.write_text(json.dumps({"prompt": [], "chosen": [{"role": "assistant", "content": "a"}],
                                 "rejected": [{"role": "assistant", "content": "b"}]}) + "\n")
     df = read_pairs(path)
-    assert df["prompt"].iloc[0] == [{"role": "user", "content": ""}] and "empty_prompt" in df["flags"].iloc[0]
+    # the table keeps the prompt as read (its pair_id unchanged); TRL gets one empty user turn
+    assert df["prompt"].iloc[0] == [] and "empty_prompt" in df["flags"].iloc[0]
     ds = to_trl_dataset(df)
-    assert is_conversational(ds[0])
+    assert ds[0]["prompt"] == [{"role": "user", "content": ""}] and is_conversational(ds[0])
     args = DPOConfig(output_dir=str(tmp_path / "run"), max_length=64, report_to=[], use_cpu=True, bf16=False)
     prepared = DPOTrainer._prepare_dataset(types.SimpleNamespace(_tokenizer=smollm2_tokenizer), ds,
                                            smollm2_tokenizer, args, "train")
@@ -89,3 +90,21 @@ def test_multi_turn_answers_say_so_and_ties_with_rejects_keep_the_rejects_file(t
     assert len(err.splitlines()) == 1 and "every row read is a tie" in err and str(rejects) in err
     reject = json.loads(rejects.read_text())
     assert reject["line"] == 1 and "differ in earlier assistant turns" in reject["reason"]
+
+
+def test_the_trl_writer_never_replaces_a_users_dataset_or_follows_a_link(tmp_path, capsys):
+    import datasets
+
+    source = _hh(tmp_path / "hh.jsonl")
+    mine = tmp_path / "mine"
+    datasets.Dataset.from_dict({"text": ["mine"]}).save_to_disk(str(mine))  # a saved dataset, not ours
+    assert main(["convert", "--input", str(source), "--trl", "--out", str(mine), "--overwrite"]) == 2
+    assert "not a saved dataset" in capsys.readouterr().err
+    assert datasets.load_from_disk(str(mine))["text"] == ["mine"]
+    ours = tmp_path / "ours"
+    assert main(["convert", "--input", str(source), "--trl", "--out", str(ours)]) == 0
+    link = tmp_path / "link"
+    link.symlink_to(ours)
+    assert main(["convert", "--input", str(source), "--trl", "--out", str(link), "--overwrite"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "symbolic link" in err and "Traceback" not in err and ours.is_dir()
