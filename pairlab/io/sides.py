@@ -53,27 +53,13 @@ class Sides:
     detect: bool = True
 
 
-def _index(first: int) -> Callable[[Any], str | None]:
-    """An integer index of the preferred answer: ``first`` names A, ``first + 1`` B."""
+def _numbered(a_value: int, b_value: int) -> Callable[[Any], str | None]:
+    """A numeric label: ``a_value`` prefers A, ``b_value`` B (PKU's index 0 / 1, SHP's 1 / 0)."""
     def pick(value: Any) -> str | None:
         if isinstance(value, (bool, np.bool_)) or value is None:
             raise ValueError(value)
         number = float(value)
-        if number == first:
-            return A
-        if number == first + 1:
-            return B
-        raise ValueError(value)
-    return pick
-
-
-def _binary_label(a_value: int) -> Callable[[Any], str | None]:
-    """A 0/1 label where ``a_value`` means A is preferred (SHP: 1 = A)."""
-    def pick(value: Any) -> str | None:
-        if isinstance(value, (bool, np.bool_)) or value is None:
-            raise ValueError(value)
-        number = float(value)
-        if number not in (0, 1):
+        if number not in (a_value, b_value):
             raise ValueError(value)
         return A if number == a_value else B
     return pick
@@ -204,14 +190,14 @@ def _oriented(record: dict[str, Any], sides: Sides, side: str) -> dict[str, Any]
 # ---------------------------------------------------------------- the built-in conventions
 
 register_sides(Sides(
-    "pku-saferlhf", "response_0", "response_1", "better_response_id", _index(0), "0 or 1",
+    "pku-saferlhf", "response_0", "response_1", "better_response_id", _numbered(0, 1), "0 or 1",
     help="PKU-Alignment/PKU-SafeRLHF: `response_0` / `response_1`, the more helpful one in "
          "`better_response_id` (`--format pku-saferlhf-safer`: the safer one, `safer_response_id`)"))
 register_sides(Sides(
-    "pku-saferlhf-safer", "response_0", "response_1", "safer_response_id", _index(0), "0 or 1",
+    "pku-saferlhf-safer", "response_0", "response_1", "safer_response_id", _numbered(0, 1), "0 or 1",
     detect=False, help="PKU-SafeRLHF read by `safer_response_id` (only by --format)"))
 register_sides(Sides(
-    "shp", "human_ref_A", "human_ref_B", "labels", _binary_label(1), "1 (A preferred) or 0 (B preferred)",
+    "shp", "human_ref_A", "human_ref_B", "labels", _numbered(1, 0), "1 (A preferred) or 0 (B preferred)",
     prompt="history", scores=("score_A", "score_B"),
     help="stanfordnlp/SHP: `history`, `human_ref_A` / `human_ref_B`, `labels` 1 when A is preferred; "
          "the upvotes `score_A` / `score_B` become the scores"))
