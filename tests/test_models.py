@@ -103,3 +103,23 @@ def test_embedded_smollm2_4bit_answers_a_chat_prompt_coherently(smollm2_tokenize
         out = model.generate(**enc, max_new_tokens=24, do_sample=False)
     answer = smollm2_tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
     assert "Paris" in answer, answer
+
+
+@pytest.mark.slow
+def test_fast_gguf_conversion_writes_the_same_files_as_transformers_own(tmp_path):
+    """The conversion memoizes transformers' GGUF parsing (once instead of four times); the
+    files it writes must be byte-identical to the unmemoized path's, and the patch undone."""
+    import gguf
+    from transformers import modeling_gguf_pytorch_utils as loader
+
+    originals = (gguf.GGUFReader, gguf.get_tensor_name_map, loader.load_gguf_checkpoint)
+    fast, plain = tmp_path / "fast", tmp_path / "plain"
+    fast.mkdir(), plain.mkdir()
+    models._convert_embedded(fast)
+    assert (gguf.GGUFReader, gguf.get_tensor_name_map, loader.load_gguf_checkpoint) == originals
+    models._convert_gguf(plain)
+    names = sorted(p.name for p in plain.iterdir())
+    assert "model.safetensors" in names and "tokenizer.json" in names
+    assert sorted(p.name for p in fast.iterdir()) == names
+    for name in names:
+        assert (fast / name).read_bytes() == (plain / name).read_bytes(), name
