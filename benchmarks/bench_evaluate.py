@@ -78,9 +78,9 @@ def _forward_floor(run: Path, pairs, batch_size: int) -> dict:
     """Seconds of the policy + reference forwards alone (no tokenization, collation or cache).
 
     On pre-tokenized, pre-collated, length-sorted batches, in TRL's layout (one row per
-    completion; what `pairlab evaluate` uses by default, and the floor the goal is stated
-    against) and, with ``PAIRLAB_LOGPS_LAYOUT=shared``, also in the opt-in shared-prompt
-    layout, which shows what that layout saves on these pairs.
+    completion) and, where the model supports it, in the shared-prompt layout that
+    `pairlab evaluate` uses by default (``PAIRLAB_LOGPS_LAYOUT=trl`` turns it off); the
+    floor is the layout evaluate used.
     """
     from pairlab import logprobs
     from pairlab.evaluate import load_eval_config

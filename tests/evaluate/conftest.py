@@ -63,6 +63,31 @@ def trained_eval(work, tiny_run, eval_file) -> Path:
 
 
 @pytest.fixture(scope="session")
+def trained_eval_trl(work, tiny_run, eval_file) -> Path:
+    """The same evaluation in TRL's two-row layout (``PAIRLAB_LOGPS_LAYOUT=trl``), the one
+    TRL's own ``evaluate()`` computes: the tests that compare with TRL to its last digit use
+    it. (The default shared-prompt layout equals it to float rounding, which can flip the
+    sign of a margin within rounding of 0: tests/train/test_logprobs_shared.py.)"""
+    import os
+
+    from pairlab.cli import main
+
+    out = work / "eval_trained_trl"
+    old = os.environ.get("PAIRLAB_LOGPS_LAYOUT")
+    os.environ["PAIRLAB_LOGPS_LAYOUT"] = "trl"
+    try:
+        code = main(["evaluate", "--run", str(tiny_run), "--eval", str(eval_file), "--out", str(out),
+                     "--batch-size", "4", "--n-prompts", "1", "--max-new-tokens", "2"])
+    finally:
+        if old is None:
+            os.environ.pop("PAIRLAB_LOGPS_LAYOUT")
+        else:
+            os.environ["PAIRLAB_LOGPS_LAYOUT"] = old
+    assert code == 0
+    return out
+
+
+@pytest.fixture(scope="session")
 def base_eval(work, trained_eval, eval_file) -> Path:
     """`pairlab evaluate --model` of the untrained base, same settings (its reference is cached)."""
     from pairlab.cli import main

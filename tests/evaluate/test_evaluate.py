@@ -69,7 +69,7 @@ def _direct_logps(model, tokenizer, prompt, completion, max_length):
     return float(logp[n - 1:].sum()), len(ids) - n
 
 
-def test_per_pair_equals_a_direct_recomputation(trained_eval, tiny_run):
+def test_per_pair_equals_a_direct_recomputation(trained_eval_trl, tiny_run):
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
@@ -83,8 +83,8 @@ def test_per_pair_equals_a_direct_recomputation(trained_eval, tiny_run):
     base = AutoModelForCausalLM.from_pretrained(path, quantization_config=quant, dtype=torch.float32,
                                                 device_map={"": "cpu"})
     model = PeftModel.from_pretrained(base, str(tiny_run / "adapter"), autocast_adapter_dtype=False).eval()
-    per_pair = pd.read_parquet(trained_eval / "per_pair.parquet")
-    pairs = pd.read_parquet(trained_eval.parent / "eval_pairs.parquet").set_index("pair_id")
+    per_pair = pd.read_parquet(trained_eval_trl / "per_pair.parquet")
+    pairs = pd.read_parquet(trained_eval_trl.parent / "eval_pairs.parquet").set_index("pair_id")
     rows = []
     for pid in per_pair["pair_id"]:
         p = pairs.loc[pid]
@@ -106,7 +106,7 @@ def test_per_pair_equals_a_direct_recomputation(trained_eval, tiny_run):
     assert (per_pair["correct"] == (margin > 0)).all()
 
 
-def test_equals_trl_dpotrainer_evaluate_at_batch_size_1(trained_eval, tiny_run, work):
+def test_equals_trl_dpotrainer_evaluate_at_batch_size_1(trained_eval_trl, tiny_run, work):
     from peft import PeftModel
     from trl import DPOConfig, DPOTrainer
 
@@ -116,7 +116,7 @@ def test_equals_trl_dpotrainer_evaluate_at_batch_size_1(trained_eval, tiny_run, 
     tokenizer = load_tokenizer("tiny-random-llama")
     model = PeftModel.from_pretrained(load_model("tiny-random-llama", quantization="4bit", dtype="float32"),
                                       str(tiny_run / "adapter"), is_trainable=False, autocast_adapter_dtype=False)
-    dataset = to_trl_dataset(pd.read_parquet(trained_eval.parent / "eval_pairs.parquet"))
+    dataset = to_trl_dataset(pd.read_parquet(trained_eval_trl.parent / "eval_pairs.parquet"))
     args = DPOConfig(output_dir=str(work / "trl"), per_device_eval_batch_size=1, max_length=MAX_LENGTH,
                      beta=0.2, use_cpu=True, bf16=False, fp16=False, report_to="none",
                      precompute_ref_log_probs=False)
@@ -126,7 +126,7 @@ def test_equals_trl_dpotrainer_evaluate_at_batch_size_1(trained_eval, tiny_run, 
     # trained run is the base, i.e. the adapter disabled, which TRL uses when there is no "ref".
     trainer.model.delete_adapter("ref")
     theirs = trainer.evaluate()
-    ours = pd.read_parquet(trained_eval / "per_pair.parquet")
+    ours = pd.read_parquet(trained_eval_trl / "per_pair.parquet")
     assert theirs["eval_rewards/accuracies"] == ours["correct"].mean()
     for key, col in (("chosen", "chosen_reward"), ("rejected", "rejected_reward"), ("margins", "margin")):
         assert theirs[f"eval_rewards/{key}"] == pytest.approx(ours[col].mean(), abs=1e-4)
@@ -195,3 +195,16 @@ def test_resume_keeps_the_same_finished_evaluation_and_refuses_another(tiny_run,
     assert main([args[0], "--run", relative, *args[3:], "--resume"]) == 0
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == stamp
     assert os.path.exists(out / "manifest.json")
+
+
+def test_default_shared_prompt_layout_equals_the_trl_layout_to_rounding(trained_eval, trained_eval_trl):
+    """The default evaluation (shared-prompt layout) against TRL's two-row layout: the same
+    pairs, tokens and log-probs to float rounding (4-bit kernel, fp32 compute)."""
+    ours = pd.read_parquet(trained_eval / "per_pair.parquet").set_index("pair_id")
+    trl = pd.read_parquet(trained_eval_trl / "per_pair.parquet").set_index("pair_id").loc[ours.index]
+    assert (ours["chosen_tokens"] == trl["chosen_tokens"]).all()
+    assert (ours["rejected_tokens"] == trl["rejected_tokens"]).all()
+    for col in ("policy_chosen_logps", "policy_rejected_logps", "ref_chosen_logps", "ref_rejected_logps"):
+        np.testing.assert_allclose(ours[col], trl[col], rtol=1e-5, atol=2e-3)
+    methods = {json.loads((d / "metrics.json").read_text())["reference"]["key"] for d in (trained_eval, trained_eval_trl)}
+    assert len(methods) == 2  # the two layouts never share reference-cache entries

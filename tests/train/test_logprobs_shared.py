@@ -30,11 +30,12 @@ def tiny_peft():
 
 
 def _both(model, tokenizer, pairs, monkeypatch, **kwargs):
-    assert not shared_prompt_supported(model)  # TRL's layout is the default
-    trl = sequence_logps(model, tokenizer, pairs, **kwargs)
+    assert shared_prompt_supported(model)  # the shared-prompt layout is the default
+    shared = sequence_logps(model, tokenizer, pairs, **kwargs)
     with monkeypatch.context() as m:
-        m.setenv("PAIRLAB_LOGPS_LAYOUT", "shared")
-        shared = sequence_logps(model, tokenizer, pairs, **kwargs)
+        m.setenv("PAIRLAB_LOGPS_LAYOUT", "trl")
+        assert not shared_prompt_supported(model)
+        trl = sequence_logps(model, tokenizer, pairs, **kwargs)
     return shared, trl
 
 
@@ -108,13 +109,15 @@ def test_eager_attention_model_agrees(sim_pairs, monkeypatch):
 
 def test_unsupported_models_use_trl_layout(tiny_peft, monkeypatch):
     model, tokenizer = tiny_peft
+    assert shared_prompt_supported(model)  # the default
     key = logprobs.ref_cache_key_fields(model_fingerprint={"m": "x"}, compute_dtype="float32",
                                         tokenizer=tokenizer, max_length=64)
-    monkeypatch.setenv("PAIRLAB_LOGPS_LAYOUT", "shared")
-    assert shared_prompt_supported(model)
+    monkeypatch.setenv("PAIRLAB_LOGPS_LAYOUT", "trl")
+    assert not shared_prompt_supported(model)
     # the two layouts never share cache entries (equal only to float rounding)
     assert logprobs.ref_cache_key_fields(model_fingerprint={"m": "x"}, compute_dtype="float32",
                                          tokenizer=tokenizer, max_length=64)["method"] != key["method"]
+    monkeypatch.delenv("PAIRLAB_LOGPS_LAYOUT")
     config = model.get_base_model().config
     old = getattr(config, "final_logit_softcapping", None)
     config.final_logit_softcapping = 30.0  # gemma-2 style: the fused head applies it, ours would not
