@@ -255,11 +255,14 @@ def _memory_runs(model: str, runs, steps: int, batch: int, max_length: int, repe
     computed them); None: a fresh cache per run, so 4-bit runs compute them in-process."""
     _warm_nf4_checkpoint(model)
     env = _child_env()
+    env.pop("PAIRLAB_BENCH_REF_CACHE", None)  # cold: a fresh cache per run
     if ref_cache is not None:
         env["PAIRLAB_BENCH_REF_CACHE"] = str(ref_cache)
-        for _, quant, extra in runs:
-            subprocess.run([sys.executable, "-c", _CHILD, model, quant, str(steps), str(batch), str(max_length),
-                            *extra], capture_output=True, text=True, env=env, timeout=3600, check=True)
+        for name, quant, extra in runs:
+            proc = subprocess.run([sys.executable, "-c", _CHILD, model, quant, str(steps), str(batch),
+                                   str(max_length), *extra], capture_output=True, text=True, env=env, timeout=3600)
+            if proc.returncode != 0:
+                raise RuntimeError(f"{name} run (filling the reference cache) failed:\n{proc.stderr[-3000:]}")
     every: dict[str, list[dict]] = {name: [] for name, _, _ in runs}
     for _ in range(max(1, repeats)):
         for name, quant, extra in runs:

@@ -312,17 +312,55 @@ def logps_layout() -> str:
     return layout
 
 
-def shared_prompt_supported(model, truncation_mode: str = "keep_start") -> bool:
-    """Whether :func:`shared_prompt_logps` computes this model's numbers (else TRL's layout)."""
-    if truncation_mode != "keep_start" or logps_layout() != "shared":
+def config_supports_shared(config, truncation_mode: str = "keep_start") -> bool:
+    """Whether :func:`shared_prompt_logps` computes the numbers of a model with this config."""
+    if truncation_mode != "keep_start" or config is None:
         return False
-    config = _base_model(model).config
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
     if text.model_type not in SHARED_PROMPT_MODEL_TYPES or config is not text:
         return False
-    if getattr(text, "_attn_implementation", "sdpa") not in ("sdpa", "eager"):
+    if getattr(text, "_attn_implementation", None) not in (None, "sdpa", "eager"):
         return False
     return all(getattr(text, f, None) in (None, 1, 1.0) for f in _LOGIT_SCALING_FIELDS)
+
+
+def shared_prompt_supported(model, truncation_mode: str = "keep_start") -> bool:
+    """Whether :func:`shared_prompt_logps` computes this model's numbers and is enabled."""
+    return logps_layout() == "shared" and config_supports_shared(_base_model(model).config, truncation_mode)
+
+
+def stored_layout(config, truncation_mode: str = "keep_start", *, device: str, quantization: str,
+                  ld_alpha: float | None = None) -> str:
+    """The layout of every log-prob pass stored under one reference-cache key: ``shared`` or ``trl``.
+
+    ``shared`` only where pairlab computes every reference pass itself (CPU, 4-bit, no
+    LD-DPO: training's prefill, evaluation, audit) and the model supports it. Elsewhere the
+    trainer computes the training reference in TRL's own layout, so every reader and writer
+    of that key uses TRL's layout too. ``config``: the model's transformers config (None:
+    unknown, so ``trl``).
+    """
+    if logps_layout() != "shared" or not str(device).startswith("cpu") or quantization != "4bit" \
+            or ld_alpha is not None:
+        return "trl"
+    return "shared" if config_supports_shared(config, truncation_mode) else "trl"
+
+
+def model_config(spec: str, options: dict[str, Any] | None = None):
+    """The transformers config of a model spec, read from local files only (None if unavailable)."""
+    from transformers import AutoConfig
+
+    from .models import resolve_model
+
+    try:
+        config = AutoConfig.from_pretrained(resolve_model(spec).path, local_files_only=True,
+                                            trust_remote_code=False,
+                                            revision=(options or {}).get("model_revision"))
+    except Exception:  # noqa: BLE001 - a remote-code or hub-only model: TRL's layout
+        return None
+    attn = (options or {}).get("attn_implementation")
+    if attn:
+        config._attn_implementation = attn
+    return config
 
 
 def shared_prompt_batch(examples: list[dict[str, list[int]]], pad_token_id: int,
@@ -432,7 +470,8 @@ def sequence_logps(model, tokenizer, pairs: pd.DataFrame, *, max_length: int | N
                    truncation_mode: str = "keep_start", batch_size: int = 8,
                    adapter: bool = True, progress: bool | str = False,
                    tokenized: list[dict[str, list[int]]] | None = None,
-                   on_chunk=None, chunk_pairs: int = LOGP_CHUNK_PAIRS) -> pd.DataFrame:
+                   on_chunk=None, chunk_pairs: int = LOGP_CHUNK_PAIRS,
+                   layout: str | None = None) -> pd.DataFrame:
     """Per-pair summed completion log-probs of ``model`` on a pairs table.
 
     Parameters
@@ -447,6 +486,8 @@ def sequence_logps(model, tokenizer, pairs: pd.DataFrame, *, max_length: int | N
     tokenized : :func:`tokenize_pairs` of ``pairs`` when the caller already has it.
     on_chunk : called with each chunk of finished rows (:data:`LOGP_COLUMNS`, about
         ``chunk_pairs`` pairs) as soon as it is done, e.g. to store it in a cache.
+    layout : ``trl`` or ``shared`` (a cache's :attr:`RefLogpCache.layout`: what its key says);
+        None: the shared-prompt layout where :func:`shared_prompt_supported`.
 
     Returns
     -------
@@ -456,7 +497,14 @@ def sequence_logps(model, tokenizer, pairs: pd.DataFrame, *, max_length: int | N
     """
     tokenized = tokenize_pairs(tokenizer, pairs) if tokenized is None else tokenized
     pair_ids = pairs["pair_id"].astype(str).to_numpy()
-    shared = shared_prompt_supported(model, truncation_mode)
+    if layout is None:
+        shared = shared_prompt_supported(model, truncation_mode)
+    elif layout in ("trl", "shared"):
+        shared = layout == "shared"
+        if shared and not config_supports_shared(_base_model(model).config, truncation_mode):
+            raise ValueError("the shared-prompt layout does not support this model")
+    else:
+        raise ValueError(f"unknown log-prob layout {layout!r}")
     if shared:
         def collate(examples):
             return shared_prompt_batch(examples, tokenizer.pad_token_id, max_length)
@@ -555,7 +603,8 @@ def cached_sequence_logps(model, tokenizer, pairs: pd.DataFrame, cache: "RefLogp
 
 def ref_cache_key_fields(*, model_fingerprint: dict[str, str], compute_dtype: Any, tokenizer,
                          max_length: int | None, truncation_mode: str = "keep_start",
-                         ld_alpha: float | None = None, adapter_sha256: str | None = None) -> dict[str, Any]:
+                         ld_alpha: float | None = None, adapter_sha256: str | None = None,
+                         layout: str) -> dict[str, Any]:
     """Everything that changes a pair's reference log-probs (the pair itself aside).
 
     With ``adapter_sha256`` (a trained adapter's content hash) the same key describes that
@@ -563,7 +612,7 @@ def ref_cache_key_fields(*, model_fingerprint: dict[str, str], compute_dtype: An
     """
     adapter = {} if adapter_sha256 is None else {"adapter_sha256": adapter_sha256}
     return {**adapter,
-        "method": LOGP_METHOD_VERSION if logps_layout() == "trl" else f"{LOGP_METHOD_VERSION}-shared-prompt",
+        "method": LOGP_METHOD_VERSION if layout == "trl" else f"{LOGP_METHOD_VERSION}-shared-prompt",
         "model": model_fingerprint,
         "compute_dtype": str(compute_dtype).replace("torch.", ""),
         "tokenizer": getattr(tokenizer, "name_or_path", type(tokenizer).__name__),
@@ -593,6 +642,8 @@ class RefLogpCache:
 
     def __init__(self, key_fields: dict[str, Any], root: str | os.PathLike | None = None):
         self.key_fields = dict(key_fields)
+        #: the layout its values are computed in (see :func:`stored_layout`)
+        self.layout = "shared" if str(self.key_fields.get("method", "")).endswith("-shared-prompt") else "trl"
         self.key = text_sha256(json.dumps(self.key_fields, sort_keys=True, default=str))[:20]
         self.dir = Path(root if root is not None else cache_dir() / "ref_logps") / self.key
         self._table: pd.DataFrame | None = None

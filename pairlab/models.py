@@ -26,6 +26,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -175,14 +176,23 @@ def _load_gguf_tokenizer():
 def _gguf_parsed_once():
     """Parse the GGUF file once for the tokenizer, the config and the weights.
 
-    transformers' GGUF loader parses the whole file (49,152 vocabulary strings, read field
-    by field through numpy memmaps: ~3 s) for each of the three, and rebuilds gguf's
-    tensor-name table once per submodule (397 times for SmolLM2: ~7 s). Both are pure
-    functions of their arguments, so while converting they are memoized: the conversion
-    drops from ~21 s to ~7 s here, with the same weights (``tests/test_models.py``).
+    transformers' GGUF loader parses the file's metadata (49,152 vocabulary strings, read
+    field by field through numpy memmaps: ~3 s) on each call (four in a conversion), and
+    rebuilds gguf's tensor-name table once per submodule (397 times for SmolLM2: ~7 s).
+    These are pure functions of their arguments, so while converting they are memoized: the
+    conversion drops from ~20 s to ~9 s here, with the same files byte for byte
+    (``tests/test_models.py``). A lock keeps two conversions in one process from nesting.
     """
     import gguf
 
+    with _GGUF_PATCH_LOCK:  # one conversion at a time patches (and restores) the modules
+        yield from _gguf_patched(gguf)
+
+
+_GGUF_PATCH_LOCK = threading.Lock()
+
+
+def _gguf_patched(gguf):
     readers: dict[tuple, Any] = {}
     reader_class, name_map = gguf.GGUFReader, gguf.get_tensor_name_map
 
@@ -223,7 +233,10 @@ def _convert_embedded(out: Path) -> None:
 def _convert_gguf(out: Path) -> None:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
-    from transformers.initialization import no_init_weights
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:  # transformers 4.x
+        from transformers.modeling_utils import no_init_weights
 
     gguf = _embedded_gguf()
     tokenizer = _load_gguf_tokenizer()

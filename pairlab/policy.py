@@ -160,7 +160,16 @@ def reference_cache(setup: PolicySetup, tokenizer, *, policy: bool = False):
         model_fingerprint=model_fingerprint(setup.model, setup.quantization, setup.dtype),
         compute_dtype=pick_compute_dtype(setup.device, setup.dtype), tokenizer=tokenizer,
         max_length=setup.max_length, truncation_mode=setup.truncation_mode, ld_alpha=None,
-        adapter_sha256=adapter_sha), root=setup.ref_cache_dir)
+        adapter_sha256=adapter_sha, layout=logps_layout_of(setup)), root=setup.ref_cache_dir)
+
+
+def logps_layout_of(setup: PolicySetup) -> str:
+    """The log-prob layout of every pass for this setup, the one its cache key names
+    (:func:`pairlab.logprobs.stored_layout`: the same rule `pairlab train` keys its cache by)."""
+    from .logprobs import model_config, stored_layout
+
+    return stored_layout(model_config(setup.model, setup.model_options), setup.truncation_mode,
+                         device=setup.device, quantization=setup.quantization)
 
 
 def reference_logps(model, tokenizer, pairs: pd.DataFrame, setup: PolicySetup, cache, *,
@@ -171,6 +180,7 @@ def reference_logps(model, tokenizer, pairs: pd.DataFrame, setup: PolicySetup, c
     from .logprobs import LOGP_CHUNK_PAIRS, cached_sequence_logps
 
     return cached_sequence_logps(model, tokenizer, pairs, cache, tokenized=tokenized,
+                                 layout=cache.layout if cache is not None else logps_layout_of(setup),
                                  max_length=setup.max_length, truncation_mode=setup.truncation_mode,
                                  batch_size=batch_size, adapter=adapter, progress=progress,
                                  chunk_pairs=chunk_pairs or LOGP_CHUNK_PAIRS)

@@ -48,7 +48,7 @@ def test_reference_cache_key_is_the_same_before_and_after_the_conversion(tmp_pat
 
     def key(tokenizer):
         return ref_cache_key_fields(model_fingerprint={"spec": models.EMBEDDED}, compute_dtype="float32",
-                                    tokenizer=tokenizer, max_length=160)
+                                    tokenizer=tokenizer, max_length=160, layout="shared")
 
     assert key(before) == key(after)
     msgs = [{"role": "user", "content": "Hi  café\n"}, {"role": "assistant", "content": " ok"}]

@@ -37,3 +37,13 @@ def test_no_configuration_gives_only_the_resolution_strategy():
     assert uv_install.uv_arguments(uv_install.parse_pip_config("")) == [
         "--index-strategy", "unsafe-best-match"]
     assert "--no-index" in uv_install.uv_arguments({"no-index": "true"})
+
+
+def test_empty_values_are_ignored_and_timeout_names_are_one_option():
+    config = uv_install.parse_pip_config(
+        ":env:.index-url=''\n:env:.default-timeout='180'\nglobal.index-url='https://m.example/simple'\n"
+        "global.timeout='15'\n")
+    assert config["index-url"] == "https://m.example/simple"  # an empty PIP_INDEX_URL is ignored
+    assert config["timeout"] == "180"  # PIP_DEFAULT_TIMEOUT beats global.timeout
+    assert "--no-index" in uv_install.uv_arguments({"no-index": "y"})
+    assert "--no-index" not in uv_install.uv_arguments({"no-index": "off"})

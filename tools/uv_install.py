@@ -26,6 +26,10 @@ OPTIONS = {
     "constraint": ("--constraint", True),
     "no-index": ("--no-index", False),
 }
+#: Two names of one pip option.
+ALIASES = {"default-timeout": "timeout"}
+#: pip's true values (strtobool)
+TRUE = ("1", "y", "yes", "t", "true", "on")
 #: pip ranks its sources: environment variables over the install section over global.
 SECTIONS = (":env:", "install", "global")
 
@@ -48,7 +52,9 @@ def parse_pip_config(text: str) -> dict[str, str]:
             value = ast.literal_eval(value)
         except (ValueError, SyntaxError):
             pass
-        found[(section, option)] = str(value)
+        option = ALIASES.get(option, option)
+        if str(value).strip():  # pip ignores an empty value
+            found.setdefault((section, option), str(value))
     config: dict[str, str] = {}
     for option in {option for _, option in found}:
         for section in SECTIONS:
@@ -65,7 +71,7 @@ def uv_arguments(config: dict[str, str]) -> list[str]:
         if value is None:
             continue
         if flag == "--no-index":
-            if value.lower() in ("1", "true", "yes", "on"):
+            if value.lower() in TRUE:
                 args.append(flag)
             continue
         for item in value.split() if several else [value]:
@@ -86,9 +92,11 @@ def main(argv: list[str]) -> int:
     env = dict(os.environ)
     if config.get("cert") and "SSL_CERT_FILE" not in env:
         env["SSL_CERT_FILE"] = config["cert"]
-    if config.get("timeout") or config.get("default-timeout"):
-        env.setdefault("UV_HTTP_TIMEOUT", config.get("timeout") or config["default-timeout"])
-    command = [uv, "pip", "install", "--quiet", "--python", python, *uv_arguments(config), *packages]
+    if config.get("timeout"):
+        env.setdefault("UV_HTTP_TIMEOUT", config["timeout"])
+    # --no-config: uv's own uv.toml files must not change what pip's configuration says
+    command = [uv, "pip", "install", "--quiet", "--no-config", "--python", python, *uv_arguments(config),
+               *packages]
     return subprocess.run(command, env=env, check=False).returncode
 
 

@@ -277,15 +277,18 @@ def audit(run_dir: str | os.PathLike, eval_pairs: pd.DataFrame, out_dir: str | o
         from ..logprobs import sequence_logps
 
         load_adapter_weights(model, run / RunDir.ADAPTER)
+        # in TRL's layout, as the gradient pass computes the policy's log-probs (and training did)
         policy_train = sequence_logps(model, tokenizer, train_pairs, max_length=setup.max_length,
-                                      truncation_mode=setup.truncation_mode, batch_size=config.batch_size)
+                                      truncation_mode=setup.truncation_mode, batch_size=config.batch_size,
+                                      layout="trl")
     validation_policy = None
     if config.validation_run:  # LossDiff: the same pairs under a policy trained on the validation set
         from ..logprobs import sequence_logps
 
         load_adapter_weights(model, Path(config.validation_run) / "adapter")
         validation_policy = sequence_logps(model, tokenizer, train_pairs, max_length=setup.max_length,
-                                           truncation_mode=setup.truncation_mode, batch_size=config.batch_size)
+                                           truncation_mode=setup.truncation_mode, batch_size=config.batch_size,
+                                           layout="trl")
     scores = baseline_scores(train_pairs, policy_train, ref_train, carto, beta=setup.beta,
                              validation_policy=validation_policy)
     weights = [c.lr_weight for c in checkpoints]

@@ -16,8 +16,10 @@ Efficiency, and why the numbers equal TRL's:
 * Reference log-probs come from the shared on-disk cache under the key training used
   (same model fingerprint, compute dtype, tokenizer, max_length, truncation), so K arms
   evaluated on one eval set cost one reference pass, and a re-evaluation costs none.
-* Log-probs go through :func:`pairlab.logprobs.sequence_logps`: TRL's tokenization, TRL's
-  collator and fused LM head, in length-sorted batches (little padding).
+* Log-probs go through :func:`pairlab.logprobs.sequence_logps`: TRL's tokenization, in
+  length-sorted batches (little padding), in the layout the cache key names
+  (:func:`pairlab.policy.logps_layout_of`): the shared-prompt layout on CPU in 4-bit where the
+  model supports it, TRL's collator and fused LM head elsewhere.
 """
 from __future__ import annotations
 

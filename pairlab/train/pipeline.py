@@ -131,7 +131,7 @@ def _prefill_reference(df: pd.DataFrame, config: TrainConfig, tokenizer, ref_cac
         rows = df["pair_id"].isin(set(missing)).to_numpy()
         # Stored chunk by chunk as computed: an interrupted prefill keeps what it did.
         logps = sequence_logps(reference, tokenizer, df[rows], max_length=args.max_length,
-                               truncation_mode=args.truncation_mode,
+                               truncation_mode=args.truncation_mode, layout=ref_cache.layout,
                                batch_size=max(1, args.per_device_eval_batch_size),
                                progress="reference log-probs (missing from cache)",
                                tokenized=[t for t, keep in zip(tokenized, rows) if keep],
@@ -147,14 +147,18 @@ def _prefill_reference(df: pd.DataFrame, config: TrainConfig, tokenizer, ref_cac
     return computed
 
 
-def _open_ref_cache(config: TrainConfig, tokenizer, args, compute_dtype, fingerprint: dict[str, str]):
+def _open_ref_cache(config: TrainConfig, tokenizer, args, compute_dtype, fingerprint: dict[str, str],
+                    device: str):
     """The shared reference cache a run with this config, tokenizer and DPO settings reads and fills."""
-    from ..logprobs import RefLogpCache, ref_cache_key_fields
+    from ..logprobs import RefLogpCache, model_config, ref_cache_key_fields, stored_layout
+    from ..models import load_options
 
+    layout = stored_layout(model_config(config.model, load_options(config)), args.truncation_mode,
+                           device=device, quantization=config.quantization, ld_alpha=args.ld_alpha)
     return RefLogpCache(ref_cache_key_fields(
         model_fingerprint=fingerprint, compute_dtype=compute_dtype, tokenizer=tokenizer,
-        max_length=args.max_length, truncation_mode=args.truncation_mode, ld_alpha=args.ld_alpha),
-        root=config.ref_cache_dir)
+        max_length=args.max_length, truncation_mode=args.truncation_mode, ld_alpha=args.ld_alpha,
+        layout=layout), root=config.ref_cache_dir)
 
 
 def prefill_reference(pairs: pd.DataFrame, config: TrainConfig) -> int:
@@ -180,7 +184,7 @@ def prefill_reference(pairs: pd.DataFrame, config: TrainConfig) -> int:
     fingerprint = model_fingerprint(config.model, config.quantization, config.dtype, config.model_revision)
     df = pairs.reset_index(drop=True)
     tokenized, _, trained = truncation_before_training(df, tokenizer, args)
-    ref_cache = _open_ref_cache(config, tokenizer, args, compute_dtype, fingerprint)
+    ref_cache = _open_ref_cache(config, tokenizer, args, compute_dtype, fingerprint, device)
     return _prefill_reference(df[trained], config, tokenizer, ref_cache, args, device,
                               [t for t, keep in zip(tokenized, trained) if keep])
 
@@ -297,7 +301,7 @@ def train(pairs: pd.DataFrame | str | os.PathLike, config: TrainConfig | None = 
     ref_cache = None
     prefilled = 0
     if config.ref_cache:
-        ref_cache = _open_ref_cache(config, tokenizer, args, compute_dtype, fingerprint)
+        ref_cache = _open_ref_cache(config, tokenizer, args, compute_dtype, fingerprint, device)
         # only the pairs TRL keeps (it drops those with no completion token left)
         prefilled = _prefill_reference(df[trained], config, tokenizer, ref_cache, args, device,
                                        [t for t, keep in zip(tokenized, trained) if keep])

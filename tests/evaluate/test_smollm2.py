@@ -43,9 +43,11 @@ def test_smollm2_4bit_shared_prompt_layout_equals_trl_layout(monkeypatch):
     model = load_model("smollm2-135m-instruct", quantization="4bit", dtype="float32")
     _, held_out = simulate_pairs(n=40, seed=2, length="realistic")
     pairs = held_out.head(6)
+    monkeypatch.setenv("PAIRLAB_LOGPS_LAYOUT", "trl")
+    assert not shared_prompt_supported(model)
     trl = sequence_logps(model, tokenizer, pairs, max_length=256, batch_size=3)
-    monkeypatch.setenv("PAIRLAB_LOGPS_LAYOUT", "shared")
-    assert shared_prompt_supported(model)
+    monkeypatch.delenv("PAIRLAB_LOGPS_LAYOUT")
+    assert shared_prompt_supported(model)  # the default
     shared = sequence_logps(model, tokenizer, pairs, max_length=256, batch_size=3)
     assert (shared["chosen_tokens"] == trl["chosen_tokens"]).all() and (trl["chosen_tokens"] > 0).all()
     # On a CPU with native bf16 (AVX512-BF16), bitsandbytes' 4-bit CPU kernel computes in bf16 even

@@ -1,4 +1,4 @@
-"""The opt-in shared-prompt layout (one row per pair, prompt once) gives TRL's layout's numbers.
+"""The shared-prompt layout (the default; one row per pair, prompt once) gives TRL's layout's numbers.
 
 Both layouts run on the same model: TRL's collator + fused LM head on one side,
 ``prompt + chosen + rejected`` with a block mask on the other. Truncation at
@@ -110,22 +110,45 @@ def test_eager_attention_model_agrees(sim_pairs, monkeypatch):
 def test_unsupported_models_use_trl_layout(tiny_peft, monkeypatch):
     model, tokenizer = tiny_peft
     assert shared_prompt_supported(model)  # the default
-    key = logprobs.ref_cache_key_fields(model_fingerprint={"m": "x"}, compute_dtype="float32",
-                                        tokenizer=tokenizer, max_length=64)
+    config = model.get_base_model().config
+
+    def key(layout):
+        return logprobs.ref_cache_key_fields(model_fingerprint={"m": "x"}, compute_dtype="float32",
+                                             tokenizer=tokenizer, max_length=64, layout=layout)
+
+    # the two layouts never share cache entries (equal only to float rounding), and a cache
+    # knows which layout its key names
+    assert key("shared")["method"] != key("trl")["method"]
+    assert logprobs.RefLogpCache(key("shared")).layout == "shared"
+    assert logprobs.RefLogpCache(key("trl")).layout == "trl"
+    # where the trainer computes the training reference itself (GPU, full precision, LD-DPO),
+    # every pass of that key is in TRL's layout; CPU + 4-bit: shared where supported
+    assert logprobs.stored_layout(config, device="cpu", quantization="4bit") == "shared"
+    assert logprobs.stored_layout(config, device="cuda:0", quantization="4bit") == "trl"
+    assert logprobs.stored_layout(config, device="cpu", quantization="none") == "trl"
+    assert logprobs.stored_layout(config, device="cpu", quantization="4bit", ld_alpha=0.5) == "trl"
+    assert logprobs.stored_layout(None, device="cpu", quantization="4bit") == "trl"
     monkeypatch.setenv("PAIRLAB_LOGPS_LAYOUT", "trl")
     assert not shared_prompt_supported(model)
-    # the two layouts never share cache entries (equal only to float rounding)
-    assert logprobs.ref_cache_key_fields(model_fingerprint={"m": "x"}, compute_dtype="float32",
-                                         tokenizer=tokenizer, max_length=64)["method"] != key["method"]
+    assert logprobs.stored_layout(config, device="cpu", quantization="4bit") == "trl"
     monkeypatch.delenv("PAIRLAB_LOGPS_LAYOUT")
-    config = model.get_base_model().config
     old = getattr(config, "final_logit_softcapping", None)
     config.final_logit_softcapping = 30.0  # gemma-2 style: the fused head applies it, ours would not
     try:
         assert not shared_prompt_supported(model)
+        assert logprobs.stored_layout(config, device="cpu", quantization="4bit") == "trl"
+        with pytest.raises(ValueError, match="does not support"):
+            logprobs.sequence_logps(model, tokenizer, _tiny_pairs(), max_length=64, layout="shared")
     finally:
         config.final_logit_softcapping = old
     assert not shared_prompt_supported(model, truncation_mode="keep_end")
+
+
+def _tiny_pairs():
+    import pandas as pd
+
+    return pd.DataFrame({"pair_id": ["a"], "prompt": [[{"role": "user", "content": "hi"}]],
+                         "chosen": ["yes"], "rejected": ["no"]})
 
 
 def test_unknown_layout_is_refused(monkeypatch):
