@@ -184,44 +184,29 @@ def _gguf_parsed_once():
     (``tests/test_models.py``). A lock keeps two conversions in one process from nesting.
     """
     import gguf
-
-    with _GGUF_PATCH_LOCK:  # one conversion at a time patches (and restores) the modules
-        yield from _gguf_patched(gguf)
-
-
-_GGUF_PATCH_LOCK = threading.Lock()
-
-
-def _gguf_patched(gguf):
-    readers: dict[tuple, Any] = {}
-    reader_class, name_map = gguf.GGUFReader, gguf.get_tensor_name_map
-
-    def reader(path, mode="r"):
-        key = (str(Path(path).resolve()), mode)
-        if key not in readers:
-            readers[key] = reader_class(path, mode)
-        return readers[key]
-
     from transformers import modeling_gguf_pytorch_utils as loader
 
+    originals = gguf.GGUFReader, gguf.get_tensor_name_map, loader.load_gguf_checkpoint
     parsed: dict[str, dict] = {}
-    load_checkpoint = loader.load_gguf_checkpoint
 
     def load(path, return_tensors=False, **kwargs):  # metadata only: parsed once, copied out
         if return_tensors or kwargs:
-            return load_checkpoint(path, return_tensors=return_tensors, **kwargs)
+            return originals[2](path, return_tensors=return_tensors, **kwargs)
         key = str(Path(path).resolve())
         if key not in parsed:
-            parsed[key] = load_checkpoint(path, return_tensors=False)
+            parsed[key] = originals[2](path, return_tensors=False)
         return copy.deepcopy(parsed[key])
 
-    gguf.GGUFReader, gguf.get_tensor_name_map = reader, lru_cache(maxsize=None)(name_map)
-    loader.load_gguf_checkpoint = load
-    try:
-        yield
-    finally:
-        gguf.GGUFReader, gguf.get_tensor_name_map = reader_class, name_map
-        loader.load_gguf_checkpoint = load_checkpoint
+    with _GGUF_PATCH_LOCK:  # one conversion at a time patches (and restores) the modules
+        gguf.GGUFReader, gguf.get_tensor_name_map = (lru_cache(maxsize=None)(f) for f in originals[:2])
+        loader.load_gguf_checkpoint = load
+        try:
+            yield
+        finally:
+            gguf.GGUFReader, gguf.get_tensor_name_map, loader.load_gguf_checkpoint = originals
+
+
+_GGUF_PATCH_LOCK = threading.Lock()
 
 
 def _convert_embedded(out: Path) -> None:
