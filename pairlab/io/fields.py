@@ -36,7 +36,8 @@ def _sided(pattern: list[str]) -> dict[str, list[str]]:
 
 #: Schema field -> input paths tried in order when the field is absent under its own name.
 ALIASES: dict[str, list[str]] = {
-    "prompt": ["instruction", "question", "metadata.prompt"],  # question: Intel/orca_dpo_pairs
+    # question: Intel/orca_dpo_pairs; conversations: ShareGPT (LLaMA-Factory); trajectory: UltraInteract
+    "prompt": ["instruction", "question", "metadata.prompt", "conversations", "trajectory"],
     "chosen": ["chosen_response", "response_chosen"],
     "rejected": ["rejected_response", "response_rejected"],
     **_sided(["{side}-rating", "{side}_rating", "rating_{side}", "{side}_avg_rating", "{side}_score",

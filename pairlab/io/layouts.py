@@ -190,10 +190,37 @@ def parse_transcript(text: str) -> list[dict[str, str]]:
 
 # ---------------------------------------------------------------- flat layouts
 
+#: ShareGPT speaker names (``{"from": ..., "value": ...}`` messages, as LLaMA-Factory, Axolotl and
+#: UltraInteract write them) -> chat roles.
+SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+                  "bot": "assistant", "model": "assistant", "chatgpt": "assistant", "system": "system",
+                  "tool": "tool", "observation": "tool", "function_call": "assistant"}
+
+
+def _sharegpt(message: Any) -> Any:
+    """A ShareGPT ``{"from", "value"}`` message as ``{"role", "content"}`` (anything else as is)."""
+    if isinstance(message, dict) and "role" not in message and "from" in message and "value" in message \
+            and isinstance(message["from"], str):
+        speaker = message["from"]
+        return {"role": SHAREGPT_ROLES.get(speaker.strip().lower(), speaker), "content": message["value"]}
+    return message
+
+
+def _is_message(value: Any) -> bool:
+    """One chat message given where a completion goes (LLaMA-Factory's ShareGPT DPO files:
+    ``"chosen": {"from": "gpt", "value": ...}``)."""
+    return isinstance(value, dict) and (("role" in value and ("content" in value or _CALL_KEYS & value.keys()))
+                                        or ("from" in value and "value" in value))
+
+
 def _messages(value: Any, batch: RecordBatch, index: int, field: str) -> list[dict[str, str]]:
-    """Validate a message list: dicts with a string role and string content."""
+    """Validate a message list: dicts with a string role and string content (ShareGPT's
+    ``from``/``value`` messages are read as roles and content)."""
     out = []
+    if _is_message(value):
+        value = [value]
     for turn, message in enumerate(value):
+        message = _sharegpt(message)
         calls = _CALL_KEYS & message.keys() if isinstance(message, dict) else set()
         if not isinstance(message, dict) or "role" not in message or ("content" not in message and not calls):
             raise PairDataError(f"message {turn} is not a {{role, content}} object",
@@ -279,9 +306,9 @@ def _completion_kind(value: Any, batch: RecordBatch, index: int, field: str) -> 
                                  f"map yours with --map {field}=PATH")
     if value is None or isinstance(value, str):
         return "text"
-    if isinstance(value, (list, tuple, np.ndarray)):
+    if isinstance(value, (list, tuple, np.ndarray)) or _is_message(value):
         return "messages"
-    raise PairDataError(f"wrong type: expected a string or a list of messages, got "
+    raise PairDataError(f"wrong type: expected a string, a message or a list of messages, got "
                         f"{type(value).__name__}", field=field, **batch.where(index))
 
 
@@ -351,7 +378,7 @@ def _row_texts(record: dict, batch: RecordBatch, index: int, layout: str
     if kinds[0] != kinds[1]:
         raise PairDataError("wrong type: chosen and rejected must both be strings or both "
                             "message lists", field="rejected", **batch.where(index))
-    if isinstance(prompt, (list, tuple, np.ndarray)):
+    if isinstance(prompt, (list, tuple, np.ndarray)) or _is_message(prompt):
         prompt = _messages(prompt, batch, index, "prompt")
     elif prompt is not MISSING and prompt is not None and not isinstance(prompt, str):
         raise PairDataError(f"wrong type: expected a string or a list of messages, got "
@@ -404,14 +431,44 @@ def _with_system(prompt: list[dict[str, str]], system: Any, batch: RecordBatch,
     return [{"role": "system", "content": system}, *prompt]
 
 
+#: Alpaca-format keys (LLaMA-Factory's DPO files): ``input`` completes the ``instruction``,
+#: ``history`` lists the earlier ``[user, assistant]`` turns.
+ALPACA_KEYS = ("input", "history")
+
+
+def _alpaca_prompt(prompt: list[dict[str, str]], record: dict, batch: RecordBatch,
+                   index: int) -> list[dict[str, str]]:
+    """An ``instruction`` prompt completed as LLaMA-Factory reads Alpaca files: a non-empty
+    ``input`` joins the instruction after a newline; ``history`` pairs come before it."""
+    extra = record.get("input", MISSING)
+    if extra is not MISSING and extra is not None and not isinstance(extra, str):
+        raise PairDataError(f"wrong type: expected a string, got {type(extra).__name__}", field="input",
+                            **batch.where(index))
+    if isinstance(extra, str) and extra.strip() and prompt and prompt[-1]["role"] == "user":
+        prompt = [*prompt[:-1], {"role": "user", "content": f"{prompt[-1]['content']}\n{extra}"}]
+    history = record.get("history", MISSING)
+    if history is MISSING or history is None:
+        return prompt
+    turns = []
+    for turn in history if isinstance(history, (list, tuple, np.ndarray)) else [history]:
+        if not (isinstance(turn, (list, tuple, np.ndarray)) and len(turn) == 2
+                and all(isinstance(t, str) for t in turn)):
+            raise PairDataError("history is not a list of [user, assistant] pairs", field="history",
+                                **batch.where(index), hint='Alpaca history looks like [["hi", "hello!"], ...]')
+        turns += [{"role": "user", "content": turn[0]}, {"role": "assistant", "content": turn[1]}]
+    head = 1 if prompt and prompt[0]["role"] == "system" else 0
+    return [*prompt[:head], *turns, *prompt[head:]]
+
+
 def flat_rows(batch: RecordBatch, records: list[dict], layout: str, log: RejectLog | None = None,
-              *, system: bool = False) -> pd.DataFrame:
+              *, system: bool = False, alpaca: bool = False) -> pd.DataFrame:
     """Records of a flat layout (h4, argilla, hh, generic) -> pre-schema rows.
 
     ``records`` are the batch's records after ``--map``/aliases were applied; positions
     still come from ``batch`` so errors point at the input file. A record that cannot
     become a pair goes to ``log`` (raised when there is no log). ``system``: the record's
-    ``system`` field was mapped and becomes a system message.
+    ``system`` field was mapped and becomes a system message. ``alpaca``: the prompt is an
+    Alpaca ``instruction``, completed by the record's ``input`` and ``history``.
     """
     log = log if log is not None else RejectLog(strict=True)
     rows, kept = [], []
@@ -422,6 +479,8 @@ def flat_rows(batch: RecordBatch, records: list[dict], layout: str, log: RejectL
             if system:
                 with_system = _with_system(prompt, record.get("system", MISSING), batch, index)
                 system_used, prompt = with_system is not prompt, with_system
+            if alpaca:
+                prompt = _alpaca_prompt(prompt, record, batch, index)
         except PairDataError as err:
             log.add(err, batch.records[index])
             continue
@@ -435,6 +494,8 @@ def flat_rows(batch: RecordBatch, records: list[dict], layout: str, log: RejectL
                 continue  # a system text not used (the prompt has its own system turn) stays a column
             if layout == "h4" and key == "messages":
                 continue  # H4's `messages` repeats the chosen conversation
+            if alpaca and key in ALPACA_KEYS:
+                continue  # now part of the prompt
             row[key] = value
         rows.append(row)
         kept.append(index)
@@ -591,6 +652,8 @@ def pairs_frame(df: pd.DataFrame, name: str) -> pd.DataFrame:
 def _is_raw(record: dict[str, Any], plan: dict[str, str]) -> bool:
     if isinstance(record.get("completions"), list) and "instruction" in record:
         return True
+    if "chosen" not in record and raw.is_ranked(record):  # Nectar's ranked answers
+        return True
     # distilabel's raw output: binarized like raw UltraFeedback (pairlab.io.raw)
     return "instruction" in record and "ratings" in record and isinstance(record.get("generations"),
                                                                           (list, np.ndarray))
@@ -636,7 +699,8 @@ def _raw_rows(ctx: ReadContext) -> pd.DataFrame:
 
 def _flat(layout: str) -> Callable[[ReadContext], pd.DataFrame]:
     def rows(ctx: ReadContext) -> pd.DataFrame:
-        out = flat_rows(ctx.batch, ctx.records, layout, ctx.log, system="system" in ctx.plan)
+        out = flat_rows(ctx.batch, ctx.records, layout, ctx.log, system="system" in ctx.plan,
+                        alpaca=ctx.plan.get("prompt") == "instruction")
         if len(out) == 0:
             return finalize_pairs(pd.DataFrame(columns=list(PAIR_COLUMNS)))
         dropped = ctx.stats.setdefault("dropped_columns", [])
@@ -665,7 +729,8 @@ register_layout("pairs", lambda record, plan: all(col in record for col in PAIR_
                 help="a pairs table pairlab wrote (read back as is, each row checked)")
 register_layout("raw", _is_raw, _raw_rows, aliases=("ultrafeedback",),
                 help="openbmb/UltraFeedback: `instruction` + `completions[]` with per-aspect annotations, "
-                     "binarized into pairs; also distilabel's raw output (`generations[]`, `ratings[]`)")
+                     "binarized into pairs; also distilabel's raw output (`generations[]`, `ratings[]`) "
+                     "and Nectar's ranked `answers[]`")
 register_layout("argilla", _is_argilla, _flat("argilla"), flat=True,
                 help="argilla/ultrafeedback-binarized-preferences(-cleaned): `chosen-rating`, `chosen-model`...")
 register_layout("h4", _is_h4, _flat("h4"), aliases=("ultrafeedback-binarized",), flat=True,

@@ -24,6 +24,11 @@ distilabel's raw output (``instruction``, ``generations[]``, ``ratings[]``, opti
 each generation is a completion scored by its rating (whatever ``--binarize`` says: there
 are no aspect ratings), paired by ``--pairing``; rationales become ``chosen_rationale`` /
 ``rejected_rationale``.
+
+berkeley-nest/Nectar (``prompt`` as an hh-style "Human: ... Assistant:" transcript,
+``answers[]`` of ``{answer, model, rank}``, rank 1 best) is read the same way: each answer
+is a completion scored ``K + 1 - rank`` for its record's K answers (so the best of 7 scores
+7), paired by ``--pairing``; the prompt transcript becomes its turns.
 """
 from __future__ import annotations
 
@@ -41,7 +46,15 @@ STRATEGIES = ("mean-aspects", "overall-score", "fine-grained")
 PAIRINGS = ("best-vs-random", "best-vs-worst", "all-pairs")
 #: Record keys the raw layout consumes; every other record-level key is carried through.
 RAW_KEYS = ("instruction", "completions", "models", "source",
-            *("generations", "ratings", "rationales", "model_names", "generation_models"))  # distilabel
+            *("generations", "ratings", "rationales", "model_names", "generation_models"),  # distilabel
+            *("prompt", "answers"))  # Nectar
+
+
+def is_ranked(record: dict) -> bool:
+    """A Nectar-style record: a string ``prompt`` and ``answers[]`` carrying ``answer`` and ``rank``."""
+    answers = _as_list(record.get("answers"))
+    return isinstance(record.get("prompt"), str) and isinstance(answers, list) and bool(answers) \
+        and all(isinstance(a, dict) and "answer" in a and "rank" in a for a in answers[:3])
 
 
 def _number(value: Any, batch: RecordBatch, index: int, field: str) -> float:
@@ -161,6 +174,7 @@ def binarize(batch: RecordBatch, records: list[dict], strategy: str = "mean-aspe
     for index, record in enumerate(records):
         try:
             instruction, completions = _record(record, strategy, batch, index)
+            prompt = _ranked_prompt(instruction) if "answers" in record else None
         except PairDataError as err:
             log.add(err, batch.records[index])
             continue
@@ -176,7 +190,7 @@ def binarize(batch: RecordBatch, records: list[dict], strategy: str = "mean-aspe
         stats["ties_dropped"] += ties
         extras = {k: v for k, v in record.items() if k not in RAW_KEYS}
         for c_idx, r_idx in pairs:
-            rows.append(_pair_row(instruction, record, completions[c_idx], completions[r_idx], extras))
+            rows.append(_pair_row(instruction, record, completions[c_idx], completions[r_idx], extras, prompt))
     if check_scored and stats["completions"] and stats["completions_unscored"] == stats["completions"]:
         raise unscored_error(batch.name, strategy)
     return pd.DataFrame(rows), stats
@@ -191,6 +205,8 @@ def unscored_error(file: str, strategy: str) -> PairDataError:
 
 def _record(record: dict, strategy: str, batch: RecordBatch, index: int) -> tuple[str, list[dict]]:
     """One raw record -> (instruction, scored completions), or PairDataError."""
+    if "answers" in record and "instruction" not in record:
+        return _ranked_record(record, batch, index)
     instruction = record.get("instruction")
     if not isinstance(instruction, str):
         raise PairDataError("missing required field" if instruction is None else
@@ -205,6 +221,38 @@ def _record(record: dict, strategy: str, batch: RecordBatch, index: int) -> tupl
                             field="completions", **batch.where(index))
     completions = [_completion(c, strategy, batch, index, k) for k, c in enumerate(raw_completions)]
     return instruction, completions
+
+
+def _ranked_record(record: dict, batch: RecordBatch, index: int) -> tuple[str, list[dict]]:
+    """A Nectar record -> (prompt text, completions scored K + 1 - rank)."""
+    prompt = record.get("prompt")
+    if not isinstance(prompt, str):
+        raise PairDataError("missing required field" if prompt is None else
+                            f"wrong type: expected a string, got {type(prompt).__name__}",
+                            field="prompt", **batch.where(index))
+    answers = _as_list(record.get("answers"))
+    if not isinstance(answers, list):
+        raise PairDataError("wrong type: expected a list of answers", field="answers", **batch.where(index))
+    completions = []
+    for k, answer in enumerate(answers):
+        field = f"answers[{k}]"
+        if not isinstance(answer, dict) or not isinstance(answer.get("answer"), str):
+            raise PairDataError("expected an object with a string 'answer'", field=field, **batch.where(index))
+        rank = _number(answer.get("rank"), batch, index, f"{field}.rank")
+        completions.append({"response": answer["answer"], "model": str(answer.get("model") or ""),
+                            "score": len(answers) + 1 - rank, "ratings": {a: math.nan for a in ASPECTS},
+                            "rationale": None, "latent": None})
+    return prompt, completions
+
+
+def _ranked_prompt(text: str) -> list[dict[str, str]]:
+    """Nectar's prompt transcript as turns (its closing empty "Assistant:" cue dropped)."""
+    from .layouts import parse_transcript
+
+    messages = parse_transcript(text)
+    if messages and messages[-1]["role"] == "assistant" and not messages[-1]["content"]:
+        messages = messages[:-1]
+    return messages or [{"role": "user", "content": text.strip()}]
 
 
 def _as_list(value: Any) -> Any:
@@ -231,12 +279,21 @@ def _distilabel_completions(record: dict, batch: RecordBatch, index: int) -> lis
             for k, (g, r, m) in enumerate(zip(generations, ratings, models))]
 
 
-def _pair_row(instruction: str, record: dict, chosen: dict, rejected: dict, extras: dict) -> dict:
+def _source(value: Any) -> str:
+    """A record's source: a list of sources (Nectar's) joined by commas."""
+    value = _as_list(value)
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value if v is not None)
+    return str(value or "")
+
+
+def _pair_row(instruction: str, record: dict, chosen: dict, rejected: dict, extras: dict,
+              prompt: list[dict[str, str]] | None = None) -> dict:
     row: dict[str, Any] = {
-        "prompt": [{"role": "user", "content": instruction}],
+        "prompt": prompt if prompt is not None else [{"role": "user", "content": instruction}],
         "chosen": chosen["response"], "rejected": rejected["response"],
         "score_chosen": chosen["score"], "score_rejected": rejected["score"],
-        "source": str(record.get("source") or ""),
+        "source": _source(record.get("source")),
         "chosen_model": chosen["model"], "rejected_model": rejected["model"],
     }
     for aspect in ASPECTS:

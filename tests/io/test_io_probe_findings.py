@@ -418,12 +418,13 @@ def test_split_reaches_json_documents_everywhere(tmp_path, capsys, chunk_rows):
     capsys.readouterr()
     assert main(["convert", "--input", str(only), "--split", "test", "--out", str(tmp_path / "x.parquet")]) == 2
     assert "no split 'test'" in capsys.readouterr().err
-    # chat messages in another convention (ShareGPT's from/value) are one record's fields, not splits
+    # chat messages in another convention (ShareGPT's from/value) are one record's fields, not
+    # splits: read as turns, and this record's answers end on the user's turn
     sharegpt = tmp_path / "sg.json"
     sharegpt.write_text(json.dumps({"chosen": [{"from": "human", "value": "q"}], "rejected": [{"from": "human", "value": "r"}]}))
     assert main(["convert", "--input", str(sharegpt), "--out", str(tmp_path / "y.parquet")]) == 2
     err = capsys.readouterr().err
-    assert "--split" not in err and "message 0" in err
+    assert "--split" not in err and "last message is 'user', expected 'assistant'" in err
 
 
 @pytest.mark.parametrize("suffix", [".gz", ".zst"])
