@@ -8,8 +8,26 @@ from ..cli import Command, add_input_args, announce_rejects, read_input
 from .read import CHUNK_ROWS
 
 
+def _positional_input(parser: argparse.ArgumentParser) -> None:
+    """``pairlab inspect data.jsonl``: the input as a positional argument too (or ``--input``)."""
+    add_input_args(parser, required=False)
+    parser.add_argument("spec", nargs="?", metavar="SPEC", default=None, help="the same as --input SPEC")
+
+
+def _resolve_input(args: argparse.Namespace) -> None:
+    from ..errors import ConfigError
+
+    if args.input is None and args.spec is None:
+        raise ConfigError("no input: give the pairs to read as SPEC or --input SPEC", field="--input",
+                          hint="e.g. pairlab inspect data.jsonl")
+    if args.input is not None and args.spec is not None and args.input != args.spec:
+        raise ConfigError(f"two inputs: SPEC {args.spec!r} and --input {args.input!r}", field="--input",
+                          hint="give one of them")
+    args.input = args.input if args.input is not None else args.spec
+
+
 def _convert_arguments(parser: argparse.ArgumentParser) -> None:
-    add_input_args(parser)
+    _positional_input(parser)
     parser.add_argument("--out", required=True, metavar="FILE",
                         help="output: .parquet (canonical pairs table) or .jsonl")
     parser.add_argument("--trl", action="store_true",
@@ -33,6 +51,7 @@ def _convert(args: argparse.Namespace) -> int:
     from ..schema import PairDataError
     from .rejects import write_rejects
 
+    _resolve_input(args)
     check_output_file(args.out, [args.input], overwrite=args.overwrite)
     if args.rejects:
         check_output_file(args.rejects, [args.input, args.out], overwrite=args.overwrite, flag="--rejects")
@@ -114,7 +133,7 @@ def _convert_chunks(args: argparse.Namespace):
 
 
 def _inspect_arguments(parser: argparse.ArgumentParser) -> None:
-    add_input_args(parser)
+    _positional_input(parser)
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--examples", type=int, default=2, metavar="N",
                         help="example rows shown per flag")
@@ -130,6 +149,7 @@ def _inspect(args: argparse.Namespace) -> int:
     from ..artifacts import to_json
     from .summary import format_summary, summarize_pairs
 
+    _resolve_input(args)
     df = read_input(args)
     lengths = None
     if args.model:

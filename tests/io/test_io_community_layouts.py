@@ -130,3 +130,17 @@ def test_cli_converts_a_llamafactory_file(tmp_path, capsys):
     assert main(["convert", "--input", str(src), "--out", str(tmp_path / "pairs.parquet")]) == 0
     out = pd.read_parquet(tmp_path / "pairs.parquet")
     assert out["prompt_text"].tolist() == ["q0", "q1", "q2"] and out["chosen"].tolist() == ["good 0", "good 1", "good 2"]
+
+
+def test_inspect_and_convert_take_the_input_as_a_positional_argument(tmp_path, capsys):
+    src = _jsonl(tmp_path / "p.jsonl", [{"prompt": "q", "chosen": "a", "rejected": "b"}])
+    assert main(["inspect", str(src)]) == 0
+    assert "1 read + 0 rejected" in capsys.readouterr().out
+    assert main(["convert", str(src), "--out", str(tmp_path / "p.parquet")]) == 0
+    assert len(pd.read_parquet(tmp_path / "p.parquet")) == 1
+    capsys.readouterr()
+    assert main(["inspect"]) == 2
+    err = capsys.readouterr().err
+    assert "no input" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert main(["inspect", str(src), "--input", str(tmp_path / "other.jsonl")]) == 2
+    assert "two inputs" in capsys.readouterr().err
