@@ -43,6 +43,7 @@ def main(out_dir: Path) -> dict:
     from pairlab.audit.pipeline import load_trainable_policy
     from pairlab.audit.validate import ValidateConfig, simulate_data, train_config
     from pairlab.evaluate.config import EvalConfig
+    from pairlab.logprobs import shared_prompt_supported
     from pairlab.policy import reference_cache, reference_logps, resolve_setup
     from pairlab.train import train
 
@@ -103,6 +104,8 @@ def main(out_dir: Path) -> dict:
         "attribution_vs_naive": round(attr_pps / (n_naive / naive_s), 3),
         "goal_attribution_vs_training": 0.8,
         "goal_attribution_vs_naive": 2.0,
+        "attribution_layout": "shared" if shared_prompt_supported(model) else "trl",
+        "naive_layout": "trl",
         "dtype": {"training": manifest.get("environment", {}).get("compute_dtype") or compute,
                   "attribution_model": compute, "attribution_lora": lora, "projected_gradients": "float32",
                   "naive": compute},

@@ -51,8 +51,22 @@ def _scaled_arm(run: Path, out: Path, scale: float) -> Path:
     return out
 
 
-def _trl_evaluate(run: Path, pairs, work: Path, beta: float) -> tuple[dict, float]:
-    """TRL's DPOTrainer.evaluate() on the run's adapter; returns (metrics, seconds in evaluate())."""
+def _stock_4bit_kernels(model) -> None:
+    """Undo pairlab's kernel choice: bitsandbytes' default, which repacks CPU 4-bit weights for
+    its inference kernel on AVX512-BF16 CPUs (what a model loaded by plain
+    ``from_pretrained`` runs; see :func:`pairlab.models.keep_4bit_weights_trainable`)."""
+    from bitsandbytes.functional import has_avx512bf16
+
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = has_avx512bf16()
+
+
+def _trl_evaluate(run: Path, pairs, work: Path, beta: float, stock: bool = True) -> tuple[dict, float]:
+    """TRL's DPOTrainer.evaluate() on the run's adapter; returns (metrics, seconds in evaluate()).
+
+    ``stock``: on bitsandbytes' default kernels, as a user's plain TRL script runs it; False:
+    on the kernel pairlab picks (the same FLOPs and kernels as pairlab's evaluation)."""
     from peft import PeftModel
     from trl import DPOConfig, DPOTrainer
 
@@ -60,8 +74,10 @@ def _trl_evaluate(run: Path, pairs, work: Path, beta: float) -> tuple[dict, floa
     from pairlab.models import load_model, load_tokenizer, pick_compute_dtype, precision_flags
 
     tokenizer = load_tokenizer(MODEL)
-    model = PeftModel.from_pretrained(load_model(MODEL, quantization="4bit"), str(run / "adapter"),
-                                      is_trainable=False, autocast_adapter_dtype=False)
+    base = load_model(MODEL, quantization="4bit")
+    if stock:
+        _stock_4bit_kernels(base)
+    model = PeftModel.from_pretrained(base, str(run / "adapter"), is_trainable=False, autocast_adapter_dtype=False)
     dataset = to_trl_dataset(pairs)
     args = DPOConfig(output_dir=str(work / "trl"), per_device_eval_batch_size=BATCH_SIZE, max_length=MAX_LENGTH,
                      beta=beta, use_cpu=True, report_to="none", precompute_ref_log_probs=False,
@@ -144,6 +160,7 @@ def main(out_dir: Path) -> dict:
 
     floor = _forward_floor(run, pairs, BATCH_SIZE)  # first: it also warms the process up
     trl_metrics, trl_s = _trl_evaluate(run, pairs, work, beta=0.1)
+    _, trl_same_kernel_s = _trl_evaluate(run, pairs, work, beta=0.1, stock=False)
 
     config = load_eval_config(None, ["generate=false", f"batch_size={BATCH_SIZE}"])
     cold = evaluate(pairs, work / "eval_cold", run=run, config=config)
@@ -167,6 +184,9 @@ def main(out_dir: Path) -> dict:
                   "mean_tokens_per_pair": float((cold.per_pair["chosen_tokens"] + cold.per_pair["rejected_tokens"]).mean()),
                   "train_s": round(train_s, 1)},
         "trl_evaluate_s": round(trl_s, 2),
+        "trl_evaluate_kernels": "bitsandbytes default (stock from_pretrained)",
+        "trl_evaluate_same_kernel_s": round(trl_same_kernel_s, 2),
+        "ratio_trl_same_kernel_over_cold": round(trl_same_kernel_s / passes_s(cold), 2),
         "trl_s_per_pair": round(trl_s / n_eval, 3),
         "pairlab_cold_s": round(logps_s(cold), 2),
         "pairlab_cold_total_s": cold.metrics["timing"]["total_s"],

@@ -49,7 +49,9 @@ LOGP_COLUMNS = ["pair_id", "chosen_logps", "rejected_logps", "chosen_tokens", "r
 #: Columns stored by :class:`RefLogpCache` (one row per pair).
 REF_COLUMNS = ["pair_id", "ref_chosen_logps", "ref_rejected_logps", "chosen_tokens", "rejected_tokens"]
 #: Bump when the way log-probs are computed changes, so old caches are not reused.
-LOGP_METHOD_VERSION = "trl-1.16-fused-sum-v1"
+#: v2: CPU 4-bit layers never take bitsandbytes' repacked inference kernel (see
+#: :func:`pairlab.models.keep_4bit_weights_trainable`), so every pass runs the training kernel.
+LOGP_METHOD_VERSION = "trl-1.16-fused-sum-v2"
 
 
 # ---------------------------------------------------------------- tokenization (TRL's rule)
@@ -423,8 +425,11 @@ def _block_mask(segments, dtype, eager: bool):
     return torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
 
 
-def shared_prompt_logps(model, batch: dict[str, Any]):
-    """:func:`completion_logps`' four tensors from a :func:`shared_prompt_batch` batch."""
+def shared_prompt_logps(model, batch: dict[str, Any], *, grad: bool = False):
+    """:func:`completion_logps`' four tensors from a :func:`shared_prompt_batch` batch
+    (``grad=True``: with the graph kept, for per-pair gradients: one row is one pair)."""
+    import contextlib
+
     import torch
     from trl.kernels import ChunkedLogProbFunction
     from trl.trainer.utils import _CHUNKED_LOGPROB_CHUNK_SIZE
@@ -435,7 +440,7 @@ def shared_prompt_logps(model, batch: dict[str, Any]):
     device = lm_head.weight.device
     eager = getattr(base.config, "_attn_implementation", "sdpa") == "eager"
     mask = _block_mask(batch["segments"], lm_head.weight.dtype if eager else torch.bool, eager)
-    with torch.no_grad():
+    with contextlib.nullcontext() if grad else torch.no_grad():
         hidden = backbone(input_ids=batch["input_ids"].to(device), attention_mask=mask.to(device),
                           position_ids=batch["position_ids"].to(device), use_cache=False).last_hidden_state
         picked = hidden[batch["row"].to(device), batch["source"].to(device)]

@@ -366,9 +366,10 @@ def load_model(spec: str = EMBEDDED, *, quantization: str = "4bit", dtype: str =
     """Load a causal LM for ``spec`` in 4-bit NF4 (QLoRA base) or full precision.
 
     Returns the model in eval mode on ``device``. Only safetensors weights are read.
-    ``trainable=True`` is for a model that will take gradients (training, attribution):
-    on CPU it keeps bitsandbytes off its faster inference-only kernel (see
-    :func:`keep_4bit_weights_trainable`). ``model_revision`` (hub ids only) and
+    On CPU every 4-bit model stays off bitsandbytes' repacked inference kernel (see
+    :func:`keep_4bit_weights_trainable`): slower than dequantize + matmul for the batched
+    passes pairlab runs, and one kernel for training and scoring. ``trainable=True`` is
+    for a model that will take gradients (training, attribution). ``model_revision`` (hub ids only) and
     ``attn_implementation`` (eager, sdpa, flash_attention_2, ...) go to ``from_pretrained``;
     other keyword arguments (``chat_template``) are the tokenizer's and ignored here.
     """
@@ -411,7 +412,6 @@ def load_model(spec: str = EMBEDDED, *, quantization: str = "4bit", dtype: str =
     else:
         if device == "cpu":
             _own_unquantized_weights(model)
-        if trainable:
             keep_4bit_weights_trainable(model)
     model.eval()
     return model
@@ -520,12 +520,18 @@ def release_freed_memory() -> None:
 def keep_4bit_weights_trainable(model) -> None:
     """Switch off bitsandbytes' CPU weight repacking for every 4-bit layer.
 
-    bitsandbytes (0.50) repacks a CPU 4-bit layer's weights for a faster inference kernel
-    the first time it runs in eval mode without grad (on AVX512-BF16 CPUs), irreversibly;
-    that kernel has no autograd, so gradients to LoRA layers trained after such a pass
-    (e.g. a reference pass before training, or attribution after evaluation) come out
-    silently wrong. Inference-only models keep the fast kernel (~2.7x faster forward on
-    an AVX512-BF16 CPU); they agree with this one to ~1e-5 relative.
+    bitsandbytes (0.50) repacks a CPU 4-bit layer's weights for its inference kernel the
+    first time it runs in eval mode without grad (on AVX512-BF16 CPUs), irreversibly; that
+    kernel has no autograd, so gradients to LoRA layers trained after such a pass (e.g. a
+    reference pass before training, or attribution after evaluation) come out silently
+    wrong. It also computes in bf16 whatever the compute dtype. And it is slower than the
+    dequantize + matmul path this keeps, for all but single-token steps: SmolLM2-135M
+    forwards on an AVX512-BF16 CPU, bitsandbytes 0.50.2, best of 3 (batch x tokens):
+    1x32 0.062 s against 0.090 s (faster), 1x384 0.65 / 0.60, 4x160 0.86 / 0.74,
+    16x160 3.34 / 2.61, 4x722 4.77 / 4.45, 8x384 4.22 / 3.63 (1.07-1.28x slower). So
+    pairlab keeps every CPU 4-bit model off it: one kernel for training, reference and
+    evaluation passes (their log-probs agree, so cached reference values are the ones
+    training would compute).
     """
     for module in model.modules():
         if hasattr(module, "support_avx512bf16_for_cpu"):

@@ -224,7 +224,8 @@ class LossSettings:
 
 def pair_gradients(model, tokenizer, pairs, ref: np.ndarray, projections: list[LayerProjection],
                    loss: LossSettings, *, batch_size: int = 8, progress: str | None = None,
-                   factors: list | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   factors: list | None = None, layout: str | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Projected per-pair DPO-loss gradients w.r.t. the active LoRA adapter.
 
     Parameters
@@ -241,13 +242,26 @@ def pair_gradients(model, tokenizer, pairs, ref: np.ndarray, projections: list[L
     (gradients (n, d) float32, losses (n,), policy log-probs (n, 2): chosen, rejected), in the
     order of ``pairs``. The log-probs come free with the forward, so the caller needs no
     separate policy pass at the final checkpoint.
+
+    layout : ``shared`` (the default where :func:`pairlab.logprobs.shared_prompt_supported`):
+        one row per pair, ``prompt + chosen + rejected`` with a block mask, so the prompt runs
+        once and a row's gradient is its pair's; ``trl``: TRL's two rows per pair (the naive
+        loop's layout). The same gradients up to float rounding. K-FAC factors then count a
+        pair's prompt tokens once, with their gradient from both answers (the pair's loss is
+        one sample), where TRL's layout counts them twice, once per answer.
     """
-    from ..logprobs import ensure_fused_lm_head, length_order, preference_collator, tokenize_pairs
+    from ..logprobs import (ensure_fused_lm_head, length_order, preference_collator, shared_prompt_batch,
+                            shared_prompt_logps, shared_prompt_supported, tokenize_pairs)
 
     tokenized = tokenize_pairs(tokenizer, pairs)
-    collate = preference_collator(tokenizer, loss.max_length, loss.truncation_mode)
-    ensure_fused_lm_head(model)
-    order = length_order(tokenized)
+    shared = shared_prompt_supported(model, loss.truncation_mode) if layout is None else layout == "shared"
+    if shared:
+        def collate(examples):
+            return shared_prompt_batch(examples, tokenizer.pad_token_id, loss.max_length)
+    else:
+        collate = preference_collator(tokenizer, loss.max_length, loss.truncation_mode)
+        ensure_fused_lm_head(model)
+    order = length_order(tokenized, shared)
     capture = ProjectedGradientCapture(projections, covariances=factors is not None)
     grads = np.zeros((len(tokenized), capture.dim), dtype=np.float32)
     losses = np.full(len(tokenized), np.nan)
@@ -265,9 +279,12 @@ def pair_gradients(model, tokenizer, pairs, ref: np.ndarray, projections: list[L
             for start in starts:
                 idx = order[start:start + batch_size]
                 batch = collate([tokenized[i] for i in idx])
-                capture.token_mask = batch["attention_mask"]
-                capture.tokens += int(batch["attention_mask"].sum())
-                chosen, rejected, ct, rt = policy_logps_with_grad(model, batch)
+                capture.token_mask = (batch["segments"] >= 0).long() if shared else batch["attention_mask"]
+                capture.tokens += int(capture.token_mask.sum())
+                if shared:
+                    chosen, rejected, ct, rt = shared_prompt_logps(model, batch, grad=True)
+                else:
+                    chosen, rejected, ct, rt = policy_logps_with_grad(model, batch)
                 r = ref[idx].to(chosen.device)
                 per_pair = dpo_pair_loss(chosen, rejected, r[:, 0], r[:, 1], beta=loss.beta,
                                          loss_type=loss.loss_type, label_smoothing=loss.label_smoothing,
@@ -275,7 +292,8 @@ def pair_gradients(model, tokenizer, pairs, ref: np.ndarray, projections: list[L
                 per_pair.sum().backward()
                 rows = capture.row_gradients()
                 n = len(idx)
-                grads[idx] = (rows[:n] + rows[n:]).cpu().numpy()  # chosen row i + rejected row n+i
+                # shared: row i is pair i; TRL's layout: chosen row i + rejected row n+i
+                grads[idx] = (rows if shared else rows[:n] + rows[n:]).cpu().numpy()
                 losses[idx] = per_pair.detach().cpu().numpy()
                 logps[idx] = torch.stack([chosen, rejected], dim=1).detach().cpu().numpy()
                 model.zero_grad(set_to_none=True)

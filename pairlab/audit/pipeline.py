@@ -236,9 +236,15 @@ def audit(run_dir: str | os.PathLike, eval_pairs: pd.DataFrame, out_dir: str | o
     policy_train = None  # the final policy's log-probs, from the last checkpoint's forward
     final_step = int(manifest.get("global_step") or 0)
     out = Path(out_dir)
+    from ..logprobs import shared_prompt_supported
+
+    # one row per pair where the model supports it (the prompt once): part of the resume key,
+    # since the K-FAC factors count prompt tokens differently in the two layouts
+    grad_layout = "shared" if shared_prompt_supported(model, loss.truncation_mode) else "trl"
     pairs_key = {"train": _pairs_sha256(train_pairs), "eval": _pairs_sha256(eval_pairs),
                  "proj_dim": config.proj_dim, "seed": config.seed, "loss": vars(loss),
-                 "kfac_factors": 1}  # caches written before EK-FAC lack the factors: recompute
+                 "kfac_factors": 1,  # caches written before EK-FAC lack the factors: recompute
+                 "layout": grad_layout}
     for ckpt in checkpoints:
         t0 = time.time()
         key = {**pairs_key, "adapter": artifacts.file_sha256(ckpt.path / "adapter_model.safetensors")}
@@ -249,10 +255,10 @@ def audit(run_dir: str | os.PathLike, eval_pairs: pd.DataFrame, out_dir: str | o
             g_train, l_train, logps = pair_gradients(model, tokenizer, train_pairs, ref_train_arr, projections,
                                                      loss, batch_size=config.batch_size,
                                                      progress=f"gradients step {ckpt.step}: train",
-                                                     factors=factors)
+                                                     factors=factors, layout=grad_layout)
             t_train = time.time() - t0
             g_eval, l_eval, _ = pair_gradients(model, tokenizer, eval_pairs, ref_eval_arr, projections, loss,
-                                               batch_size=config.batch_size,
+                                               batch_size=config.batch_size, layout=grad_layout,
                                                progress=f"gradients step {ckpt.step}: held-out")
             elapsed = time.time() - t0
             _write_gradients(out / GRADIENTS / f"step-{ckpt.step}.npz", key, g_train=g_train, g_eval=g_eval,

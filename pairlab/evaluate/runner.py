@@ -237,10 +237,12 @@ def evaluate(pairs: pd.DataFrame, out_dir: str | os.PathLike, *, run: str | os.P
 def _resume_identity(config: EvalConfig, setup) -> dict[str, Any]:
     """What else makes an evaluation this one, beyond its pairs and config: the run's manifest
     (a retrained run changes it), the model's weights and the prompts file's content."""
+    from ..logprobs import LOGP_METHOD_VERSION, logps_layout
     from ..models import model_fingerprint
 
     prompts = config.prompts_file
-    return {"run_manifest_sha256": artifacts.file_sha256(Path(setup.run) / artifacts.MANIFEST) if setup.run else None,
+    return {"logps_method": f"{LOGP_METHOD_VERSION}/{logps_layout()}",  # how log-probs are computed
+            "run_manifest_sha256": artifacts.file_sha256(Path(setup.run) / artifacts.MANIFEST) if setup.run else None,
             "model_fingerprint": model_fingerprint(setup.model, setup.quantization, setup.dtype,
                                                    (setup.model_options or {}).get("model_revision")),
             "prompts_file_sha256": artifacts.file_sha256(prompts) if prompts and Path(prompts).is_file() else None}
@@ -262,9 +264,11 @@ def finished_evaluation(out: Path, pairs: pd.DataFrame, config: EvalConfig, setu
     identity = _resume_identity(config, setup)
     now = {"eval pairs": eval_record(pairs, eval_spec)["table_sha256"], "config": json.loads(json.dumps(to_dict(config))),
            "run": where(setup.run), "run manifest": identity["run_manifest_sha256"],
-           "model": identity["model_fingerprint"], "prompts file": identity["prompts_file_sha256"]}
+           "model": identity["model_fingerprint"], "prompts file": identity["prompts_file_sha256"],
+           "log-prob method": identity["logps_method"]}
     recorded = {"eval pairs": "table_sha256" in (done.get("eval") or {}), "run manifest": "run_manifest_sha256" in done,
-                "model": "model_fingerprint" in done, "prompts file": "prompts_file_sha256" in done}
+                "model": "model_fingerprint" in done, "prompts file": "prompts_file_sha256" in done,
+                "log-prob method": "logps_method" in done}
     missing = [name for name, present in recorded.items() if not present]
     if missing:
         raise StageDirError(f"holds a finished evaluation that does not record its {missing[0]} (written by an "
@@ -272,7 +276,7 @@ def finished_evaluation(out: Path, pairs: pd.DataFrame, config: EvalConfig, setu
                             hint="pass --overwrite to redo it, or choose another --out")
     before = {"eval pairs": done["eval"]["table_sha256"], "config": manifest.get("config"), "run": where(done.get("run")),
               "run manifest": done["run_manifest_sha256"], "model": done["model_fingerprint"],
-              "prompts file": done["prompts_file_sha256"]}
+              "prompts file": done["prompts_file_sha256"], "log-prob method": done["logps_method"]}
     differs = [name for name in now if now[name] != before[name]]
     if differs:
         raise StageDirError(f"holds a finished evaluation of a different {differs[0]}; --resume keeps only "

@@ -114,11 +114,10 @@ def _prefill_reference(df: pd.DataFrame, config: TrainConfig, tokenizer, ref_cac
     """CPU + 4-bit: compute the reference log-probs the cache lacks with an inference-only
     copy of the base, before the trainable model is loaded. Returns how many it computed.
 
-    Why a separate copy: bitsandbytes' fast CPU inference kernel repacks 4-bit weights
-    irreversibly and has no autograd, so the model that trains must not use it
-    (``load_model(trainable=True)``), while every inference pass (evaluate, this one) does,
-    ~2.7x faster. Computing the reference here keeps all cached reference log-probs on
-    the one inference kernel, whichever stage computed them first.
+    Why a separate copy: the reference pass needs no adapter, no optimizer and no
+    gradient-checkpointing hooks, and runs in eval mode at the eval batch size; all CPU
+    4-bit models compute on the same kernel (:func:`pairlab.models.keep_4bit_weights_trainable`),
+    so the cached values are the ones the trainer's own reference pass would give.
     """
     if device != "cpu" or config.quantization != "4bit" or args.ld_alpha is not None:
         return 0  # on CUDA the trainer's own pass is as fast; LD-DPO needs TRL's weighting

@@ -14,14 +14,19 @@ def _ref(pairs, seed=0):
     return rng.normal(-60.0, 5.0, size=(len(pairs), 2)).astype(np.float32)
 
 
+@pytest.mark.parametrize("layout", ["shared", "trl"])  # one row per pair (the default here), TRL's two
 @pytest.mark.parametrize("proj_dim", [4, 1000])  # projected, and exact (identity) projections
-def test_batched_projected_gradients_match_brute_force(tiny_peft, sim_pairs, proj_dim):
+def test_batched_projected_gradients_match_brute_force(tiny_peft, sim_pairs, proj_dim, layout):
+    from pairlab.logprobs import shared_prompt_supported
+
     model, tokenizer = tiny_peft
+    assert shared_prompt_supported(model)  # so the default is the shared layout
     pairs = sim_pairs[0].iloc[:5]
     ref = _ref(pairs)
     loss = LossSettings(beta=0.5, max_length=64)
     projections = build_projections(model, proj_dim, seed=7)
-    batched, losses, logps = pair_gradients(model, tokenizer, pairs, ref, projections, loss, batch_size=3)
+    batched, losses, logps = pair_gradients(model, tokenizer, pairs, ref, projections, loss, batch_size=3,
+                                            layout=None if layout == "shared" else layout)
     brute = naive_pair_gradients(model, tokenizer, pairs, ref, projections, loss)
     assert batched.shape == brute.shape == (5, ProjectedGradientCapture(projections).dim)
     assert np.abs(brute).max() > 0 and np.isfinite(losses).all()

@@ -74,7 +74,7 @@ def test_per_pair_equals_a_direct_recomputation(trained_eval_trl, tiny_run):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
-    from pairlab.models import resolve_model
+    from pairlab.models import keep_4bit_weights_trainable, resolve_model
 
     path = resolve_model("tiny-random-llama").path
     tokenizer = AutoTokenizer.from_pretrained(path)
@@ -82,6 +82,9 @@ def test_per_pair_equals_a_direct_recomputation(trained_eval_trl, tiny_run):
                                bnb_4bit_compute_dtype=torch.float32)
     base = AutoModelForCausalLM.from_pretrained(path, quantization_config=quant, dtype=torch.float32,
                                                 device_map={"": "cpu"})
+    # the 4-bit kernel pairlab computes with (bitsandbytes' repacked inference kernel, its default
+    # in eval mode on AVX512-BF16 CPUs, computes in bf16 whatever the compute dtype)
+    keep_4bit_weights_trainable(base)
     model = PeftModel.from_pretrained(base, str(tiny_run / "adapter"), autocast_adapter_dtype=False).eval()
     per_pair = pd.read_parquet(trained_eval_trl / "per_pair.parquet")
     pairs = pd.read_parquet(trained_eval_trl.parent / "eval_pairs.parquet").set_index("pair_id")
@@ -163,7 +166,8 @@ def test_bare_model_is_its_own_reference(base_eval, sim_split):
     assert set(gens["model"]) == {"base"} and gens["implicit_reward"].isna().all()
 
 
-def test_resume_keeps_the_same_finished_evaluation_and_refuses_another(tiny_run, eval_file, work, sim_split, capsys):
+def test_resume_keeps_the_same_finished_evaluation_and_refuses_another(tiny_run, eval_file, work, sim_split, capsys,
+                                                                       monkeypatch):
     """`evaluate --resume` (what `ablate --plan` prints): a finished evaluation of the same pairs,
     config and run is kept as is; one that differs is refused, never silently reused."""
     import os
@@ -195,6 +199,11 @@ def test_resume_keeps_the_same_finished_evaluation_and_refuses_another(tiny_run,
     assert main([args[0], "--run", relative, *args[3:], "--resume"]) == 0
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == stamp
     assert os.path.exists(out / "manifest.json")
+    capsys.readouterr()
+    monkeypatch.setenv("PAIRLAB_LOGPS_LAYOUT", "trl")  # log-probs computed another way: not this evaluation
+    assert main([*args, "--resume"]) == 2
+    assert "different log-prob method" in capsys.readouterr().err
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == stamp
 
 
 def test_default_shared_prompt_layout_equals_the_trl_layout_to_rounding(trained_eval, trained_eval_trl):
