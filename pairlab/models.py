@@ -538,6 +538,26 @@ def keep_4bit_weights_trainable(model) -> None:
             module.support_avx512bf16_for_cpu = False
 
 
+def use_inference_kernel(model) -> None:
+    """For generation, the last use of an inference-only model: hand its CPU 4-bit layers back
+    to bitsandbytes' repacked inference kernel where it applies (AVX512-BF16 CPUs, bf16 compute).
+
+    Decoding runs one token a step, where that kernel is the faster one (SmolLM2-135M, 64
+    greedy tokens: 1.7-2.5x faster, measured with the CPU shared). The repacking is
+    irreversible and the kernel has no autograd: the model must take no gradient afterwards,
+    and its later passes run on that kernel (see :func:`keep_4bit_weights_trainable`)."""
+    import torch
+
+    try:
+        from bitsandbytes.functional import has_avx512bf16
+    except ImportError:  # no bitsandbytes: no 4-bit layer either
+        return
+    native = bool(has_avx512bf16())
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = native and getattr(module, "compute_dtype", None) == torch.bfloat16
+
+
 def model_fingerprint(spec: str, quantization: str, dtype: str = "auto",
                       model_revision: str | None = None) -> dict[str, str]:
     """What identifies a model's outputs for caching: spec, resolved path, quantization, dtype (and revision)."""

@@ -123,3 +123,27 @@ def test_fast_gguf_conversion_writes_the_same_files_as_transformers_own(tmp_path
     assert sorted(p.name for p in fast.iterdir()) == names
     for name in names:
         assert (fast / name).read_bytes() == (plain / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
+def test_cpu_4bit_models_stay_on_one_kernel_until_generation(dtype):
+    """Every CPU 4-bit model loads on the dequantize + matmul kernel training uses (no
+    repacking, whichever pass runs first); generation hands it to bitsandbytes' inference
+    kernel only where that applies (AVX512-BF16 CPU, bf16 compute), and the repacked model
+    still generates."""
+    from bitsandbytes.functional import has_avx512bf16
+
+    model = models.load_model("tiny-random-llama", quantization="4bit", dtype=dtype)
+    layers = [m for m in model.modules() if hasattr(m, "support_avx512bf16_for_cpu")]
+    assert layers and not any(m.support_avx512bf16_for_cpu for m in layers)
+    ids = torch.tensor([[1, 5, 9, 13, 17]])
+    with torch.inference_mode():
+        before = model.generate(input_ids=ids, max_new_tokens=4, do_sample=False)
+    assert not any(getattr(m.weight.quant_state, "packing_format_for_cpu", False) for m in layers)
+    models.use_inference_kernel(model)
+    repack = bool(has_avx512bf16()) and dtype == "bfloat16"
+    assert all(m.support_avx512bf16_for_cpu == repack for m in layers)
+    with torch.inference_mode():
+        after = model.generate(input_ids=ids, max_new_tokens=4, do_sample=False)
+    assert all(bool(getattr(m.weight.quant_state, "packing_format_for_cpu", False)) == repack for m in layers)
+    assert after.shape == before.shape and after[0, :5].tolist() == ids[0].tolist()
