@@ -8,7 +8,7 @@ reference is computed once for all arms; TRL's own handling
 epoch of every arm (TRL's ``precompute_ref_log_probs=True`` caches per dataset
 fingerprint, so each arm's subset is again a full pass). The counting rule is
 checked against the trainer's own counters on the wall-time runs, which train
-SmolLM2-135M-Instruct (4-bit) on a 6-pair pool of realistic-length pairs (~400 tokens,
+SmolLM2-135M-Instruct (4-bit) on a 30-pair pool of realistic-length pairs (~400 tokens,
 cut at max_length 256, pairlab's default) in one process, each arm run both ways: with
 the cache, one reference pass over the arms' union first (as `pairlab ablate`'s prefill),
 then the arms; TRL's way, each arm with its per-step reference. The goal: the shared
@@ -107,7 +107,8 @@ def bench_ref_cache(out_dir: Path) -> dict:
     exact = reference_pass_counts(arms_2k, epochs=1, batch_size=4)
 
     model = os.environ.get("PAIRLAB_BENCH_KARM_MODEL", "smollm2-135m-instruct")
-    small = int(os.environ.get("PAIRLAB_BENCH_KARM_PAIRS", 4 if QUICK else 6))
+    # 30 pairs: arms of 9 steps (at 6, arms of 2 steps measured the fixed costs, not the reference)
+    small = int(os.environ.get("PAIRLAB_BENCH_KARM_PAIRS", 4 if QUICK else 30))
     realistic = model != "tiny-random-llama"
     pool_small = _sim_pool(small, length="realistic" if realistic else "short")
     arms = _arms(pool_small["pair_id"].tolist())
