@@ -378,6 +378,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USER_ERROR
     try:
+        prepare = getattr(args, "_prepare", None)  # a command's own argument normalization, first
+        if prepare is not None:
+            prepare(args)
         check_outputs(args)
         resolve_stage_inputs(args)
         code = args._run(args)

@@ -49,8 +49,9 @@ LOGP_COLUMNS = ["pair_id", "chosen_logps", "rejected_logps", "chosen_tokens", "r
 #: Columns stored by :class:`RefLogpCache` (one row per pair).
 REF_COLUMNS = ["pair_id", "ref_chosen_logps", "ref_rejected_logps", "chosen_tokens", "rejected_tokens"]
 #: Bump when the way log-probs are computed changes, so old caches are not reused.
-#: v2: CPU 4-bit layers never take bitsandbytes' repacked inference kernel (see
-#: :func:`pairlab.models.keep_4bit_weights_trainable`), so every pass runs the training kernel.
+#: v2: CPU 4-bit layers stay off bitsandbytes' repacked inference kernel (see
+#: :func:`pairlab.models.keep_4bit_weights_trainable`): every stored log-prob is computed on the
+#: training kernel (generation alone switches, after every stored pass).
 LOGP_METHOD_VERSION = "trl-1.16-fused-sum-v2"
 
 

@@ -368,8 +368,9 @@ def load_model(spec: str = EMBEDDED, *, quantization: str = "4bit", dtype: str =
     Returns the model in eval mode on ``device``. Only safetensors weights are read.
     On CPU every 4-bit model stays off bitsandbytes' repacked inference kernel (see
     :func:`keep_4bit_weights_trainable`): slower than dequantize + matmul for the batched
-    passes pairlab runs, and one kernel for training and scoring. ``trainable=True`` is
-    for a model that will take gradients (training, attribution). ``model_revision`` (hub ids only) and
+    passes pairlab runs, and one kernel for training and scoring. ``trainable`` (a model
+    that will take gradients: training, attribution) changes nothing on CPU any more, where
+    every 4-bit model loads this way; kept for its callers. ``model_revision`` (hub ids only) and
     ``attn_implementation`` (eager, sdpa, flash_attention_2, ...) go to ``from_pretrained``;
     other keyword arguments (``chat_template``) are the tokenizer's and ignored here.
     """
@@ -539,8 +540,9 @@ def keep_4bit_weights_trainable(model) -> None:
 
 
 def use_inference_kernel(model) -> None:
-    """For generation, the last use of an inference-only model: hand its CPU 4-bit layers back
-    to bitsandbytes' repacked inference kernel where it applies (AVX512-BF16 CPUs, bf16 compute).
+    """For generation, the last use of an inference-only model (with the scoring of what it
+    generated): hand its CPU 4-bit layers back to bitsandbytes' repacked inference kernel
+    where it applies (AVX512-BF16 CPUs, bf16 compute).
 
     Decoding runs one token a step, where that kernel is the faster one (SmolLM2-135M, 64
     greedy tokens: 1.7-2.5x faster, measured with the CPU shared). The repacking is

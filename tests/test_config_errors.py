@@ -129,6 +129,11 @@ def test_a_stage_directory_given_as_pairs_reads_its_file_for_the_role(tmp_path, 
     captured = capsys.readouterr()
     assert f"reading {cur / CurateDir.PAIRS}" in captured.err
     assert json.loads(captured.out)["rows"] == 15
+    assert main(["inspect", str(cur), "--json"]) == 0  # SPEC alone is the same as --input SPEC
+    captured = capsys.readouterr()
+    assert f"reading {cur / CurateDir.PAIRS}" in captured.err and json.loads(captured.out)["rows"] == 15
+    assert main(["convert", str(cur), "--out", str(cur / CurateDir.PAIRS), "--overwrite"]) == 2  # never its input
+    capsys.readouterr()
     assert main(["inspect", "--input", str(cur), "--eval", "x"]) == 2  # (argparse: no --eval on inspect)
     capsys.readouterr()
     assert main(["simulate", "--from", str(cur), "--flip-rate", "0.5", "--out", str(tmp_path / "noisy")]) == 0

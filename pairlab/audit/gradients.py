@@ -3,10 +3,12 @@
 The floor for gradient attribution is one forward and one backward per pair per
 checkpoint, the same work as a training pass. This module gets there:
 
-* **One batched backward** of the *sum* of per-pair DPO losses. Pair ``i`` owns rows
-  ``i`` (chosen) and ``n + i`` (rejected) of TRL's concatenated batch, and rows never
-  interact (causal attention within a row, no batch norm), so each pair's gradient is
-  the part of the summed gradient that flows through its own two rows.
+* **One batched backward** of the *sum* of per-pair DPO losses. Rows never interact
+  (attention within a row, no batch norm), so each pair's gradient is the part of the
+  summed gradient that flows through its own rows: in the shared-prompt layout (where the
+  reference values are in it: CPU, 4-bit) pair ``i`` is row ``i``, ``prompt + chosen +
+  rejected`` with a block mask, so the prompt runs once; in TRL's layout it owns rows ``i``
+  (chosen) and ``n + i`` (rejected) of the concatenated batch.
 * **Per-example LoRA gradients from hooks.** Every LoRA factor is a bias-free
   ``nn.Linear`` (``lora_A``: in -> r, ``lora_B``: r -> out). For a linear layer the
   weight gradient of one row is ``G = sum_t g_t x_tᵀ`` (``g_t``: output gradient at
@@ -251,9 +253,14 @@ def pair_gradients(model, tokenizer, pairs, ref: np.ndarray, projections: list[L
         one sample), where TRL's layout counts them twice, once per answer.
     """
     from ..logprobs import (ensure_fused_lm_head, length_order, preference_collator, shared_prompt_batch,
-                            shared_prompt_logps, shared_prompt_supported, tokenize_pairs)
+                            shared_prompt_logps, shared_prompt_supported, token_lengths, tokenize_pairs,
+                            truncation_table)
 
     tokenized = tokenize_pairs(tokenizer, pairs)
+    # A pair whose prompt alone fills max_length has no completion token left (TRL drops it):
+    # no forward, a zero gradient, NaN loss and log-probs, as sequence_logps gives it.
+    scorable = truncation_table(token_lengths(tokenized, pairs["pair_id"].astype(str).to_numpy()),
+                                loss.max_length, loss.truncation_mode)["scorable"].to_numpy()
     shared = shared_prompt_supported(model, loss.truncation_mode) if layout is None else layout == "shared"
     if shared:
         def collate(examples):
@@ -261,7 +268,7 @@ def pair_gradients(model, tokenizer, pairs, ref: np.ndarray, projections: list[L
     else:
         collate = preference_collator(tokenizer, loss.max_length, loss.truncation_mode)
         ensure_fused_lm_head(model)
-    order = length_order(tokenized, shared)
+    order = [i for i in length_order(tokenized, shared) if scorable[i]]
     capture = ProjectedGradientCapture(projections, covariances=factors is not None)
     grads = np.zeros((len(tokenized), capture.dim), dtype=np.float32)
     losses = np.full(len(tokenized), np.nan)
@@ -269,7 +276,7 @@ def pair_gradients(model, tokenizer, pairs, ref: np.ndarray, projections: list[L
     ref = torch.as_tensor(np.array(ref, dtype=np.float32))
     was_training = model.training
     model.eval()  # no dropout: the gradient of the deterministic loss
-    starts = range(0, len(tokenized), batch_size)
+    starts = range(0, len(order), batch_size)
     if progress:
         from tqdm.auto import tqdm
 
@@ -277,7 +284,7 @@ def pair_gradients(model, tokenizer, pairs, ref: np.ndarray, projections: list[L
     try:
         with capture:
             for start in starts:
-                idx = order[start:start + batch_size]
+                idx = np.asarray(order[start:start + batch_size])
                 batch = collate([tokenized[i] for i in idx])
                 capture.token_mask = (batch["segments"] >= 0).long() if shared else batch["attention_mask"]
                 capture.tokens += int(capture.token_mask.sum())

@@ -236,15 +236,19 @@ def audit(run_dir: str | os.PathLike, eval_pairs: pd.DataFrame, out_dir: str | o
     policy_train = None  # the final policy's log-probs, from the last checkpoint's forward
     final_step = int(manifest.get("global_step") or 0)
     out = Path(out_dir)
-    from ..logprobs import shared_prompt_supported
+    from ..artifacts import text_sha256
+    from ..policy import logps_layout_of
 
-    # one row per pair where the model supports it (the prompt once): part of the resume key,
-    # since the K-FAC factors count prompt tokens differently in the two layouts
-    grad_layout = "shared" if shared_prompt_supported(model, loss.truncation_mode) else "trl"
+    # Every policy pass in the layout of the reference values it is compared with (the cache's:
+    # shared-prompt on CPU in 4-bit, TRL's elsewhere), so policy and reference round alike.
+    # Part of the resume key, as the reference values are: the K-FAC factors count prompt
+    # tokens differently in the two layouts.
+    grad_layout = cache.layout if cache is not None else logps_layout_of(setup)
     pairs_key = {"train": _pairs_sha256(train_pairs), "eval": _pairs_sha256(eval_pairs),
                  "proj_dim": config.proj_dim, "seed": config.seed, "loss": vars(loss),
                  "kfac_factors": 1,  # caches written before EK-FAC lack the factors: recompute
-                 "layout": grad_layout}
+                 "layout": grad_layout,
+                 "reference_sha256": text_sha256(ref_train_arr.tobytes().hex() + ref_eval_arr.tobytes().hex())}
     for ckpt in checkpoints:
         t0 = time.time()
         key = {**pairs_key, "adapter": artifacts.file_sha256(ckpt.path / "adapter_model.safetensors")}
@@ -283,10 +287,10 @@ def audit(run_dir: str | os.PathLike, eval_pairs: pd.DataFrame, out_dir: str | o
         from ..logprobs import sequence_logps
 
         load_adapter_weights(model, run / RunDir.ADAPTER)
-        # in TRL's layout, as the gradient pass computes the policy's log-probs (and training did)
+        # in the gradient pass's layout, the reference values' (see grad_layout)
         policy_train = sequence_logps(model, tokenizer, train_pairs, max_length=setup.max_length,
                                       truncation_mode=setup.truncation_mode, batch_size=config.batch_size,
-                                      layout="trl")
+                                      layout=grad_layout)
     validation_policy = None
     if config.validation_run:  # LossDiff: the same pairs under a policy trained on the validation set
         from ..logprobs import sequence_logps
@@ -294,7 +298,7 @@ def audit(run_dir: str | os.PathLike, eval_pairs: pd.DataFrame, out_dir: str | o
         load_adapter_weights(model, Path(config.validation_run) / "adapter")
         validation_policy = sequence_logps(model, tokenizer, train_pairs, max_length=setup.max_length,
                                            truncation_mode=setup.truncation_mode, batch_size=config.batch_size,
-                                           layout="trl")
+                                           layout=grad_layout)
     scores = baseline_scores(train_pairs, policy_train, ref_train, carto, beta=setup.beta,
                              validation_policy=validation_policy)
     weights = [c.lr_weight for c in checkpoints]

@@ -127,7 +127,10 @@ def generate_table(model, tokenizer, prompts: pd.DataFrame, *, has_adapter: bool
 
     from ..models import use_inference_kernel
 
-    use_inference_kernel(model)  # the model's last use: decoding is faster on bitsandbytes' own CPU kernel
+    # Generation and the scoring of its texts are the model's last uses: decoding one token a
+    # step is faster on bitsandbytes' own CPU kernel (the implicit rewards below then run on it
+    # too: a few texts, and nothing cached)
+    use_inference_kernel(model)
     runs: list[tuple[str, str, int | None]] = []
     for mode in modes:
         runs += [(mode, "greedy", None)] if mode == "greedy" else [(mode, "sample", s) for s in sample_seeds]

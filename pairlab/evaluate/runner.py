@@ -237,11 +237,12 @@ def evaluate(pairs: pd.DataFrame, out_dir: str | os.PathLike, *, run: str | os.P
 def _resume_identity(config: EvalConfig, setup) -> dict[str, Any]:
     """What else makes an evaluation this one, beyond its pairs and config: the run's manifest
     (a retrained run changes it), the model's weights and the prompts file's content."""
-    from ..logprobs import LOGP_METHOD_VERSION, logps_layout
+    from ..logprobs import LOGP_METHOD_VERSION
     from ..models import model_fingerprint
+    from ..policy import logps_layout_of
 
     prompts = config.prompts_file
-    return {"logps_method": f"{LOGP_METHOD_VERSION}/{logps_layout()}",  # how log-probs are computed
+    return {"logps_method": f"{LOGP_METHOD_VERSION}/{logps_layout_of(setup)}",  # how log-probs are computed
             "run_manifest_sha256": artifacts.file_sha256(Path(setup.run) / artifacts.MANIFEST) if setup.run else None,
             "model_fingerprint": model_fingerprint(setup.model, setup.quantization, setup.dtype,
                                                    (setup.model_options or {}).get("model_revision")),

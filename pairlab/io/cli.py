@@ -12,6 +12,9 @@ def _positional_input(parser: argparse.ArgumentParser) -> None:
     """``pairlab inspect data.jsonl``: the input as a positional argument too (or ``--input``)."""
     add_input_args(parser, required=False)
     parser.add_argument("spec", nargs="?", metavar="SPEC", default=None, help="the same as --input SPEC")
+    # merged into --input before the CLI checks inputs and outputs (a stage folder, an --out
+    # that would overwrite it), so SPEC is checked exactly as --input is
+    parser.set_defaults(_prepare=_resolve_input)
 
 
 def _resolve_input(args: argparse.Namespace) -> None:
@@ -51,7 +54,6 @@ def _convert(args: argparse.Namespace) -> int:
     from ..schema import PairDataError
     from .rejects import write_rejects
 
-    _resolve_input(args)
     check_output_file(args.out, [args.input], overwrite=args.overwrite)
     if args.rejects:
         check_output_file(args.rejects, [args.input, args.out], overwrite=args.overwrite, flag="--rejects")
@@ -149,7 +151,6 @@ def _inspect(args: argparse.Namespace) -> int:
     from ..artifacts import to_json
     from .summary import format_summary, summarize_pairs
 
-    _resolve_input(args)
     df = read_input(args)
     lengths = None
     if args.model:

@@ -437,27 +437,42 @@ ALPACA_KEYS = ("input", "history")
 
 
 def _alpaca_prompt(prompt: list[dict[str, str]], record: dict, batch: RecordBatch,
-                   index: int) -> list[dict[str, str]]:
+                   index: int) -> tuple[list[dict[str, str]], tuple[str, ...]]:
     """An ``instruction`` prompt completed as LLaMA-Factory reads Alpaca files: a non-empty
-    ``input`` joins the instruction after a newline; ``history`` pairs come before it."""
+    string ``input`` joins the instruction after a newline; ``history``, a list of
+    ``[user, assistant]`` pairs (or its JSON text, as a CSV cell holds it), comes before it.
+    Returns the prompt and the keys it consumed; a key that is not Alpaca's shape (a
+    number in ``input``, a ``history`` text that is no list) stays an extra column.
+    Only for a string instruction with string answers (the Alpaca DPO shape)."""
+    if not (isinstance(record.get("prompt"), str) and isinstance(record.get("chosen"), str)):
+        return prompt, ()
+    used = []
     extra = record.get("input", MISSING)
-    if extra is not MISSING and extra is not None and not isinstance(extra, str):
-        raise PairDataError(f"wrong type: expected a string, got {type(extra).__name__}", field="input",
-                            **batch.where(index))
-    if isinstance(extra, str) and extra.strip() and prompt and prompt[-1]["role"] == "user":
+    if extra is None or (isinstance(extra, str) and not extra.strip()):
+        used.append("input")
+    elif isinstance(extra, str) and prompt and prompt[-1]["role"] == "user":
         prompt = [*prompt[:-1], {"role": "user", "content": f"{prompt[-1]['content']}\n{extra}"}]
+        used.append("input")
     history = record.get("history", MISSING)
-    if history is MISSING or history is None:
-        return prompt
-    turns = []
-    for turn in history if isinstance(history, (list, tuple, np.ndarray)) else [history]:
-        if not (isinstance(turn, (list, tuple, np.ndarray)) and len(turn) == 2
-                and all(isinstance(t, str) for t in turn)):
-            raise PairDataError("history is not a list of [user, assistant] pairs", field="history",
-                                **batch.where(index), hint='Alpaca history looks like [["hi", "hello!"], ...]')
-        turns += [{"role": "user", "content": turn[0]}, {"role": "assistant", "content": turn[1]}]
-    head = 1 if prompt and prompt[0]["role"] == "system" else 0
-    return [*prompt[:head], *turns, *prompt[head:]]
+    if isinstance(history, str) and history.strip().startswith("["):
+        try:
+            history = json.loads(history)
+        except ValueError:
+            return prompt, tuple(used)  # not Alpaca's history: kept as a column
+    if history is None or (isinstance(history, str) and not history.strip()):
+        used.append("history")
+    elif isinstance(history, (list, tuple, np.ndarray)):
+        turns = []
+        for turn in history:
+            if not (isinstance(turn, (list, tuple, np.ndarray)) and len(turn) == 2
+                    and all(isinstance(t, str) for t in turn)):
+                raise PairDataError("history is not a list of [user, assistant] pairs", field="history",
+                                    **batch.where(index), hint='Alpaca history looks like [["hi", "hello!"], ...]')
+            turns += [{"role": "user", "content": turn[0]}, {"role": "assistant", "content": turn[1]}]
+        head = 1 if prompt and prompt[0]["role"] == "system" else 0
+        prompt = [*prompt[:head], *turns, *prompt[head:]]
+        used.append("history")
+    return prompt, tuple(used)
 
 
 def flat_rows(batch: RecordBatch, records: list[dict], layout: str, log: RejectLog | None = None,
@@ -479,8 +494,9 @@ def flat_rows(batch: RecordBatch, records: list[dict], layout: str, log: RejectL
             if system:
                 with_system = _with_system(prompt, record.get("system", MISSING), batch, index)
                 system_used, prompt = with_system is not prompt, with_system
+            merged: tuple[str, ...] = ()
             if alpaca:
-                prompt = _alpaca_prompt(prompt, record, batch, index)
+                prompt, merged = _alpaca_prompt(prompt, record, batch, index)
         except PairDataError as err:
             log.add(err, batch.records[index])
             continue
@@ -494,7 +510,7 @@ def flat_rows(batch: RecordBatch, records: list[dict], layout: str, log: RejectL
                 continue  # a system text not used (the prompt has its own system turn) stays a column
             if layout == "h4" and key == "messages":
                 continue  # H4's `messages` repeats the chosen conversation
-            if alpaca and key in ALPACA_KEYS:
+            if key in merged:
                 continue  # now part of the prompt
             row[key] = value
         rows.append(row)
@@ -699,8 +715,12 @@ def _raw_rows(ctx: ReadContext) -> pd.DataFrame:
 
 def _flat(layout: str) -> Callable[[ReadContext], pd.DataFrame]:
     def rows(ctx: ReadContext) -> pd.DataFrame:
-        out = flat_rows(ctx.batch, ctx.records, layout, ctx.log, system="system" in ctx.plan,
-                        alpaca=ctx.plan.get("prompt") == "instruction")
+        alpaca = ctx.plan.get("prompt") == "instruction"
+        out = flat_rows(ctx.batch, ctx.records, layout, ctx.log, system="system" in ctx.plan, alpaca=alpaca)
+        merged = [k for k in ALPACA_KEYS if alpaca and k not in out and any(k in r for r in ctx.records)]
+        if merged:  # said, not silent: inspect lists it
+            into = ctx.stats.setdefault("merged_into_prompt", [])
+            into.extend(k for k in merged if k not in into)
         if len(out) == 0:
             return finalize_pairs(pd.DataFrame(columns=list(PAIR_COLUMNS)))
         dropped = ctx.stats.setdefault("dropped_columns", [])

@@ -46,8 +46,9 @@ STRATEGIES = ("mean-aspects", "overall-score", "fine-grained")
 PAIRINGS = ("best-vs-random", "best-vs-worst", "all-pairs")
 #: Record keys the raw layout consumes; every other record-level key is carried through.
 RAW_KEYS = ("instruction", "completions", "models", "source",
-            *("generations", "ratings", "rationales", "model_names", "generation_models"),  # distilabel
-            *("prompt", "answers"))  # Nectar
+            *("generations", "ratings", "rationales", "model_names", "generation_models"))  # distilabel
+#: What a Nectar record's prompt and answers are read from (other records carry such keys along).
+RANKED_KEYS = ("prompt", "answers")
 
 
 def is_ranked(record: dict) -> bool:
@@ -174,7 +175,8 @@ def binarize(batch: RecordBatch, records: list[dict], strategy: str = "mean-aspe
     for index, record in enumerate(records):
         try:
             instruction, completions = _record(record, strategy, batch, index)
-            prompt = _ranked_prompt(instruction) if "answers" in record else None
+            ranked = "answers" in record and "instruction" not in record  # as _record decides
+            prompt = _ranked_prompt(instruction) if ranked else None
         except PairDataError as err:
             log.add(err, batch.records[index])
             continue
@@ -188,7 +190,7 @@ def binarize(batch: RecordBatch, records: list[dict], strategy: str = "mean-aspe
         rng = random.Random(f"{seed}\x00{instruction}")
         pairs, ties = _pairs_of(scores, pairing, rng)
         stats["ties_dropped"] += ties
-        extras = {k: v for k, v in record.items() if k not in RAW_KEYS}
+        extras = {k: v for k, v in record.items() if k not in RAW_KEYS and not (ranked and k in RANKED_KEYS)}
         for c_idx, r_idx in pairs:
             rows.append(_pair_row(instruction, record, completions[c_idx], completions[r_idx], extras, prompt))
     if check_scored and stats["completions"] and stats["completions_unscored"] == stats["completions"]:
@@ -308,5 +310,6 @@ def _pair_row(instruction: str, record: dict, chosen: dict, rejected: dict, extr
         row["chosen_latent_quality"] = chosen["latent"] if chosen["latent"] is not None else math.nan
         row["rejected_latent_quality"] = rejected["latent"] if rejected["latent"] is not None else math.nan
         row["true_preference_correct"] = (chosen["latent"] > rejected["latent"]) if both else None
-    row.update(extras)
+    for key, value in extras.items():  # a record key the pair already has (a raw record's own
+        row[f"input_{key}" if key in row else key] = value  # `prompt`) is kept as input_<key>
     return row

@@ -779,9 +779,11 @@ def _semicolon_header(line: str) -> bool:
 
 def _message_cell(value: str) -> Any:
     """A CSV cell holding a message list, as ``to_csv`` writes one (JSON, or the Python
-    repr pandas writes for a list of dicts), parsed into that list; any other cell as is."""
+    repr pandas writes for a list of dicts), parsed into that list; any other cell as is.
+    ShareGPT's ``{"from", "value"}`` messages count as messages too."""
     text = value.strip()
-    if not (text.startswith("[{") and text.endswith("}]") and "role" in text and "content" in text):
+    if not (text.startswith("[{") and text.endswith("}]")
+            and (("role" in text and "content" in text) or ("from" in text and "value" in text))):
         return value
     import ast
 
@@ -791,7 +793,8 @@ def _message_cell(value: str) -> Any:
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             continue
         if isinstance(parsed, list) and parsed and all(
-                isinstance(m, dict) and "role" in m and "content" in m for m in parsed):
+                isinstance(m, dict) and (("role" in m and "content" in m) or ("from" in m and "value" in m))
+                for m in parsed):
             return parsed
     return value
 

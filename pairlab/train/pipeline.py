@@ -117,7 +117,8 @@ def _prefill_reference(df: pd.DataFrame, config: TrainConfig, tokenizer, ref_cac
     Why a separate copy: the reference pass needs no adapter, no optimizer and no
     gradient-checkpointing hooks, and runs in eval mode at the eval batch size; all CPU
     4-bit models compute on the same kernel (:func:`pairlab.models.keep_4bit_weights_trainable`),
-    so the cached values are the ones the trainer's own reference pass would give.
+    so the cached values are the trainer's own up to the layout's rounding (the shared-prompt
+    layout here, TRL's two rows in the trainer).
     """
     if device != "cpu" or config.quantization != "4bit" or args.ld_alpha is not None:
         return 0  # on CUDA the trainer's own pass is as fast; LD-DPO needs TRL's weighting

@@ -69,3 +69,22 @@ def test_projections_are_seeded(tiny_peft):
     big = next(i for i, p in enumerate(a) if p.p_in is not None)
     assert torch.equal(a[big].p_in, b[big].p_in)
     assert not torch.equal(a[big].p_in, c[big].p_in)
+
+
+@pytest.mark.parametrize("layout", ["shared", "trl"])
+def test_a_pair_without_completion_tokens_gets_no_forward_and_a_zero_gradient(tiny_peft, sim_pairs, layout):
+    """A prompt that fills max_length leaves no completion token (TRL drops the pair): NaN loss and
+    log-probs, as sequence_logps gives them, a zero gradient, and the other pairs unchanged."""
+    model, tokenizer = tiny_peft
+    pairs = sim_pairs[0].iloc[:3].copy()
+    long_prompt = [{"role": "user", "content": "word " * 200}]
+    pairs.at[pairs.index[1], "prompt"] = long_prompt
+    ref = _ref(pairs)
+    loss = LossSettings(beta=0.5, max_length=64)
+    projections = build_projections(model, 4, seed=7)
+    grads, losses, logps = pair_gradients(model, tokenizer, pairs, ref, projections, loss, batch_size=3, layout=layout)
+    assert np.isnan(losses[1]) and np.isnan(logps[1]).all() and not grads[1].any()
+    assert np.isfinite(losses[[0, 2]]).all() and np.abs(grads[[0, 2]]).max() > 0
+    alone, _, _ = pair_gradients(model, tokenizer, pairs.iloc[[0, 2]], ref[[0, 2]], projections, loss,
+                                 batch_size=3, layout=layout)
+    np.testing.assert_allclose(grads[[0, 2]], alone, rtol=1e-4, atol=1e-6 * np.abs(alone).max())

@@ -144,3 +144,41 @@ def test_inspect_and_convert_take_the_input_as_a_positional_argument(tmp_path, c
     assert "no input" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert main(["inspect", str(src), "--input", str(tmp_path / "other.jsonl")]) == 2
     assert "two inputs" in capsys.readouterr().err
+
+
+def test_alpaca_csv_cells_and_non_alpaca_columns(tmp_path):
+    """In CSV every cell is text: an empty or "[]" history is no history, a JSON history is
+    parsed; an `input` that is not text, or a history that is no list, stays a column."""
+    path = tmp_path / "alpaca.csv"
+    pd.DataFrame([
+        {"instruction": "Say hi.", "input": "", "history": "", "chosen": "hi", "rejected": "bye"},
+        {"instruction": "Say yo.", "input": "loudly", "history": "[]", "chosen": "YO", "rejected": "yo"},
+        {"instruction": "Again?", "input": "", "history": json.dumps([["Hi", "Hello"]]), "chosen": "Yes", "rejected": "No"},
+    ]).to_csv(path, index=False)
+    df = read_pairs(str(path))
+    assert [_turns(p) for p in df["prompt"]] == [
+        [("user", "Say hi.")], [("user", "Say yo.\nloudly")], [("user", "Hi"), ("assistant", "Hello"), ("user", "Again?")]]
+    assert "input" not in df and "history" not in df
+    assert df.attrs["read_stats"]["merged_into_prompt"] == ["input", "history"]
+    rows = [{"instruction": "q", "input": 3, "history": "a free-text history", "chosen": "a", "rejected": "b"}]
+    other = read_pairs(str(_jsonl(tmp_path / "other.jsonl", rows)))
+    assert _turns(other["prompt"].iloc[0]) == [("user", "q")]
+    assert other["input"].iloc[0] == 3 and other["history"].iloc[0] == "a free-text history"
+
+
+def test_sharegpt_conversations_in_a_csv_cell(tmp_path):
+    path = tmp_path / "sg.csv"
+    pd.DataFrame([{"conversations": json.dumps([{"from": "human", "value": "Name a fruit."}]),
+                   "chosen": "Apple.", "rejected": "Rock."}]).to_csv(path, index=False)
+    df = read_pairs(str(path))
+    assert _turns(df["prompt"].iloc[0]) == [("user", "Name a fruit.")]
+
+
+def test_an_answers_column_in_raw_ultrafeedback_is_carried_not_read_as_nectar(tmp_path):
+    rows = [{"instruction": "Name a prime.", "answers": ["kept as is"], "prompt": "also kept",
+             "completions": [{"response": "7", "annotations": {"helpfulness": {"Rating": "5"}}},
+                             {"response": "8", "annotations": {"helpfulness": {"Rating": "1"}}}]}]
+    df = read_pairs(str(_jsonl(tmp_path / "uf.jsonl", rows)), pairing="best-vs-worst")
+    assert df.attrs["read_stats"]["layout"] == "raw"
+    assert _turns(df["prompt"].iloc[0]) == [("user", "Name a prime.")]
+    assert list(df["answers"].iloc[0]) == ["kept as is"] and df["input_prompt"].iloc[0] == "also kept"
