@@ -57,9 +57,10 @@ def _stock_4bit_kernels(model) -> None:
     ``from_pretrained`` runs; see :func:`pairlab.models.keep_4bit_weights_trainable`)."""
     from bitsandbytes.functional import has_avx512bf16
 
-    for module in model.modules():
-        if hasattr(module, "support_avx512bf16_for_cpu"):
-            module.support_avx512bf16_for_cpu = has_avx512bf16()
+    from pairlab.models import set_4bit_repacking
+
+    native = bool(has_avx512bf16())
+    set_4bit_repacking(model, lambda module: native)
 
 
 def _trl_evaluate(run: Path, pairs, work: Path, beta: float, stock: bool = True) -> tuple[dict, float]:

@@ -534,9 +534,16 @@ def keep_4bit_weights_trainable(model) -> None:
     evaluation passes (their log-probs agree, so cached reference values are the ones
     training would compute).
     """
+    set_4bit_repacking(model, lambda module: False)
+
+
+def set_4bit_repacking(model, allow) -> None:
+    """Set, per bitsandbytes 4-bit layer, whether it may repack for the CPU inference kernel:
+    ``allow(layer) -> bool`` (the one switch :func:`keep_4bit_weights_trainable` and
+    :func:`use_inference_kernel` turn, and the benchmark's stock-bitsandbytes baseline)."""
     for module in model.modules():
         if hasattr(module, "support_avx512bf16_for_cpu"):
-            module.support_avx512bf16_for_cpu = False
+            module.support_avx512bf16_for_cpu = bool(allow(module))
 
 
 def use_inference_kernel(model) -> None:
@@ -555,9 +562,7 @@ def use_inference_kernel(model) -> None:
     except ImportError:  # no bitsandbytes: no 4-bit layer either
         return
     native = bool(has_avx512bf16())
-    for module in model.modules():
-        if hasattr(module, "support_avx512bf16_for_cpu"):
-            module.support_avx512bf16_for_cpu = native and getattr(module, "compute_dtype", None) == torch.bfloat16
+    set_4bit_repacking(model, lambda module: native and getattr(module, "compute_dtype", None) == torch.bfloat16)
 
 
 def model_fingerprint(spec: str, quantization: str, dtype: str = "auto",

@@ -18,6 +18,7 @@ disabled, read from (and written to) the run's reference cache.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -236,7 +237,6 @@ def audit(run_dir: str | os.PathLike, eval_pairs: pd.DataFrame, out_dir: str | o
     policy_train = None  # the final policy's log-probs, from the last checkpoint's forward
     final_step = int(manifest.get("global_step") or 0)
     out = Path(out_dir)
-    from ..artifacts import text_sha256
     from ..policy import logps_layout_of
 
     # Every policy pass in the layout of the reference values it is compared with (the cache's:
@@ -248,7 +248,7 @@ def audit(run_dir: str | os.PathLike, eval_pairs: pd.DataFrame, out_dir: str | o
                  "proj_dim": config.proj_dim, "seed": config.seed, "loss": vars(loss),
                  "kfac_factors": 1,  # caches written before EK-FAC lack the factors: recompute
                  "layout": grad_layout,
-                 "reference_sha256": text_sha256(ref_train_arr.tobytes().hex() + ref_eval_arr.tobytes().hex())}
+                 "reference_sha256": hashlib.sha256(ref_train_arr.tobytes() + ref_eval_arr.tobytes()).hexdigest()}
     for ckpt in checkpoints:
         t0 = time.time()
         key = {**pairs_key, "adapter": artifacts.file_sha256(ckpt.path / "adapter_model.safetensors")}

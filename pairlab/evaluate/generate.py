@@ -124,7 +124,6 @@ def generate_table(model, tokenizer, prompts: pd.DataFrame, *, has_adapter: bool
     Returns a frame with :data:`GENERATION_COLUMNS` (``seed`` is <NA> for greedy rows).
     """
     from ..logprobs import adapter_context
-
     from ..models import use_inference_kernel
 
     # Generation and the scoring of its texts are the model's last uses: decoding one token a
