@@ -426,11 +426,10 @@ def _block_mask(segments, dtype, eager: bool):
     return torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
 
 
-def shared_prompt_logps(model, batch: dict[str, Any], *, grad: bool = False):
-    """:func:`completion_logps`' four tensors from a :func:`shared_prompt_batch` batch
-    (``grad=True``: with the graph kept, for per-pair gradients: one row is one pair)."""
-    import contextlib
-
+def _shared_prompt_per_token(model, batch: dict[str, Any], outputs: tuple[str, ...] = ("log_probs",)):
+    """The backbone over a :func:`shared_prompt_batch` batch, then TRL's chunked LM-head kernel on
+    the scored tokens only: its tuple (log_probs, entropy, log_sum_sq_probs, mean_logits,
+    is_top1), one value per scored token, the fields not in ``outputs`` None."""
     import torch
     from trl.kernels import ChunkedLogProbFunction
     from trl.trainer.utils import _CHUNKED_LOGPROB_CHUNK_SIZE
@@ -441,18 +440,110 @@ def shared_prompt_logps(model, batch: dict[str, Any], *, grad: bool = False):
     device = lm_head.weight.device
     eager = getattr(base.config, "_attn_implementation", "sdpa") == "eager"
     mask = _block_mask(batch["segments"], lm_head.weight.dtype if eager else torch.bool, eager)
+    hidden = backbone(input_ids=batch["input_ids"].to(device), attention_mask=mask.to(device),
+                      position_ids=batch["position_ids"].to(device), use_cache=False).last_hidden_state
+    picked = hidden[batch["row"].to(device), batch["source"].to(device)]
+    return ChunkedLogProbFunction.apply(picked, lm_head.weight, lm_head.bias, batch["label"].to(device),
+                                        1.0, _CHUNKED_LOGPROB_CHUNK_SIZE, None, 1.0, outputs)
+
+
+def shared_prompt_logps(model, batch: dict[str, Any], *, grad: bool = False):
+    """:func:`completion_logps`' four tensors from a :func:`shared_prompt_batch` batch
+    (``grad=True``: with the graph kept, for per-pair gradients: one row is one pair)."""
+    import contextlib
+
+    import torch
+
+    device = _base_model(model).get_output_embeddings().weight.device
     with contextlib.nullcontext() if grad else torch.no_grad():
-        hidden = backbone(input_ids=batch["input_ids"].to(device), attention_mask=mask.to(device),
-                          position_ids=batch["position_ids"].to(device), use_cache=False).last_hidden_state
-        picked = hidden[batch["row"].to(device), batch["source"].to(device)]
-        per_token = ChunkedLogProbFunction.apply(picked, lm_head.weight, lm_head.bias, batch["label"].to(device),
-                                                 1.0, _CHUNKED_LOGPROB_CHUNK_SIZE, None, 1.0, ("log_probs",))[0]
+        per_token = _shared_prompt_per_token(model, batch)[0]
     n = batch["pairs"]
     slot = (batch["row"] * 2 + batch["side"]).to(device)
     sums = torch.zeros(2 * n, dtype=torch.float32, device=device).index_add_(0, slot, per_token.float())
     counts = torch.zeros(2 * n, dtype=torch.long, device=device).index_add_(0, slot, torch.ones_like(slot))
     sums, counts = sums.view(n, 2), counts.view(n, 2)
     return sums[:, 0], sums[:, 1], counts[:, 0], counts[:, 1]
+
+
+def trl_rows_as_shared(input_ids, attention_mask, labels, pad_token_id: int):
+    """A TRL preference batch (rows ``[chosen..., rejected...]``, each ``prompt + completion``,
+    right-padded; ``labels`` -100 outside the completions) as a :func:`shared_prompt_batch`,
+    plus, per scored token, its (row, column) in TRL's shifted per-token tensors.
+
+    None where the batch is not of that form (an odd row count, a prompt that differs
+    between a pair's two rows, a completion that is not one block after its prompt): the
+    caller then runs TRL's own forward.
+    """
+    import torch
+
+    if attention_mask is None or input_ids.dim() != 2 or input_ids.size(0) % 2:
+        return None
+    n = input_ids.size(0) // 2
+    ids = input_ids.tolist()
+    real = attention_mask.bool().tolist()
+    scored = (labels != -100).tolist()
+    examples, offsets = [], []
+    for j in range(n):
+        parts = []
+        for row in (j, n + j):
+            prompt = [t for t, r, c in zip(ids[row], real[row], scored[row]) if r and not c]
+            completion = [t for t, c in zip(ids[row], scored[row]) if c]
+            n_real = sum(real[row])
+            # the prompt first, then the completion, then padding: TRL's right-padded rows
+            if not all(real[row][:n_real]) or any(scored[row][:len(prompt)]) \
+                    or not all(scored[row][len(prompt):len(prompt) + len(completion)]):
+                return None
+            parts.append((prompt, completion))
+        if parts[0][0] != parts[1][0]:
+            return None
+        examples.append({"prompt_ids": parts[0][0], "chosen_ids": parts[0][1], "rejected_ids": parts[1][1]})
+        offsets.append(len(parts[0][0]))
+    batch = shared_prompt_batch(examples, pad_token_id, None)
+    # shared_prompt_batch scores, per pair and side, completion tokens t (from 1 without a
+    # prompt), each predicted from the position before it: TRL's column n_prompt + t - 1.
+    rows, cols = [], []
+    for j, ex in enumerate(examples):
+        n_p = offsets[j]
+        for s, key in enumerate(("chosen_ids", "rejected_ids")):
+            first = 0 if n_p > 0 else 1
+            for t in range(first, len(ex[key])):
+                rows.append(s * n + j)
+                cols.append(n_p + t - 1)
+    batch["trl_row"] = torch.tensor(rows, dtype=torch.long)
+    batch["trl_col"] = torch.tensor(cols, dtype=torch.long)
+    return batch
+
+
+def shared_prompt_fused_forward(model, input_ids, attention_mask, labels, pad_token_id: int,
+                                outputs: tuple[str, ...] = ("log_probs",)):
+    """What ``model(input_ids, attention_mask=..., labels=..., fused_lm_head=True)`` returns for a
+    TRL preference batch (TRL's ``FusedCausalLMOutput``, per-token fields of shape (2B, L - 1),
+    zero off the completions), computed in the shared-prompt layout: each pair's prompt runs
+    once and only completion tokens reach the LM head. The graph is kept (training).
+
+    None where :func:`trl_rows_as_shared` cannot lay the batch out (use the model itself).
+    """
+    import torch
+    from trl.trainer.utils import FusedCausalLMOutput
+
+    batch = trl_rows_as_shared(input_ids, attention_mask, labels, pad_token_id)
+    if batch is None:
+        return None
+    fields = _shared_prompt_per_token(model, batch, outputs)
+    device = fields[0].device
+    rows, cols = batch["trl_row"].to(device), batch["trl_col"].to(device)
+    shape = (input_ids.size(0), input_ids.size(1) - 1)
+
+    def place(values):
+        if values is None:
+            return None
+        return values.new_zeros(shape).index_put((rows, cols), values)
+
+    log_probs, entropy, log_sum_sq_probs, mean_logits, is_top1 = (place(x) for x in fields)
+    mask = (labels[:, 1:] != -100).to(device)
+    loss = -log_probs.sum() / mask.sum().clamp(min=1)
+    return FusedCausalLMOutput(loss=loss, log_probs=log_probs, entropy=entropy, log_sum_sq_probs=log_sum_sq_probs,
+                               mean_logits=mean_logits, is_top1=is_top1, label_mask=mask)
 
 
 def length_order(tokenized: list[dict[str, list[int]]], shared_prompt: bool = False) -> np.ndarray:

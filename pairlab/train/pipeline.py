@@ -161,6 +161,14 @@ def _open_ref_cache(config: TrainConfig, tokenizer, args, compute_dtype, fingerp
         layout=layout), root=config.ref_cache_dir)
 
 
+def policy_layout(ref_cache) -> str:
+    """The layout of the policy's training forward: ``shared`` where its reference comes from a
+    cache in the shared-prompt layout (CPU, 4-bit, no LD-DPO, a supported model; see
+    :func:`pairlab.logprobs.stored_layout`), so policy and reference are scored alike;
+    else ``trl``. ``PAIRLAB_LOGPS_LAYOUT=trl`` makes it ``trl`` everywhere."""
+    return "shared" if ref_cache is not None and ref_cache.layout == "shared" else "trl"
+
+
 def prefill_reference(pairs: pd.DataFrame, config: TrainConfig) -> int:
     """Compute into ``config``'s shared reference cache what :func:`train` would need for
     ``pairs`` and the cache lacks, loading no trainable model; returns how many it computed.
@@ -318,7 +326,7 @@ def train(pairs: pd.DataFrame | str | os.PathLike, config: TrainConfig | None = 
         trainer = PairlabDPOTrainer(model=model, args=args, train_dataset=dataset,
                                     processing_class=tokenizer, peft_config=lora,
                                     pair_ids=df["pair_id"].astype(str).tolist(), ref_cache=ref_cache,
-                                    callbacks=callbacks)
+                                    policy_layout=policy_layout(ref_cache), callbacks=callbacks)
     except ValueError as err:  # TRL's own config checks (e.g. exo_pair without label_smoothing)
         where = "lora.target_modules" if "target_modules" in str(err) or "Target modules" in str(err) else "dpo"
         raise ConfigError(str(err), field=where) from None
@@ -396,6 +404,7 @@ def train(pairs: pd.DataFrame | str | os.PathLike, config: TrainConfig | None = 
                          "backend": getattr(trainer.accelerator.state, "backend", None)},
             resumed_from=None if checkpoint is None else str(checkpoint),
             resumed_from_step=None if checkpoint is None else _checkpoint_step(checkpoint), ref_cache=ref_stats,
+            policy_layout={"layout": trainer.policy_layout, **trainer.layout_stats},
             truncation=truncation,
             memory=memory, timing={"train_runtime_s": round(runtime, 3), "optimizer_steps": steps_here,
                                    "seconds_per_step": round(runtime / max(steps_here, 1), 4)},

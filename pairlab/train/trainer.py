@@ -10,6 +10,12 @@ Three small overrides, each where TRL does the thing we change:
 * ``compute_loss``: pops ``pair_index`` (TRL would hand it to the model), lets TRL
   compute the loss, and records per-pair dynamics from the per-token log-probs the
   policy forward already produced (captured by a forward hook: no extra pass).
+* ``policy_layout="shared"`` (CPU, 4-bit, where the cached reference is in the shared-prompt
+  layout): ``compute_loss`` hands TRL's loss a stand-in for the model that returns the
+  same fused-head output from :func:`~pairlab.logprobs.shared_prompt_fused_forward`, one
+  row per pair with the prompt once, so the policy is scored as its reference was (at
+  step 0 the log-ratios are exactly 0) and each step runs fewer tokens. TRL's loss,
+  metrics and optimizer are untouched; a batch it cannot lay out runs TRL's forward.
 * ``_save_checkpoint``: writes ``dynamics.parquet`` into each checkpoint, last, so a
   checkpoint with it is complete and a resumed run continues complete dynamics.
 """
@@ -47,8 +53,11 @@ class PairIndexCollator(DataCollatorForPreference):
 
 
 class PairlabDPOTrainer(DPOTrainer):
-    def __init__(self, *args, pair_ids: list[str], ref_cache: RefLogpCache | None = None, **kwargs):
+    def __init__(self, *args, pair_ids: list[str], ref_cache: RefLogpCache | None = None,
+                 policy_layout: str = "trl", **kwargs):
         # Set before super().__init__, which calls _precompute_ref_logps.
+        if policy_layout not in ("trl", "shared"):
+            raise ValueError(f"unknown policy layout {policy_layout!r}")
         self.pair_ids = list(pair_ids)
         self.ref_cache = ref_cache
         self.ref_stats = {"pairs": 0, "cache_hits": 0, "computed": 0, "forward_batches": 0, "precompute_s": 0.0}
@@ -63,6 +72,14 @@ class PairlabDPOTrainer(DPOTrainer):
         super().__init__(*args, **kwargs)
         self.dynamics = DynamicsRecorder(self.beta)
         self._hook = self.model.register_forward_hook(self._capture_log_probs)
+        # One process only (a DDP wrapper must see the forward itself), no MoE aux loss, and
+        # the reference read from the cache (a per-step reference would run in TRL's layout).
+        shared = (policy_layout == "shared" and self.accelerator.num_processes == 1
+                  and not self.aux_loss_enabled and self.precompute_ref_logps)
+        self.policy_layout = "shared" if shared else "trl"
+        self.layout_stats = {"shared_batches": 0, "trl_batches": 0}
+        self._fused_outputs = ("log_probs", "entropy", "mean_logits", "is_top1") + \
+            (("log_sum_sq_probs",) if self.use_weighting else ())
 
     # ------------------------------------------------------------ columns reaching the batch
 
@@ -160,7 +177,8 @@ class PairlabDPOTrainer(DPOTrainer):
         self._captured = []
         self._capturing = record
         try:
-            result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            policy = _SharedPromptPolicy(self, model) if self.policy_layout == "shared" else model
+            result = super().compute_loss(policy, inputs, return_outputs, num_items_in_batch)
         finally:
             self._capturing = False
         if record and self._captured:
@@ -219,3 +237,30 @@ class PairlabDPOTrainer(DPOTrainer):
         if self.args.should_save:
             folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
             write_parquet(folder / DYNAMICS_FILE, frame)
+
+
+class _SharedPromptPolicy:
+    """Stands in for the policy in TRL's ``_compute_loss``: the one call it makes,
+    ``model(input_ids=..., attention_mask=..., labels=..., fused_lm_head=True, use_cache=False)``,
+    answered in the shared-prompt layout (:func:`~pairlab.logprobs.shared_prompt_fused_forward`),
+    or by the model itself where the batch has other inputs or another form."""
+
+    def __init__(self, trainer: PairlabDPOTrainer, model):
+        self.trainer, self.model = trainer, model
+
+    def __call__(self, input_ids=None, attention_mask=None, labels=None, fused_lm_head=False, use_cache=None,
+                 **extra):
+        from ..logprobs import shared_prompt_fused_forward
+
+        out = None
+        if fused_lm_head and not extra and labels is not None:
+            out = shared_prompt_fused_forward(
+                self.trainer.accelerator.unwrap_model(self.model), input_ids, attention_mask, labels,
+                getattr(self.trainer.data_collator, "pad_token_id", None) or 0, self.trainer._fused_outputs)
+        if out is None:
+            self.trainer.layout_stats["trl_batches"] += 1
+            return self.model(input_ids=input_ids, attention_mask=attention_mask, labels=labels,
+                              fused_lm_head=fused_lm_head, use_cache=use_cache, **extra)
+        self.trainer.layout_stats["shared_batches"] += 1
+        self.trainer._capture_log_probs(None, None, out)
+        return out

@@ -155,3 +155,70 @@ def test_unknown_layout_is_refused(monkeypatch):
     monkeypatch.setenv("PAIRLAB_LOGPS_LAYOUT", "packed")
     with pytest.raises(ValueError, match="PAIRLAB_LOGPS_LAYOUT"):
         logprobs.logps_layout()
+
+
+# ---------------------------------------------------------------- the policy's training forward
+
+def _trl_batch(tokenizer, pairs, max_length):
+    from trl.trainer.dpo_trainer import DataCollatorForPreference
+
+    collator = DataCollatorForPreference(pad_token_id=tokenizer.pad_token_id, max_length=max_length)
+    batch = collator(tokenize_pairs(tokenizer, pairs))
+    labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
+    return batch, labels
+
+
+@pytest.mark.parametrize("window", [None, "cut"])
+def test_shared_training_forward_is_trls_output_with_its_gradients(tiny_peft, sim_pairs, window):
+    """What TRL's loss reads from ``model(..., fused_lm_head=True)``, per token and in gradient."""
+    model, tokenizer = tiny_peft
+    pairs = sim_pairs.head(5)
+    tokens = tokenize_pairs(tokenizer, pairs)
+    max_length = None if window is None else max(len(t["prompt_ids"]) for t in tokens) + 3
+    batch, labels = _trl_batch(tokenizer, pairs, max_length)
+    fields = ("log_probs", "entropy", "mean_logits", "is_top1")
+    logprobs.ensure_fused_lm_head(model)
+    from trl.trainer.utils import add_fused_lm_head
+
+    base = model.get_base_model()
+    original = base.forward
+    add_fused_lm_head(base, outputs=fields)  # as DPOTrainer patches its policy
+    try:
+        lora = [p for n, p in model.named_parameters() if "lora_" in n]
+        model.zero_grad()
+        ref = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels,
+                    fused_lm_head=True, use_cache=False)
+        (ref.log_probs.sum(dim=1) * torch.arange(1, 11, dtype=torch.float32)).sum().backward()
+        ref_grads = [p.grad.clone() for p in lora]
+        model.zero_grad()
+        out = logprobs.shared_prompt_fused_forward(model, batch["input_ids"], batch["attention_mask"], labels,
+                                                   tokenizer.pad_token_id, fields)
+        assert out is not None
+        (out.log_probs.sum(dim=1) * torch.arange(1, 11, dtype=torch.float32)).sum().backward()
+        grads = [p.grad.clone() for p in lora]
+    finally:
+        base.forward = original
+    assert out.log_probs.shape == ref.log_probs.shape
+    for name in ("log_probs", "entropy", "mean_logits"):
+        np.testing.assert_allclose(getattr(out, name).detach(), getattr(ref, name).detach(), rtol=1e-4, atol=1e-4)
+    assert torch.equal(out.is_top1.bool() & out.label_mask, ref.is_top1.bool() & ref.label_mask)
+    assert torch.equal(out.label_mask, ref.label_mask)
+    assert (out.log_probs[~out.label_mask] == 0).all()
+    assert float(out.loss.detach()) == pytest.approx(float(ref.loss.detach()), rel=1e-5)
+    worst = max(float((g - r).abs().max() / r.abs().max()) for g, r in zip(grads, ref_grads))
+    assert worst < 1e-4 and all(r.abs().max() > 0 for r in ref_grads)
+
+
+def test_training_batches_not_in_trl_form_are_left_to_the_model():
+    ids = torch.tensor([[1, 2, 3, 0], [1, 2, 4, 0]])
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 0]])
+    labels = torch.tensor([[-100, -100, 3, -100], [-100, -100, 4, -100]])
+    ok = logprobs.trl_rows_as_shared(ids, mask, labels, 0)
+    assert ok["input_ids"].tolist() == [[1, 2, 3, 4]]
+    assert list(zip(ok["trl_row"].tolist(), ok["trl_col"].tolist())) == [(0, 1), (1, 1)]
+    different_prompts = torch.tensor([[1, 2, 3, 0], [1, 5, 4, 0]])
+    assert logprobs.trl_rows_as_shared(different_prompts, mask, labels, 0) is None
+    left_padded = torch.tensor([[0, 1, 1, 1], [0, 1, 1, 1]])
+    assert logprobs.trl_rows_as_shared(ids, left_padded, labels, 0) is None
+    assert logprobs.trl_rows_as_shared(ids[:1], mask[:1], labels[:1], 0) is None
+    assert logprobs.trl_rows_as_shared(ids, None, labels, 0) is None

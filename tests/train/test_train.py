@@ -30,6 +30,15 @@ def test_cache_gives_the_same_losses_as_trl_computing_the_reference(tmp_path, si
     # TRL's own handling runs the reference on every micro-batch; the cache runs it once per pair.
     assert own.ref_cache["computed"] == 4 * 2
     assert cached.ref_cache["computed"] == 12 and cached.ref_cache["cache_hits"] == 0
+    # CPU + 4-bit: the cached reference is in the shared-prompt layout, and so is the policy's
+    # training forward (every batch); TRL computing its own reference keeps TRL's layout.
+    from pairlab.models import pick_device
+
+    layouts = [json.loads((run / "manifest.json").read_text())["policy_layout"]
+               for run in (tmp_path / "trl", tmp_path / "cache")]
+    assert layouts[0] == {"layout": "trl", "shared_batches": 0, "trl_batches": 0}
+    if pick_device("auto") == "cpu":
+        assert layouts[1] == {"layout": "shared", "shared_batches": 4, "trl_batches": 0}
 
 
 def test_overlapping_subset_computes_only_missing_pairs(tmp_path, sim_pairs, tiny_config):
