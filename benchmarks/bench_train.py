@@ -1,5 +1,6 @@
 """Train benchmarks: (a) the shared reference cache vs TRL's per-run reference, K=3 arms;
-(b) peak RSS of 4-bit QLoRA vs full-precision LoRA on SmolLM2-135M; (c) seconds per optimizer step.
+(b) peak RSS of 4-bit QLoRA vs full-precision LoRA on SmolLM2-135M; (c) seconds per optimizer step;
+(e) the policy's training forward in the shared-prompt layout against TRL's two rows, at the demo's shape.
 
 (a) Reference forward passes are counted exactly on a 2,000-pair simulator pool with
 three overlapping arms (each a seeded 60% sample): with the shared cache a pair's
@@ -41,6 +42,7 @@ smoke check and skips (d).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -117,31 +119,48 @@ def bench_ref_cache(out_dir: Path) -> dict:
     settings = [f"model={model}", "quantization=4bit", "seed=0", "save_steps=100000",
                 "dpo.per_device_train_batch_size=2", "dpo.precompute_ref_batch_size=4",
                 f"dpo.max_length={max_length}", "dpo.num_train_epochs=1"]
-    timings: dict[str, list[float]] = {"shared_cache": [], "trl_per_step": []}
-    loop: dict[str, float] = {"shared_cache": 0.0, "trl_per_step": 0.0}
-    runtime: dict[str, float] = {"shared_cache": 0.0, "trl_per_step": 0.0}
-    steps: dict[str, int] = {"shared_cache": 0, "trl_per_step": 0}
-    counted: dict[str, int] = {"shared_cache": 0, "trl_per_step": 0}
+    # Three modes: pairlab (the shared cache; the policy's forward in the cache's shared-prompt
+    # layout), the same cache with the policy in TRL's two-row layout (what pairlab did before:
+    # it separates the layout's saving from the cache's), and TRL's per-step reference.
+    modes = ("shared_cache", "shared_cache_trl_policy", "trl_per_step")
+    timings: dict[str, list[float]] = {m: [] for m in modes}
+    loop: dict[str, float] = dict.fromkeys(modes, 0.0)
+    runtime: dict[str, float] = dict.fromkeys(modes, 0.0)
+    steps: dict[str, int] = dict.fromkeys(modes, 0)
+    counted: dict[str, int] = dict.fromkeys(modes, 0)
+    layouts: dict[str, list[str]] = {m: [] for m in modes}
     prefill: dict[str, float] = {}
+    from unittest import mock
+
+    import pairlab.train.pipeline as train_pipeline
+
     with tempfile.TemporaryDirectory(prefix="pairlab-bench-train-") as tmp:
-        for mode, ref_cache in (("shared_cache", True), ("trl_per_step", False)):
+        for mode in modes:
+            ref_cache = mode != "trl_per_step"
+
             def config():
                 return load_train_config(None, settings + [f"ref_cache={str(ref_cache).lower()}",
                                                            f"ref_cache_dir={tmp}/cache"])
-            if ref_cache:
+            if mode == "shared_cache":
                 # as `pairlab ablate` does: one reference pass over the arms' union, before any arm
                 union = sorted(set().union(*map(set, arms)))
                 t0 = time.time()
                 computed = prefill_reference(by_id.loc[union].reset_index(drop=True), config())
                 prefill = {"pairs": computed, "wall_s": round(time.time() - t0, 2)}
-                timings[mode].append(prefill["wall_s"])
                 counted[mode] += computed
+            if ref_cache:  # the second cache mode reads the first one's prefill: the same cost
+                timings[mode].append(prefill["wall_s"])
                 loop[mode] += prefill["wall_s"]
+            forced = mock.patch.object(train_pipeline, "policy_layout", lambda cache: "trl") \
+                if mode == "shared_cache_trl_policy" else contextlib.nullcontext()
             for i, arm in enumerate(arms):
                 t0 = time.time()
-                result = train(by_id.loc[arm].reset_index(drop=True), config(), Path(tmp) / f"{mode}-{i}")
+                with forced:
+                    result = train(by_id.loc[arm].reset_index(drop=True), config(), Path(tmp) / f"{mode}-{i}")
                 timings[mode].append(round(time.time() - t0, 2))
                 counted[mode] += result.ref_cache["computed"]
+                layouts[mode].append(json.loads((Path(tmp) / f"{mode}-{i}" / "manifest.json").read_text())
+                                     ["policy_layout"]["layout"])
                 # reference pass (cache mode) + optimizer loop (where TRL runs its reference)
                 loop[mode] += result.ref_cache["precompute_s"] + result.train_runtime_s
                 runtime[mode] += result.train_runtime_s
@@ -149,9 +168,11 @@ def bench_ref_cache(out_dir: Path) -> dict:
     small_counts = reference_pass_counts(arms, epochs=1, batch_size=2)
     assert counted["shared_cache"] == small_counts["shared_cache_ref_pairs"], counted
     assert counted["trl_per_step"] == small_counts["trl_per_step_ref_pairs"], counted
+    assert counted["shared_cache_trl_policy"] == 0, counted  # it read the first mode's cache
     wall_cache, wall_trl = sum(timings["shared_cache"]), sum(timings["trl_per_step"])
+    wall_cache_trl_policy = sum(timings["shared_cache_trl_policy"])
     step_s = {k: round(runtime[k] / max(steps[k], 1), 2) for k in runtime}
-    ref_per_step = step_s["trl_per_step"] - step_s["shared_cache"]
+    ref_per_step = step_s["trl_per_step"] - step_s["shared_cache_trl_policy"]
     ref_pair_s = prefill["wall_s"] / max(prefill["pairs"], 1)
     # The best this design can do if every fixed cost (model loads, trainer set-up) were zero:
     # TRL pays (train step + reference forward) per step, the cache (train step) per step plus
@@ -169,19 +190,24 @@ def bench_ref_cache(out_dir: Path) -> dict:
             "arm_wall_s": timings,
             "total_wall_s": {"shared_cache": round(wall_cache, 2), "trl_per_step": round(wall_trl, 2)},
             "ratio_wall_trl_over_cache": round(wall_trl / wall_cache, 3),
+            "policy_layouts": layouts,
+            "total_wall_s_cache_with_trl_layout_policy": round(wall_cache_trl_policy, 2),
+            "ratio_wall_trl_over_cache_with_trl_layout_policy": round(wall_trl / wall_cache_trl_policy, 3),
+            "ratio_step_trl_layout_over_shared_layout_policy": round(
+                step_s["shared_cache_trl_policy"] / max(step_s["shared_cache"], 1e-9), 3),
             "reference_plus_training_loop_s": {k: round(v, 2) for k, v in loop.items()},
             "ratio_loop_trl_over_cache": round(loop["trl_per_step"] / loop["shared_cache"], 3),
             "optimizer_steps": steps,
             "seconds_per_step": step_s,
             "trl_reference_forward_per_step_s": round(ref_per_step, 2),
-            "trl_reference_share_of_train_step": round(ref_per_step / step_s["shared_cache"], 3),
+            "trl_reference_share_of_train_step": round(ref_per_step / step_s["shared_cache_trl_policy"], 3),
             "prefill_seconds_per_pair": round(ref_pair_s, 2),
             "ratio_bound_without_fixed_costs": round(bound, 3),
         },
         "goal": {"measured": round(wall_trl / wall_cache, 3), "goal": ">= 1.25x (TRL per-step / shared cache, wall)",
                  "met": wall_trl / wall_cache >= 1.25,
                  "total_wall_s": {"shared_cache": round(wall_cache, 2), "trl_per_step": round(wall_trl, 2)},
-                 "trl_reference_share_of_train_step": round(ref_per_step / step_s["shared_cache"], 3),
+                 "trl_reference_share_of_train_step": round(ref_per_step / step_s["shared_cache_trl_policy"], 3),
                  "bound_without_fixed_costs": round(bound, 3)},
     }
 
@@ -364,9 +390,52 @@ def bench_memory_at_scale(out_dir: Path) -> dict:
             "reference_cached": warm_cache}
 
 
+def bench_policy_layout(out_dir: Path) -> dict:
+    """(e) Optimizer steps with the policy's forward in the shared-prompt layout (pairlab's CPU
+    4-bit default) against TRL's two-row layout, same process, same pairs, same cached
+    reference: SmolLM2-135M 4-bit at `make demo`'s shape (short simulator answers, batch 4,
+    max_length 160, 10 steps), alternating layouts twice. The final losses must agree."""
+    from unittest import mock
+
+    import pairlab.train.pipeline as train_pipeline
+    from pairlab.simulate import simulate_pairs
+    from pairlab.train import load_train_config, train
+
+    steps = 2 if QUICK else 10
+    pairs, _ = simulate_pairs(n=200, seed=0, length="short")
+    pairs = pairs.head(4 * steps).reset_index(drop=True)
+    runs: dict[str, list[float]] = {"shared": [], "trl": []}
+    losses: dict[str, list[float]] = {"shared": [], "trl": []}
+    with tempfile.TemporaryDirectory(prefix="pairlab-bench-layout-") as tmp:
+        def config():
+            return load_train_config(None, [
+                "model=smollm2-135m-instruct", "quantization=4bit", "seed=0", f"ref_cache_dir={tmp}/cache",
+                "save_steps=100000", f"dpo.max_steps={steps}", "dpo.per_device_train_batch_size=4",
+                "dpo.max_length=160", "dpo.learning_rate=5e-4", "dpo.warmup_steps=0"])
+        train_pipeline.prefill_reference(pairs, config())
+        for rep in range(2):
+            for layout in ("shared", "trl"):
+                forced = mock.patch.object(train_pipeline, "policy_layout", lambda cache: "trl") \
+                    if layout == "trl" else contextlib.nullcontext()
+                with forced:
+                    result = train(pairs, config(), Path(tmp) / f"{layout}-{rep}")
+                ran = json.loads((Path(tmp) / f"{layout}-{rep}" / "manifest.json").read_text())["policy_layout"]
+                assert ran["layout"] == layout, ran
+                runs[layout].append(result.train_runtime_s)
+                losses[layout].append(float(result.train_log["loss"].iloc[-1]))
+    best = {k: min(v) for k, v in runs.items()}
+    return {"shape": f"SmolLM2-135M 4-bit, {len(pairs)} short simulator pairs, batch 4, max_length 160, "
+                     f"{steps} steps, reference cached",
+            "train_runtime_s": runs, "final_loss": losses,
+            "seconds_per_step_best": {k: round(v / steps, 3) for k, v in best.items()},
+            "ratio_trl_layout_over_shared": round(best["trl"] / best["shared"], 3),
+            "final_loss_abs_difference": round(abs(losses["trl"][0] - losses["shared"][0]), 6)}
+
+
 def main(out_dir: Path) -> dict:
     t0 = time.time()
     result = {"quick": QUICK, "a_reference_cache": bench_ref_cache(out_dir)}
+    result["e_policy_layout"] = bench_policy_layout(out_dir)
     result["b_c_memory_and_step_time"] = memory = bench_memory_and_step_time(out_dir)
     result["d_memory_at_scale"] = scale = bench_memory_at_scale(out_dir)
     ratio = memory["peak_rss_ratio_4bit_over_full"]
