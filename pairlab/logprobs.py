@@ -336,13 +336,13 @@ def stored_layout(config, truncation_mode: str = "keep_start", *, device: str, q
                   ld_alpha: float | None = None) -> str:
     """The layout of every log-prob pass stored under one reference-cache key: ``shared`` or ``trl``.
 
-    ``shared`` only where pairlab computes every reference pass itself (CPU, 4-bit, no
-    LD-DPO: training's prefill, evaluation, audit) and the model supports it. Elsewhere the
-    trainer computes the training reference in TRL's own layout, so every reader and writer
-    of that key uses TRL's layout too. ``config``: the model's transformers config (None:
-    unknown, so ``trl``).
+    ``shared`` only where pairlab computes every reference pass itself (CPU, 4-bit or full
+    precision, no LD-DPO: training's prefill, evaluation, audit) and the model supports it.
+    Elsewhere (CUDA, LD-DPO) the trainer computes the training reference in TRL's own
+    layout, so every reader and writer of that key uses TRL's layout too. ``config``: the
+    model's transformers config (None: unknown, so ``trl``).
     """
-    if logps_layout() != "shared" or not str(device).startswith("cpu") or quantization != "4bit" \
+    if logps_layout() != "shared" or not str(device).startswith("cpu") or quantization not in ("4bit", "none") \
             or ld_alpha is not None:
         return "trl"
     return "shared" if config_supports_shared(config, truncation_mode) else "trl"

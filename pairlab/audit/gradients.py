@@ -6,7 +6,7 @@ checkpoint, the same work as a training pass. This module gets there:
 * **One batched backward** of the *sum* of per-pair DPO losses. Rows never interact
   (attention within a row, no batch norm), so each pair's gradient is the part of the
   summed gradient that flows through its own rows: in the shared-prompt layout (where the
-  reference values are in it: CPU, 4-bit) pair ``i`` is row ``i``, ``prompt + chosen +
+  reference values are in it: CPU) pair ``i`` is row ``i``, ``prompt + chosen +
   rejected`` with a block mask, so the prompt runs once; in TRL's layout it owns rows ``i``
   (chosen) and ``n + i`` (rejected) of the concatenated batch.
 * **Per-example LoRA gradients from hooks.** Every LoRA factor is a bias-free

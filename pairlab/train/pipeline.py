@@ -111,16 +111,16 @@ def _trainable_to(model, dtype) -> None:
 
 def _prefill_reference(df: pd.DataFrame, config: TrainConfig, tokenizer, ref_cache, args, device: str,
                        tokenized: list[dict[str, list[int]]]) -> int:
-    """CPU + 4-bit: compute the reference log-probs the cache lacks with an inference-only
-    copy of the base, before the trainable model is loaded. Returns how many it computed.
+    """CPU: compute the reference log-probs the cache lacks with an inference-only copy of
+    the base, before the trainable model is loaded. Returns how many it computed.
 
     Why a separate copy: the reference pass needs no adapter, no optimizer and no
     gradient-checkpointing hooks, and runs in eval mode at the eval batch size; all CPU
     4-bit models compute on the same kernel (:func:`pairlab.models.keep_4bit_weights_trainable`),
-    so the cached values are the trainer's own up to the layout's rounding (the shared-prompt
-    layout here, TRL's two rows in the trainer).
+    so the cached values are the trainer's own up to float rounding: both are in the
+    shared-prompt layout (the trainer's policy forward too, see :func:`policy_layout`).
     """
-    if device != "cpu" or config.quantization != "4bit" or args.ld_alpha is not None:
+    if device != "cpu" or ref_cache.layout != "shared":
         return 0  # on CUDA the trainer's own pass is as fast; LD-DPO needs TRL's weighting
     from ..logprobs import _as_ref_rows, sequence_logps
     from ..models import load_model, load_options, release_freed_memory
@@ -163,7 +163,7 @@ def _open_ref_cache(config: TrainConfig, tokenizer, args, compute_dtype, fingerp
 
 def policy_layout(ref_cache) -> str:
     """The layout of the policy's training forward: ``shared`` where its reference comes from a
-    cache in the shared-prompt layout (CPU, 4-bit, no LD-DPO, a supported model; see
+    cache in the shared-prompt layout (CPU, 4-bit or full precision, no LD-DPO, a supported model; see
     :func:`pairlab.logprobs.stored_layout`), so policy and reference are scored alike;
     else ``trl``. ``PAIRLAB_LOGPS_LAYOUT=trl`` makes it ``trl`` everywhere."""
     return "shared" if ref_cache is not None and ref_cache.layout == "shared" else "trl"
@@ -175,7 +175,7 @@ def prefill_reference(pairs: pd.DataFrame, config: TrainConfig) -> int:
 
     For several runs over overlapping subsets (arms): one pass over their union, then each
     run finds its reference cached, as `pairlab ablate`'s prefill step does. Computes only
-    where :func:`train` itself would prefill (CPU, 4-bit); elsewhere returns 0.
+    where :func:`train` itself would prefill (CPU, shared-prompt layout); elsewhere returns 0.
     """
     import tempfile
 

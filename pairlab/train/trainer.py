@@ -10,7 +10,7 @@ Three small overrides, each where TRL does the thing we change:
 * ``compute_loss``: pops ``pair_index`` (TRL would hand it to the model), lets TRL
   compute the loss, and records per-pair dynamics from the per-token log-probs the
   policy forward already produced (captured by a forward hook: no extra pass).
-* ``policy_layout="shared"`` (CPU, 4-bit, where the cached reference is in the shared-prompt
+* ``policy_layout="shared"`` (CPU, where the cached reference is in the shared-prompt
   layout): ``compute_loss`` hands TRL's loss a stand-in for the model that returns the
   same fused-head output from :func:`~pairlab.logprobs.shared_prompt_fused_forward`, one
   row per pair with the prompt once, so the policy is scored as its reference was (at

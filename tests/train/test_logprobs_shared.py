@@ -121,11 +121,12 @@ def test_unsupported_models_use_trl_layout(tiny_peft, monkeypatch):
     assert key("shared")["method"] != key("trl")["method"]
     assert logprobs.RefLogpCache(key("shared")).layout == "shared"
     assert logprobs.RefLogpCache(key("trl")).layout == "trl"
-    # where the trainer computes the training reference itself (GPU, full precision, LD-DPO),
-    # every pass of that key is in TRL's layout; CPU + 4-bit: shared where supported
+    # where the trainer computes the training reference itself (GPU, LD-DPO), every pass of
+    # that key is in TRL's layout; on CPU (4-bit or full precision): shared where supported
     assert logprobs.stored_layout(config, device="cpu", quantization="4bit") == "shared"
     assert logprobs.stored_layout(config, device="cuda:0", quantization="4bit") == "trl"
-    assert logprobs.stored_layout(config, device="cpu", quantization="none") == "trl"
+    assert logprobs.stored_layout(config, device="cpu", quantization="none") == "shared"
+    assert logprobs.stored_layout(config, device="cpu", quantization="8bit") == "trl"
     assert logprobs.stored_layout(config, device="cpu", quantization="4bit", ld_alpha=0.5) == "trl"
     assert logprobs.stored_layout(None, device="cpu", quantization="4bit") == "trl"
     monkeypatch.setenv("PAIRLAB_LOGPS_LAYOUT", "trl")
