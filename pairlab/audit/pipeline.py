@@ -240,7 +240,7 @@ def audit(run_dir: str | os.PathLike, eval_pairs: pd.DataFrame, out_dir: str | o
     from ..policy import logps_layout_of
 
     # Every policy pass in the layout of the reference values it is compared with (the cache's:
-    # shared-prompt on CPU in 4-bit, TRL's elsewhere), so policy and reference round alike.
+    # shared-prompt on CPU, TRL's elsewhere), so policy and reference round alike.
     # Part of the resume key, as the reference values are: the K-FAC factors count prompt
     # tokens differently in the two layouts.
     grad_layout = cache.layout if cache is not None else logps_layout_of(setup)

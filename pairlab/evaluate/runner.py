@@ -11,15 +11,15 @@ EVAL_DIR/
 
 Efficiency, and why the numbers equal TRL's:
 
-* One model in memory: the 4-bit base with the run's LoRA adapter; the reference is the
+* One model in memory: the base (4-bit by default) with the run's LoRA adapter; the reference is the
   same model with the adapter disabled (as in training).
 * Reference log-probs come from the shared on-disk cache under the key training used
   (same model fingerprint, compute dtype, tokenizer, max_length, truncation), so K arms
   evaluated on one eval set cost one reference pass, and a re-evaluation costs none.
 * Log-probs go through :func:`pairlab.logprobs.sequence_logps`: TRL's tokenization, in
   length-sorted batches (little padding), in the layout the cache key names
-  (:func:`pairlab.policy.logps_layout_of`): the shared-prompt layout on CPU in 4-bit where the
-  model supports it, TRL's collator and fused LM head elsewhere.
+  (:func:`pairlab.policy.logps_layout_of`): the shared-prompt layout on CPU (4-bit or full
+  precision) where the model supports it, TRL's collator and fused LM head elsewhere.
 """
 from __future__ import annotations
 

@@ -117,10 +117,11 @@ def _prefill_reference(df: pd.DataFrame, config: TrainConfig, tokenizer, ref_cac
     Why a separate copy: the reference pass needs no adapter, no optimizer and no
     gradient-checkpointing hooks, and runs in eval mode at the eval batch size; all CPU
     4-bit models compute on the same kernel (:func:`pairlab.models.keep_4bit_weights_trainable`),
-    so the cached values are the trainer's own up to float rounding: both are in the
-    shared-prompt layout (the trainer's policy forward too, see :func:`policy_layout`).
+    so the cached values are the trainer's own up to float rounding: in one process both
+    are in the cache's layout (the trainer's policy forward too, see :func:`policy_layout`).
+    Runs 4-bit, and full precision where the cache is in the shared-prompt layout.
     """
-    if device != "cpu" or ref_cache.layout != "shared":
+    if device != "cpu" or args.ld_alpha is not None or (config.quantization != "4bit" and ref_cache.layout != "shared"):
         return 0  # on CUDA the trainer's own pass is as fast; LD-DPO needs TRL's weighting
     from ..logprobs import _as_ref_rows, sequence_logps
     from ..models import load_model, load_options, release_freed_memory
@@ -165,7 +166,8 @@ def policy_layout(ref_cache) -> str:
     """The layout of the policy's training forward: ``shared`` where its reference comes from a
     cache in the shared-prompt layout (CPU, 4-bit or full precision, no LD-DPO, a supported model; see
     :func:`pairlab.logprobs.stored_layout`), so policy and reference are scored alike;
-    else ``trl``. ``PAIRLAB_LOGPS_LAYOUT=trl`` makes it ``trl`` everywhere."""
+    else ``trl``. The trainer keeps TRL's layout under a data-parallel launcher (see
+    :class:`~pairlab.train.trainer.PairlabDPOTrainer`); the manifest records what ran. ``PAIRLAB_LOGPS_LAYOUT=trl`` makes it ``trl`` everywhere."""
     return "shared" if ref_cache is not None and ref_cache.layout == "shared" else "trl"
 
 

@@ -11,10 +11,11 @@ Three small overrides, each where TRL does the thing we change:
   compute the loss, and records per-pair dynamics from the per-token log-probs the
   policy forward already produced (captured by a forward hook: no extra pass).
 * ``policy_layout="shared"`` (CPU, where the cached reference is in the shared-prompt
-  layout): ``compute_loss`` hands TRL's loss a stand-in for the model that returns the
-  same fused-head output from :func:`~pairlab.logprobs.shared_prompt_fused_forward`, one
-  row per pair with the prompt once, so the policy is scored as its reference was (at
-  step 0 the log-ratios are exactly 0) and each step runs fewer tokens. TRL's loss,
+  layout, one process): ``compute_loss`` hands TRL's loss a stand-in for the model that
+  returns the same fused-head output from :func:`~pairlab.logprobs.shared_prompt_fused_forward`
+  (under the accelerator's autocast, as the model's own forward runs), one row per pair
+  with the prompt once, so the policy is scored as its reference was and each step runs
+  fewer tokens. TRL's loss,
   metrics and optimizer are untouched; a batch it cannot lay out runs TRL's forward.
 * ``_save_checkpoint``: writes ``dynamics.parquet`` into each checkpoint, last, so a
   checkpoint with it is complete and a resumed run continues complete dynamics.
@@ -253,14 +254,16 @@ class _SharedPromptPolicy:
         from ..logprobs import shared_prompt_fused_forward
 
         out = None
+        counted = fused_lm_head and self.trainer.model.training  # training batches only
         if fused_lm_head and not extra and labels is not None:
-            out = shared_prompt_fused_forward(
-                self.trainer.accelerator.unwrap_model(self.model), input_ids, attention_mask, labels,
-                getattr(self.trainer.data_collator, "pad_token_id", None) or 0, self.trainer._fused_outputs)
+            with self.trainer.accelerator.autocast():  # as accelerate runs the model's own forward
+                out = shared_prompt_fused_forward(
+                    self.trainer.accelerator.unwrap_model(self.model), input_ids, attention_mask, labels,
+                    getattr(self.trainer.data_collator, "pad_token_id", None) or 0, self.trainer._fused_outputs)
         if out is None:
-            self.trainer.layout_stats["trl_batches"] += 1
+            self.trainer.layout_stats["trl_batches"] += int(counted)
             return self.model(input_ids=input_ids, attention_mask=attention_mask, labels=labels,
                               fused_lm_head=fused_lm_head, use_cache=use_cache, **extra)
-        self.trainer.layout_stats["shared_batches"] += 1
+        self.trainer.layout_stats["shared_batches"] += int(counted)
         self.trainer._capture_log_probs(None, None, out)
         return out

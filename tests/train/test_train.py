@@ -41,6 +41,18 @@ def test_cache_gives_the_same_losses_as_trl_computing_the_reference(tmp_path, si
         assert layouts[1] == {"layout": "shared", "shared_batches": 4, "trl_batches": 0}
 
 
+def test_full_precision_cpu_runs_prefill_and_train_in_the_shared_layout(tmp_path, sim_pairs, tiny_config):
+    from pairlab.models import pick_device
+
+    if pick_device("auto") != "cpu":
+        pytest.skip("the shared-prompt layout is a CPU path")
+    run = train(sim_pairs.head(4), tiny_config(tmp_path, "quantization=none", "dpo.max_steps=2"), tmp_path / "fp")
+    manifest = json.loads((tmp_path / "fp" / "manifest.json").read_text())
+    assert manifest["policy_layout"] == {"layout": "shared", "shared_batches": 2, "trl_batches": 0}
+    # computed by the prefill, before the trainable model loaded: no reference batch in the trainer
+    assert run.ref_cache["computed"] == 4 and run.ref_cache["forward_batches"] == 0
+
+
 def test_overlapping_subset_computes_only_missing_pairs(tmp_path, sim_pairs, tiny_config):
     first = train(sim_pairs.iloc[0:10], tiny_config(tmp_path, "dpo.max_steps=1"), tmp_path / "a")
     second = train(sim_pairs.iloc[6:20], tiny_config(tmp_path, "dpo.max_steps=1"), tmp_path / "b")
@@ -60,7 +72,7 @@ def test_prefill_fills_the_cache_train_then_reads(tmp_path, sim_pairs, tiny_conf
     from pairlab.train.pipeline import prefill_reference
 
     config = tiny_config(tmp_path, "dpo.max_steps=1")
-    on_cpu = pick_device(config.device) == "cpu"  # it prefills where train() would: CPU + 4-bit
+    on_cpu = pick_device(config.device) == "cpu"  # it prefills where train() would: CPU
     assert prefill_reference(sim_pairs.iloc[0:10], config) == (10 if on_cpu else 0)
     assert prefill_reference(sim_pairs.iloc[0:10], config) == 0  # warm: nothing loads
     run = train(sim_pairs.iloc[2:8], config, tmp_path / "run")
