@@ -474,15 +474,13 @@ def trl_rows_as_shared(input_ids, attention_mask, labels, pad_token_id: int):
     between a pair's two rows, a completion that is not one block after its prompt): the
     caller then runs TRL's own forward.
     """
-    import torch
-
     if attention_mask is None or input_ids.dim() != 2 or input_ids.size(0) % 2:
         return None
     n = input_ids.size(0) // 2
     ids = input_ids.tolist()
     real = attention_mask.bool().tolist()
     scored = (labels != -100).tolist()
-    examples, offsets = [], []
+    examples = []
     for j in range(n):
         parts = []
         for row in (j, n + j):
@@ -497,20 +495,11 @@ def trl_rows_as_shared(input_ids, attention_mask, labels, pad_token_id: int):
         if parts[0][0] != parts[1][0]:
             return None
         examples.append({"prompt_ids": parts[0][0], "chosen_ids": parts[0][1], "rejected_ids": parts[1][1]})
-        offsets.append(len(parts[0][0]))
     batch = shared_prompt_batch(examples, pad_token_id, None)
-    # shared_prompt_batch scores, per pair and side, completion tokens t (from 1 without a
-    # prompt), each predicted from the position before it: TRL's column n_prompt + t - 1.
-    rows, cols = [], []
-    for j, ex in enumerate(examples):
-        n_p = offsets[j]
-        for s, key in enumerate(("chosen_ids", "rejected_ids")):
-            first = 0 if n_p > 0 else 1
-            for t in range(first, len(ex[key])):
-                rows.append(s * n + j)
-                cols.append(n_p + t - 1)
-    batch["trl_row"] = torch.tensor(rows, dtype=torch.long)
-    batch["trl_col"] = torch.tensor(cols, dtype=torch.long)
+    # A scored token's source position (the hidden state predicting it) carries the position
+    # id it has in its TRL row, which is the token's column in TRL's shifted tensors.
+    batch["trl_row"] = batch["side"] * n + batch["row"]
+    batch["trl_col"] = batch["position_ids"][batch["row"], batch["source"]]
     return batch
 
 

@@ -15,8 +15,8 @@ Three small overrides, each where TRL does the thing we change:
   returns the same fused-head output from :func:`~pairlab.logprobs.shared_prompt_fused_forward`
   (under the accelerator's autocast, as the model's own forward runs), one row per pair
   with the prompt once, so the policy is scored as its reference was and each step runs
-  fewer tokens. TRL's loss,
-  metrics and optimizer are untouched; a batch it cannot lay out runs TRL's forward.
+  fewer tokens. TRL's loss, metrics and optimizer are untouched; a batch it cannot lay
+  out runs TRL's forward.
 * ``_save_checkpoint``: writes ``dynamics.parquet`` into each checkpoint, last, so a
   checkpoint with it is complete and a resumed run continues complete dynamics.
 """
