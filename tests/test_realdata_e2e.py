@@ -91,6 +91,8 @@ def test_every_real_file_trains_evaluates_and_reports(curated, run, capsys):
     t = manifest["truncation"]
     assert manifest["global_step"] == 2 and t["trl_dropped"] == t["excluded"]
     assert t["trl_trained_pairs"] + t["trl_dropped"] == t["pairs"] == manifest["inputs"]["n_pairs"]
+    if manifest["device"] == "cpu":  # real, truncated batches all laid out one row per pair
+        assert manifest["policy_layout"] == {"layout": "shared", "shared_batches": 2, "trl_batches": 0}
     for name, (rows, cur) in dirs.items():
         # every row accounted for: read + rejected = rows; curated = train + eval + dropped
         curate_manifest = _strict_json(cur / "manifest.json")
