@@ -24,7 +24,7 @@ import pandas as pd
 from .. import artifacts
 from ..config import ConfigError, to_dict
 from ..dirs import RunDir, StageDirError, check_input_file
-from ..distributed import is_main, local_device
+from ..distributed import gather_objects, is_main, local_device, world_size
 from ..schema import PairDataError, validate_pairs
 from .config import TrainConfig, build_dpo_config, check_wandb, dpo_settings, reports_to, validate
 from .dynamics import step_log
@@ -315,6 +315,8 @@ def train(pairs: pd.DataFrame | str | os.PathLike, config: TrainConfig | None = 
         # only the pairs TRL keeps (it drops those with no completion token left)
         prefilled = _prefill_reference(df[trained], config, tokenizer, ref_cache, args, device,
                                        [t for t, keep in zip(tokenized, trained) if keep])
+        if world_size() > 1:  # ranks prefill under the cache's lock: whichever came first computed
+            prefilled = sum(gather_objects(prefilled, device))
     model = load_model(config.model, quantization=config.quantization, dtype=config.dtype, device=device,
                        trainable=True, **load_options(config))
 
