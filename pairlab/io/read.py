@@ -315,7 +315,9 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
 
 def _read_pairs_parquet(path: Path, fmt: str, explicit: dict, stats: dict) -> pd.DataFrame | None:
     """Fast, lossless path for Parquet pairs tables pairlab wrote (no per-record Python)."""
-    if path.suffix != ".parquet" or fmt not in ("auto", "pairs") or explicit:
+    from .sources import compression_of
+
+    if path.suffix != ".parquet" or fmt not in ("auto", "pairs") or explicit or compression_of(path):
         return None
     import pyarrow.parquet as pq
 

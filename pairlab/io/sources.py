@@ -182,6 +182,25 @@ def file_type(path: Path) -> tuple[str | None, str | None]:
     return (inner if inner in FILE_TYPES else None), compression
 
 
+#: Each compression's leading bytes: how a file is opened whatever its name says.
+_MAGIC = {".gz": b"\x1f\x8b", ".bz2": b"BZh", ".xz": b"\xfd7zXZ\x00", ".zst": b"\x28\xb5\x2f\xfd"}
+
+
+def compression_of(path: Path) -> str | None:
+    """How ``path`` is compressed, read from its first bytes: a gzip file named ``data.jsonl``
+    (a download saved without its suffix) is decompressed, and a ``data.jsonl.gz`` a browser
+    already decompressed is read as it is. The suffix decides only for a file too short to tell."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(6)
+    except OSError:
+        return file_type(path)[1]
+    for compression, magic in _MAGIC.items():
+        if head.startswith(magic):
+            return compression
+    return None if head else file_type(path)[1]
+
+
 def is_saved_dataset(path: Path) -> bool:
     """A directory ``datasets.Dataset(Dict).save_to_disk`` wrote."""
     return path.is_dir() and ((path / "dataset_dict.json").is_file() or (
@@ -297,7 +316,7 @@ def is_hub_id(spec: str) -> bool:
 def _open(path: Path) -> IO[bytes]:
     """The file's bytes, decompressed; a UTF-16 text file (a byte-order mark first: Excel's
     "Unicode text", PowerShell's default) is transcoded to UTF-8 as it is read."""
-    compression = file_type(path)[1]
+    compression = compression_of(path)
     fh = COMPRESSIONS[compression](path) if compression else open(path, "rb")
     try:
         head = fh.peek(2)[:2]
@@ -330,7 +349,7 @@ class _Utf16AsUtf8(_ChunkedStream):
 
 
 def _container_error(path: Path, err: BaseException) -> PairDataError:
-    compression = file_type(path)[1]
+    compression = compression_of(path)
     what = f"cannot decompress {compression}" if compression else "cannot read the file"
     return PairDataError(f"{what} ({type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''})",
                          file=str(path), hint="the file is corrupt or cut short; download it again")
@@ -584,7 +603,7 @@ def _read_parquet(path: Path, log: RejectLog) -> RecordBatch:
     import pyarrow.parquet as pq
 
     try:
-        if file_type(path)[1]:  # Parquet needs random access: decompress into memory
+        if compression_of(path):  # Parquet needs random access: decompress into memory
             with _open(path) as fh:
                 table = pq.read_table(pa.BufferReader(fh.read()))
         else:

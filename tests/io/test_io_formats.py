@@ -63,6 +63,21 @@ def test_every_type_and_compression_reads_the_same_table(tmp_path, kind, compres
 
 
 @pytest.mark.parametrize("compression", [".gz", ".bz2", ".xz", ".zst"])
+@pytest.mark.parametrize("kind", [".jsonl", ".parquet"])
+def test_the_bytes_decide_the_compression_not_the_name(tmp_path, kind, compression):
+    """A compressed download saved without its suffix, and a ``.gz`` a browser already
+    decompressed, read like the plain file (the first bytes name the compression)."""
+    expected = _plain(read_pairs(_write(tmp_path / "plain.jsonl", generic_records(), ".jsonl")))
+    src = _write(tmp_path / f"src{kind}", generic_records(), kind)
+    hidden = tmp_path / f"hidden{kind}"  # compressed bytes, plain name
+    hidden.write_bytes(COMPRESS[compression](src.read_bytes()))
+    pd.testing.assert_frame_equal(_plain(read_pairs(hidden)), expected)
+    named = tmp_path / f"named{kind}{compression}"  # plain bytes, compressed name
+    named.write_bytes(src.read_bytes())
+    pd.testing.assert_frame_equal(_plain(read_pairs(named)), expected)
+
+
+@pytest.mark.parametrize("compression", [".gz", ".bz2", ".xz", ".zst"])
 def test_real_file_compressed_reads_like_the_original(tmp_path, compression):
     src = real_file("ultrafeedback/trl-lib-binarized_train_slice1000.jsonl")
     local = tmp_path / "trl-lib.jsonl"
