@@ -46,8 +46,9 @@ class SuiteConfig:
     """Defaults: the full suite on SmolLM2-135M, with full-precision LoRA (1.7x faster a step than
     QLoRA on an AVX2-only CPU; the suite validates the scores, not the quantization) and one
     checkpoint, the final adapter (half the gradient passes of two). docs/results/audit-suite.md
-    has the measured costs: about 13 min a run on an idle 2-core AVX2 CPU, estimated from the
-    phases of a measured run. ``quick`` swaps in :data:`QUICK`."""
+    has the measured costs: the whole suite in 1 h 38 min on the 2-core AVX512-BF16 CPU (about
+    5 min a run); about 13 min a run on the AVX2-only one before the shared-prompt layout.
+    ``quick`` swaps in :data:`QUICK`."""
 
     model: str = field(default="smollm2-135m-instruct", metadata={"help": "model spec trained and audited"})
     quantization: str = field(default="none", metadata={
