@@ -198,6 +198,8 @@ def compression_of(path: Path) -> str | None:
     for compression, magic in _MAGIC.items():
         if head.startswith(magic):
             return compression
+    if head[1:4] == b"\x2a\x4d\x18" and head[0] & 0xF0 == 0x50:  # a zstd skippable frame first
+        return ".zst"
     return None if head else file_type(path)[1]
 
 
