@@ -315,8 +315,8 @@ def train(pairs: pd.DataFrame | str | os.PathLike, config: TrainConfig | None = 
         # only the pairs TRL keeps (it drops those with no completion token left)
         prefilled = _prefill_reference(df[trained], config, tokenizer, ref_cache, args, device,
                                        [t for t, keep in zip(tokenized, trained) if keep])
-        if world_size() > 1:  # ranks prefill under the cache's lock: whichever came first computed
-            prefilled = sum(gather_objects(prefilled, device))
+        if world_size() > 1 and device == "cpu":  # only the CPU prefills; under the cache's lock,
+            prefilled = sum(gather_objects(prefilled, device))  # whichever rank came first computed
     model = load_model(config.model, quantization=config.quantization, dtype=config.dtype, device=device,
                        trainable=True, **load_options(config))
 
