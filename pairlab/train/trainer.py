@@ -53,6 +53,26 @@ class PairIndexCollator(DataCollatorForPreference):
         return output
 
 
+@contextlib.contextmanager
+def _without_model_hash(skip: bool):
+    """TRL hashes every weight of the model at construction (each tensor copied to float32,
+    then to bytes) to name its own reference-log-prob cache. With pairlab's cache that hash is
+    never read (``_precompute_ref_logps`` below does not call TRL's), and the copies cost a
+    4-bit run at SmolLM2-1.7B's shape ~600 MB of resident memory the allocator keeps, plus
+    seconds of SHA-256. Skipped then."""
+    if not skip:
+        yield
+        return
+    from trl.trainer import dpo_trainer
+
+    original = dpo_trainer.hash_module
+    dpo_trainer.hash_module = lambda module: "pairlab-ref-cache: not hashed"
+    try:
+        yield
+    finally:
+        dpo_trainer.hash_module = original
+
+
 class PairlabDPOTrainer(DPOTrainer):
     def __init__(self, *args, pair_ids: list[str], ref_cache: RefLogpCache | None = None,
                  policy_layout: str = "trl", **kwargs):
@@ -70,7 +90,8 @@ class PairlabDPOTrainer(DPOTrainer):
             kwargs["data_collator"] = PairIndexCollator(
                 pad_token_id=tokenizer.pad_token_id, max_length=dpo_args.max_length,
                 truncation_mode=dpo_args.truncation_mode, pad_to_multiple_of=dpo_args.pad_to_multiple_of)
-        super().__init__(*args, **kwargs)
+        with _without_model_hash(ref_cache is not None):
+            super().__init__(*args, **kwargs)
         self.dynamics = DynamicsRecorder(self.beta)
         self._hook = self.model.register_forward_hook(self._capture_log_probs)
         # One process only (a DDP wrapper must see the forward itself), no MoE aux loss, and
