@@ -76,9 +76,19 @@ def pick_device(device: str = "auto") -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-@lru_cache(maxsize=None)
 def cpu_has_native_bf16() -> bool:
-    """True when the CPU has AVX512-BF16 or AMX-BF16 (else bf16 matmuls are emulated)."""
+    """True when the CPU has AVX512-BF16 or AMX-BF16 (else bf16 matmuls are emulated).
+
+    ``PAIRLAB_CPU_BF16=0`` (or ``1``) overrides the detection: ``0`` makes a bf16 CPU choose
+    as an AVX2-only one does (fp32 compute), e.g. to reproduce that kind's numbers or timings."""
+    forced = os.environ.get("PAIRLAB_CPU_BF16", "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
+    return _cpu_flags_have_bf16()
+
+
+@lru_cache(maxsize=None)
+def _cpu_flags_have_bf16() -> bool:
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:

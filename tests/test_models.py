@@ -34,6 +34,16 @@ def test_cpu_compute_dtype_follows_cpu_features():
         models.pick_compute_dtype("cpu", "int3")
 
 
+def test_cpu_bf16_detection_can_be_overridden(monkeypatch):
+    monkeypatch.setenv("PAIRLAB_CPU_BF16", "0")  # a bf16 CPU chooses as an AVX2-only one
+    assert not models.cpu_has_native_bf16() and models.pick_compute_dtype("cpu") == torch.float32
+    monkeypatch.setenv("PAIRLAB_CPU_BF16", "1")
+    assert models.cpu_has_native_bf16() and models.pick_compute_dtype("cpu") == torch.bfloat16
+    monkeypatch.setenv("PAIRLAB_CPU_BF16", "")  # unset or anything else: the CPU's own flags
+    assert models.cpu_has_native_bf16() == ("avx512_bf16" in open("/proc/cpuinfo").read()
+                                            or "amx_bf16" in open("/proc/cpuinfo").read())
+
+
 def test_tiny_random_llama_has_smollm2_tokenizer_and_loads_4bit():
     import bitsandbytes as bnb
 
