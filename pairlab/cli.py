@@ -266,8 +266,10 @@ def _on_user_path(err: OSError, args: argparse.Namespace) -> bool:
 
 def _undecodable_file(args: argparse.Namespace) -> str | None:
     """``FILE, line N`` of the first text file the user gave that is not valid UTF-8 (None: none is)."""
+    from .io.sources import compression_of
+
     for path in _user_paths(args):
-        if not path.is_file() or path.suffix in (".parquet", ".gz", ".zst", ".bz2", ".xz"):
+        if not path.is_file() or path.suffix == ".parquet" or compression_of(path) is not None:
             continue
         data = path.read_bytes()
         try:

@@ -182,25 +182,35 @@ def file_type(path: Path) -> tuple[str | None, str | None]:
     return (inner if inner in FILE_TYPES else None), compression
 
 
-#: Each compression's leading bytes: how a file is opened whatever its name says.
+#: Each compression's leading bytes: how a file is opened whatever its name says (bz2: ``BZh``
+#: and the block size, a digit 1-9, so a text file opening with "BZh" is text).
 _MAGIC = {".gz": b"\x1f\x8b", ".bz2": b"BZh", ".xz": b"\xfd7zXZ\x00", ".zst": b"\x28\xb5\x2f\xfd"}
 
 
 def compression_of(path: Path) -> str | None:
     """How ``path`` is compressed, read from its first bytes: a gzip file named ``data.jsonl``
     (a download saved without its suffix) is decompressed, and a ``data.jsonl.gz`` a browser
-    already decompressed is read as it is. The suffix decides only for a file too short to tell."""
+    already decompressed is read as it is. The suffix decides for a file too short to tell
+    (empty, or cut inside its compression's magic: reading then fails as the cut-short stream
+    it is), and an ``.xz`` file in the older lzma-alone format (no magic; its first byte, the
+    usual properties ``0x5D``, is ``]``, which no data file opens with) is read as ``.xz``."""
+    suffix = file_type(path)[1]
     try:
         with open(path, "rb") as fh:
             head = fh.read(6)
     except OSError:
-        return file_type(path)[1]
+        return suffix
     for compression, magic in _MAGIC.items():
-        if head.startswith(magic):
+        if head.startswith(magic) and (compression != ".bz2" or head[3:4].isdigit() and head[3:4] != b"0"):
             return compression
     if head[1:4] == b"\x2a\x4d\x18" and head[0] & 0xF0 == 0x50:  # a zstd skippable frame first
         return ".zst"
-    return None if head else file_type(path)[1]
+    if suffix is not None and len(head) < len(_MAGIC[suffix]) + (suffix == ".bz2") \
+            and _MAGIC[suffix].startswith(head[:len(_MAGIC[suffix])]):
+        return suffix
+    if suffix == ".xz" and head[:1] == b"\x5d":
+        return suffix
+    return None
 
 
 def is_saved_dataset(path: Path) -> bool:

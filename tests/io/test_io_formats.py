@@ -78,6 +78,32 @@ def test_the_bytes_decide_the_compression_not_the_name(tmp_path, kind, compressi
 
 
 @pytest.mark.parametrize("compression", [".gz", ".bz2", ".xz", ".zst"])
+def test_a_download_cut_inside_its_magic_is_a_cut_short_stream(tmp_path, compression):
+    """1-5 bytes of a compressed file: too short for the bytes to tell, so the suffix does,
+    and the error is the decompressor's (a cut-short download), not malformed JSON or UTF-8."""
+    full = COMPRESS[compression](b"".join(json.dumps(r).encode() + b"\n" for r in generic_records()))
+    for size in range(1, 6):
+        path = tmp_path / f"cut{size}.jsonl{compression}"
+        path.write_bytes(full[:size])
+        with pytest.raises(PairDataError, match=f"cannot decompress \\{compression}"):
+            read_pairs(path)
+
+
+def test_text_opening_like_a_magic_and_lzma_alone_xz(tmp_path):
+    # "BZh" without bz2's block-size digit is text: a CSV whose first column is BZh_id
+    csv_path = tmp_path / "pairs.csv"
+    csv_path.write_text("BZh_id,prompt,chosen,rejected\n1,Hi?,Hello!,Go away.\n")
+    assert read_pairs(csv_path)["chosen"].tolist() == ["Hello!"]
+    # an .xz in the older lzma-alone format (no magic) still decompresses
+    src = b"".join(json.dumps(r).encode() + b"\n" for r in generic_records())
+    alone = tmp_path / "pairs.jsonl.xz"
+    alone.write_bytes(lzma.compress(src, format=lzma.FORMAT_ALONE))
+    plain = tmp_path / "pairs.jsonl"
+    plain.write_bytes(src)
+    pd.testing.assert_frame_equal(_plain(read_pairs(alone)), _plain(read_pairs(plain)))
+
+
+@pytest.mark.parametrize("compression", [".gz", ".bz2", ".xz", ".zst"])
 def test_real_file_compressed_reads_like_the_original(tmp_path, compression):
     src = real_file("ultrafeedback/trl-lib-binarized_train_slice1000.jsonl")
     local = tmp_path / "trl-lib.jsonl"
