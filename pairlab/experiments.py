@@ -135,6 +135,7 @@ def ensure_trained(pairs_path: Path, config, run_dir: Path, *, log_path: Path | 
     """``train(pairs_path, config, run_dir)`` unless ``run_dir`` is a finished run of exactly that;
     an interrupted run resumes from its last complete checkpoint."""
     from .train import train
+    from .train.pipeline import interrupted_run_mismatch
     from .train.resume import latest_checkpoint
 
     run_dir, pairs_path = Path(run_dir), Path(pairs_path)
@@ -142,6 +143,10 @@ def ensure_trained(pairs_path: Path, config, run_dir: Path, *, log_path: Path | 
                             inputs={"pairs_sha256": artifacts.file_sha256(pairs_path) if pairs_path.is_file() else None})
     if state == "done":
         return {"state": SKIPPED}
+    if state == "todo" and pairs_path.is_file():  # an interrupted run of another config: redo it
+        mismatch = interrupted_run_mismatch(pairs_path, config, run_dir)
+        if mismatch:
+            state, why = "stale", f"interrupted run {mismatch}"
     if state == "stale":
         _replace(RunDir, run_dir, why)
     partial = latest_checkpoint(run_dir / RunDir.CHECKPOINTS) is not None

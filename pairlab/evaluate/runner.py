@@ -246,7 +246,9 @@ def _resume_identity(config: EvalConfig, setup) -> dict[str, Any]:
             "run_manifest_sha256": artifacts.file_sha256(Path(setup.run) / artifacts.MANIFEST) if setup.run else None,
             "model_fingerprint": model_fingerprint(setup.model, setup.quantization, setup.dtype,
                                                    (setup.model_options or {}).get("model_revision")),
-            "prompts_file_sha256": artifacts.file_sha256(prompts) if prompts and Path(prompts).is_file() else None}
+            "prompts_file_sha256": artifacts.file_sha256(prompts) if prompts and Path(prompts).is_file() else None,
+            # dtype: auto resolves per machine (bf16 on one CPU kind, fp32 on another)
+            "compute_dtype": setup.compute_dtype}
 
 
 def finished_evaluation(out: Path, pairs: pd.DataFrame, config: EvalConfig, setup, eval_spec: str | None) -> EvalResult:
@@ -266,10 +268,10 @@ def finished_evaluation(out: Path, pairs: pd.DataFrame, config: EvalConfig, setu
     now = {"eval pairs": eval_record(pairs, eval_spec)["table_sha256"], "config": json.loads(json.dumps(to_dict(config))),
            "run": where(setup.run), "run manifest": identity["run_manifest_sha256"],
            "model": identity["model_fingerprint"], "prompts file": identity["prompts_file_sha256"],
-           "log-prob method": identity["logps_method"]}
+           "log-prob method": identity["logps_method"], "compute dtype": identity["compute_dtype"]}
     recorded = {"eval pairs": "table_sha256" in (done.get("eval") or {}), "run manifest": "run_manifest_sha256" in done,
                 "model": "model_fingerprint" in done, "prompts file": "prompts_file_sha256" in done,
-                "log-prob method": "logps_method" in done}
+                "log-prob method": "logps_method" in done, "compute dtype": "compute_dtype" in done}
     missing = [name for name, present in recorded.items() if not present]
     if missing:
         raise StageDirError(f"holds a finished evaluation that does not record its {missing[0]} (written by an "
@@ -277,7 +279,8 @@ def finished_evaluation(out: Path, pairs: pd.DataFrame, config: EvalConfig, setu
                             hint="pass --overwrite to redo it, or choose another --out")
     before = {"eval pairs": done["eval"]["table_sha256"], "config": manifest.get("config"), "run": where(done.get("run")),
               "run manifest": done["run_manifest_sha256"], "model": done["model_fingerprint"],
-              "prompts file": done["prompts_file_sha256"], "log-prob method": done["logps_method"]}
+              "prompts file": done["prompts_file_sha256"], "log-prob method": done["logps_method"],
+              "compute dtype": done["compute_dtype"]}
     differs = [name for name in now if now[name] != before[name]]
     if differs:
         raise StageDirError(f"holds a finished evaluation of a different {differs[0]}; --resume keeps only "

@@ -28,7 +28,7 @@ from ..distributed import gather_objects, is_main, local_device, world_size
 from ..schema import PairDataError, validate_pairs
 from .config import TrainConfig, build_dpo_config, check_wandb, dpo_settings, reports_to, validate
 from .dynamics import step_log
-from .resume import checkpoint_dynamics, latest_checkpoint
+from .resume import checkpoint_dynamics, identity_mismatch, latest_checkpoint, run_identity
 
 ADAPTER_DIR = RunDir.ADAPTER
 CHECKPOINT_DIR = RunDir.CHECKPOINTS
@@ -238,6 +238,19 @@ def _prepare_out_dir(out: Path, resume: bool, overwrite: bool, inputs: list) -> 
     return state, (checkpoint if resume and not overwrite else None)
 
 
+def interrupted_run_mismatch(pairs, config: TrainConfig, out: str | os.PathLike) -> str | None:
+    """Why the interrupted run in ``out`` is not this one (None: it is, or there is none):
+    what ``train(..., resume=True)`` would refuse, for a caller that redoes it instead."""
+    from ..models import pick_compute_dtype, pick_device
+
+    checkpoint = latest_checkpoint(Path(out) / CHECKPOINT_DIR)
+    if checkpoint is None:
+        return None
+    df, _ = read_train_pairs(pairs)
+    compute_dtype = pick_compute_dtype(local_device(pick_device(config.device)), config.dtype)
+    return identity_mismatch(checkpoint, run_identity(to_dict(config), compute_dtype, df))
+
+
 def finished_result(out: Path) -> TrainResult:
     """A finished run's :class:`TrainResult`, read back from its (verified) directory."""
     manifest = RunDir.verify(out)
@@ -300,6 +313,11 @@ def train(pairs: pd.DataFrame | str | os.PathLike, config: TrainConfig | None = 
     device = local_device(pick_device(config.device))  # under a launcher: one GPU per process
     compute_dtype = pick_compute_dtype(device, config.dtype)
     args = build_dpo_config(config, out / CHECKPOINT_DIR, compute_dtype, device)
+    identity = run_identity(to_dict(config), compute_dtype, df)
+    why = identity_mismatch(checkpoint, identity) if checkpoint is not None else None
+    if why:
+        raise StageDirError(f"holds an interrupted run {why}; --resume continues only the same run",
+                            file=str(out), field="--out", hint="pass --overwrite to start again, or choose another --out")
     tokenizer = load_tokenizer(config.model, **load_options(config))
     fingerprint = model_fingerprint(config.model, config.quantization, config.dtype, config.model_revision)
     tokenized, truncation, trained = truncation_before_training(df, tokenizer, args)
@@ -330,7 +348,8 @@ def train(pairs: pd.DataFrame | str | os.PathLike, config: TrainConfig | None = 
         trainer = PairlabDPOTrainer(model=model, args=args, train_dataset=dataset,
                                     processing_class=tokenizer, peft_config=lora,
                                     pair_ids=df["pair_id"].astype(str).tolist(), ref_cache=ref_cache,
-                                    policy_layout=policy_layout(ref_cache), callbacks=callbacks)
+                                    policy_layout=policy_layout(ref_cache), callbacks=callbacks,
+                                    resume_identity=identity)
     except ValueError as err:  # TRL's own config checks (e.g. exo_pair without label_smoothing)
         where = "lora.target_modules" if "target_modules" in str(err) or "Target modules" in str(err) else "dpo"
         raise ConfigError(str(err), field=where) from None

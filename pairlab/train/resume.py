@@ -7,6 +7,7 @@ checkpoint is complete when both files are there; incomplete ones are skipped.
 """
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -38,3 +39,48 @@ def latest_checkpoint(folder: str | Path) -> Path | None:
 
 def checkpoint_dynamics(checkpoint: str | Path) -> pd.DataFrame:
     return pd.read_parquet(Path(checkpoint) / DYNAMICS_FILE)
+
+
+#: Written into each checkpoint (before ``dynamics.parquet``, its completion marker): what the
+#: interrupted run was, so ``--resume`` continues only the same run.
+IDENTITY_FILE = "pairlab_resume.json"
+
+
+def run_identity(config: dict, compute_dtype: str, pairs: pd.DataFrame) -> dict:
+    """What makes an interrupted run this one: its config, the pairs' content and the dtype it
+    computes in (``dtype: auto`` resolves per machine: bf16 on one CPU kind, fp32 on another)."""
+    from ..artifacts import frame_sha256, to_json
+
+    return {"config": json.loads(to_json(config)), "compute_dtype": str(compute_dtype).replace("torch.", ""),
+            "pairs_sha256": frame_sha256(pairs, [c for c in ("pair_id", "prompt", "chosen", "rejected")
+                                                 if c in pairs.columns])}
+
+
+def _flat(config: dict, prefix: str = "") -> dict:
+    """``{"dpo": {"beta": 0.1}}`` -> ``{"dpo.beta": 0.1}``: a changed setting is named as it is set."""
+    out: dict = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def identity_mismatch(checkpoint: str | Path, identity: dict) -> str | None:
+    """Why ``checkpoint`` is not a checkpoint of the run ``identity`` describes (None: it is, or
+    an older pairlab wrote it without an identity)."""
+    path = Path(checkpoint) / IDENTITY_FILE
+    if not path.is_file():
+        return None
+    before = json.loads(path.read_text())
+    if before.get("pairs_sha256") != identity["pairs_sha256"]:
+        return "of other pairs"
+    old, new = _flat(before.get("config") or {}), _flat(identity["config"])
+    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if changed:
+        return f"of another config ({', '.join(changed[:3])})"
+    if before.get("compute_dtype") != identity["compute_dtype"]:
+        return (f"that computed in {before.get('compute_dtype')}; this one would compute in "
+                f"{identity['compute_dtype']} (another dtype, PAIRLAB_CPU_BF16 or another CPU kind)")
+    return None

@@ -34,7 +34,7 @@ import torch
 from trl import DPOTrainer
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 
-from ..artifacts import write_parquet
+from ..artifacts import write_json, write_parquet
 from ..dirs import RunDir
 from ..logprobs import REF_COLUMNS, RefLogpCache
 from ..preference import weighted_dpo_losses
@@ -75,12 +75,13 @@ def _without_model_hash(skip: bool):
 
 class PairlabDPOTrainer(DPOTrainer):
     def __init__(self, *args, pair_ids: list[str], ref_cache: RefLogpCache | None = None,
-                 policy_layout: str = "trl", **kwargs):
+                 policy_layout: str = "trl", resume_identity: dict | None = None, **kwargs):
         # Set before super().__init__, which calls _precompute_ref_logps.
         if policy_layout not in ("trl", "shared"):
             raise ValueError(f"unknown policy layout {policy_layout!r}")
         self.pair_ids = list(pair_ids)
         self.ref_cache = ref_cache
+        self.resume_identity = resume_identity
         self.ref_stats = {"pairs": 0, "cache_hits": 0, "computed": 0, "forward_batches": 0, "precompute_s": 0.0}
         self._capturing = False
         self._captured: list[torch.Tensor] = []
@@ -258,6 +259,10 @@ class PairlabDPOTrainer(DPOTrainer):
         frame = self.dynamics_frame()
         if self.args.should_save:
             folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
+            if self.resume_identity is not None:
+                from .resume import IDENTITY_FILE
+
+                write_json(folder / IDENTITY_FILE, self.resume_identity)
             write_parquet(folder / DYNAMICS_FILE, frame)
 
 

@@ -204,6 +204,20 @@ def test_resume_keeps_the_same_finished_evaluation_and_refuses_another(tiny_run,
     assert main([*args, "--resume"]) == 2
     assert "different log-prob method" in capsys.readouterr().err
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == stamp
+    monkeypatch.delenv("PAIRLAB_LOGPS_LAYOUT")
+    from pairlab.models import cpu_has_native_bf16  # dtype auto on the other CPU kind: not this evaluation
+
+    flipped = "0" if cpu_has_native_bf16() else "1"
+    monkeypatch.setenv("PAIRLAB_CPU_BF16", flipped)  # the run set dtype: float32, so nothing changes
+    assert main([*args, "--resume"]) == 0
+    monkeypatch.delenv("PAIRLAB_CPU_BF16")
+    base = ["evaluate", "--model", "tiny-random-llama", "--eval", str(fewer), "--out", str(work / "eval_base_auto"),
+            "--no-generate"]  # a bare model in dtype auto: bf16 or fp32 by the CPU
+    assert main(base) == 0
+    monkeypatch.setenv("PAIRLAB_CPU_BF16", flipped)
+    capsys.readouterr()
+    assert main([*base, "--resume"]) == 2
+    assert "different compute dtype" in capsys.readouterr().err
 
 
 def test_default_shared_prompt_layout_equals_the_trl_layout_to_rounding(trained_eval, trained_eval_trl):

@@ -46,6 +46,21 @@ def test_killed_run_resumes_with_same_data_order(tmp_path, sim_pairs):
     assert killed, f"the run ended before it could be killed:\n{(tmp_path / 'first.log').read_text()[-3000:]}"
     assert not (out / "manifest.json").exists()
 
+    assert (first / "pairlab_resume.json").is_file()  # what the run was, for --resume to compare
+    # --resume continues only the same run: another setting, or another compute dtype (dtype:
+    # auto resolves per CPU kind; PAIRLAB_CPU_BF16 flips the detection), is refused, untouched.
+    other = subprocess.run(_command(pairs_path, out, cache, "--set", "dpo.learning_rate=0.001", "--resume"),
+                           capture_output=True, text=True, env=env, timeout=400)
+    assert other.returncode == 2 and "Traceback" not in other.stderr
+    assert "interrupted run of another config (dpo.learning_rate)" in other.stderr, other.stderr[-2000:]
+    from pairlab.models import cpu_has_native_bf16
+
+    flipped = {**env, "PAIRLAB_CPU_BF16": "0" if cpu_has_native_bf16() else "1"}
+    kind = subprocess.run(_command(pairs_path, out, cache, "--resume"), capture_output=True, text=True,
+                          env=flipped, timeout=400)
+    assert kind.returncode == 2 and "this one would compute in" in kind.stderr, kind.stderr[-2000:]
+    assert _complete(first) and not (out / "manifest.json").exists()
+
     resumed = subprocess.run(_command(pairs_path, out, cache, "--resume"), capture_output=True, text=True,
                              env=env, timeout=400)
     assert resumed.returncode == 0, resumed.stderr[-3000:]

@@ -160,3 +160,23 @@ def test_peak_rss_is_this_process_not_its_parent():
     assert peak_rss_mb() >= 600
     assert float(child.stdout) < peak_rss_mb() - 400, (child.stdout, peak_rss_mb())
     del ballast
+
+
+def test_ablate_step_redoes_an_interrupted_run_of_another_config(tmp_path, sim_pairs, tiny_config):
+    """ensure_trained (ablate's train step) resumes an interrupted run only when it is the same
+    run; one of another config is redone from scratch, and says why."""
+    from pairlab.experiments import ensure_trained
+    from pairlab.io import write_pairs
+
+    pairs = write_pairs(sim_pairs.head(8), tmp_path / "pairs.parquet")
+    run = tmp_path / "run"
+    train(pairs, tiny_config(tmp_path, "dpo.max_steps=4", "save_steps=2"), run)
+    (run / "manifest.json").unlink()  # as if killed after its last checkpoint, before the outputs
+    assert (run / "checkpoints" / "checkpoint-4" / "pairlab_resume.json").is_file()
+    step = ensure_trained(pairs, tiny_config(tmp_path, "dpo.max_steps=2", "save_steps=2"), run)
+    assert step["state"] == "trained" and step["steps"] == 2
+    assert step["replaced"] == "interrupted run of another config (dpo.max_steps)"
+    assert json.loads((run / "manifest.json").read_text())["resumed_from"] is None
+    (run / "manifest.json").unlink()  # the same config again: resumed, not redone
+    again = ensure_trained(pairs, tiny_config(tmp_path, "dpo.max_steps=2", "save_steps=2"), run)
+    assert again["state"] == "resumed" and "replaced" not in again
