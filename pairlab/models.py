@@ -498,20 +498,64 @@ def _own_unquantized_weights(model) -> None:
     full-precision checkpoint mapped; every page of it was read while quantizing, so all of
     it (532 MB for SmolLM2-135M in fp32) stays in the process's resident set for the model's
     lifetime, next to the 4-bit copy. Owning the ~113 MB actually kept lets the mapping go.
-    Values are unchanged (a copy); tied parameters stay tied (one Parameter, copied once).
+    Loaded from the pre-quantized checkpoint, the mapping stays (the 4-bit weights are views of
+    it), so each copied tensor's pages of it are dropped from the resident set
+    (:func:`_drop_mapped_pages`). Values are unchanged (a copy); tied parameters stay tied
+    (one Parameter, copied once).
     """
     seen: set[int] = set()
+    mapped = _file_mappings()
     for param in model.parameters():
         if id(param) in seen or type(param).__name__ == "Params4bit":
             continue
         seen.add(id(param))
-        param.data = param.data.clone()
+        old = param.data
+        param.data = old.clone()
+        _drop_mapped_pages(old, mapped)
     copies: dict[int, Any] = {}  # a buffer shared by several modules stays shared
     for module in model.modules():
         for name, buffer in list(module._buffers.items()):
             if buffer is not None:
                 module._buffers[name] = copies.setdefault(id(buffer), buffer.clone())
     release_freed_memory()
+
+
+def _file_mappings() -> list[tuple[int, int]]:
+    """(start, end) of this process's private file-backed memory mappings (Linux; else []):
+    safetensors maps a checkpoint private and copy-on-write (``rw-p``), and nothing writes it."""
+    spans = []
+    try:
+        with open("/proc/self/maps", encoding="ascii", errors="replace") as maps:
+            for line in maps:
+                fields = line.split(maxsplit=5)
+                if len(fields) == 6 and fields[5].startswith("/") and fields[1].endswith("p"):
+                    start, end = (int(x, 16) for x in fields[0].split("-"))
+                    spans.append((start, end))
+    except OSError:
+        return []
+    return spans
+
+
+def _drop_mapped_pages(tensor, mapped: list[tuple[int, int]]) -> None:
+    """Drop from the resident set the pages of a private file mapping that held ``tensor``,
+    now copied: the pre-quantized checkpoint stays mapped (its 4-bit weights are views of it),
+    so the pages read to copy the embedding would otherwise stay resident beside the copy
+    (for SmolLM2-1.7B's shape, a second 200 MB). Only whole pages inside the tensor's bytes are
+    dropped; the mapping is never written, so a later read of them would fault the same bytes
+    in again from the file: nothing is lost."""
+    import ctypes
+    import mmap
+
+    start = tensor.data_ptr()
+    end = start + tensor.untyped_storage().nbytes() - tensor.storage_offset() * tensor.element_size()
+    page = mmap.PAGESIZE
+    first, last = -(-start // page) * page, end // page * page  # whole pages inside the tensor only
+    if last <= first or not any(lo <= first and last <= hi for lo, hi in mapped):
+        return
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first), 4)
+    except (OSError, AttributeError):  # MADV_DONTNEED = 4 (Linux); elsewhere nothing to do
+        pass
 
 
 def release_freed_memory() -> None:

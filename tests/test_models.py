@@ -157,3 +157,37 @@ def test_cpu_4bit_models_stay_on_one_kernel_until_generation(dtype):
         after = model.generate(input_ids=ids, max_new_tokens=4, do_sample=False)
     assert all(bool(getattr(m.weight.quant_state, "packing_format_for_cpu", False)) == repack for m in layers)
     assert after.shape == before.shape and after[0, :5].tolist() == ids[0].tolist()
+
+
+def _mapping_rss_kb(address: int) -> int:
+    """Resident KiB of the mapping holding ``address`` (/proc/self/smaps)."""
+    inside = False
+    for line in open("/proc/self/smaps"):
+        head = line.split()
+        if "-" in head[0] and len(head) >= 5 and ":" in head[3]:
+            lo, hi = (int(x, 16) for x in head[0].split("-"))
+            inside = lo <= address < hi
+        elif inside and head[0] == "Rss:":
+            return int(head[1])
+    raise AssertionError("no mapping holds the address")
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="Linux /proc only")
+def test_a_copied_tensor_leaves_its_file_pages(tmp_path):
+    """The pre-quantized checkpoint stays mapped (its 4-bit weights are views of it): once an
+    unquantized tensor is copied out, its pages of the mapping leave the resident set, and
+    reading the old view again faults the same bytes back in from the file."""
+    values = torch.arange(8 * 1024 * 1024, dtype=torch.float32)  # 32 MiB
+    path = tmp_path / "weights.bin"
+    path.write_bytes(values.numpy().tobytes())
+    mapped = torch.from_file(str(path), shared=False, size=values.numel(), dtype=torch.float32)
+    assert torch.equal(mapped, values)  # every page read: resident
+    before = _mapping_rss_kb(mapped.data_ptr())
+    assert before >= 30 * 1024
+    copy = mapped.clone()
+    models._drop_mapped_pages(mapped, models._file_mappings())
+    assert _mapping_rss_kb(mapped.data_ptr()) <= 8  # at most the partial pages at either end
+    assert torch.equal(copy, values) and torch.equal(mapped, values)  # nothing lost either way
+    anonymous = values.clone()  # memory not mapped from a file is never dropped
+    models._drop_mapped_pages(anonymous, models._file_mappings())
+    assert torch.equal(anonymous, values)
