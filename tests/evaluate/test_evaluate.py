@@ -207,10 +207,10 @@ def test_resume_keeps_the_same_finished_evaluation_and_refuses_another(tiny_run,
     monkeypatch.delenv("PAIRLAB_LOGPS_LAYOUT")
     from pairlab.models import cpu_has_native_bf16  # dtype auto on the other CPU kind: not this evaluation
 
-    flipped = "0" if cpu_has_native_bf16() else "1"
+    native, flipped = ("1", "0") if cpu_has_native_bf16() else ("0", "1")  # as detected (or set) here
     monkeypatch.setenv("PAIRLAB_CPU_BF16", flipped)  # the run set dtype: float32, so nothing changes
     assert main([*args, "--resume"]) == 0
-    monkeypatch.delenv("PAIRLAB_CPU_BF16")
+    monkeypatch.setenv("PAIRLAB_CPU_BF16", native)
     base = ["evaluate", "--model", "tiny-random-llama", "--eval", str(fewer), "--out", str(work / "eval_base_auto"),
             "--no-generate"]  # a bare model in dtype auto: bf16 or fp32 by the CPU
     assert main(base) == 0
