@@ -138,7 +138,7 @@ def cli_overrides(texts: list[str] | None, cls: type | None = None, *, flag: str
     for text in texts or []:
         key, value = parse_override(text)
         if isinstance(value, dict) and value and cls is not None and _is_section(cls, key):
-            leaf_key, leaf = next(_dotted_leaves(value, f"{key}."))
+            leaf_key, leaf = next(dotted_leaves(value, f"{key}."))
             raise ConfigError(f"{flag} {key}=<mapping> would replace the whole `{key}` section",
                               field=key, hint=f"set one field at a time with dotted keys, e.g. "
                                               f"{flag} {leaf_key}={_yaml_inline(leaf)}")
@@ -163,10 +163,11 @@ def _is_section(cls: type, dotted: str) -> bool:
     return typing.get_origin(tp) is dict and typing.get_args(tp)[1:2] in ((Any,), ())
 
 
-def _dotted_leaves(data: dict[str, Any], prefix: str = ""):
+def dotted_leaves(data: dict[str, Any], prefix: str = ""):
+    """``{"dpo": {"beta": 0.1}}`` -> ``("dpo.beta", 0.1)``, ...: each setting named as ``--set`` names it."""
     for key, value in data.items():
         if isinstance(value, dict) and value:
-            yield from _dotted_leaves(value, f"{prefix}{key}.")
+            yield from dotted_leaves(value, f"{prefix}{key}.")
         else:
             yield f"{prefix}{key}", value
 

@@ -546,30 +546,40 @@ def _drop_mapped_pages(tensor, mapped: list[tuple[int, int]]) -> None:
     import ctypes
     import mmap
 
+    libc = _libc()
+    if libc is None:
+        return
     start = tensor.data_ptr()
     end = start + tensor.untyped_storage().nbytes() - tensor.storage_offset() * tensor.element_size()
     page = mmap.PAGESIZE
     first, last = -(-start // page) * page, end // page * page  # whole pages inside the tensor only
     if last <= first or not any(lo <= first and last <= hi for lo, hi in mapped):
         return
+    libc.madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first), 4)  # MADV_DONTNEED (Linux)
+
+
+@lru_cache(maxsize=None)
+def _libc():
+    """glibc through ctypes, once per process (None where there is none: macOS, musl)."""
+    import ctypes
+
     try:
-        ctypes.CDLL("libc.so.6", use_errno=True).madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first), 4)
-    except (OSError, AttributeError):  # MADV_DONTNEED = 4 (Linux); elsewhere nothing to do
-        pass
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+    return libc if all(hasattr(libc, name) for name in ("madvise", "malloc_trim")) else None
 
 
 def release_freed_memory() -> None:
     """Hand memory freed by Python and torch back to the OS (glibc keeps freed heap pages
     resident otherwise), so one phase's temporaries (a model load, a reference model) do not
     add to the next phase's peak RSS. A no-op where glibc's malloc_trim is unavailable."""
-    import ctypes
     import gc
 
     gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 def keep_4bit_weights_trainable(model) -> None:

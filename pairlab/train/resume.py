@@ -56,17 +56,6 @@ def run_identity(config: dict, compute_dtype: str, pairs: pd.DataFrame) -> dict:
                                                  if c in pairs.columns])}
 
 
-def _flat(config: dict, prefix: str = "") -> dict:
-    """``{"dpo": {"beta": 0.1}}`` -> ``{"dpo.beta": 0.1}``: a changed setting is named as it is set."""
-    out: dict = {}
-    for key, value in config.items():
-        if isinstance(value, dict) and value:
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def identity_mismatch(checkpoint: str | Path, identity: dict) -> str | None:
     """Why ``checkpoint`` is not a checkpoint of the run ``identity`` describes (None: it is, or
     an older pairlab wrote it without an identity)."""
@@ -76,7 +65,9 @@ def identity_mismatch(checkpoint: str | Path, identity: dict) -> str | None:
     before = json.loads(path.read_text())
     if before.get("pairs_sha256") != identity["pairs_sha256"]:
         return "of other pairs"
-    old, new = _flat(before.get("config") or {}), _flat(identity["config"])
+    from ..config import dotted_leaves
+
+    old, new = dict(dotted_leaves(before.get("config") or {})), dict(dotted_leaves(identity["config"]))
     changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     if changed:
         return f"of another config ({', '.join(changed[:3])})"
