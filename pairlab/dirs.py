@@ -102,7 +102,9 @@ def _contains(outer: Path, inner: Path) -> bool:
 
 def check_not_input(out: str | os.PathLike, inputs: Iterable[str | os.PathLike | None], *,
                     flag: str = "--out") -> None:
-    """Refuse an output path that is one of the inputs or contains one (hub ids are skipped)."""
+    """Refuse an output path that is one of the inputs, contains one, or lies inside an input
+    folder (a folder input reads every data file in it: an output written there would replace a
+    shard, or be read back as one by the next run). Hub ids are skipped."""
     target = Path(out).resolve()
     for spec in inputs:
         if spec is None or not os.path.exists(spec):
@@ -112,6 +114,13 @@ def check_not_input(out: str | os.PathLike, inputs: Iterable[str | os.PathLike |
             what = "is" if target == source else "contains"
             raise StageDirError(f"{flag} {what} the input {spec}: writing there would overwrite it",
                                 file=str(out), field=flag, hint=f"choose another {flag}")
+        inside = _contains(source, target) or _contains(source, Path(os.path.abspath(out)))  # a link in it, too
+        if source.is_dir() and inside and not (source / MANIFEST).exists():
+            # (a stage directory given as an input, e.g. evaluate's --run, has its own rule:
+            # check_out_location refuses writing inside another stage's directory)
+            raise StageDirError(f"{flag} is inside the input folder {spec}: it would overwrite a file "
+                                "read from there, or be read back as one", file=str(out), field=flag,
+                                hint=f"choose a {flag} outside {spec}")
 
 
 def check_output_file(out: str | os.PathLike, inputs: Iterable[str | os.PathLike | None] = (), *,

@@ -83,22 +83,27 @@ def read_pairs_with_rejects(spec: str | Path, format: str = "auto",
         raise PairDataError("--hub-config and --hub-revision apply to hub dataset ids only",
                             file=spec_text, field="--hub-config" if hub_config else "--hub-revision")
 
-    def batch_frame(load) -> pd.DataFrame:
+    def all_rejected(mark: int, rejected: int) -> PairDataError:
+        err = all_rejected_error(log.rows[mark], rejected)
+        every = RejectLog()
+        every.rows = log.rows[mark:]
+        err.rejects = every.frame()  # convert --rejects keeps them even so
+        return err
+
+    def batch_frame(load, whole: bool = True) -> pd.DataFrame:
+        """One file's (or dataset's) pairs. ``whole=False``: one of a folder's several files,
+        which may be empty or have every row rejected (the folder as a whole is checked)."""
         mark = len(log)
         batch = load()
         frame = _read_batch(batch, fmt, explicit, stats, log, binarize, pairing, seed)
         log.sort_from(mark)  # file order, as the chunked reader gives it
         rejected = len(log) - mark
-        if batch.rows == 0:
+        if batch.rows == 0 and whole:
             raise PairDataError("empty file: no records", file=batch.name,
                                 hint="expected JSON objects (one per line or a list), "
                                      "Parquet rows, or CSV/TSV rows under a header")
-        if rejected == batch.rows:
-            err = all_rejected_error(log.rows[mark], rejected)
-            every = RejectLog()
-            every.rows = log.rows[mark:]
-            err.rejects = every.frame()  # convert --rejects keeps them even so
-            raise err
+        if rejected == batch.rows and whole:
+            raise all_rejected(mark, rejected)
         stats["rows"] += batch.rows
         stats["records"] += batch.rows - rejected
         stats["rejected"] += rejected
@@ -112,12 +117,24 @@ def read_pairs_with_rejects(spec: str | Path, format: str = "auto",
     elif sources.is_saved_dataset(path):
         frames.append(batch_frame(lambda: sources.read_saved(path, split)))
     else:
-        for file in sources.list_files(spec_text, split):
+        files = sources.list_files(spec_text, split)
+        for file in files:
             fast = _read_pairs_parquet(file, fmt, explicit, stats)
             frames.append(fast if fast is not None else
                           batch_frame(lambda file=file: sources.read_file(
-                              file, log, split if file == path or sources.split_of(file) is None else None)))
+                              file, log, split if file == path or sources.split_of(file) is None else None),
+                              whole=len(files) == 1))
+        # A folder's files are checked together: one empty shard, or one whose every row is
+        # rejected, is counted (its rows in the rejects) and the others are read.
+        if len(files) > 1 and stats["rows"] == 0:
+            raise PairDataError("no records in any of its files", file=str(path),
+                                hint="expected JSON objects (one per line or a list), "
+                                     "Parquet rows, or CSV/TSV rows under a header")
+        if len(files) > 1 and stats["rows"] and stats["rejected"] == stats["rows"]:
+            raise all_rejected(0, stats["rejected"])
     df = _concat(frames)
+    if len(frames) == 1 and df["pair_id"].duplicated().any():  # a pairs table of joined files
+        df["pair_id"] = _UniqueIds().unique(df["pair_id"], stats)
     if len(df) == 0 and stats["ties_dropped"]:
         err = all_ties_error(spec_text, stats)
         if len(log):
@@ -177,7 +194,7 @@ def iter_pairs_chunks(spec: str | Path, format: str = "auto",
     layout, plan = None, {}
     found: set[str] = set()
     first_record, first_reject = None, None
-    repeats = _RepeatIds()
+    repeats, own_ids = _RepeatIds(), _UniqueIds()
     for index, (batch, last) in enumerate(sources.iter_record_batches(path, log, chunk_rows,
                                                                       min_records=layouts.PROBE, split=split)):
         frame = None
@@ -194,8 +211,10 @@ def iter_pairs_chunks(spec: str | Path, format: str = "auto",
                 stats["layouts"][name] = layout
                 stats["auto_mapped"].update(auto)
             frame = _chunk_frame(batch, layout, plan, stats, log, options, index)
-            if frame is not None and layout != "pairs":  # a pairs table's ids are kept as they are
+            if frame is not None and layout != "pairs":
                 frame["pair_id"] = repeats.renumber(frame["pair_id"])
+            elif frame is not None:  # a pairs table's ids are kept, unless an earlier row has the id
+                frame["pair_id"] = own_ids.unique(frame["pair_id"], stats)
         if frame is None or len(frame) == 0:
             frame = finalize_pairs(pd.DataFrame(columns=list(PAIR_COLUMNS)))
         log.sort_from(0)
@@ -256,6 +275,29 @@ def _whole_file_checks(stats: dict, explicit: dict, found: set, first_record: di
         raise all_rejected_error(first_reject, stats["rejected"])
     if stats["pairs"] == 0 and stats["ties_dropped"]:
         raise all_ties_error(name, stats)
+
+
+class _UniqueIds:
+    """A pairs table's ids made unique as it is read: an id an earlier row already has (two
+    converted files joined into one) becomes ``ID-1`` (``-2``, ... the first free), as pairlab
+    numbers exact repeats; every other id is kept as it is. Counted in ``read_stats``
+    (``repeated_pair_ids``). The same in whole and chunked reads: only earlier rows count."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+
+    def unique(self, ids: pd.Series, stats: dict[str, Any]) -> list[str]:
+        out = []
+        for pid in ids.astype(str):
+            if pid in self.seen:
+                k = 1
+                while f"{pid}-{k}" in self.seen:
+                    k += 1
+                pid = f"{pid}-{k}"
+                stats["repeated_pair_ids"] = stats.get("repeated_pair_ids", 0) + 1
+            self.seen.add(pid)
+            out.append(pid)
+        return out
 
 
 class _RepeatIds:

@@ -302,6 +302,10 @@ def list_files(spec: str | Path, split: str | None = None) -> list[Path]:
             raise PairDataError(f"unsupported file type '{suffix}'", file=str(path),
                                 hint=f"use {SUPPORTED} (a compressed file names its type "
                                      "too, e.g. test.jsonl.gz)")
+        named = split_of(path)
+        if split is not None and named is not None and named != split.lower():
+            raise PairDataError(f"its name gives the split '{named}', not '{split}'", file=str(path),
+                                field="--split", hint=f"name the file of split '{split}', or pass --split {named}")
         return [path]
     raise PairDataError("no such file or directory", file=str(path))
 
@@ -325,16 +329,29 @@ def is_hub_id(spec: str) -> bool:
 
 # ---------------------------------------------------------------- files
 
+#: A tar member header's "ustar" magic, at byte 257 of the archive (POSIX and GNU tar).
+_TAR_MAGIC, _TAR_MAGIC_AT = b"ustar", 257
+
+
 def _open(path: Path) -> IO[bytes]:
     """The file's bytes, decompressed; a UTF-16 text file (a byte-order mark first: Excel's
     "Unicode text", PowerShell's default) is transcoded to UTF-8 as it is read."""
     compression = compression_of(path)
     fh = COMPRESSIONS[compression](path) if compression else open(path, "rb")
     try:
-        head = fh.peek(2)[:2]
+        first = fh.peek(_TAR_MAGIC_AT + len(_TAR_MAGIC))
     except (OSError, EOFError, ValueError, lzma.LZMAError):  # a broken container: read afresh, so
         fh.close()                                           # its reader meets (and names) the error
         return COMPRESSIONS[compression](path) if compression else open(path, "rb")
+    archive = "tar" if first[_TAR_MAGIC_AT:_TAR_MAGIC_AT + len(_TAR_MAGIC)] == _TAR_MAGIC else \
+        "zip" if first.startswith(b"PK\x03\x04") else None
+    if archive:
+        fh.close()
+        raise PairDataError(f"is a {archive} archive{f' ({compression[1:]}-compressed)' if compression else ''}, "
+                            "not a data file", file=str(path),
+                            hint=f"extract it ({'tar -xf' if archive == 'tar' else 'unzip'}) and pass the "
+                                 "data file or folder inside")
+    head = first[:2]
     if head in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
         return io.BufferedReader(_Utf16AsUtf8(fh))
     return fh
@@ -900,6 +917,11 @@ def _dataset_batch(loaded: Any, name: str, split: str | None) -> RecordBatch:
         else:
             raise PairDataError(f"name a split with --split (available: {', '.join(splits)})",
                                 file=name, field="split")
+    else:  # one Dataset: a split it names must be the one asked for
+        own = getattr(loaded, "split", None)
+        if split is not None and own is not None and str(own).lower() != split.lower():
+            raise PairDataError(f"is the saved split '{own}', not '{split}'", file=name, field="--split",
+                                hint=f"pass --split {own}, or name the dataset of split '{split}'")
     records = loaded.to_list()
     return RecordBatch(f"{name}[{split}]" if split else name, records,
                        list(range(len(records))), "row")
