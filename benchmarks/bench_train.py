@@ -1,6 +1,7 @@
 """Train benchmarks: (a) the shared reference cache vs TRL's per-run reference, K=3 arms;
 (b) peak RSS of 4-bit QLoRA vs full-precision LoRA on SmolLM2-135M; (c) seconds per optimizer step;
-(e) the policy's training forward in the shared-prompt layout against TRL's two rows, at the demo's shape.
+(e) the policy's training forward in the shared-prompt layout against TRL's two rows, at the demo's shape;
+(f) the chunked LM-head kernel at TRL's vocabulary tile against pairlab's CPU tile.
 
 (a) Reference forward passes are counted exactly on a 2,000-pair simulator pool with
 three overlapping arms (each a seeded 60% sample): with the shared cache a pair's
@@ -434,9 +435,83 @@ def bench_policy_layout(out_dir: Path) -> dict:
             "final_loss_abs_difference": round(abs(losses["trl"][0] - losses["shared"][0]), 6)}
 
 
+_LM_HEAD_CHILD = r"""
+import json, sys, time
+import torch
+from trl.kernels import ChunkedLogProbFunction
+hidden, tokens, chunk, reps = (int(a) for a in sys.argv[1:5])
+torch.manual_seed(0)
+weight = (torch.randn(49152, hidden) * 0.02).to(torch.bfloat16)
+h0 = torch.randn(tokens, hidden).to(torch.bfloat16)
+labels = torch.randint(0, 49152, (tokens,))
+def rss():
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) / 1024 for l in f if l.startswith("VmRSS"))
+def step():
+    h = h0.clone().requires_grad_(True)
+    lp = ChunkedLogProbFunction.apply(h, weight, None, labels, 1.0, chunk, None, 1.0, ("log_probs",))[0]
+    lp.sum().backward()
+    return float(lp.detach().double().sum()), float(h.grad.double().abs().sum())
+def hwm():
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) / 1024 for l in f if l.startswith("VmHWM"))
+t = time.perf_counter(); step(); seconds = [time.perf_counter() - t]  # first call: one-off set-up
+with open("/proc/self/clear_refs", "w") as f:  # reset the peak (VmHWM) to the current RSS
+    f.write("5")
+baseline = rss()
+for _ in range(reps):
+    t = time.perf_counter(); sums = step(); seconds.append(time.perf_counter() - t)
+peak = hwm()
+print("RESULT " + json.dumps({"seconds": seconds, "peak_above_baseline_mb": round(peak - baseline, 1),
+                              "logp_sum": sums[0], "grad_abs_sum": sums[1]}))
+"""
+
+
+def bench_lm_head_chunk(out_dir: Path) -> dict:
+    """(f) TRL's chunked LM-head kernel (forward + backward, bf16, 49,152-token vocabulary) at
+    TRL's vocabulary tile (32,768 rows) against pairlab's CPU tile (``CPU_LM_HEAD_CHUNK``), each
+    run in a process of its own, alternated three times: peak RSS above the RSS after a first,
+    untimed call (the peak is reset then, so it is the kernel's transient fp32 tiles) and
+    seconds per call (best of the timed calls). Shapes: SmolLM2-135M (hidden 576) with 1,200 scored tokens, a
+    training batch of 4 real-length pairs; SmolLM2-1.7B's hidden size (2,048) with 400."""
+    from pairlab.logprobs import CPU_LM_HEAD_CHUNK
+    from trl.trainer.utils import _CHUNKED_LOGPROB_CHUNK_SIZE
+
+    shapes = [(576, 200)] if QUICK else [(576, 1200), (2048, 400)]
+    reps, rounds = (2, 1) if QUICK else (4, 3)
+    tiles = {"trl": _CHUNKED_LOGPROB_CHUNK_SIZE, "pairlab_cpu": CPU_LM_HEAD_CHUNK}
+    out = {}
+    for hidden, tokens in shapes:
+        runs: dict[str, list[dict]] = {name: [] for name in tiles}
+        for _ in range(rounds):
+            for name, tile in tiles.items():
+                proc = subprocess.run([sys.executable, "-c", _LM_HEAD_CHILD, str(hidden), str(tokens), str(tile),
+                                       str(reps)], capture_output=True, text=True, env=_child_env(), timeout=1800)
+                line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+                if proc.returncode != 0 or not line:
+                    raise RuntimeError(f"LM-head run failed:\n{proc.stderr[-3000:]}")
+                runs[name].append(json.loads(line[0][7:]))
+        row = {}
+        for name, found in runs.items():
+            peaks = sorted(r["peak_above_baseline_mb"] for r in found)
+            row[name] = {"tile_rows": tiles[name], "peak_above_baseline_mb": peaks[len(peaks) // 2],
+                         "peak_above_baseline_mb_runs": peaks,
+                         "seconds_best": round(min(min(r["seconds"][1:]) for r in found), 3)}
+        trl_run, ours = runs["trl"][0], runs["pairlab_cpu"][0]
+        row["memory_ratio_pairlab_over_trl"] = _ratio(row["pairlab_cpu"]["peak_above_baseline_mb"],
+                                                      row["trl"]["peak_above_baseline_mb"])
+        row["speedup_pairlab_over_trl"] = _ratio(row["trl"]["seconds_best"], row["pairlab_cpu"]["seconds_best"])
+        row["logp_sum_relative_difference"] = abs(ours["logp_sum"] - trl_run["logp_sum"]) / abs(trl_run["logp_sum"])
+        row["grad_abs_sum_relative_difference"] = (abs(ours["grad_abs_sum"] - trl_run["grad_abs_sum"])
+                                                   / abs(trl_run["grad_abs_sum"]))
+        out[f"hidden_{hidden}_tokens_{tokens}"] = row
+    return out
+
+
 def main(out_dir: Path) -> dict:
     t0 = time.time()
     result = {"quick": QUICK, "a_reference_cache": bench_ref_cache(out_dir)}
+    result["f_lm_head_chunk"] = bench_lm_head_chunk(out_dir)
     result["e_policy_layout"] = bench_policy_layout(out_dir)
     result["b_c_memory_and_step_time"] = memory = bench_memory_and_step_time(out_dir)
     result["d_memory_at_scale"] = scale = bench_memory_at_scale(out_dir)

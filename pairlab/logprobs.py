@@ -263,7 +263,7 @@ def completion_logps(model, batch: dict[str, Any]):
     completion_mask = batch["completion_mask"].to(device)
     input_ids = batch["input_ids"].to(device)
     labels = input_ids.masked_fill(completion_mask == 0, -100)
-    with torch.no_grad():
+    with torch.no_grad(), trl_lm_head_chunk(device):
         out = model(input_ids=input_ids, attention_mask=batch["attention_mask"].to(device),
                     labels=labels, use_cache=False, fused_lm_head=True)
     shift_mask = completion_mask[..., 1:]
@@ -426,13 +426,48 @@ def _block_mask(segments, dtype, eager: bool):
     return torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
 
 
+#: Vocabulary rows per tile of TRL's chunked LM-head kernel where pairlab calls it on a CPU.
+#: TRL's 32,768 suits its Triton kernel; off Triton the kernel's torch fallback holds several
+#: fp32 (tokens x chunk) tiles and an fp32 copy of the (chunk x hidden) weight slice at once,
+#: which at 32,768 was the peak of a CPU training step (about 1.2 GB above the step's baseline
+#: for 1,200 scored tokens of SmolLM2-135M, against 0.1 GB at 4,096; ``make bench``:
+#: ``bench_lm_head_chunk``). The sums are the same up to float rounding (fp32 accumulation in
+#: another order).
+CPU_LM_HEAD_CHUNK = 4096
+
+
+def lm_head_chunk(device) -> int:
+    """The chunked LM-head kernel's vocabulary tile for ``device``: :data:`CPU_LM_HEAD_CHUNK`
+    on a CPU (``PAIRLAB_LM_HEAD_CHUNK=N``, a positive integer, overrides it), TRL's own elsewhere."""
+    from trl.trainer.utils import _CHUNKED_LOGPROB_CHUNK_SIZE
+
+    if getattr(device, "type", str(device)) != "cpu":
+        return _CHUNKED_LOGPROB_CHUNK_SIZE
+    value = os.environ.get("PAIRLAB_LM_HEAD_CHUNK", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else CPU_LM_HEAD_CHUNK
+
+
+@contextlib.contextmanager
+def trl_lm_head_chunk(device):
+    """TRL's own fused LM head (``model(..., fused_lm_head=True)``, TRL's layout) with
+    :func:`lm_head_chunk`'s tile while the block runs (TRL reads its tile size at each call and
+    keeps it for that call's backward)."""
+    import trl.trainer.utils as trl_utils
+
+    saved = trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE
+    trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE = lm_head_chunk(device)
+    try:
+        yield
+    finally:
+        trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE = saved
+
+
 def _shared_prompt_per_token(model, batch: dict[str, Any], outputs: tuple[str, ...] = ("log_probs",)):
     """The backbone over a :func:`shared_prompt_batch` batch, then TRL's chunked LM-head kernel on
     the scored tokens only: its tuple (log_probs, entropy, log_sum_sq_probs, mean_logits,
     is_top1), one value per scored token, the fields not in ``outputs`` None."""
     import torch
     from trl.kernels import ChunkedLogProbFunction
-    from trl.trainer.utils import _CHUNKED_LOGPROB_CHUNK_SIZE
 
     base = _base_model(model)
     backbone = getattr(base, "base_model", None) or base.model
@@ -444,7 +479,7 @@ def _shared_prompt_per_token(model, batch: dict[str, Any], outputs: tuple[str, .
                       position_ids=batch["position_ids"].to(device), use_cache=False).last_hidden_state
     picked = hidden[batch["row"].to(device), batch["source"].to(device)]
     return ChunkedLogProbFunction.apply(picked, lm_head.weight, lm_head.bias, batch["label"].to(device),
-                                        1.0, _CHUNKED_LOGPROB_CHUNK_SIZE, None, 1.0, outputs)
+                                        1.0, lm_head_chunk(device), None, 1.0, outputs)
 
 
 def shared_prompt_logps(model, batch: dict[str, Any], *, grad: bool = False):

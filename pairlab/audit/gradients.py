@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..logprobs import trl_lm_head_chunk
 from ..preference import dpo_losses
 
 #: Loss types whose per-pair loss this module can differentiate (TRL 1.16 formulas).
@@ -205,8 +206,9 @@ def policy_logps_with_grad(model, batch: dict[str, torch.Tensor]):
     completion_mask = batch["completion_mask"].to(device)
     input_ids = batch["input_ids"].to(device)
     labels = input_ids.masked_fill(completion_mask == 0, -100)
-    out = model(input_ids=input_ids, attention_mask=batch["attention_mask"].to(device),
-                labels=labels, use_cache=False, fused_lm_head=True)
+    with trl_lm_head_chunk(device):
+        out = model(input_ids=input_ids, attention_mask=batch["attention_mask"].to(device),
+                    labels=labels, use_cache=False, fused_lm_head=True)
     shift_mask = completion_mask[..., 1:]
     logps = out.log_probs[:, -shift_mask.size(1):].sum(dim=1).float()
     tokens = shift_mask.sum(dim=1)

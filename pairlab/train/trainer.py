@@ -265,6 +265,19 @@ class PairlabDPOTrainer(DPOTrainer):
                 write_json(folder / IDENTITY_FILE, self.resume_identity)
             write_parquet(folder / DYNAMICS_FILE, frame)
 
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        """Restore the adapter, keeping each trainable parameter's dtype. peft's ``load_adapter``
+        (which the Trainer calls on resume) casts bf16 adapter weights to fp32, while TRL trains
+        QLoRA adapters in bf16: a resumed 4-bit bf16 run would go on in fp32 (another optimizer
+        state, another adapter) instead of being the uninterrupted run. The checkpoint's values
+        are bf16, so the round trip through fp32 is exact."""
+        target = model if model is not None else self.model
+        dtypes = {name: p.dtype for name, p in target.named_parameters() if p.requires_grad}
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        for name, param in target.named_parameters():
+            if name in dtypes and param.dtype != dtypes[name]:
+                param.data = param.data.to(dtypes[name])
+
 
 class _SharedPromptPolicy:
     """Stands in for the policy in TRL's ``_compute_loss``: the one call it makes,
@@ -277,7 +290,7 @@ class _SharedPromptPolicy:
 
     def __call__(self, input_ids=None, attention_mask=None, labels=None, fused_lm_head=False, use_cache=None,
                  **extra):
-        from ..logprobs import shared_prompt_fused_forward
+        from ..logprobs import shared_prompt_fused_forward, trl_lm_head_chunk
 
         out = None
         counted = fused_lm_head and self.trainer.model.training  # training batches only
@@ -288,8 +301,9 @@ class _SharedPromptPolicy:
                     getattr(self.trainer.data_collator, "pad_token_id", None) or 0, self.trainer._fused_outputs)
         if out is None:
             self.trainer.layout_stats["trl_batches"] += int(counted)
-            return self.model(input_ids=input_ids, attention_mask=attention_mask, labels=labels,
-                              fused_lm_head=fused_lm_head, use_cache=use_cache, **extra)
+            with trl_lm_head_chunk(self.trainer.accelerator.device):
+                return self.model(input_ids=input_ids, attention_mask=attention_mask, labels=labels,
+                                  fused_lm_head=fused_lm_head, use_cache=use_cache, **extra)
         self.trainer.layout_stats["shared_batches"] += int(counted)
         self.trainer._capture_log_probs(None, None, out)
         return out

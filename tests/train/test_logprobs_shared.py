@@ -223,3 +223,53 @@ def test_training_batches_not_in_trl_form_are_left_to_the_model():
     assert logprobs.trl_rows_as_shared(ids, left_padded, labels, 0) is None
     assert logprobs.trl_rows_as_shared(ids[:1], mask[:1], labels[:1], 0) is None
     assert logprobs.trl_rows_as_shared(ids, None, labels, 0) is None
+
+
+def test_cpu_lm_head_tile_changes_only_rounding(tiny_peft, sim_pairs, monkeypatch):
+    """On a CPU pairlab tiles the vocabulary by CPU_LM_HEAD_CHUNK rows, not TRL's 32,768 (whose
+    fp32 tiles were a CPU step's peak): the same log-probs and gradients up to float rounding,
+    in both layouts, and TRL's own setting is back after a TRL-layout call."""
+    import trl.trainer.utils as trl_utils
+    from trl.kernels import ChunkedLogProbFunction
+
+    model, tokenizer = tiny_peft
+    assert logprobs.lm_head_chunk(torch.device("cpu")) == logprobs.CPU_LM_HEAD_CHUNK < 32768
+    assert model.get_base_model().get_output_embeddings().weight.shape[0] > 2 * logprobs.CPU_LM_HEAD_CHUNK
+    monkeypatch.setenv("PAIRLAB_LM_HEAD_CHUNK", "junk")
+    assert logprobs.lm_head_chunk(torch.device("cpu")) == logprobs.CPU_LM_HEAD_CHUNK
+    monkeypatch.setenv("PAIRLAB_LM_HEAD_CHUNK", "1000")
+    assert logprobs.lm_head_chunk(torch.device("cpu")) == 1000
+    assert logprobs.lm_head_chunk(torch.device("meta")) == trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE
+    monkeypatch.delenv("PAIRLAB_LM_HEAD_CHUNK")
+
+    seen = []
+    apply = ChunkedLogProbFunction.apply
+    monkeypatch.setattr(ChunkedLogProbFunction, "apply", lambda *a: seen.append(a[5]) or apply(*a))
+    trl_default = trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE
+    pairs = sim_pairs.head(5)
+    batch, labels = _trl_batch(tokenizer, pairs, None)
+    lora = [p for n, p in model.named_parameters() if "lora_" in n]
+
+    def run(tile):
+        with monkeypatch.context() as m:
+            if tile:
+                m.setenv("PAIRLAB_LM_HEAD_CHUNK", str(tile))
+            model.zero_grad()
+            out = logprobs.shared_prompt_fused_forward(model, batch["input_ids"], batch["attention_mask"], labels,
+                                                       tokenizer.pad_token_id)
+            out.log_probs.sum().backward()
+            m.setenv("PAIRLAB_LOGPS_LAYOUT", "trl")
+            trl_side = sequence_logps(model, tokenizer, pairs, batch_size=5)
+        return out.log_probs.detach(), [p.grad.clone() for p in lora], trl_side
+
+    logprobs.ensure_fused_lm_head(model)
+    small, small_grads, small_trl = run(None)
+    assert seen == [logprobs.CPU_LM_HEAD_CHUNK] * 2 and trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE == trl_default
+    seen.clear()
+    big, big_grads, big_trl = run(trl_default)
+    assert seen == [trl_default] * 2
+    np.testing.assert_allclose(small, big, rtol=1e-5, atol=1e-5)
+    for g, r in zip(small_grads, big_grads):
+        np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-6 * float(r.abs().max()))
+    for col in ("chosen_logps", "rejected_logps"):
+        np.testing.assert_allclose(small_trl[col], big_trl[col], rtol=1e-5, atol=1e-4)

@@ -76,5 +76,16 @@ def test_killed_run_resumes_with_same_data_order(tmp_path, sim_pairs):
     order = ["step", "micro_step", "pair_id", "epoch"]
     pd.testing.assert_frame_equal(got[order].reset_index(drop=True), want[order].reset_index(drop=True))
     np.testing.assert_allclose(got["loss"], want["loss"], atol=2e-3)
+    # On a CPU the resumed run is the uninterrupted one, bit for bit, in whatever dtype the
+    # adapter trains (TRL keeps a 4-bit run's adapter in bf16 where bf16 is the compute dtype;
+    # peft's checkpoint load once turned it fp32 for the rest of a resumed run).
+    from safetensors.torch import load_file
+
+    import torch
+
+    a, b = (load_file(str(d / "adapter" / "adapter_model.safetensors")) for d in (out, tmp_path / "whole"))
+    assert a.keys() == b.keys() and {k: v.dtype for k, v in a.items()} == {k: v.dtype for k, v in b.items()}
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    np.testing.assert_array_equal(got["loss"], want["loss"])
     log_lines = (out / "train_log.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in log_lines] == list(range(1, 21))
