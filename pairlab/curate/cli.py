@@ -99,7 +99,10 @@ def _print_summary(result, args: argparse.Namespace, started: float) -> None:
     unreadable = (f"; {counts['unreadable']} unreadable input rows in dropped.parquet"
                   + (f" ({counts['unreadable'] - from_eval} of the pool, {from_eval} of --eval-from)"
                      if from_eval else "") if counts.get("unreadable") else "")
-    print(f"curated {counts['input']} pairs -> train {counts['train']}, eval {counts['eval']}, "
+    eval_from = result.manifest["inputs"].get("eval_from")
+    # counts are of the pool: with --eval-from none of it is held out, and eval.parquet is that split
+    held_out = f"{eval_from['rows']} (from --eval-from)" if eval_from is not None else counts["eval"]
+    print(f"curated {counts['input']} pairs -> train {counts['train']}, eval {held_out}, "
           f"dropped {counts['dropped']}{unreadable}  (scores {'cached' if result.manifest['score_cache']['hit'] else 'computed'}, "
           f"{time.time() - started:.1f} s)")
     for step in result.steps:

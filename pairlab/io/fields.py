@@ -175,7 +175,9 @@ def apply_plan(record: dict, plan: dict[str, str]) -> dict:
 
     Consumed means: a renamed top-level key is removed, a nested leaf is removed from a
     copy of its container, and a container left empty is dropped, so mapped values are
-    not carried twice as extra columns.
+    not carried twice as extra columns. A list whose elements are mapped by index
+    (``answers.0``, ``answers.1``) is dropped when every one of its elements is mapped, and
+    otherwise kept whole (removing some elements would shift the indices of the rest).
     """
     if not plan:
         return record
@@ -184,10 +186,29 @@ def apply_plan(record: dict, plan: dict[str, str]) -> dict:
     for field, path in plan.items():
         if path != field:
             _pop_path(out, path)
+    for path in _mapped_lists(record, [p for f, p in plan.items() if p != f]):
+        _pop_path(out, path)
     for field, value in values.items():
         if value is not MISSING:
             out[field] = value
     return out
+
+
+def _mapped_lists(record: dict, paths: list[str]) -> list[str]:
+    """The paths of the lists in ``record`` each of whose elements one of ``paths`` maps whole."""
+    indices: dict[str, set[int]] = {}
+    for path in paths:
+        parent, _, last = path.rpartition(".")
+        if not parent or path in record:
+            continue
+        try:
+            index = int(last)
+        except ValueError:
+            continue
+        value = get_path(record, parent)
+        if isinstance(value, (list, tuple)) and -len(value) <= index < len(value):
+            indices.setdefault(parent, set()).add(index % len(value))
+    return [parent for parent, seen in indices.items() if len(seen) == len(get_path(record, parent))]
 
 
 def _pop_path(record: dict, path: str) -> None:

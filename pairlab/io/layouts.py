@@ -375,6 +375,9 @@ def _row_texts(record: dict, batch: RecordBatch, index: int, layout: str
     rejected = record.get("rejected", MISSING)
     kinds = (_completion_kind(chosen, batch, index, "chosen"),
              _completion_kind(rejected, batch, index, "rejected"))
+    for name, value in (("chosen", chosen), ("rejected", rejected)):  # as a null prompt is,
+        if value is None:  # whatever the other side holds
+            raise PairDataError(f"{name} is null", field=name, **batch.where(index))
     if kinds[0] != kinds[1]:
         raise PairDataError("wrong type: chosen and rejected must both be strings or both "
                             "message lists", field="rejected", **batch.where(index))
@@ -388,9 +391,6 @@ def _row_texts(record: dict, batch: RecordBatch, index: int, layout: str
         return _split_conversations(prompt, _messages(chosen, batch, index, "chosen"),
                                     _messages(rejected, batch, index, "rejected"), batch, index)
 
-    for name, value in (("chosen", chosen), ("rejected", rejected)):  # as a null prompt is
-        if value is None:
-            raise PairDataError(f"{name} is null", field=name, **batch.where(index))
     chosen, rejected = chosen or "", rejected or ""
     if layout == "hh" and prompt is MISSING:  # full transcripts on both sides
         for name, value in (("chosen", chosen), ("rejected", rejected)):

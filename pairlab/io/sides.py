@@ -17,6 +17,7 @@ their columns; :func:`register_sides` adds another (a ``--format`` name, detecte
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -138,7 +139,7 @@ def _rows(sides: Sides) -> Callable[[ReadContext], pd.DataFrame]:
                                      + (f" ({', '.join(sides.scores or ())}{', ' if sides.scores and sides.models else ''}"
                                         f"{', '.join(sides.models or ())})" if sides.scores or sides.models else "")
                                      + "; drop that --map")
-        records, kept, ties = [], [], 0
+        records, kept, ties, names = [], [], 0, {}
         for index, record in enumerate(ctx.records):
             label = record.get(sides.label, MISSING)
             try:
@@ -154,14 +155,53 @@ def _rows(sides: Sides) -> Callable[[ReadContext], pd.DataFrame]:
                 continue
             records.append(_oriented(record, sides, side))
             kept.append(index)
+            names[batch.positions[index]] = _input_names(record, sides, side)
         ctx.stats["ties_dropped"] = ctx.stats.get("ties_dropped", 0) + ties
         sub = RecordBatch(batch.name, [batch.records[i] for i in kept], [batch.positions[i] for i in kept],
                           batch.position_kind, rows=batch.rows)
-        out = flat_rows(sub, records, "generic", ctx.log, system="system" in ctx.plan)
+        out = flat_rows(sub, records, "generic", _InputNames(ctx.log, batch.position_kind, names),
+                        system="system" in ctx.plan)
         if len(out) == 0:
             return finalize_pairs(pd.DataFrame(columns=list(PAIR_COLUMNS)))
         return _keep_input_ids(out, finalize_pairs(out))
     return rows
+
+
+def _input_names(record: dict[str, Any], sides: Sides, side: str) -> dict[str, str]:
+    """Schema field -> the input column it is read from in this row (as :func:`_oriented` moves them)."""
+    first, second = (0, 1) if side == A else (1, 0)
+    answers = (sides.a, sides.b)
+    names = {"chosen": answers[first], "rejected": answers[second]}
+    for pair, own in ((sides.scores, ("score_chosen", "score_rejected")),
+                      (sides.models, ("chosen_model", "rejected_model"))):
+        if pair:
+            names.update({own[0]: pair[first], own[1]: pair[second]})
+    if sides.prompt and sides.prompt != "prompt" and "prompt" not in record:
+        names["prompt"] = sides.prompt
+    return names
+
+
+class _InputNames:
+    """The reject log a sides layout's rows are read into: a reject of ``chosen``,
+    ``rejected`` (their scores, models, the prompt) names the input column the row's value
+    came from (``response_1``), in its field and its reason, as the file has no ``rejected``."""
+
+    def __init__(self, log: Any, position_kind: str, names: dict[int, dict[str, str]]):
+        self.log, self.position_kind, self.names = log, position_kind, names
+
+    def __len__(self) -> int:
+        return len(self.log)
+
+    def __getattr__(self, name: str) -> Any:  # strict, rows, ...: the wrapped log's
+        return getattr(self.log, name)
+
+    def add(self, err: PairDataError, record: Any = None) -> None:
+        names = self.names.get(getattr(err, self.position_kind), {})
+        if err.field in names:
+            pattern = re.compile(r"\b(" + "|".join(map(re.escape, names)) + r")\b")
+            err = PairDataError(pattern.sub(lambda m: names[m.group(1)], err.message), file=err.file,
+                                line=err.line, row=err.row, field=names[err.field], hint=err.hint)
+        self.log.add(err, record)
 
 
 def _oriented(record: dict[str, Any], sides: Sides, side: str) -> dict[str, Any]:

@@ -13,15 +13,16 @@ import pandas as pd
 
 from ..logprobs import length_profile
 from ..preference import rating_gap
-from ..schema import ASPECTS, PAIR_COLUMNS
+from ..schema import ASPECTS, PAIR_COLUMNS, SCORE_LIMIT, usable_scores
 from .rejects import describe_reject
 
 
 def _range(values: pd.Series) -> dict[str, Any]:
-    """min / max / mean of the finite values; unknown (NaN) ones counted as ``missing``, infinite
-    ones (flagged ``nonfinite_score`` on their rows) as ``nonfinite``."""
+    """min / max / mean of the usable values; unknown (NaN) ones counted as ``missing``, infinite
+    ones and those beyond ``SCORE_LIMIT`` (flagged ``nonfinite_score`` on their rows, unknown in
+    gaps) as ``nonfinite``."""
     numbers = pd.to_numeric(values, errors="coerce").astype(float)
-    finite = numbers[np.isfinite(numbers.to_numpy())]
+    finite = numbers[~np.isnan(usable_scores(numbers))]
     counts = {"missing": int(numbers.isna().sum()), "nonfinite": int(numbers.notna().sum() - len(finite))}
     if finite.empty:
         return {"min": None, "max": None, "mean": None, **counts}
@@ -92,7 +93,7 @@ def summarize_pairs(df: pd.DataFrame, examples: int = 2, token_lengths: pd.DataF
 
 def _fmt_range(r: dict[str, Any]) -> str:
     extra = (f", {r['missing']} missing" if r["missing"] else "") + \
-        (f", {r['nonfinite']} infinite" if r.get("nonfinite") else "")
+        (f", {r['nonfinite']} infinite or beyond ±{SCORE_LIMIT:g}" if r.get("nonfinite") else "")
     if r["min"] is None:
         return "unknown (" + (extra.lstrip(", ") or "0 missing") + ")"
     return f"{r['min']:g} .. {r['max']:g}  (mean {r['mean']:g})" + extra

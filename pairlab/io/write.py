@@ -166,19 +166,36 @@ def _jsonable_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _arrow_safe(df: pd.DataFrame) -> pd.DataFrame:
-    """Extra columns Arrow cannot type (mixed nested values) are stored as JSON strings."""
+    """Extra columns Parquet cannot store as they are (mixed nested values, an empty object
+    ``{}`` anywhere in them, an integer beyond 64 bits) are stored as JSON strings."""
     import pyarrow as pa
 
     for col in df.columns:
         if col in PAIR_COLUMNS or df[col].dtype != object:
             continue
         try:  # from_pandas: a NaN where a value is missing (a column only some rows have) is null
-            pa.array(df[col].tolist(), from_pandas=True)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            storable = not _has_empty_struct(pa.array(df[col].tolist(), from_pandas=True).type)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
+            storable = False
+        if not storable:
             df[col] = [json.dumps(v, ensure_ascii=False, default=_plain)
                        if isinstance(v, (dict, list, tuple, np.ndarray)) else None if pd.isna(v) else str(v)
                        for v in df[col]]
     return df
+
+
+def _has_empty_struct(arrow_type) -> bool:
+    """Whether an Arrow type holds a struct of no field (``{}``), which Parquet cannot write."""
+    import pyarrow as pa
+
+    if pa.types.is_struct(arrow_type):
+        return arrow_type.num_fields == 0 or any(_has_empty_struct(arrow_type.field(i).type)
+                                                 for i in range(arrow_type.num_fields))
+    if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type) or pa.types.is_fixed_size_list(arrow_type):
+        return _has_empty_struct(arrow_type.value_type)
+    if pa.types.is_map(arrow_type):
+        return _has_empty_struct(arrow_type.key_type) or _has_empty_struct(arrow_type.item_type)
+    return False
 
 
 def _plain(value: Any) -> Any:
