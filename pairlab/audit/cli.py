@@ -87,8 +87,11 @@ def run(args: argparse.Namespace) -> int:
     result = audit(args.run, read_input(args, "eval"), args.out, config=config, train_pairs=train_pairs,
                    eval_spec=args.eval, overwrite=args.overwrite)
     harmful = result.scores.nsmallest(5, config.harmful_score)
-    print(f"audited {len(result.scores)} pairs over {len(result.checkpoints)} checkpoint(s); "
-          f"{result.throughput['pairs_per_s_per_checkpoint']} pairs/s per checkpoint")
+    excluded = int((result.scores["excluded"] != "").sum()) if "excluded" in result.scores else 0
+    print(f"audited {len(result.scores) - excluded} of {len(result.scores)} pairs over {len(result.checkpoints)} "
+          f"checkpoint(s); {result.throughput['pairs_per_s_per_checkpoint']} pairs/s per checkpoint"
+          + (f"; {excluded} not scored (no completion token within max_length: training never saw them)"
+             if excluded else ""))
     print(f"most harmful by {config.harmful_score}: {', '.join(harmful['pair_id'])}")
     print(f"-> {args.out}/attribution.parquet" + (f", {result.report}" if result.report else ""))
     return 0

@@ -306,8 +306,17 @@ def audit(run_dir: str | os.PathLike, eval_pairs: pd.DataFrame, out_dir: str | o
         scores.insert(1 + i, name, tracin(terms[name], weights))
     for ckpt, term in zip(checkpoints, terms["tracin"]):
         scores[f"tracin_step_{ckpt.step}"] = term
+    # A pair training never saw (TRL drops one whose prompt alone fills max_length: no
+    # completion token left) has zero gradients and empty margins, which would rank it as
+    # neutral: it gets no score (the ratings' gap, which needs no model, stays) and is counted.
+    untrained = untrained_mask(ref_train)
+    if untrained.any():
+        model_scores = [c for c in scores.columns if c.startswith("tracin_step_")
+                        or c in ATTRIBUTION_SCORES and c not in DATA_ONLY_SCORES]
+        scores.loc[untrained, model_scores] = np.nan
+    scores["excluded"] = np.where(untrained, EXCLUDED_REASON, "")
     scores["rank_average"] = rank_average(scores, config.combine)
-    scores["harmful_rank"] = scores[config.harmful_score].rank(method="first").astype(int)
+    scores["harmful_rank"] = scores[config.harmful_score].rank(method="first").astype("Int64")
     carto_cols = carto.drop(columns=["confidence"]).set_index("pair_id")
     for col in ("variability", "correctness", "passes", "region"):
         scores[col] = scores["pair_id"].map(carto_cols[col]) if len(carto_cols) else np.nan
@@ -334,10 +343,23 @@ def audit(run_dir: str | os.PathLike, eval_pairs: pd.DataFrame, out_dir: str | o
         out, config=to_dict(config), seed=config.seed, started=started,
         inputs={"run": str(run), "train_pairs": pairs_spec or "in-memory table",
                 "n_train_pairs": len(train_pairs), "n_eval_pairs": len(eval_pairs),
+                "n_not_trained_on": int(untrained.sum()),
                 "eval": eval_spec, "eval_pairs_sha256": artifacts.frame_sha256(eval_pairs, ["pair_id"])},
         loss=vars(loss), checkpoints=records, throughput=throughput, timing=timing, **(extra or {}))
     report = write_report(out) if config.report else None
     return AuditResult(out_dir=out, scores=scores, checkpoints=records, throughput=throughput, report=report)
+
+
+#: Scores computed from the data alone, defined for a pair training never saw.
+DATA_ONLY_SCORES = frozenset({"rating_gap"})
+#: ``attribution.parquet``'s ``excluded`` for such a pair.
+EXCLUDED_REASON = "no completion token within max_length: not trained on"
+
+
+def untrained_mask(ref_logps: pd.DataFrame) -> np.ndarray:
+    """Pairs with no completion token within max_length (prompt alone fills it): TRL drops
+    them from training, so no checkpoint saw them."""
+    return ((ref_logps["chosen_tokens"].to_numpy() == 0) | (ref_logps["rejected_tokens"].to_numpy() == 0))
 
 
 def _pairs_sha256(pairs: pd.DataFrame) -> str:

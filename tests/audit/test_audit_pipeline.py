@@ -112,3 +112,39 @@ def test_rerun_reuses_cached_gradients_and_a_new_projection_recomputes(tiny_run)
     assert main([*args, "--set", "proj_dim=8"]) == 0
     assert not any(c["reused"] for c in artifacts.read_manifest(tiny_run / "audit")["checkpoints"])
     assert not np.allclose(pd.read_parquet(tiny_run / "audit" / "attribution.parquet")["tracin"], before["tracin"])
+
+
+def test_pairs_training_never_saw_get_no_score(tmp_path, sim_pairs, capsys):
+    """A pair whose prompt alone fills max_length is dropped by TRL before training: its
+    gradients are zero and its margins empty, so the audit leaves its scores empty (the ratings'
+    gap excepted), counts it and never ranks it, instead of calling it neutral."""
+    from pairlab.cli import main
+    from pairlab.train import load_train_config, train
+
+    train_pairs, held_out = sim_pairs
+    pairs = train_pairs.iloc[:6].copy().reset_index(drop=True)
+    long_prompt = "Please read all of this before answering. " * 40
+    pairs.loc[2, "prompt"] = [{"role": "user", "content": long_prompt}]
+    pairs.loc[2, "prompt_text"] = long_prompt
+    artifacts.write_parquet(tmp_path / "pairs.parquet", pairs)
+    artifacts.write_parquet(tmp_path / "eval.parquet", held_out.iloc[:2])
+    cfg = load_train_config(None, [
+        "model=tiny-random-llama", "quantization=none", "dtype=float32", "seed=1", "save_steps=2",
+        f"ref_cache_dir={tmp_path / 'ref'}", "dpo.max_length=64", "dpo.max_steps=2",
+        "dpo.per_device_train_batch_size=2", "dpo.learning_rate=0.01", "lora.r=4"])
+    train(tmp_path / "pairs.parquet", cfg, tmp_path / "run")
+    capsys.readouterr()
+    assert main(["audit", "--run", str(tmp_path / "run"), "--eval", str(tmp_path / "eval.parquet"),
+                 "--out", str(tmp_path / "audit"), "--set", "proj_dim=64", "--set", "report=false"]) == 0
+    assert "audited 5 of 6 pairs" in capsys.readouterr().out
+    scores = pd.read_parquet(tmp_path / "audit" / "attribution.parquet").set_index("pair_id")
+    gone = pairs.loc[2, "pair_id"]
+    assert scores["excluded"].ne("").sum() == 1 and scores.loc[gone, "excluded"].startswith("no completion token")
+    for col in ("tracin", "tracin_cosine", "ekfac", "implicit_margin", "confidence", "rank_average", "tracin_step_2"):
+        assert np.isnan(scores.loc[gone, col]), col
+        # (cartography's confidence needs a pass over the pair: 2 steps of 2 saw 4 of the 5)
+        assert scores.drop(index=gone)[col].notna().all() or col == "confidence", col
+    assert not np.isnan(scores.loc[gone, "rating_gap"])
+    assert pd.isna(scores.loc[gone, "harmful_rank"])
+    assert sorted(scores["harmful_rank"].dropna().astype(int)) == [1, 2, 3, 4, 5]
+    assert artifacts.read_manifest(tmp_path / "audit")["inputs"]["n_not_trained_on"] == 1
