@@ -130,6 +130,10 @@ def load_filter_file(path: str | Path) -> tuple[list[Filter], dict[str, Any]]:
         config = data.get("config") or {}
         if not isinstance(config, dict):
             raise ConfigError("expected a mapping", file=str(path), field="config")
+        names = sorted(f.name for f in dataclasses.fields(CurateConfig))
+        unknown = [k for k in config if k not in names]
+        if unknown:  # named here, with this file: merged with the flags, it would name none
+            raise ConfigError(f"unknown key; valid keys: {names}", file=str(path), field=f"config.{unknown[0]}")
         data = data.get("filters") or []
     return parse_filters(data, source=str(path)), config
 

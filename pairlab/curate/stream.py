@@ -190,17 +190,26 @@ def _as_int(prompt_hash: pd.Series) -> np.ndarray:
 
 
 class _Appender:
-    """One output Parquet file written chunk by chunk (to ``.NAME.stream.tmp``, renamed by ``close``;
-    named as :func:`pairlab.artifacts.atomic_path` names its temp files, so a rerun's
+    """One output Parquet file written chunk by chunk: each chunk to a part file (in
+    ``.NAME.stream-parts.tmp``), joined by ``close`` into ``.NAME.stream.tmp`` and renamed
+    (named as :func:`pairlab.artifacts.atomic_path` names its temp files, so a rerun's
     :meth:`~pairlab.dirs.StageDir.clean` removes what a killed one left).
 
+    The parts are joined under one schema, as :class:`pairlab.io.write.PairsParquetWriter`
+    joins its parts (its ``_unified_schema`` and ``conform_table``): chunks type an extra
+    column differently (``{"a": null}`` in one, ``{"a": 1}`` in the next; nested in one and
+    stored as JSON text in another, for a ``{}`` or a >64-bit integer), and the file holds
+    what the whole-table write holds.
+
     ``last``: rows ``close`` appends after every chunk (the unreadable input rows of
-    ``dropped.parquet``); the file has their columns from its first chunk on, typed as the
-    in-memory ``pd.concat`` of both types them.
+    ``dropped.parquet``), their columns unified with the chunks' as the in-memory
+    ``pd.concat`` of both types them.
     """
 
     def __init__(self, path: Path, last: pd.DataFrame | None = None):
-        self.path, self.tmp, self.writer, self.rows = path, path.with_name(f".{path.name}.stream.tmp"), None, 0
+        self.path, self.tmp, self.rows = path, path.with_name(f".{path.name}.stream.tmp"), 0
+        self.parts_dir = path.with_name(f".{path.name}.stream-parts.tmp")
+        self.parts: list[Path] = []
         self.last = last if last is not None and len(last) else None
 
     @staticmethod
@@ -217,30 +226,35 @@ class _Appender:
     def add(self, frame: pd.DataFrame) -> None:
         import pyarrow.parquet as pq
 
-        from ..io.write import conform_table
-
-        table = self._table(frame)
-        if self.writer is None:
-            schema = table.schema
-            if self.last is not None:
-                schema = self._table(pd.concat([frame.head(1), self.last.head(1)], ignore_index=True)).schema
-            self.writer = pq.ParquetWriter(self.tmp, schema)
-        if not table.schema.equals(self.writer.schema, check_metadata=False):
-            table = conform_table(table, self.writer.schema)
-        self.writer.write_table(table.replace_schema_metadata(self.writer.schema.metadata))
+        if not self.parts:
+            shutil.rmtree(self.parts_dir, ignore_errors=True)
+            self.parts_dir.mkdir(parents=True)
+        part = self.parts_dir / f"part-{len(self.parts):05d}.parquet"
+        pq.write_table(self._table(frame), part)
+        self.parts.append(part)
         self.rows += len(frame)
 
     def close(self, empty: pd.DataFrame) -> None:
-        if self.writer is None and self.last is not None:  # only the last rows: typed as curate()'s concat
+        import pyarrow.parquet as pq
+
+        from ..io.write import _unified_schema, conform_table
+
+        if not self.parts and self.last is not None:  # only the last rows: typed as curate()'s concat
             # (an empty chunk's `prompt` would be a double column no list casts into)
             last, self.last = self.last, None
             self.add(pd.concat([empty, last], ignore_index=True))
-        elif self.writer is None:  # no row at all: an empty table with the pool's columns
+        elif not self.parts:  # no row at all: an empty table with the pool's columns
             self.add(empty)
         if self.last is not None:
             self.add(self.last)
-        self.writer.close()
-        self.tmp.replace(self.path)
+        try:
+            schema, text = _unified_schema([pq.read_schema(p) for p in self.parts])
+            with pq.ParquetWriter(self.tmp, schema) as writer:
+                for part in self.parts:  # one part in memory at a time
+                    writer.write_table(conform_table(pq.read_table(part), schema, text))
+            self.tmp.replace(self.path)
+        finally:
+            shutil.rmtree(self.parts_dir, ignore_errors=True)
 
 
 def curate_stream(path: str | Path, filters: Any = None, config: CurateConfig | None = None, *,
