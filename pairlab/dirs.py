@@ -30,6 +30,7 @@ File kinds per stage:
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -368,6 +369,16 @@ class StageDir:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         marker_path(out, cls.STAGE).touch()
+
+    @classmethod
+    def abandon(cls, out: str | os.PathLike) -> None:
+        """Undo :meth:`mark_started` for a start refused before anything was written (a setting
+        only the loaded model can check): the marker goes, and ``out`` too when that empties it,
+        so the directory does not read as an interrupted run."""
+        out = Path(out)
+        marker_path(out, cls.STAGE).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            out.rmdir()  # only when empty
 
     @classmethod
     def clean(cls, out: str | os.PathLike, *, scratch: bool = False) -> None:

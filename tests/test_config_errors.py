@@ -51,6 +51,11 @@ CASES = [
     ("lora-null", TRAIN + " --config {lora_null}", ["field 'lora'", "must not be null"]),
     ("lora-r-bool", TRAIN + " --set lora.r=true", ["field 'lora.r'", "expected int"]),
     ("lora-no-modules", TRAIN + " --set lora.target_modules=[]", ["lora.target_modules", "no modules"]),
+    # only the loaded model can tell: refused after the start, and the start undone (not an "interrupted run")
+    ("lora-modules-unknown", TRAIN + " --model tiny-random-llama --set lora.target_modules=[nope_proj]",
+     ["lora.target_modules", "nope_proj"]),
+    ("lora-modules-number", TRAIN + " --model tiny-random-llama --set lora.target_modules=5",
+     ["lora.target_modules", "Target modules 5 not found"]),
     ("beta-null", TRAIN + " --set dpo.beta=", ["dpo.beta", "must not be null"]),
     ("set-blamed-not-the-file", TRAIN + " --config {beta_ok} --set dpo.beta=-1", ["dpo.beta", "> 0", "!beta_ok.yaml"]),
     ("loss-type-number", TRAIN + " --set dpo.loss_type=1", ["dpo.loss_type", "expected a loss name"]),

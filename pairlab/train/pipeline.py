@@ -352,6 +352,8 @@ def train(pairs: pd.DataFrame | str | os.PathLike, config: TrainConfig | None = 
                                     resume_identity=identity)
     except ValueError as err:  # TRL's own config checks (e.g. exo_pair without label_smoothing)
         where = "lora.target_modules" if "target_modules" in str(err) or "Target modules" in str(err) else "dpo"
+        if checkpoint is None and is_main():  # nothing trained: not an interrupted run
+            RunDir.abandon(out)
         raise ConfigError(str(err), field=where) from None
     except Exception as err:
         if not _is_hub_error(err):
