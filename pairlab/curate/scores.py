@@ -270,16 +270,9 @@ def read_prompts(path: str | Path) -> pd.Series:
     if not path.exists():
         raise PairDataError("file not found", file=str(path), field="contamination_file")
     if path.suffix == ".txt":
-        from ..io.sources import _open  # UTF-16 with its byte-order mark read as UTF-8, as pairs files are
+        from ..io.sources import read_text_file
 
-        with _open(path) as fh:
-            data = fh.read()
-        try:
-            text = data.decode("utf-8-sig")  # a UTF-8 byte-order mark is skipped
-        except UnicodeDecodeError as err:
-            raise PairDataError(f"not valid UTF-8 ({err.reason})", file=str(path),
-                                line=data[:err.start].count(b"\n") + 1, field="contamination_file",
-                                hint="save it as UTF-8, or UTF-16 with its byte-order mark") from None
+        text = read_text_file(path, "contamination_file")
         return pd.Series([line for line in text.splitlines() if line.strip()], dtype="str")
     from ..io import read_pairs_with_rejects
     from ..io.rejects import describe_reject

@@ -38,32 +38,11 @@ def read_prompts_file(path: str | Path) -> pd.DataFrame:
     """A ``.txt`` file (one prompt per line) or ``.jsonl`` (``prompt``: text or chat messages),
     UTF-8 (a byte-order mark skipped) or UTF-16 with its byte-order mark, optionally compressed;
     bytes that are not text fail naming the file and the line."""
+    from ..io.sources import file_type, read_text_file
+
     path = Path(path)
-    if not path.exists():
-        raise PairDataError("prompts file not found", file=str(path), field="prompts_file")
-    if path.is_dir():
-        raise PairDataError("is a directory, not a prompts file", file=str(path), field="prompts_file")
-    import lzma
-    import zlib
-
-    from ..io.sources import _open, file_type  # UTF-16 (byte-order mark first) read as UTF-8, as pairs files are
-
-    try:
-        with _open(path) as fh:  # compressed (.gz, .bz2, .xz, .zst) as pairs files may be
-            data = fh.read()
-    except (OSError, EOFError, lzma.LZMAError, zlib.error) as err:
-        raise PairDataError(f"cannot be read ({err})", file=str(path), field="prompts_file") from None
+    text = read_text_file(path, "prompts_file")
     jsonl = file_type(path)[0] == ".jsonl"  # prompts.jsonl.gz too
-    try:
-        text = data.decode("utf-8-sig")  # a UTF-8 byte-order mark is skipped
-    except UnicodeDecodeError as err:
-        raise PairDataError(f"not valid UTF-8 ({err.reason})", file=str(path),
-                            line=data[:err.start].count(b"\n") + 1, field="prompts_file",
-                            hint="save it as UTF-8, or UTF-16 with its byte-order mark") from None
-    if "\x00" in text:  # valid UTF-8, but no prompt holds a NUL: binary, or UTF-16 without its mark
-        raise PairDataError("holds a NUL byte: not text", file=str(path),
-                            line=text[:text.index("\x00")].count("\n") + 1, field="prompts_file",
-                            hint="save it as UTF-8, or UTF-16 with its byte-order mark")
     messages: list[list[dict[str, str]]] = []
     for line_no, line in enumerate(text.splitlines(), start=1):
         if not line.strip():

@@ -357,6 +357,35 @@ def _open(path: Path) -> IO[bytes]:
     return fh
 
 
+def read_text_file(path: Path, field: str) -> str:
+    """A whole text file as one string: decompressed, UTF-8 (a byte-order mark skipped) or
+    UTF-16 with its byte-order mark. Anything else (missing, a folder, broken compression,
+    bytes that are not UTF-8, a NUL byte) is a one-line :class:`PairDataError` naming the
+    file, the line where it can, and ``field`` (the option that named the file)."""
+    path = Path(path)
+    if not path.exists():
+        raise PairDataError("file not found", file=str(path), field=field)
+    if path.is_dir():
+        raise PairDataError("is a directory, not a text file", file=str(path), field=field)
+    import zlib
+
+    hint = "save it as UTF-8, or UTF-16 with its byte-order mark"
+    try:
+        with _open(path) as fh:
+            data = fh.read()
+    except (OSError, EOFError, lzma.LZMAError, zlib.error) as err:
+        raise PairDataError(f"cannot be read ({err})", file=str(path), field=field) from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise PairDataError(f"not valid UTF-8 ({err.reason})", file=str(path),
+                            line=data[:err.start].count(b"\n") + 1, field=field, hint=hint) from None
+    if "\x00" in text:  # valid UTF-8, but no text line holds a NUL: binary, or UTF-16 without its mark
+        raise PairDataError("holds a NUL byte: not text", file=str(path),
+                            line=text[:text.index("\x00")].count("\n") + 1, field=field, hint=hint)
+    return text
+
+
 class _Utf16AsUtf8(_ChunkedStream):
     """A UTF-16 byte stream (BOM first) read as UTF-8 bytes; an unpaired surrogate reads as U+FFFD."""
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import pytest
 
+from curate_checks import pair
+
 from pairlab.schema import build_pairs
 
 
@@ -10,12 +12,6 @@ from pairlab.schema import build_pairs
 def _isolated_cache(tmp_path, monkeypatch):
     """Each test gets its own $PAIRLAB_CACHE, so cache hits are only the test's own."""
     monkeypatch.setenv("PAIRLAB_CACHE", str(tmp_path / "cache"))
-
-
-def pair(prompt, chosen="A fine answer.", rejected="A worse answer.", sc=8.0, sr=4.0, **extra):
-    messages = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
-    return {"prompt": messages, "chosen": chosen, "rejected": rejected,
-            "score_chosen": sc, "score_rejected": sr, **extra}
 
 
 @pytest.fixture

@@ -14,12 +14,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from curate_checks import FILES, same_outputs
 from pairlab.cli import main
 from pairlab.errors import PairlabError
 from pairlab.evaluate.generate import read_prompts_file
 from pairlab.io import read_pairs, write_pairs
 
-FILES = ["pairs.parquet", "eval.parquet", "dropped.parquet", "scores.parquet"]
 ROWS = 24
 
 
@@ -38,14 +38,6 @@ def _meta(case: str, i: int):
     if case == "empty_object_later":
         return {} if late and i % 2 else ... if not late else {"a": i}
     raise AssertionError(case)
-
-
-def _same_outputs(a: Path, b: Path) -> None:
-    for name in FILES:
-        pd.testing.assert_frame_equal(pd.read_parquet(a / name), pd.read_parquet(b / name), check_dtype=False,
-                                      obj=name)
-    ma, mb = (json.loads((d / "manifest.json").read_text()) for d in (a, b))
-    assert ma["counts"] == mb["counts"] and ma["steps"] == mb["steps"]
 
 
 def _curate(tmp_path: Path, pool: Path, out: str, chunk_rows: int, *extra: str) -> dict:
@@ -73,7 +65,7 @@ def test_streamed_jsonl_pool_with_differently_typed_extra_column(tmp_path, case)
     pool.write_text("\n".join(lines) + "\n")
     whole, streamed = _curate(tmp_path, pool, "whole", 0), _curate(tmp_path, pool, "streamed", 4)
     assert streamed["streamed"]["chunk_rows"] == 4 and "streamed" not in whole
-    _same_outputs(tmp_path / "whole", tmp_path / "streamed")
+    same_outputs(tmp_path / "whole", tmp_path / "streamed")
     counts = streamed["counts"]
     assert counts["unreadable"] == 1 and counts["dropped"] >= 5
     assert counts["train"] + counts["eval"] + counts["dropped"] == counts["input"] == ROWS
@@ -100,7 +92,7 @@ def test_streamed_parquet_pool_with_differently_typed_extra_column(tmp_path, cas
     _curate(tmp_path, pool, "whole", 0)
     streamed = _curate(tmp_path, pool, "streamed", 4)
     assert streamed["streamed"]["chunk_rows"] == 4
-    _same_outputs(tmp_path / "whole", tmp_path / "streamed")
+    same_outputs(tmp_path / "whole", tmp_path / "streamed")
     out = pd.concat([pd.read_parquet(tmp_path / "streamed" / n) for n in FILES[:3]], ignore_index=True)
     assert len(out) == ROWS
     if case == "struct_then_text_by_big_int":  # text in every output file holding the big one

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import pair
+from curate_checks import pair
 from pairlab.curate import CurateConfig, curate
 from pairlab.schema import PairDataError, build_pairs
 

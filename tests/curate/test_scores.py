@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import pair
+from curate_checks import pair
 from pairlab.curate import SCORES, CurateConfig, compute_scores
 from pairlab.curate.text import normalize_column
 from pairlab.schema import ASPECTS, build_pairs, normalize_series, prompt_hash_series

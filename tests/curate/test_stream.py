@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import pair
+from curate_checks import FILES, pair, same_outputs
 from pairlab.curate import CurateConfig, curate
 from pairlab.curate import stream as stream_module
 from pairlab.curate.stream import curate_stream
@@ -23,7 +23,6 @@ CFG = CurateConfig(tokenizer="none")
 SPEC = ["drop_ties", {"length_ratio": [0.4, 2.5]}, "dedupe_prompts", "balance_length",
         {"keep_quantile": {"score": "rating_gap", "lo": 0.1, "hi": 1.0}},
         {"sample": {"n": 120, "stratify": "source"}}]
-FILES = ["pairs.parquet", "eval.parquet", "dropped.parquet", "scores.parquet"]
 
 
 @pytest.fixture
@@ -43,15 +42,6 @@ def pool_file(tmp_path, make_pool):
     return path
 
 
-def _same_outputs(a: Path, b: Path) -> None:
-    for name in FILES:
-        pd.testing.assert_frame_equal(pd.read_parquet(a / name), pd.read_parquet(b / name), check_dtype=False,
-                                      obj=name)
-    ma, mb = (json.loads((d / "manifest.json").read_text()) for d in (a, b))
-    assert ma["counts"] == mb["counts"] and ma["steps"] == mb["steps"]
-    assert ma["inputs"]["pool"]["content_sha256"] == mb["inputs"]["pool"]["content_sha256"]
-
-
 def test_streamed_curation_equals_in_memory(tmp_path, pool_file):
     whole = curate(read_pairs(str(pool_file)), SPEC, CFG, out_dir=tmp_path / "whole")
     streamed = curate_stream(pool_file, SPEC, CurateConfig(tokenizer="none", cache=False),
@@ -59,7 +49,7 @@ def test_streamed_curation_equals_in_memory(tmp_path, pool_file):
     assert streamed.manifest["streamed"] == {"chunk_rows": 64, "chunks": 6}
     # the prompt-duplicate scores span chunks: rows repeating a prompt from another chunk
     assert (whole.scores["prompt_dup_count"] > 1).sum() >= 20 and whole.scores["prompt_near_dup"].sum() >= 20
-    _same_outputs(tmp_path / "whole", tmp_path / "streamed")
+    same_outputs(tmp_path / "whole", tmp_path / "streamed")
     assert {s["filter"] for s in streamed.steps if s["dropped"]} >= {"dedupe_prompts", "balance_length"}
     assert (tmp_path / "streamed" / "curation.html").exists()
 
@@ -83,7 +73,7 @@ def test_interrupted_streamed_curation_resumes(tmp_path, pool_file, monkeypatch)
     assert resumed.manifest["score_cache"]["chunks_resumed"] == 3  # only chunks 4-6 scored again
     curate(read_pairs(str(pool_file)), SPEC, CurateConfig(tokenizer="none", cache=False),
            out_dir=tmp_path / "whole")
-    _same_outputs(tmp_path / "whole", tmp_path / "run")
+    same_outputs(tmp_path / "whole", tmp_path / "run")
     # the finished cache entry serves the next curation whole
     again = curate_stream(pool_file, ["drop_ties"], CFG, out_dir=tmp_path / "again", chunk_rows=64)
     assert again.manifest["score_cache"]["hit"]
@@ -156,7 +146,7 @@ def test_killed_cli_curation_resumes(tmp_path, make_pool):
     assert manifest["streamed"] == {"chunk_rows": 50, "chunks": 30}
     curate(read_pairs(str(pool)), ["drop_ties", "dedupe_prompts", "balance_length"],
            CurateConfig(tokenizer="none", cache=False, report=False), out_dir=tmp_path / "whole")
-    _same_outputs(tmp_path / "whole", tmp_path / "run")
+    same_outputs(tmp_path / "whole", tmp_path / "run")
 
 
 def test_chunked_reads_do_not_accumulate_arrow_memory(tmp_path):
@@ -217,7 +207,7 @@ def test_streamed_jsonl_or_csv_pool_equals_in_memory(tmp_path, pool_file, suffix
 
     whole, streamed = run("whole", 0), run("streamed", 37)
     assert "streamed" not in whole and streamed["streamed"]["chunk_rows"] == 37
-    _same_outputs(tmp_path / "whole", tmp_path / "streamed")
+    same_outputs(tmp_path / "whole", tmp_path / "streamed")
     assert whole["inputs"]["pool"] == streamed["inputs"]["pool"]
     assert streamed["counts"]["unreadable"] == (1 if suffix == ".csv" else 2)
     dropped = pd.read_parquet(tmp_path / "streamed" / "dropped.parquet")
@@ -256,7 +246,7 @@ def test_streamed_curation_records_unreadable_eval_from_rows(tmp_path, pool_file
                      "--set", f"chunk_rows={chunk_rows}"]) == 0
         outs[name] = json.loads((tmp_path / name / "manifest.json").read_text())
     assert outs["streamed"]["counts"] == outs["whole"]["counts"] and outs["whole"]["counts"]["unreadable"] == 1
-    _same_outputs(tmp_path / "whole", tmp_path / "streamed")
+    same_outputs(tmp_path / "whole", tmp_path / "streamed")
 
 
 def _spec(tmp_path: Path) -> Path:
@@ -279,7 +269,7 @@ def test_streamed_pool_with_only_unreadable_drops_equals_in_memory(tmp_path, poo
     for name, chunk_rows in (("whole", 0), ("streamed", 64)):
         assert main(["curate", "--input", str(path), "--out", str(tmp_path / name), "--tokenizer", "none",
                      "--no-report", "--set", f"chunk_rows={chunk_rows}"]) == 0
-    _same_outputs(tmp_path / "whole", tmp_path / "streamed")
+    same_outputs(tmp_path / "whole", tmp_path / "streamed")
     dropped = pd.read_parquet(tmp_path / "streamed" / "dropped.parquet")
     assert dropped["dropped_by"].tolist() == ["unreadable"] and dropped["reject_line"].tolist() == [151]
 
@@ -299,7 +289,7 @@ def test_cached_conversion_of_a_copy_names_the_file_curated(tmp_path, pool_file)
     for name, path, chunk_rows in (("first", first, 64), ("streamed", copy, 64), ("whole", copy, 0)):
         assert main(["curate", "--input", str(path), "--out", str(tmp_path / name), "--tokenizer", "none",
                      "--no-report", "--set", f"chunk_rows={chunk_rows}"]) == 0
-    _same_outputs(tmp_path / "whole", tmp_path / "streamed")
+    same_outputs(tmp_path / "whole", tmp_path / "streamed")
     dropped = pd.read_parquet(tmp_path / "streamed" / "dropped.parquet")
     assert dropped["reject_file"].tolist() == [str(copy)]
 

@@ -10,6 +10,7 @@ import pytest
 
 from pairlab.cli import main
 from pairlab.io import read_pairs, read_pairs_with_rejects
+from pairlab.schema import PairDataError
 
 BIG = 1180591620717411303424  # 2**70: beyond any 64-bit integer
 
@@ -203,3 +204,31 @@ def test_curate_summary_says_eval_came_from_eval_from(tmp_path, capsys):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["counts"]["eval"] == 0 and manifest["inputs"]["eval_from"]["rows"] == 2  # pool counts
     assert len(pd.read_parquet(out / "eval.parquet")) == 2
+
+
+# ---------------------------------------------------------------- the shared text-file reader
+
+def test_read_text_file_decodes_compressed_utf16_and_names_what_it_refuses(tmp_path):
+    """One reader for every text file an option names (--prompts, --contamination-file):
+    compressed UTF-16 with its byte-order mark reads; a NUL byte, bytes that are not UTF-8, a
+    folder and a missing file are one-line errors naming the file, the line and the option."""
+    import codecs
+    import gzip
+
+    from pairlab.io.sources import read_text_file
+
+    gz = tmp_path / "p.txt.gz"
+    gz.write_bytes(gzip.compress(codecs.BOM_UTF16_LE + "Café\nsecond\n".encode("utf-16-le")))
+    assert read_text_file(gz, "prompts_file") == "Café\nsecond\n"
+    nul = tmp_path / "nul.txt"
+    nul.write_bytes(b"fine\nalso fine\nbad\x00line\n")
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"fine\n\xff\n")
+    cases = [(nul, "line 3", "NUL"), (bad, "line 2", "not valid UTF-8"), (tmp_path, "", "directory"),
+             (tmp_path / "absent.txt", "", "not found")]
+    for path, line, what in cases:
+        with pytest.raises(PairDataError) as err:
+            read_text_file(path, "contamination_file")
+        message = str(err.value)
+        assert str(path) in message and line in message and what in message and "\n" not in message
+        assert "contamination_file" in message
