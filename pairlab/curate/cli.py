@@ -37,6 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..artifacts import file_sha256
     from ..config import load_config, parse_override
+    from ..errors import ConfigError
     from ..dirs import CurateDir
     from .config import CurateConfig
     from .pipeline import curate, load_filter_file
@@ -54,7 +55,15 @@ def run(args: argparse.Namespace) -> int:
         overrides["cache"] = False
     if args.no_report:
         overrides["report"] = False
-    config = load_config(CurateConfig, None, overrides).validate()
+    try:
+        config = load_config(CurateConfig, None, overrides).validate()
+    except ConfigError as err:  # a bad value the filters file's `config:` block set is that file's
+        cli_keys = set(overrides) - set(file_config) | {k for k, _ in map(parse_override, args.overrides)}
+        top = (err.field or "").split(".")[0].split("[")[0]
+        if err.file is None and top in file_config and top not in cli_keys:
+            raise ConfigError(err.message, file=str(args.filters), field=f"config.{err.field}",
+                              hint=err.hint) from None
+        raise
     CurateDir.prepare(args.out, overwrite=args.overwrite,
                       inputs=[args.input, args.eval_from, config.contamination_file, args.filters])
 

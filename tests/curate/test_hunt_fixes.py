@@ -170,3 +170,22 @@ def test_unknown_config_key_in_filters_file_names_the_file(tmp_path):
     assert len(lines) == 1 and "Traceback" not in done.stderr
     assert lines[0].startswith(f"pairlab curate: error: {spec}, field 'config.max_lenght': unknown key"), lines[0]
     assert "max_length" in lines[0] and not (tmp_path / "cur").exists()
+
+
+@pytest.mark.parametrize("extra,blamed", [((), "file"), (("--set", "eval_fraction=2"), "set")])
+def test_bad_value_in_filters_file_config_names_the_file(tmp_path, capsys, extra, blamed):
+    """A value the filters file's `config:` block sets wrongly is that file's error; one a
+    `--set` gives wrongly names no file."""
+    pool = _write_jsonl(tmp_path, [_row(i) for i in range(4)])
+    spec = tmp_path / "fbad4.yaml"
+    spec.write_text("config:\n  max_length: -5\nfilters: [drop_empty]\n" if blamed == "file" else
+                    "config:\n  max_length: 64\nfilters: [drop_empty]\n")
+    assert main(["curate", "--input", str(pool), "--filters", str(spec), "--out", str(tmp_path / "cur"),
+                 "--tokenizer", "none", *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    if blamed == "file":
+        assert f"{spec}, field 'config.max_length': must be >= 1, got -5" in err, err
+    else:
+        assert str(spec) not in err and "field 'eval_fraction'" in err, err
+    assert not (tmp_path / "cur").exists()
