@@ -161,7 +161,8 @@ def _build_once(target: Path, build, kind: str = "conversion") -> Path:
     started = time.time()
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        build(tmp)
+        with _no_library_bars():  # a one-off build: its "Writing model shards" bar is noise on stderr
+            build(tmp)
         CONVERSIONS.append({"target": target.name, "built": True, "seconds": round(time.time() - started, 3),
                             "kind": kind})
         try:
@@ -174,6 +175,22 @@ def _build_once(target: Path, build, kind: str = "conversion") -> Path:
             shutil.rmtree(tmp, ignore_errors=True)
     return target
 
+
+
+@contextlib.contextmanager
+def _no_library_bars():
+    """transformers' progress bars off (as they were after), so a model built on first use
+    (the conversion, the tiny model, an NF4 checkpoint) writes nothing to stderr: a command's
+    one-line error, or its own progress, stays alone there."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
 
 def _load_gguf_tokenizer():
     from transformers import AutoTokenizer

@@ -191,3 +191,26 @@ def test_a_copied_tensor_leaves_its_file_pages(tmp_path):
     anonymous = values.clone()  # memory not mapped from a file is never dropped
     models._drop_mapped_pages(anonymous, models._file_mappings())
     assert torch.equal(anonymous, values)
+
+
+def test_a_model_built_on_first_use_writes_nothing_to_stderr(tmp_path, monkeypatch, capfd):
+    """Building the tiny model in an empty cache printed transformers' "Writing model shards"
+    bar, so a command failing right after (`train --out a_file/run` with a fresh cache) wrote
+    three lines to stderr, not one. The build is silent now, and the bars are as they were."""
+    from transformers.utils import logging as hf_logging
+
+    embedded = Path(models.resolve_model(models.EMBEDDED).path)  # converted once for the session
+    (tmp_path / "cache" / "models").mkdir(parents=True)
+    (tmp_path / "cache" / "models" / embedded.name).symlink_to(embedded)  # only the tiny model is built
+    capfd.readouterr()
+    monkeypatch.setenv("PAIRLAB_CACHE", str(tmp_path / "cache"))
+    was_on = hf_logging.is_progress_bar_enabled()  # another test in this process may have turned them off
+    hf_logging.enable_progress_bar()
+    try:
+        resolved = models.resolve_model("tiny-random-llama")
+        assert (Path(resolved.path) / "config.json").exists() and models.CONVERSIONS[-1]["built"]
+        assert capfd.readouterr().err == ""
+        assert hf_logging.is_progress_bar_enabled()
+    finally:
+        if not was_on:
+            hf_logging.disable_progress_bar()

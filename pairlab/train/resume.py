@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .trainer import DYNAMICS_FILE
+from ..dirs import RunDir
+
+DYNAMICS_FILE = RunDir.DYNAMICS  # as pairlab.train.trainer writes it into each checkpoint folder (no torch import here)
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 COMPLETE_MARKERS = ("trainer_state.json", DYNAMICS_FILE)
