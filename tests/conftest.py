@@ -7,8 +7,9 @@ import pytest
 
 from realdata import REPO, SHARED_DATA, shared_file  # noqa: F401  (re-exported for tests)
 
-# Two cores: keep torch from oversubscribing when tests run model code.
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+# Two cores: keep torch from oversubscribing when tests run model code. Under pytest-xdist
+# (`make test` runs two workers) each worker takes one core.
+os.environ.setdefault("OMP_NUM_THREADS", "1" if os.environ.get("PYTEST_XDIST_WORKER") else "2")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
