@@ -43,10 +43,10 @@ demo: $(STAMP)
 
 # Everything but the tests marked `heavy` (whole executor grids, the audit validation
 # suite), so CI stays within its time budget on a 2-core CPU; `make test-all` runs them too.
-# Two pytest-xdist workers, one core and one torch thread each (tests/conftest.py), a test
-# file per worker at a time (module fixtures are built once): 1.34x faster than one process
-# on a 2-core CPU (21 min against 28), since much of the suite is single-threaded
-# (subprocess start-up, tokenization, pandas). TEST_WORKERS=0 runs in one process.
+# Two pytest-xdist workers, one torch thread each (tests/conftest.py), a test file per
+# worker at a time (a file's module fixtures are built once): much of the suite is
+# single-threaded (subprocess start-up, tokenization, pandas), so two at once finish sooner
+# on a 2-core CPU (figures in docs/results/benchmarks-bf16.md). TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 2
 PYTEST := $(BIN)/python -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 

@@ -302,6 +302,10 @@ class StageDir:
             raise StageDirError("exists and is not a directory", file=str(out), field="--out",
                                 hint="choose a directory path for --out")
         if not out.is_dir():
+            blocker = next((p for p in out.parents if p.exists()), None)
+            if blocker is not None and not blocker.is_dir():  # found now, before any model loads
+                raise StageDirError(f"{blocker} is a file, not a directory", file=str(out), field="--out",
+                                    hint="choose a --out whose parent folders are folders")
             return "new"
         if not (out / MANIFEST).exists():
             owner = started_by(out)

@@ -181,16 +181,26 @@ def _build_once(target: Path, build, kind: str = "conversion") -> Path:
 def _no_library_bars():
     """transformers' progress bars off (as they were after), so a model built on first use
     (the conversion, the tiny model, an NF4 checkpoint) writes nothing to stderr: a command's
-    one-line error, or its own progress, stays alone there."""
+    one-line error, or its own progress, stays alone there. huggingface_hub's bars, which
+    transformers switches with its own, are put back as they were too."""
+    from huggingface_hub import utils as hub_utils
     from transformers.utils import logging as hf_logging
 
-    was_on = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was_on:
-            hf_logging.enable_progress_bar()
+    with _BARS_LOCK:  # the setting is global: two builds in threads of one process take turns
+        was_on, hub_off = hf_logging.is_progress_bar_enabled(), hub_utils.are_progress_bars_disabled()
+        hf_logging.disable_progress_bar()
+        try:
+            yield
+        finally:
+            if was_on:
+                hf_logging.enable_progress_bar()
+            if not hub_off:
+                hub_utils.enable_progress_bars()
+            elif not hub_utils.are_progress_bars_disabled():
+                hub_utils.disable_progress_bars()
+
+
+_BARS_LOCK = threading.RLock()  # re-entrant: the tiny model's build converts the embedded one inside it
 
 def _load_gguf_tokenizer():
     from transformers import AutoTokenizer

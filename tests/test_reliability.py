@@ -402,3 +402,16 @@ def test_an_output_flag_is_never_an_input(tmp_path, pool, capsys):
     assert main(["train", "--pairs", str(src), "--out", str(tmp_path)]) == 2
     assert "contains the input" in capsys.readouterr().err
     assert cfg.read_text() == cfg_text and src.exists()
+
+
+def test_an_out_under_a_file_is_refused_before_anything_runs(tmp_path):
+    """`--out a_file/run` is refused by the stage's own check, before a model loads (it failed
+    later, in mkdir, after the tokenizer and a first-use model build)."""
+    from pairlab.dirs import STAGE_DIRS, StageDirError
+
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    for stage in STAGE_DIRS.values():
+        with pytest.raises(StageDirError, match=f"{afile} is a file, not a directory"):
+            stage.prepare(afile / "deeper" / "run")
+    assert afile.read_text() == "not a folder"

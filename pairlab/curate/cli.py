@@ -58,8 +58,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = load_config(CurateConfig, None, overrides).validate()
     except ConfigError as err:  # a bad value the filters file's `config:` block set is that file's
-        cli_keys = set(overrides) - set(file_config) | {k for k, _ in map(parse_override, args.overrides)}
         top = (err.field or "").split(".")[0].split("[")[0]
+        cli_keys = {k for k, v in flags.items() if v is not None}  # a flag or --set gave it: no file to name
+        cli_keys |= {k for k, on in (("cache", args.no_cache), ("report", args.no_report)) if on}
+        cli_keys |= {k.split(".")[0].split("[")[0] for k, _ in map(parse_override, args.overrides)}
         if err.file is None and top in file_config and top not in cli_keys:
             raise ConfigError(err.message, file=str(args.filters), field=f"config.{err.field}",
                               hint=err.hint) from None

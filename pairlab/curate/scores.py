@@ -269,9 +269,9 @@ def read_prompts(path: str | Path) -> pd.Series:
     path = Path(path)
     if not path.exists():
         raise PairDataError("file not found", file=str(path), field="contamination_file")
-    if path.suffix == ".txt":
-        from ..io.sources import read_text_file
+    from ..io.sources import compression_of, read_text_file
 
+    if (path.with_suffix("") if compression_of(path) else path).suffix == ".txt":  # prompts.txt.gz too
         text = read_text_file(path, "contamination_file")
         return pd.Series([line for line in text.splitlines() if line.strip()], dtype="str")
     from ..io import read_pairs_with_rejects

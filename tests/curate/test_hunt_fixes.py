@@ -172,7 +172,8 @@ def test_unknown_config_key_in_filters_file_names_the_file(tmp_path):
     assert "max_length" in lines[0] and not (tmp_path / "cur").exists()
 
 
-@pytest.mark.parametrize("extra,blamed", [((), "file"), (("--set", "eval_fraction=2"), "set")])
+@pytest.mark.parametrize("extra,blamed", [((), "file"), (("--set", "eval_fraction=2"), "set"),
+                                          (("--max-length", "0"), "flag"), (("--set", "max_length=0"), "flag")])
 def test_bad_value_in_filters_file_config_names_the_file(tmp_path, capsys, extra, blamed):
     """A value the filters file's `config:` block sets wrongly is that file's error; one a
     `--set` gives wrongly names no file."""
@@ -186,6 +187,8 @@ def test_bad_value_in_filters_file_config_names_the_file(tmp_path, capsys, extra
     assert len(err.splitlines()) == 1
     if blamed == "file":
         assert f"{spec}, field 'config.max_length': must be >= 1, got -5" in err, err
+    elif blamed == "flag":  # the file sets max_length too, but the command line's value is the bad one
+        assert str(spec) not in err and "field 'max_length': must be >= 1, got 0" in err, err
     else:
         assert str(spec) not in err and "field 'eval_fraction'" in err, err
     assert not (tmp_path / "cur").exists()

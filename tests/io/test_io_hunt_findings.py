@@ -220,6 +220,9 @@ def test_read_text_file_decodes_compressed_utf16_and_names_what_it_refuses(tmp_p
     gz = tmp_path / "p.txt.gz"
     gz.write_bytes(gzip.compress(codecs.BOM_UTF16_LE + "Café\nsecond\n".encode("utf-16-le")))
     assert read_text_file(gz, "prompts_file") == "Café\nsecond\n"
+    from pairlab.curate.scores import read_prompts  # a compressed contamination .txt is text too
+
+    assert read_prompts(gz).tolist() == ["Café", "second"]
     nul = tmp_path / "nul.txt"
     nul.write_bytes(b"fine\nalso fine\nbad\x00line\n")
     bad = tmp_path / "bad.txt"
