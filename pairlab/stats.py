@@ -45,7 +45,6 @@ import math
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-from scipy import stats as sps
 
 ALPHA = 0.05
 POWER = 0.8
@@ -109,6 +108,7 @@ def mcnemar_exact(baseline_correct: np.ndarray, other_correct: np.ndarray) -> di
     Two-sided binomial on the discordant pairs; the mid-p (exact p minus the probability
     of the observed split) is less conservative and given for information.
     """
+    from scipy import stats as sps  # here: `pairlab` commands start without scipy's 489 modules
     base = np.asarray(baseline_correct, dtype=bool)
     other = np.asarray(other_correct, dtype=bool)
     if base.shape != other.shape:
@@ -133,6 +133,7 @@ def mde(n: int, discordance: float, *, alpha: float = ALPHA, power: float = POWE
     δ = (A √n + B √((n + B²) ψ - A²)) / (n + B²). None when no δ ≤ ψ reaches the power
     (too few observations for this discordance).
     """
+    from scipy import stats as sps  # here: `pairlab` commands start without scipy's 489 modules
     if n <= 0 or not discordance > 0:
         return None
     a = sps.norm.isf(alpha / 2) * math.sqrt(discordance)
@@ -150,6 +151,7 @@ def pairs_needed(diff: float, discordance: float, *, alpha: float = ALPHA, power
     None when ``diff`` exceeds the discordance (two classifiers that disagree on a share ψ
     of the pairs cannot differ in accuracy by more than ψ).
     """
+    from scipy import stats as sps  # here: `pairlab` commands start without scipy's 489 modules
     if not 0 < diff <= discordance:
         return None
     za, zb = sps.norm.isf(alpha / 2), sps.norm.ppf(power)
